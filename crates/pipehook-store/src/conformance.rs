@@ -1,0 +1,354 @@
+//! The storage conformance suite: one body per behaviour, each taking a freshly migrated, empty store.
+//!
+//! `tests/conformance.rs` runs every body against SQLite always and against PostgreSQL when a server is
+//! reachable (required in CI). A body panics on the first broken expectation.
+
+use pipehook_domain::credentials::{AccessKeyId, ApiToken, TokenHash};
+use pipehook_domain::org::{AccountId, OrgName, Organization};
+use pipehook_domain::time::Timestamp;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::{FailOutcome, JobId, NewJob, Store, StoreError};
+
+async fn org(store: &dyn Store, name: &str) -> Organization {
+    let mut tx = store.begin().await.unwrap();
+    let o = tx.create_org(&OrgName::parse(name).unwrap(), &AccountId::generate()).await.unwrap();
+    tx.commit().await.unwrap();
+    o
+}
+
+pub async fn migrations_are_idempotent_and_ready(store: &dyn Store) {
+    store.migrate().await.expect("second migrate is a no-op");
+    store.ready().await.expect("ready after migrate");
+}
+
+pub async fn orgs_crud_and_uniqueness(store: &dyn Store) {
+    let name = OrgName::parse("acme").unwrap();
+    let account = AccountId::parse("123456789012").unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let created = tx.create_org(&name, &account).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(created.name, name);
+    assert_eq!(created.account_id, account);
+
+    assert_eq!(store.org_by_name(&name).await.unwrap(), Some(created.clone()));
+    assert_eq!(store.org_by_id(created.id).await.unwrap(), Some(created.clone()));
+    assert_eq!(store.org_by_name(&OrgName::parse("nope").unwrap()).await.unwrap(), None);
+
+    let mut tx = store.begin().await.unwrap();
+    let dup_name = tx.create_org(&name, &AccountId::parse("999999999999").unwrap()).await;
+    assert!(matches!(dup_name, Err(StoreError::Conflict(_))), "duplicate name: {dup_name:?}");
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    let dup_account = tx.create_org(&OrgName::parse("other").unwrap(), &account).await;
+    assert!(matches!(dup_account, Err(StoreError::Conflict(_))), "duplicate account id: {dup_account:?}");
+    drop(tx);
+
+    org(store, "beta").await;
+    let names: Vec<String> = store.list_orgs().await.unwrap().into_iter().map(|o| o.name.to_string()).collect();
+    assert_eq!(names, ["acme", "beta"]);
+}
+
+pub async fn tokens_and_access_keys(store: &dyn Store) {
+    let o = org(store, "acme").await;
+    let token = ApiToken::generate();
+    let mut tx = store.begin().await.unwrap();
+    let tid = tx.create_token(o.id, &token.hash(), "ci").await.unwrap();
+    let key = AccessKeyId::generate();
+    tx.create_access_key(o.id, &key, "v1:ciphertext", "sdk").await.unwrap();
+    tx.commit().await.unwrap();
+
+    let p = store.token_principal(&token.hash()).await.unwrap().expect("token authenticates");
+    assert_eq!((p.token, p.org.id), (tid, o.id));
+    assert!(store.token_principal(&TokenHash::of("phk_wrong")).await.unwrap().is_none());
+
+    let rec = store.access_key(&key).await.unwrap().expect("key is stored");
+    assert_eq!((rec.org, rec.secret_ciphertext.as_str(), rec.revoked_at), (o.id, "v1:ciphertext", None));
+    assert_eq!(store.count_active_credentials().await.unwrap(), 2);
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.create_token(o.id, &token.hash(), "again").await, Err(StoreError::Conflict(_))));
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.create_access_key(o.id, &key, "v1:x", "").await, Err(StoreError::Conflict(_))));
+    drop(tx);
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.set_access_key_secret(o.id, &key, "v1:rotated").await.unwrap());
+    assert!(tx.revoke_token(o.id, tid).await.unwrap());
+    assert!(!tx.revoke_token(o.id, tid).await.unwrap(), "revoking twice reports nothing revoked");
+    assert!(tx.revoke_access_key(o.id, &key).await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.token_principal(&token.hash()).await.unwrap().is_none(), "revoked token must not authenticate");
+    let rec = store.access_key(&key).await.unwrap().unwrap();
+    assert!(rec.revoked_at.is_some());
+    assert_eq!(rec.secret_ciphertext, "v1:rotated");
+    assert_eq!(store.count_active_credentials().await.unwrap(), 0);
+    assert!(store.list_tokens(o.id).await.unwrap()[0].revoked_at.is_some());
+}
+
+pub async fn organizations_are_isolated(store: &dyn Store) {
+    let a = org(store, "org-a").await;
+    let b = org(store, "org-b").await;
+    let (ta, tb) = (ApiToken::generate(), ApiToken::generate());
+    let (ka, kb) = (AccessKeyId::generate(), AccessKeyId::generate());
+    let mut tx = store.begin().await.unwrap();
+    let ida = tx.create_token(a.id, &ta.hash(), "a").await.unwrap();
+    let idb = tx.create_token(b.id, &tb.hash(), "b").await.unwrap();
+    tx.create_access_key(a.id, &ka, "v1:a", "").await.unwrap();
+    tx.create_access_key(b.id, &kb, "v1:b", "").await.unwrap();
+    tx.commit().await.unwrap();
+
+    let tokens_a = store.list_tokens(a.id).await.unwrap();
+    assert_eq!(tokens_a.iter().map(|t| t.id).collect::<Vec<_>>(), [ida]);
+    assert!(tokens_a.iter().all(|t| t.org == a.id));
+    let keys_b = store.list_access_keys(b.id).await.unwrap();
+    assert_eq!(keys_b.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), [kb.clone()]);
+    assert_eq!(store.token_principal(&tb.hash()).await.unwrap().unwrap().org.id, b.id);
+
+    // Writes scoped to org A cannot touch org B's credentials.
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.revoke_token(a.id, idb).await.unwrap());
+    assert!(!tx.revoke_access_key(a.id, &kb).await.unwrap());
+    assert!(!tx.set_access_key_secret(a.id, &kb, "v1:stolen").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.token_principal(&tb.hash()).await.unwrap().is_some());
+    let kb_rec = store.access_key(&kb).await.unwrap().unwrap();
+    assert_eq!((kb_rec.secret_ciphertext.as_str(), kb_rec.revoked_at), ("v1:b", None));
+}
+
+pub async fn enqueue_commits_with_the_domain_write(store: &dyn Store) {
+    // Rolled back (dropped) transaction: neither the organization nor its jobs exist.
+    let mut tx = store.begin().await.unwrap();
+    tx.create_org(&OrgName::parse("ghost").unwrap(), &AccountId::generate()).await.unwrap();
+    tx.enqueue(&[NewJob::new("t.atomic", json!({"n": 1}))]).await.unwrap();
+    drop(tx);
+    assert!(store.org_by_name(&OrgName::parse("ghost").unwrap()).await.unwrap().is_none());
+    assert!(store.claim(&["t.atomic"], 10, Duration::from_secs(30)).await.unwrap().is_empty());
+
+    // A failing domain write (duplicate name) after the enqueue: the caller abandons the tx; no job remains.
+    let existing = org(store, "taken").await;
+    let mut tx = store.begin().await.unwrap();
+    tx.enqueue(&[NewJob::new("t.atomic", json!({"n": 2}))]).await.unwrap();
+    assert!(tx.create_org(&existing.name, &AccountId::generate()).await.is_err());
+    drop(tx);
+    assert!(store.claim(&["t.atomic"], 10, Duration::from_secs(30)).await.unwrap().is_empty());
+
+    // Committed: both exist.
+    let mut tx = store.begin().await.unwrap();
+    let o = tx.create_org(&OrgName::parse("real").unwrap(), &AccountId::generate()).await.unwrap();
+    let ids = tx.enqueue(&[NewJob::new("t.atomic", json!({"n": 3})).org(o.id)]).await.unwrap();
+    tx.commit().await.unwrap();
+    let got = store.claim(&["t.atomic"], 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].id, got[0].org, &got[0].payload), (ids[0], Some(o.id), &json!({"n": 3})));
+}
+
+pub async fn claim_complete_in_order(store: &dyn Store) {
+    let jobs: Vec<NewJob> = (0..5).map(|i| NewJob::new("t.basic", json!({"i": i}))).collect();
+    let ids = store.enqueue(&jobs).await.unwrap();
+    assert_eq!(ids.len(), 5);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in input order");
+    store.enqueue(&[NewJob::new("t.other", json!(null))]).await.unwrap();
+
+    let first = store.claim(&["t.basic"], 3, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(first.iter().map(|j| j.id).collect::<Vec<_>>(), ids[..3]);
+    assert!(first.iter().all(|j| j.attempt == 1 && j.kind == "t.basic"));
+    assert_eq!(first[2].payload, json!({"i": 2}));
+    let rest = store.claim(&["t.basic"], 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(rest.iter().map(|j| j.id).collect::<Vec<_>>(), ids[3..], "held jobs are not claimed again");
+    assert!(store.claim(&["t.basic"], 10, Duration::from_secs(30)).await.unwrap().is_empty());
+
+    let leases: Vec<_> = first.iter().chain(&rest).map(|j| j.lease).collect();
+    assert_eq!(store.complete(&leases).await.unwrap().len(), 5);
+    assert!(store.complete(&leases).await.unwrap().is_empty(), "completing twice completes nothing");
+    let depth = store.depth().await.unwrap();
+    assert_eq!(depth.len(), 1, "only the other kind remains: {depth:?}");
+    assert_eq!((depth[0].kind.as_str(), depth[0].state.as_str(), depth[0].count), ("t.other", "ready", 1));
+    assert!(store.claim(&[], 10, Duration::from_secs(30)).await.unwrap().is_empty());
+}
+
+pub async fn scheduled_jobs_wait_for_run_at(store: &dyn Store) {
+    let later = Timestamp::now().saturating_add(Duration::from_secs(3600));
+    let soon = Timestamp::now().saturating_add(Duration::from_millis(300));
+    store.enqueue(&[NewJob::new("t.sched", json!(1)).run_at(later)]).await.unwrap();
+    let soon_id = store.enqueue(&[NewJob::new("t.sched", json!(2)).run_at(soon)]).await.unwrap()[0];
+    assert!(store.claim(&["t.sched"], 10, Duration::from_secs(30)).await.unwrap().is_empty());
+    let depth = store.depth().await.unwrap();
+    assert_eq!(depth.iter().find(|d| d.state == "scheduled").map(|d| d.count), Some(2));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let got = store.claim(&["t.sched"], 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), [soon_id]);
+}
+
+pub async fn fail_retries_then_dies(store: &dyn Store) {
+    let id = store.enqueue(&[NewJob::new("t.fail", json!({"x": 1})).max_attempts(2)]).await.unwrap()[0];
+    let j = store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
+    let retry_at = Timestamp::now().saturating_add(Duration::from_millis(200));
+    assert_eq!(store.fail(&j.lease, "boom 1", Some(retry_at)).await.unwrap(), Some(FailOutcome::Retrying { at: retry_at }));
+    assert!(store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().is_empty(), "not before its retry time");
+    assert_eq!(store.fail(&j.lease, "again", None).await.unwrap(), None, "a released lease cannot fail again");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let j2 = store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
+    assert_eq!((j2.id, j2.attempt), (id, 2));
+    assert_eq!(store.fail(&j2.lease, "boom 2", Some(Timestamp::now())).await.unwrap(), Some(FailOutcome::Dead));
+    assert!(store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().is_empty());
+
+    let dead = store.list_dead(Some("t.fail"), None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].id, dead[0].attempts, dead[0].last_error.as_deref()), (id, 2, Some("boom 2")));
+    assert_eq!(dead[0].payload, json!({"x": 1}));
+    assert!(store.list_dead(Some("t.other"), None, 10).await.unwrap().is_empty());
+
+    // A permanent failure (no retry time) dies on its first attempt.
+    store.enqueue(&[NewJob::new("t.fail", json!(2))]).await.unwrap();
+    let j3 = store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
+    assert_eq!(store.fail(&j3.lease, &"x".repeat(10_000), None).await.unwrap(), Some(FailOutcome::Dead));
+    let dead = store.list_dead(None, None, 10).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), [j3.id, id], "newest first");
+    assert!(dead[0].last_error.as_ref().unwrap().len() < 5000, "stored errors are bounded");
+    assert_eq!(store.list_dead(None, Some(j3.id), 10).await.unwrap().len(), 1, "pagination by id");
+    assert_eq!(store.depth().await.unwrap().iter().find(|d| d.state == "dead").map(|d| d.count), Some(2));
+
+    assert!(store.requeue_dead(id).await.unwrap());
+    assert!(!store.requeue_dead(id).await.unwrap(), "no longer dead");
+    assert!(!store.requeue_dead(JobId(i64::MAX)).await.unwrap());
+    let again = store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap();
+    assert_eq!((again[0].id, again[0].attempt), (id, 1), "requeued with fresh attempts");
+}
+
+pub async fn expired_lease_is_reclaimed_and_old_holder_is_fenced(store: &dyn Store) {
+    let id = store.enqueue(&[NewJob::new("t.lease", json!(null))]).await.unwrap()[0];
+    let a = store.claim(&["t.lease"], 1, Duration::from_millis(200)).await.unwrap().remove(0);
+    assert!(store.claim(&["t.lease"], 1, Duration::from_secs(30)).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Worker A "died": its lease ran out without being extended. B takes the job over.
+    let b = store.claim(&["t.lease"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
+    assert_eq!((b.id, b.attempt), (id, 2));
+    assert_ne!(a.lease.token, b.lease.token);
+    assert!(store.extend(&[a.lease], Duration::from_secs(30)).await.unwrap().is_empty());
+    assert!(store.complete(&[a.lease]).await.unwrap().is_empty(), "A's stale lease completes nothing");
+    assert_eq!(store.fail(&a.lease, "late", None).await.unwrap(), None);
+    assert_eq!(store.release(&[a.lease]).await.unwrap(), 0);
+    assert_eq!(store.complete(&[b.lease]).await.unwrap(), [b.lease]);
+    assert!(store.depth().await.unwrap().is_empty());
+}
+
+pub async fn extended_lease_is_kept(store: &dyn Store) {
+    store.enqueue(&[NewJob::new("t.extend", json!(null))]).await.unwrap();
+    let j = store.claim(&["t.extend"], 1, Duration::from_millis(300)).await.unwrap().remove(0);
+    assert_eq!(store.extend(&[j.lease], Duration::from_secs(30)).await.unwrap(), [j.lease]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.claim(&["t.extend"], 1, Duration::from_secs(30)).await.unwrap().is_empty());
+    assert_eq!(store.complete(&[j.lease]).await.unwrap(), [j.lease]);
+}
+
+pub async fn lost_lease_on_last_attempt_dies(store: &dyn Store) {
+    let id = store.enqueue(&[NewJob::new("t.lost", json!(null)).max_attempts(1)]).await.unwrap()[0];
+    store.claim(&["t.lost"], 1, Duration::from_millis(100)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.claim(&["t.lost"], 1, Duration::from_secs(30)).await.unwrap().is_empty());
+    let dead = store.list_dead(Some("t.lost"), None, 10).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), [id]);
+    assert!(dead[0].last_error.as_deref().unwrap_or_default().contains("lease expired"));
+}
+
+pub async fn release_returns_job_without_using_an_attempt(store: &dyn Store) {
+    let id = store.enqueue(&[NewJob::new("t.release", json!(null))]).await.unwrap()[0];
+    let j = store.claim(&["t.release"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
+    assert_eq!(store.release(&[j.lease]).await.unwrap(), 1);
+    let again = store.claim(&["t.release"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
+    assert_eq!((again.id, again.attempt), (id, 1));
+}
+
+/// 8 workers drain 10,000 jobs concurrently: every job is completed exactly once, none is lost, and no job
+/// is ever held by two workers at once.
+pub async fn concurrent_workers_drain_exactly_once(store: Arc<dyn Store>) {
+    const JOBS: usize = 10_000;
+    const WORKERS: usize = 8;
+    let batch: Vec<NewJob> = (0..JOBS).map(|i| NewJob::new("t.drain", json!({ "i": i }))).collect();
+    let mut all_ids = Vec::new();
+    for chunk in batch.chunks(1000) {
+        all_ids.extend(store.enqueue(chunk).await.unwrap());
+    }
+    let held: Arc<Mutex<HashSet<JobId>>> = Arc::default();
+    let completed: Arc<Mutex<HashMap<JobId, u32>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for w in 0..WORKERS {
+        let (store, held, completed) = (store.clone(), held.clone(), completed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 3 {
+                let jobs = store.claim(&["t.drain"], 50, Duration::from_secs(60)).await.unwrap();
+                if jobs.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                idle = 0;
+                {
+                    let mut h = held.lock().unwrap();
+                    for j in &jobs {
+                        assert!(h.insert(j.id), "worker {w}: job {:?} is already held by another worker", j.id);
+                    }
+                }
+                let leases: Vec<_> = jobs.iter().map(|j| j.lease).collect();
+                let done = store.complete(&leases).await.unwrap();
+                assert_eq!(done.len(), leases.len(), "worker {w}: a lease was lost mid-drain");
+                {
+                    let mut h = held.lock().unwrap();
+                    for j in &jobs {
+                        h.remove(&j.id);
+                    }
+                }
+                let mut c = completed.lock().unwrap();
+                for l in done {
+                    *c.entry(l.job).or_default() += 1;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("worker panicked");
+    }
+    let c = completed.lock().unwrap();
+    assert_eq!(c.len(), JOBS, "every job completed");
+    assert!(c.values().all(|&n| n == 1), "no job completed twice");
+    assert!(all_ids.iter().all(|id| c.contains_key(id)), "no job lost");
+    assert!(store.depth().await.unwrap().is_empty(), "queue empty after drain");
+}
+
+/// A worker takes a job and dies mid-job (never extends); another worker, polling, completes it after the
+/// lease expires, and the dead worker's late completion is refused.
+pub async fn killed_worker_job_is_completed_by_another(store: Arc<dyn Store>) {
+    let id = store.enqueue(&[NewJob::new("t.kill", json!({"work": "x"}))]).await.unwrap()[0];
+    let doomed = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let j = store.claim(&["t.kill"], 1, Duration::from_millis(300)).await.unwrap().remove(0);
+            // Simulate a long job; this task is aborted (killed) before it finishes.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            store.complete(&[j.lease]).await.unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    doomed.abort();
+    let rescuer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                let jobs = store.claim(&["t.kill"], 1, Duration::from_secs(30)).await.unwrap();
+                if let Some(j) = jobs.into_iter().next() {
+                    return (j.id, j.attempt, store.complete(&[j.lease]).await.unwrap().len());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("the killed worker's job was never handed to another worker");
+        })
+    };
+    assert_eq!(rescuer.await.unwrap(), (id, 2, 1));
+    assert!(store.depth().await.unwrap().is_empty());
+}

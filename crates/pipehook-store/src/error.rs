@@ -1,0 +1,45 @@
+use thiserror::Error;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a store call can fail with. Callers map [`StoreError::Conflict`] and [`StoreError::NotFound`] to
+/// client errors; everything else is an internal error whose cause is logged, not shown.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated; the message names the rule (never a secret value).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A stored row does not satisfy the domain rules (for example a hand-edited name).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database has not been migrated to the version this binary needs.
+    #[error("database schema is not up to date: {0}")]
+    NotMigrated(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(db.message().to_owned());
+            }
+        }
+        StoreError::Database(e)
+    }
+}
+
+impl StoreError {
+    /// True when retrying the same call later may succeed (the database was unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+        )
+    }
+}

@@ -1,0 +1,24 @@
+//! pipehook's storage: the only crate with SQL in it.
+//!
+//! - [`Store`] reads tenant data (every tenant query takes the organization) and opens a [`Tx`], the one way
+//!   to write. A `Tx` writes domain rows *and* enqueues jobs, so an accepted request and the work it causes
+//!   commit together or not at all.
+//! - [`Queue`] is the durable job queue in the same database: enqueue, claim with a lease, extend, complete,
+//!   fail with a retry time, dead jobs kept and listable.
+//! - [`sqlite::SqliteStore`] (the default: a file, WAL mode, one writer connection) and
+//!   [`postgres::PgStore`] (`FOR UPDATE SKIP LOCKED` claims, for several nodes) implement both, each with its
+//!   own migrations under `migrations/`.
+//! - [`conformance`] is one test body per behaviour, run against both backends by `tests/conformance.rs`.
+
+pub mod conformance;
+mod error;
+pub mod postgres;
+mod queue;
+mod rows;
+pub mod sqlite;
+mod store;
+pub mod testing;
+
+pub use error::{StoreError, StoreResult};
+pub use queue::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth};
+pub use store::{AccessKeyRecord, Backend, Store, TokenId, TokenPrincipal, TokenRecord, Tx};

@@ -1,0 +1,462 @@
+//! The shared backend: PostgreSQL, for several pipehook nodes working off one database.
+//!
+//! Claims lock candidate rows with `FOR UPDATE SKIP LOCKED`, so concurrent claimers on any node pass over
+//! each other's rows instead of waiting or double-claiming. Batched operations send arrays (`UNNEST`) so a
+//! batch of 100 is one round trip.
+
+use async_trait::async_trait;
+use pipehook_domain::credentials::{AccessKeyId, TokenHash};
+use pipehook_domain::org::{AccountId, OrgId, OrgName, Organization};
+use pipehook_domain::time::Timestamp;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::queue::{bound_error, lease_deadline, new_lease_token};
+use crate::rows::*;
+use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
+use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub max_connections: u32,
+    /// Use (and create) this schema instead of the default search path: one database can host several
+    /// independent pipehook installations, and each test gets a fresh one.
+    pub schema: Option<String>,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self { max_connections: 16, schema: None }
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to a `postgres://` URL. Does not migrate. Fails at once when the server is unreachable; the
+    /// binary retries with backoff.
+    pub async fn connect(url: &str, opts: &PgOptions) -> StoreResult<Self> {
+        let mut connect = PgConnectOptions::from_str(url)?.application_name("pipehook");
+        if let Some(schema) = &opts.schema {
+            if !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || schema.is_empty() {
+                return Err(StoreError::Corrupt(format!("invalid schema name {schema:?}")));
+            }
+            let mut conn = connect.connect().await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&mut conn).await?;
+            conn.close().await?;
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Drops a schema made with [`PgOptions::schema`] (test cleanup).
+    pub async fn drop_schema(&self, schema: &str) -> StoreResult<()> {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+async fn enqueue_in(tx: &mut Transaction<'static, Postgres>, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Timestamp::now().0;
+    let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
+    let orgs: Vec<Option<i64>> = jobs.iter().map(|j| j.org.map(|o| o.0)).collect();
+    let payloads: Vec<String> = jobs.iter().map(|j| encode_payload(&j.payload)).collect();
+    let max: Vec<i32> = jobs.iter().map(|j| max_attempts_i32(j.max_attempts)).collect();
+    let run_at: Vec<i64> = jobs.iter().map(|j| j.run_at.map_or(now, |t| t.0)).collect();
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (kind, org_id, payload, state, max_attempts, run_at, created_at, updated_at) \
+         SELECT k, o, p, 'ready', m, r, $6, $6 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::int[], $5::bigint[]) \
+           WITH ORDINALITY AS t(k, o, p, m, r, n) ORDER BY n \
+         RETURNING id",
+    )
+    .bind(&kinds)
+    .bind(&orgs)
+    .bind(&payloads)
+    .bind(&max)
+    .bind(&run_at)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    // Ids come from one sequence in the SELECT's order, so sorting restores the input order.
+    ids.sort_unstable();
+    Ok(ids.into_iter().map(JobId).collect())
+}
+
+fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
+    leases.iter().map(|l| (l.job.0, l.token)).unzip()
+}
+
+fn leases_from(rows: Vec<(i64, i64)>) -> Vec<Lease> {
+    rows.into_iter().map(|(id, token)| Lease { job: JobId(id), token }).collect()
+}
+
+#[async_trait]
+impl Queue for PgStore {
+    async fn enqueue(&self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
+        let mut tx = self.pool.begin().await?;
+        let ids = enqueue_in(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
+        if kinds.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = Timestamp::now();
+        let until = lease_deadline(now, lease_for).0;
+        let token = new_lease_token();
+
+        sqlx::query(
+            "UPDATE jobs SET state = 'dead', lease_token = NULL, lease_until = NULL, last_error = $1, updated_at = $2 \
+             WHERE id IN (SELECT id FROM jobs WHERE state = 'running' AND lease_until <= $2 \
+                          AND attempts >= max_attempts FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(LOST_LEASE_ERROR)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+
+        let mut rows: Vec<JobRow> = Vec::new();
+        for (state, due_col, order) in [("running", "lease_until", "lease_until"), ("ready", "run_at", "run_at, id")] {
+            let want = i64::from(limit) - rows.len() as i64;
+            if want <= 0 {
+                break;
+            }
+            let sql = format!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1, lease_until = $2, \
+                 updated_at = $3 WHERE id IN (SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= $3 \
+                 AND kind = ANY($4) AND attempts < max_attempts ORDER BY {order} LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 RETURNING {JOB_COLUMNS}"
+            );
+            rows.extend(
+                sqlx::query_as::<_, JobRow>(&sql)
+                    .bind(token)
+                    .bind(until)
+                    .bind(now.0)
+                    .bind(kinds)
+                    .bind(want)
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        jobs_from_rows(rows)
+    }
+
+    async fn extend(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Lease>> {
+        let until = lease_deadline(Timestamp::now(), lease_for).0;
+        let (ids, tokens) = lease_arrays(leases);
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs j SET lease_until = $1 FROM UNNEST($2::bigint[], $3::bigint[]) AS l(id, tok) \
+             WHERE j.id = l.id AND j.lease_token = l.tok AND j.state = 'running' RETURNING j.id, j.lease_token",
+        )
+        .bind(until)
+        .bind(&ids)
+        .bind(&tokens)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(leases_from(rows))
+    }
+
+    async fn complete(&self, leases: &[Lease]) -> StoreResult<Vec<Lease>> {
+        let (ids, tokens) = lease_arrays(leases);
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "DELETE FROM jobs j USING UNNEST($1::bigint[], $2::bigint[]) AS l(id, tok) \
+             WHERE j.id = l.id AND j.lease_token = l.tok AND j.state = 'running' RETURNING j.id, l.tok",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(leases_from(rows))
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<Option<FailOutcome>> {
+        let retry = retry_at.map(|t| t.0);
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "UPDATE jobs SET \
+               state = CASE WHEN $1::bigint IS NOT NULL AND attempts < max_attempts THEN 'ready' ELSE 'dead' END, \
+               run_at = COALESCE($1::bigint, run_at), lease_token = NULL, lease_until = NULL, last_error = $2, \
+               updated_at = $3 \
+             WHERE id = $4 AND lease_token = $5 AND state = 'running' RETURNING state, run_at",
+        )
+        .bind(retry)
+        .bind(bound_error(error))
+        .bind(Timestamp::now().0)
+        .bind(lease.job.0)
+        .bind(lease.token)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(state, run_at)| fail_state(retry, &state, run_at)))
+    }
+
+    async fn release(&self, leases: &[Lease]) -> StoreResult<u64> {
+        let (ids, tokens) = lease_arrays(leases);
+        let r = sqlx::query(
+            "UPDATE jobs j SET state = 'ready', attempts = GREATEST(j.attempts - 1, 0), lease_token = NULL, \
+             lease_until = NULL, updated_at = $1 FROM UNNEST($2::bigint[], $3::bigint[]) AS l(id, tok) \
+             WHERE j.id = l.id AND j.lease_token = l.tok AND j.state = 'running'",
+        )
+        .bind(Timestamp::now().0)
+        .bind(&ids)
+        .bind(&tokens)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn list_dead(&self, kind: Option<&str>, before: Option<JobId>, limit: u32) -> StoreResult<Vec<DeadJob>> {
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'dead' AND ($1::text IS NULL OR kind = $1) \
+             AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(kind)
+        .bind(before.map(|b| b.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(DeadJob::try_from).collect()
+    }
+
+    async fn requeue_dead(&self, id: JobId) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, updated_at = $1 WHERE id = $2 AND state = 'dead'",
+        )
+        .bind(Timestamp::now().0)
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn depth(&self) -> StoreResult<Vec<QueueDepth>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kind, CASE WHEN state = 'ready' AND run_at > $1 THEN 'scheduled' ELSE state END AS st, COUNT(*) \
+             FROM jobs GROUP BY kind, st ORDER BY kind, st",
+        )
+        .bind(Timestamp::now().0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, state, n)| QueueDepth { kind, state, count: u64::try_from(n).unwrap_or(0) })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        // sqlx takes an advisory lock, so nodes starting together migrate one at a time.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| StoreError::NotMigrated(e.to_string()))?;
+        check_migrations(&MIGRATOR, &applied)
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        Ok(Box::new(PgTx { tx: self.pool.begin().await? }))
+    }
+
+    async fn org_by_name(&self, name: &OrgName) -> StoreResult<Option<Organization>> {
+        let row: Option<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations WHERE name = $1"))
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Organization::try_from).transpose()
+    }
+
+    async fn org_by_id(&self, id: OrgId) -> StoreResult<Option<Organization>> {
+        let row: Option<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Organization::try_from).transpose()
+    }
+
+    async fn list_orgs(&self) -> StoreResult<Vec<Organization>> {
+        let rows: Vec<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(Organization::try_from).collect()
+    }
+
+    async fn token_principal(&self, hash: &TokenHash) -> StoreResult<Option<TokenPrincipal>> {
+        let row: Option<(i64, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT t.id, o.id, o.name, o.account_id, o.created_at FROM api_tokens t \
+             JOIN organizations o ON o.id = t.org_id WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(&hash.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((token, id, name, account_id, created_at)) = row else { return Ok(None) };
+        let org = Organization::try_from(OrgRow { id, name, account_id, created_at })?;
+        Ok(Some(TokenPrincipal { token: TokenId(token), org }))
+    }
+
+    async fn list_tokens(&self, org: OrgId) -> StoreResult<Vec<TokenRecord>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(
+            "SELECT id, org_id, description, created_at, revoked_at FROM api_tokens WHERE org_id = $1 ORDER BY id",
+        )
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(TokenRecord::from).collect())
+    }
+
+    async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<AccessKeyRecord>> {
+        let row: Option<AccessKeyRow> =
+            sqlx::query_as(&format!("SELECT {ACCESS_KEY_COLUMNS} FROM access_keys WHERE access_key_id = $1"))
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(AccessKeyRecord::try_from).transpose()
+    }
+
+    async fn list_access_keys(&self, org: OrgId) -> StoreResult<Vec<AccessKeyRecord>> {
+        let rows: Vec<AccessKeyRow> = sqlx::query_as(&format!(
+            "SELECT {ACCESS_KEY_COLUMNS} FROM access_keys WHERE org_id = $1 ORDER BY created_at, access_key_id"
+        ))
+        .bind(org.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(AccessKeyRecord::try_from).collect()
+    }
+
+    async fn count_active_credentials(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL) \
+                  + (SELECT COUNT(*) FROM access_keys WHERE revoked_at IS NULL)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+struct PgTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl Tx for PgTx {
+    async fn create_org(&mut self, name: &OrgName, account: &AccountId) -> StoreResult<Organization> {
+        let row: OrgRow = sqlx::query_as(&format!(
+            "INSERT INTO organizations (name, account_id, created_at) VALUES ($1, $2, $3) RETURNING {ORG_COLUMNS}"
+        ))
+        .bind(name.as_str())
+        .bind(account.as_str())
+        .bind(Timestamp::now().0)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        row.try_into()
+    }
+
+    async fn create_token(&mut self, org: OrgId, hash: &TokenHash, description: &str) -> StoreResult<TokenId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (org_id, token_hash, description, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(org.0)
+        .bind(&hash.0)
+        .bind(description)
+        .bind(Timestamp::now().0)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(TokenId(id))
+    }
+
+    async fn revoke_token(&mut self, org: OrgId, id: TokenId) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(Timestamp::now().0)
+        .bind(id.0)
+        .bind(org.0)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn create_access_key(
+        &mut self,
+        org: OrgId,
+        id: &AccessKeyId,
+        secret_ciphertext: &str,
+        description: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, org_id, secret_ciphertext, description, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id.as_str())
+        .bind(org.0)
+        .bind(secret_ciphertext)
+        .bind(description)
+        .bind(Timestamp::now().0)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_access_key_secret(&mut self, org: OrgId, id: &AccessKeyId, secret_ciphertext: &str) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE access_keys SET secret_ciphertext = $1, revoked_at = NULL WHERE access_key_id = $2 AND org_id = $3",
+        )
+        .bind(secret_ciphertext)
+        .bind(id.as_str())
+        .bind(org.0)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn revoke_access_key(&mut self, org: OrgId, id: &AccessKeyId) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE access_keys SET revoked_at = $1 WHERE access_key_id = $2 AND org_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(Timestamp::now().0)
+        .bind(id.as_str())
+        .bind(org.0)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn enqueue(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
+        enqueue_in(&mut self.tx, jobs).await
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

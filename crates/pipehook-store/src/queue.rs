@@ -1,0 +1,154 @@
+//! The durable job queue's types and its trait.
+
+use async_trait::async_trait;
+use pipehook_domain::org::OrgId;
+use pipehook_domain::time::Timestamp;
+use std::time::Duration;
+
+use crate::StoreResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// What handles it, e.g. `pipeline.execution` or `outbound.delivery`.
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// Not claimable before this time (scheduled jobs, retries with backoff). `None` = now.
+    pub run_at: Option<Timestamp>,
+    /// Claims allowed before the job is marked dead (a lost lease counts as an attempt).
+    pub max_attempts: u32,
+    pub org: Option<OrgId>,
+}
+
+impl NewJob {
+    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        Self { kind: kind.into(), payload, run_at: None, max_attempts: 25, org: None }
+    }
+
+    pub fn run_at(mut self, at: Timestamp) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    pub fn org(mut self, org: OrgId) -> Self {
+        self.org = Some(org);
+        self
+    }
+}
+
+/// Proof of holding a job: its id and the token of the claim that leased it. Every call that changes a
+/// leased job checks both, so a worker whose lease expired (and whose job another worker now holds) can
+/// neither complete, fail, extend nor release it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub job: JobId,
+    pub token: i64,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub org: Option<OrgId>,
+    /// 1 on the first claim, 2 on the second, ...
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub lease: Lease,
+    pub lease_until: Timestamp,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Claimable again at this time.
+    Retrying { at: Timestamp },
+    /// No attempts left (or no retry asked for): kept as dead.
+    Dead,
+}
+
+/// A job that ran out of attempts, kept for inspection and manual requeue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadJob {
+    pub id: JobId,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub org: Option<OrgId>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub died_at: Timestamp,
+}
+
+/// Number of jobs of one kind in one state (`ready`, `scheduled`, `running`, `dead`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub kind: String,
+    pub state: String,
+    pub count: u64,
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Enqueues on its own (a one-statement transaction). To enqueue with a domain write, use [`crate::Tx`].
+    async fn enqueue(&self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>>;
+
+    /// Leases up to `limit` due jobs of the given kinds for `lease_for`: ready jobs whose `run_at` has come,
+    /// and running jobs whose lease expired (their worker died). Jobs whose lease expired with no attempts
+    /// left are marked dead instead. Oldest `run_at` first.
+    async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>>;
+
+    /// Extends the leases still held to now + `lease_for`; returns those (lost leases are left out).
+    async fn extend(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Lease>>;
+
+    /// Completes (removes) the jobs whose leases are still held; returns those.
+    async fn complete(&self, leases: &[Lease]) -> StoreResult<Vec<Lease>>;
+
+    /// Records a failed attempt. With `retry_at` and attempts left the job is claimable again at that time;
+    /// otherwise it is dead. `None` when the lease was lost.
+    async fn fail(&self, lease: &Lease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<Option<FailOutcome>>;
+
+    /// Gives leases back without counting an attempt (graceful shutdown); returns how many were held.
+    async fn release(&self, leases: &[Lease]) -> StoreResult<u64>;
+
+    /// Dead jobs, newest first, optionally of one kind, with ids below `before` (pagination).
+    async fn list_dead(&self, kind: Option<&str>, before: Option<JobId>, limit: u32) -> StoreResult<Vec<DeadJob>>;
+
+    /// Makes a dead job ready again with a fresh set of attempts. False when no such dead job exists.
+    async fn requeue_dead(&self, id: JobId) -> StoreResult<bool>;
+
+    /// Job counts by kind and state, for metrics. `scheduled` = ready with `run_at` in the future.
+    async fn depth(&self) -> StoreResult<Vec<QueueDepth>>;
+}
+
+pub(crate) fn lease_deadline(now: Timestamp, lease_for: Duration) -> Timestamp {
+    now.saturating_add(lease_for)
+}
+
+pub(crate) fn new_lease_token() -> i64 {
+    use rand::Rng;
+    rand::thread_rng().gen()
+}
+
+/// Errors stored on jobs are bounded so a handler's huge error cannot bloat the table.
+pub(crate) fn bound_error(e: &str) -> String {
+    const MAX: usize = 4096;
+    if e.len() <= MAX {
+        return e.to_owned();
+    }
+    let mut end = MAX;
+    while !e.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &e[..end])
+}

@@ -1,0 +1,481 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Writes go through a pool of exactly one connection and every write transaction starts with
+//! `BEGIN IMMEDIATE`, so writers inside this process queue on the pool instead of failing with
+//! `SQLITE_BUSY`, and a second process (the CLI writing credentials while the server runs) waits on the
+//! busy timeout. Reads use a separate pool of read-only connections, which WAL lets run beside the writer.
+
+use async_trait::async_trait;
+use pipehook_domain::credentials::{AccessKeyId, TokenHash};
+use pipehook_domain::org::{AccountId, OrgId, OrgName, Organization};
+use pipehook_domain::time::Timestamp;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::queue::{bound_error, lease_deadline, new_lease_token};
+use crate::rows::*;
+use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
+use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How hard SQLite syncs a commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed transaction survives power loss. The default.
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of pipehook, may lose the last commits on power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub durability: Durability,
+    pub read_connections: u32,
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { durability: Durability::Full, read_connections: 4, busy_timeout: Duration::from_secs(10) }
+    }
+}
+
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`. Does not migrate.
+    pub async fn open(path: &Path, opts: &SqliteOptions) -> StoreResult<Self> {
+        let base = SqliteConnectOptions::new().filename(path);
+        Self::open_with(base, opts).await
+    }
+
+    /// Opens a `sqlite:` URL (`sqlite:///abs/path.db`, `sqlite://rel.db`, `sqlite:file.db?mode=rwc`).
+    pub async fn open_url(url: &str, opts: &SqliteOptions) -> StoreResult<Self> {
+        let base = SqliteConnectOptions::from_str(url)?;
+        Self::open_with(base, opts).await
+    }
+
+    async fn open_with(base: SqliteConnectOptions, opts: &SqliteOptions) -> StoreResult<Self> {
+        let sync = match opts.durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        };
+        let common = base
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sync)
+            .busy_timeout(opts.busy_timeout)
+            .foreign_keys(true)
+            .pragma("temp_store", "memory");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(common.clone().create_if_missing(true))
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(opts.read_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(common.read_only(true))
+            .await?;
+        Ok(Self { write, read })
+    }
+
+    async fn begin_immediate(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// `?, ?, ?` for an `IN (...)` list of `n` items.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+async fn enqueue_in(tx: &mut Transaction<'static, Sqlite>, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
+    let now = Timestamp::now().0;
+    let mut ids = Vec::with_capacity(jobs.len());
+    // 8 bound values a row; SQLite allows 32766 per statement.
+    for chunk in jobs.chunks(1000) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO jobs (kind, org_id, payload, state, max_attempts, run_at, created_at, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, j| {
+            b.push_bind(&j.kind)
+                .push_bind(j.org.map(|o| o.0))
+                .push_bind(encode_payload(&j.payload))
+                .push_bind("ready")
+                .push_bind(max_attempts_i32(j.max_attempts))
+                .push_bind(j.run_at.map_or(now, |t| t.0))
+                .push_bind(now)
+                .push_bind(now);
+        });
+        qb.push(" RETURNING id");
+        let mut got: Vec<i64> = qb.build_query_scalar().fetch_all(&mut **tx).await?;
+        // RETURNING order is unspecified in SQLite; ids are assigned in VALUES order, so sorting restores it.
+        got.sort_unstable();
+        ids.extend(got.into_iter().map(JobId));
+    }
+    Ok(ids)
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn enqueue(&self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_immediate().await?;
+        let ids = enqueue_in(&mut tx, jobs).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
+        if kinds.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = Timestamp::now();
+        let until = lease_deadline(now, lease_for).0;
+        let token = new_lease_token();
+        let in_kinds = placeholders(kinds.len());
+        let mut tx = self.begin_immediate().await?;
+
+        sqlx::query(
+            "UPDATE jobs SET state = 'dead', lease_token = NULL, lease_until = NULL, last_error = ?1, updated_at = ?2 \
+             WHERE state = 'running' AND lease_until <= ?2 AND attempts >= max_attempts",
+        )
+        .bind(LOST_LEASE_ERROR)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+
+        let mut rows: Vec<JobRow> = Vec::new();
+        for (state, due_col, order) in [("running", "lease_until", "lease_until"), ("ready", "run_at", "run_at, id")] {
+            let want = i64::from(limit) - rows.len() as i64;
+            if want <= 0 {
+                break;
+            }
+            let sql = format!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_until = ?, \
+                 updated_at = ? WHERE id IN (SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= ? \
+                 AND kind IN ({in_kinds}) AND attempts < max_attempts ORDER BY {order} LIMIT ?) RETURNING {JOB_COLUMNS}"
+            );
+            let mut q = sqlx::query_as::<_, JobRow>(&sql).bind(token).bind(until).bind(now.0).bind(now.0);
+            for k in kinds {
+                q = q.bind(*k);
+            }
+            rows.extend(q.bind(want).fetch_all(&mut *tx).await?);
+        }
+        tx.commit().await?;
+        jobs_from_rows(rows)
+    }
+
+    async fn extend(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Lease>> {
+        let until = lease_deadline(Timestamp::now(), lease_for).0;
+        self.per_lease(
+            leases,
+            "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND lease_token = ?3 AND state = 'running' RETURNING id",
+            Some(until),
+        )
+        .await
+    }
+
+    async fn complete(&self, leases: &[Lease]) -> StoreResult<Vec<Lease>> {
+        self.per_lease(leases, "DELETE FROM jobs WHERE id = ?2 AND lease_token = ?3 AND state = 'running' RETURNING id", None)
+            .await
+    }
+
+    async fn fail(&self, lease: &Lease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<Option<FailOutcome>> {
+        let now = Timestamp::now().0;
+        let retry = retry_at.map(|t| t.0);
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "UPDATE jobs SET \
+               state = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN 'ready' ELSE 'dead' END, \
+               run_at = COALESCE(?1, run_at), lease_token = NULL, lease_until = NULL, last_error = ?2, updated_at = ?3 \
+             WHERE id = ?4 AND lease_token = ?5 AND state = 'running' RETURNING state, run_at",
+        )
+        .bind(retry)
+        .bind(bound_error(error))
+        .bind(now)
+        .bind(lease.job.0)
+        .bind(lease.token)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.map(|(state, run_at)| fail_state(retry, &state, run_at)))
+    }
+
+    async fn release(&self, leases: &[Lease]) -> StoreResult<u64> {
+        let held = self
+            .per_lease(
+                leases,
+                "UPDATE jobs SET state = 'ready', attempts = MAX(attempts - 1, 0), lease_token = NULL, \
+                 lease_until = NULL, updated_at = ?1 WHERE id = ?2 AND lease_token = ?3 AND state = 'running' RETURNING id",
+                Some(Timestamp::now().0),
+            )
+            .await?;
+        Ok(held.len() as u64)
+    }
+
+    async fn list_dead(&self, kind: Option<&str>, before: Option<JobId>, limit: u32) -> StoreResult<Vec<DeadJob>> {
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'dead' AND (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR id < ?2) \
+             ORDER BY id DESC LIMIT ?3"
+        ))
+        .bind(kind)
+        .bind(before.map(|b| b.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(DeadJob::try_from).collect()
+    }
+
+    async fn requeue_dead(&self, id: JobId) -> StoreResult<bool> {
+        let now = Timestamp::now().0;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'ready', attempts = 0, run_at = ?1, updated_at = ?1 WHERE id = ?2 AND state = 'dead'",
+        )
+        .bind(now)
+        .bind(id.0)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn depth(&self) -> StoreResult<Vec<QueueDepth>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT kind, CASE WHEN state = 'ready' AND run_at > ?1 THEN 'scheduled' ELSE state END AS st, COUNT(*) \
+             FROM jobs GROUP BY kind, st ORDER BY kind, st",
+        )
+        .bind(Timestamp::now().0)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, state, n)| QueueDepth { kind, state, count: u64::try_from(n).unwrap_or(0) })
+            .collect())
+    }
+}
+
+impl SqliteStore {
+    /// Runs `sql` (binding `?1` = `extra` when given, `?2` = job id, `?3` = lease token) once per lease in one
+    /// transaction and returns the leases for which it returned a row.
+    async fn per_lease(&self, leases: &[Lease], sql: &str, extra: Option<i64>) -> StoreResult<Vec<Lease>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_immediate().await?;
+        let mut held = Vec::with_capacity(leases.len());
+        for l in leases {
+            let hit: Option<i64> =
+                sqlx::query_scalar(sql).bind(extra).bind(l.job.0).bind(l.token).fetch_optional(&mut *tx).await?;
+            if hit.is_some() {
+                held.push(*l);
+            }
+        }
+        tx.commit().await?;
+        Ok(held)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.write).await?;
+        Ok(())
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| StoreError::NotMigrated(e.to_string()))?;
+        check_migrations(&MIGRATOR, &applied)
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        Ok(Box::new(SqliteTx { tx: self.begin_immediate().await? }))
+    }
+
+    async fn org_by_name(&self, name: &OrgName) -> StoreResult<Option<Organization>> {
+        let row: Option<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations WHERE name = ?"))
+            .bind(name.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(Organization::try_from).transpose()
+    }
+
+    async fn org_by_id(&self, id: OrgId) -> StoreResult<Option<Organization>> {
+        let row: Option<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?"))
+            .bind(id.0)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(Organization::try_from).transpose()
+    }
+
+    async fn list_orgs(&self) -> StoreResult<Vec<Organization>> {
+        let rows: Vec<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations ORDER BY name"))
+            .fetch_all(&self.read)
+            .await?;
+        rows.into_iter().map(Organization::try_from).collect()
+    }
+
+    async fn token_principal(&self, hash: &TokenHash) -> StoreResult<Option<TokenPrincipal>> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT id, org_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
+                .bind(&hash.0)
+                .fetch_optional(&self.read)
+                .await?;
+        let Some((token, org)) = row else { return Ok(None) };
+        Ok(self.org_by_id(OrgId(org)).await?.map(|org| TokenPrincipal { token: TokenId(token), org }))
+    }
+
+    async fn list_tokens(&self, org: OrgId) -> StoreResult<Vec<TokenRecord>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(
+            "SELECT id, org_id, description, created_at, revoked_at FROM api_tokens WHERE org_id = ? ORDER BY id",
+        )
+        .bind(org.0)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(TokenRecord::from).collect())
+    }
+
+    async fn access_key(&self, id: &AccessKeyId) -> StoreResult<Option<AccessKeyRecord>> {
+        let row: Option<AccessKeyRow> =
+            sqlx::query_as(&format!("SELECT {ACCESS_KEY_COLUMNS} FROM access_keys WHERE access_key_id = ?"))
+                .bind(id.as_str())
+                .fetch_optional(&self.read)
+                .await?;
+        row.map(AccessKeyRecord::try_from).transpose()
+    }
+
+    async fn list_access_keys(&self, org: OrgId) -> StoreResult<Vec<AccessKeyRecord>> {
+        let rows: Vec<AccessKeyRow> = sqlx::query_as(&format!(
+            "SELECT {ACCESS_KEY_COLUMNS} FROM access_keys WHERE org_id = ? ORDER BY created_at, access_key_id"
+        ))
+        .bind(org.0)
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter().map(AccessKeyRecord::try_from).collect()
+    }
+
+    async fn count_active_credentials(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL) \
+                  + (SELECT COUNT(*) FROM access_keys WHERE revoked_at IS NULL)",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl Tx for SqliteTx {
+    async fn create_org(&mut self, name: &OrgName, account: &AccountId) -> StoreResult<Organization> {
+        let row: OrgRow = sqlx::query_as(&format!(
+            "INSERT INTO organizations (name, account_id, created_at) VALUES (?, ?, ?) RETURNING {ORG_COLUMNS}"
+        ))
+        .bind(name.as_str())
+        .bind(account.as_str())
+        .bind(Timestamp::now().0)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        row.try_into()
+    }
+
+    async fn create_token(&mut self, org: OrgId, hash: &TokenHash, description: &str) -> StoreResult<TokenId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (org_id, token_hash, description, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(org.0)
+        .bind(&hash.0)
+        .bind(description)
+        .bind(Timestamp::now().0)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(TokenId(id))
+    }
+
+    async fn revoke_token(&mut self, org: OrgId, id: TokenId) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND org_id = ? AND revoked_at IS NULL")
+            .bind(Timestamp::now().0)
+            .bind(id.0)
+            .bind(org.0)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn create_access_key(
+        &mut self,
+        org: OrgId,
+        id: &AccessKeyId,
+        secret_ciphertext: &str,
+        description: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, org_id, secret_ciphertext, description, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(org.0)
+        .bind(secret_ciphertext)
+        .bind(description)
+        .bind(Timestamp::now().0)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_access_key_secret(&mut self, org: OrgId, id: &AccessKeyId, secret_ciphertext: &str) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE access_keys SET secret_ciphertext = ?, revoked_at = NULL WHERE access_key_id = ? AND org_id = ?",
+        )
+        .bind(secret_ciphertext)
+        .bind(id.as_str())
+        .bind(org.0)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn revoke_access_key(&mut self, org: OrgId, id: &AccessKeyId) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE access_keys SET revoked_at = ? WHERE access_key_id = ? AND org_id = ? AND revoked_at IS NULL",
+        )
+        .bind(Timestamp::now().0)
+        .bind(id.as_str())
+        .bind(org.0)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn enqueue(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
+        enqueue_in(&mut self.tx, jobs).await
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

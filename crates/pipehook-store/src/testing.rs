@@ -1,0 +1,104 @@
+//! Fresh, migrated stores for tests, in this crate and in the others.
+//!
+//! PostgreSQL: `PIPEHOOK_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`); each store
+//! gets its own schema, dropped when the [`TestStore`] is dropped. When the server is unreachable the tests
+//! skip with a visible message, unless `PIPEHOOK_TEST_POSTGRES=required` (set by `.ci/run`), which turns
+//! the skip into a failure.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::postgres::{PgOptions, PgStore};
+use crate::sqlite::{Durability, SqliteOptions, SqliteStore};
+use crate::Store;
+
+pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn postgres_url() -> String {
+    std::env::var("PIPEHOOK_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
+}
+
+pub fn postgres_required() -> bool {
+    std::env::var("PIPEHOOK_TEST_POSTGRES").is_ok_and(|v| v == "required")
+}
+
+/// A migrated store that cleans up after itself.
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile_dir::Dir>,
+    schema: Option<String>,
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        if let Some(schema) = self.schema.take() {
+            // Best effort, on a separate connection: the test's runtime may already be gone.
+            let url = postgres_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                rt.block_on(async {
+                    let s = PgStore::connect(&url, &PgOptions { max_connections: 2, schema: None }).await.ok()?;
+                    s.drop_schema(&schema).await.ok()?;
+                    s.close().await;
+                    Some(())
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// A fresh SQLite store in a temporary folder (removed on drop).
+pub async fn sqlite() -> TestStore {
+    let dir = tempfile_dir::Dir::new();
+    let opts = SqliteOptions { durability: Durability::Normal, ..SqliteOptions::default() };
+    let store = SqliteStore::open(&dir.path.join("pipehook.db"), &opts).await.expect("open sqlite");
+    store.migrate().await.expect("migrate sqlite");
+    TestStore { store: Arc::new(store), _dir: Some(dir), schema: None }
+}
+
+/// A fresh PostgreSQL store in its own schema, or `None` (after printing why) when the server is
+/// unreachable and PostgreSQL is not required.
+pub async fn postgres() -> Option<TestStore> {
+    let url = postgres_url();
+    let schema = format!("t_{}", uuid_like());
+    match PgStore::connect(&url, &PgOptions { max_connections: 12, schema: Some(schema.clone()) }).await {
+        Ok(store) => {
+            store.migrate().await.expect("migrate postgres");
+            Some(TestStore { store: Arc::new(store), _dir: None, schema: Some(schema) })
+        }
+        Err(e) if !postgres_required() => {
+            eprintln!("SKIPPED: PostgreSQL test: cannot connect to {url}: {e} (set PIPEHOOK_TEST_POSTGRES=required to fail instead)");
+            None
+        }
+        Err(e) => panic!("PostgreSQL is required (PIPEHOOK_TEST_POSTGRES=required) but {url} is unreachable: {e}"),
+    }
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::thread_rng().gen::<u64>())
+}
+
+/// A temporary directory without another dependency: created under the system temp folder, removed on drop.
+mod tempfile_dir {
+    use super::PathBuf;
+
+    pub struct Dir {
+        pub path: PathBuf,
+    }
+
+    impl Dir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("pipehook-test-{}", super::uuid_like()));
+            std::fs::create_dir_all(&path).expect("create temp dir");
+            Self { path }
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Runs every conformance body against SQLite and PostgreSQL (see `pipehook_store::testing` for when
+//! PostgreSQL is skipped or required).
+
+use pipehook_store::{conformance, testing};
+
+macro_rules! conformance {
+    ($($name:ident => |$s:ident| $body:expr;)*) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let t = testing::sqlite().await;
+                    let $s = t.store.clone();
+                    $body;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(t) = testing::postgres().await else { return };
+                    let $s = t.store.clone();
+                    $body;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    migrations_are_idempotent_and_ready => |s| conformance::migrations_are_idempotent_and_ready(&*s).await;
+    orgs_crud_and_uniqueness => |s| conformance::orgs_crud_and_uniqueness(&*s).await;
+    tokens_and_access_keys => |s| conformance::tokens_and_access_keys(&*s).await;
+    organizations_are_isolated => |s| conformance::organizations_are_isolated(&*s).await;
+    enqueue_commits_with_the_domain_write => |s| conformance::enqueue_commits_with_the_domain_write(&*s).await;
+    claim_complete_in_order => |s| conformance::claim_complete_in_order(&*s).await;
+    scheduled_jobs_wait_for_run_at => |s| conformance::scheduled_jobs_wait_for_run_at(&*s).await;
+    fail_retries_then_dies => |s| conformance::fail_retries_then_dies(&*s).await;
+    expired_lease_is_reclaimed_and_old_holder_is_fenced => |s| conformance::expired_lease_is_reclaimed_and_old_holder_is_fenced(&*s).await;
+    extended_lease_is_kept => |s| conformance::extended_lease_is_kept(&*s).await;
+    lost_lease_on_last_attempt_dies => |s| conformance::lost_lease_on_last_attempt_dies(&*s).await;
+    release_returns_job_without_using_an_attempt => |s| conformance::release_returns_job_without_using_an_attempt(&*s).await;
+    concurrent_workers_drain_exactly_once => |s| conformance::concurrent_workers_drain_exactly_once(s).await;
+    killed_worker_job_is_completed_by_another => |s| conformance::killed_worker_job_is_completed_by_another(s).await;
+}
