@@ -20,5 +20,5 @@ mod store;
 pub mod testing;
 
 pub use error::{StoreError, StoreResult};
-pub use queue::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth};
+pub use queue::{backoff, DeadJob, FailOutcome, Job, JobFailure, JobHandler, JobId, Lease, NewJob, Queue, QueueDepth};
 pub use store::{AccessKeyRecord, Backend, Store, TokenId, TokenPrincipal, TokenRecord, Tx};

@@ -152,3 +152,53 @@ pub(crate) fn bound_error(e: &str) -> String {
     }
     format!("{}…", &e[..end])
 }
+
+/// Why a handler could not finish a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobFailure {
+    /// Try again after this delay (while attempts remain).
+    Retry { error: String, after: Duration },
+    /// Never retry: the job is kept as dead with this error.
+    Permanent(String),
+}
+
+/// Runs one kind of job. Implemented by the crates that own the work (runner, outbound delivery); the
+/// binary's worker pool claims jobs and calls the handler registered for their kind.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn handle(&self, job: &Job) -> Result<(), JobFailure>;
+}
+
+/// Exponential backoff with full jitter: a random delay in `[base, min(cap, base * 2^(attempt-1))]`.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    use rand::Rng;
+    let exp = base.saturating_mul(1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX));
+    let hi = exp.min(cap).max(base);
+    let span = hi.saturating_sub(base).as_millis() as u64;
+    base + Duration::from_millis(if span == 0 { 0 } else { rand::thread_rng().gen_range(0..=span) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_within_bounds() {
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(60);
+        for attempt in 1..40 {
+            let d = backoff(attempt, base, cap);
+            assert!(d >= base && d <= cap, "attempt {attempt}: {d:?}");
+        }
+        assert_eq!(backoff(1, base, cap), base, "first retry waits the base delay");
+        assert!((0..50).any(|_| backoff(10, base, cap) > Duration::from_secs(2)), "later attempts spread out");
+    }
+
+    #[test]
+    fn errors_are_bounded_on_char_boundaries() {
+        let e = "é".repeat(5000);
+        let b = bound_error(&e);
+        assert!(b.len() <= 4096 + '…'.len_utf8());
+        assert_eq!(bound_error("short"), "short");
+    }
+}

@@ -1,1 +1,17 @@
+//! The `pipehook` binary's library: everything but `main`.
+//!
+//! - [`config`]: layered configuration (defaults, file, environment, flags), validated up front.
+//! - [`app`]: the composition root, [`app::run`]`(config, listener, shutdown)`, which tests call directly.
+//! - [`worker`]: the worker pool that runs queued jobs through their kind's [`pipehook_store::JobHandler`].
+//! - [`bootstrap`]: declared and first-start credentials.
+//! - [`cli`]: the command line.
+//! - [`telemetry`]: logging.
 
+pub mod app;
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod telemetry;
+pub mod worker;
+
+pub use app::run;

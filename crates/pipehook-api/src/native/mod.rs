@@ -1,0 +1,82 @@
+//! pipehook's own REST API under `/api/` (token-authenticated). Errors use the Pulumi Cloud shape,
+//! `{"code": <status>, "message": "..."}`, so one client handles both this and the Pulumi-compatible routes.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pipehook_store::StoreError;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::auth::{ensure_org, Principal};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/orgs/{org}", get(get_org)).fallback(not_found)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrgResponse {
+    name: String,
+    aws_account_id: String,
+    created_at: i64,
+}
+
+/// The caller's organization: its name and the AWS account id that appears in its ARNs.
+async fn get_org(principal: Principal, Path(org): Path<String>) -> Result<Json<OrgResponse>, RestError> {
+    ensure_org(&principal, &org)?;
+    Ok(Json(OrgResponse {
+        name: principal.org.name.to_string(),
+        aws_account_id: principal.org.account_id.to_string(),
+        created_at: principal.org.created_at.millis(),
+    }))
+}
+
+pub async fn not_found() -> RestError {
+    RestError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A REST error: status and message, nothing internal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl RestError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized: No credentials provided or are invalid.")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+    }
+
+    pub fn from_store(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            StoreError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
+            e if e.is_transient() => {
+                tracing::error!(error = %e, "database unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: the database is unreachable; retry")
+            }
+            e => {
+                tracing::error!(error = %e, "store error in REST API");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"code": self.status.as_u16(), "message": self.message}))).into_response()
+    }
+}

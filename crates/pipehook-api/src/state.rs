@@ -1,0 +1,25 @@
+use pipehook_domain::secret::MasterKey;
+use pipehook_store::Store;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+
+/// What the HTTP layer needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Region used in ARNs and required in SigV4 credential scopes.
+    pub aws_region: String,
+    /// Base URL written into generated trigger URLs, without a trailing slash.
+    pub public_url: String,
+    /// Largest request body the management APIs accept.
+    pub max_body_bytes: usize,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub master_key: MasterKey,
+    pub config: Arc<ApiConfig>,
+    pub metrics: Arc<Metrics>,
+}

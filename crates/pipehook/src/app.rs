@@ -1,0 +1,203 @@
+//! The composition root: opens the store the configuration names, resolves the master key, bootstraps
+//! credentials, and runs the API and the workers until shutdown.
+
+use pipehook_api::metrics::Metrics;
+use pipehook_api::{ApiConfig, AppState};
+use pipehook_domain::secret::MasterKey;
+use pipehook_store::postgres::{PgOptions, PgStore};
+use pipehook_store::sqlite::{SqliteOptions, SqliteStore};
+use pipehook_store::{Queue, Store};
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, Database};
+use crate::worker::{Handlers, WorkerPool};
+
+/// Why the process could not start. A configuration problem exits with 2, anything else with 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl StartError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Config(_) => 2,
+            StartError::Runtime(_) => 1,
+        }
+    }
+}
+
+impl From<crate::bootstrap::BootstrapError> for StartError {
+    fn from(e: crate::bootstrap::BootstrapError) -> Self {
+        match e {
+            crate::bootstrap::BootstrapError::Config(c) => StartError::Config(c),
+            crate::bootstrap::BootstrapError::Store(s) => StartError::Runtime(format!("bootstrap failed: {s}")),
+        }
+    }
+}
+
+/// Creates the data folder if needed and proves it writable, so a bad folder fails before anything else.
+fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    const SETTING: &str = "data_dir (PIPEHOOK_DATA_DIR)";
+    std::fs::create_dir_all(dir).map_err(|e| ConfigError::new(SETTING, format!("cannot create {}: {e}", dir.display())))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| ConfigError::new(SETTING, format!("{} is not writable: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The configured key, or the one in `<data_dir>/master.key`, generated (mode 0600) on first start.
+pub fn resolve_master_key(config: &Config) -> Result<MasterKey, StartError> {
+    if let Some(k) = &config.master_key {
+        return Ok(k.clone());
+    }
+    let path = config.data_dir.join("master.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => MasterKey::from_base64(&text)
+            .map_err(|e| ConfigError::new(format!("master key file {}", path.display()), e.0).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ensure_data_dir(&config.data_dir)?;
+            let key = MasterKey::generate();
+            write_private(&path, key.to_base64().as_bytes())
+                .map_err(|e| StartError::Config(ConfigError::new("data_dir (PIPEHOOK_DATA_DIR)", format!("cannot write {}: {e}", path.display()))))?;
+            tracing::info!(path = %path.display(), "generated a new master key; back it up: secrets stored with it are unreadable without it");
+            Ok(key)
+        }
+        Err(e) => Err(ConfigError::new(format!("master key file {}", path.display()), e.to_string()).into()),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+/// Opens the configured database (without migrating). PostgreSQL is retried with backoff for
+/// `postgres.connect_timeout_seconds`, so nodes may start before their database.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match &config.database {
+        Database::Sqlite(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                ensure_data_dir(parent)?;
+            }
+            let opts = SqliteOptions { durability: config.sqlite_durability, ..SqliteOptions::default() };
+            let store = SqliteStore::open(path, &opts)
+                .await
+                .map_err(|e| StartError::Runtime(format!("cannot open SQLite database {}: {e}", path.display())))?;
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(url) => {
+            let opts = PgOptions { max_connections: config.postgres_max_connections, schema: config.postgres_schema.clone() };
+            let started = Instant::now();
+            let mut delay = Duration::from_millis(250);
+            loop {
+                match PgStore::connect(url, &opts).await {
+                    Ok(s) => return Ok(Arc::new(s)),
+                    Err(e) if started.elapsed() + delay < config.postgres_connect_timeout => {
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "PostgreSQL is not reachable yet");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        return Err(StartError::Runtime(format!(
+                            "PostgreSQL unreachable after {} s: {e}",
+                            config.postgres_connect_timeout.as_secs()
+                        )))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens and migrates the store, with the master key: what every command that touches the database needs.
+pub async fn prepare(config: &Config) -> Result<(Arc<dyn Store>, MasterKey), StartError> {
+    // The key first: a malformed key file must fail before a database is created.
+    let key = resolve_master_key(config)?;
+    let store = open_store(config).await?;
+    store.migrate().await.map_err(|e| StartError::Runtime(format!("migrating the database failed: {e}")))?;
+    Ok((store, key))
+}
+
+/// Runs pipehook until `shutdown` is cancelled: the API on `listener` (when given and the role serves it)
+/// and the workers (when the role runs them). Returns after in-flight work drained or the grace period.
+pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: CancellationToken) -> Result<(), StartError> {
+    let (store, key) = prepare(&config).await?;
+    if let Some(generated) = crate::bootstrap::run(&*store, &key, &config.bootstrap).await? {
+        println!("{}", generated.notice());
+    }
+    let metrics = Arc::new(Metrics::default());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if config.role.runs_workers() {
+        let handlers = Handlers::default();
+        let queue: Arc<dyn Queue> = store.clone();
+        let pool = WorkerPool::new(queue, handlers, config.worker.clone(), metrics.clone());
+        let (token, grace) = (shutdown.clone(), config.shutdown_grace);
+        tasks.spawn(async move {
+            pool.run(token, grace).await;
+            Ok(())
+        });
+    }
+    if let (true, Some(listener)) = (config.role.runs_api(), listener) {
+        let bound = listener.local_addr().map_err(|e| StartError::Runtime(e.to_string()))?;
+        let state = AppState {
+            store: store.clone(),
+            master_key: key.clone(),
+            config: Arc::new(ApiConfig {
+                aws_region: config.aws_region.clone(),
+                public_url: config.public_url_for(bound),
+                max_body_bytes: config.max_body_bytes,
+            }),
+            metrics: metrics.clone(),
+        };
+        let app = pipehook_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let (token, grace) = (shutdown.clone(), config.shutdown_grace);
+        tracing::info!(listen = %bound, role = ?config.role, backend = ?store.backend(), "pipehook is serving");
+        tasks.spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
+            let server = std::pin::pin!(server.into_future());
+            // In-flight requests get the grace period after shutdown begins, then the server is dropped.
+            tokio::select! {
+                r = server => r.map_err(|e| StartError::Runtime(format!("HTTP server failed: {e}"))),
+                _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!("in-flight requests did not finish within the grace period");
+                    Ok(())
+                }
+            }
+        });
+    } else if config.role.runs_api() {
+        return Err(StartError::Runtime("the api role needs a listener".into()));
+    }
+
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shutdown.cancel();
+                result = Err(e);
+            }
+            Err(e) => {
+                shutdown.cancel();
+                result = Err(StartError::Runtime(format!("a task panicked: {e}")));
+            }
+        }
+    }
+    store.close().await;
+    tracing::info!("pipehook stopped");
+    result
+}

@@ -1,0 +1,322 @@
+//! The command line: `serve`, `migrate`, and the administrative commands that work directly on the
+//! database (organizations, tokens, access keys), for bootstrapping and recovery.
+
+use clap::{Args, Parser, Subcommand};
+use pipehook_domain::credentials::{AccessKeyId, ApiToken, SecretAccessKey};
+use pipehook_domain::org::{AccountId, OrgName, Organization};
+use pipehook_store::{Store, TokenId};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{prepare, run, StartError};
+use crate::config::{Config, ConfigError, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "pipehook", version, about = "A self-hosted webhook hub for CI/CD", long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML) layered over the compiled-in defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Database URL (sqlite://PATH or postgres://...). Default: <data-dir>/pipehook.db.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Folder for the SQLite database and the generated master key.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API and the workers.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage organizations (directly on the database).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage REST API tokens (directly on the database).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage AWS-style access key pairs for the AWS-compatible API (directly on the database).
+    #[command(subcommand, name = "access-key")]
+    AccessKey(AccessKeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// api (HTTP only), worker (jobs only) or all.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization.
+    Create {
+        name: String,
+        /// 12-digit AWS account id for its ARNs (random when omitted).
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// List organizations.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (shown only once).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List an organization's tokens (never their values).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[arg(long)]
+        org: String,
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessKeyCommand {
+    /// Create an access key pair and print it (the secret is shown only once).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List an organization's access keys (never their secrets).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke an access key.
+    Revoke {
+        #[arg(long)]
+        org: String,
+        access_key_id: String,
+    },
+}
+
+/// Parses arguments, runs the command, and returns the process exit code.
+pub async fn main() -> i32 {
+    let cli = Cli::parse();
+    let listen_role = match &cli.command {
+        Command::Serve(a) => (a.listen.clone(), a.role.clone()),
+        _ => (None, None),
+    };
+    let overrides = Overrides {
+        listen: listen_role.0,
+        role: listen_role.1,
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+        log_format: cli.log_format.clone(),
+    };
+    let config = match Config::load(cli.config.as_deref(), &|k| std::env::var(k).ok(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pipehook: configuration error: {e}");
+            return 2;
+        }
+    };
+    crate::telemetry::init(config.log_format);
+    match execute(cli.command, config).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("pipehook: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn execute(command: Command, config: Config) -> Result<(), StartError> {
+    match command {
+        Command::Serve(_) => serve(config).await,
+        Command::Migrate => {
+            let (store, _) = prepare(&config).await?;
+            println!("migrations applied ({:?})", store.backend());
+            store.close().await;
+            Ok(())
+        }
+        Command::Org(c) => admin(config, |store, _| Box::pin(org_command(store, c))).await,
+        Command::Token(c) => admin(config, |store, _| Box::pin(token_command(store, c))).await,
+        Command::AccessKey(c) => admin(config, move |store, key| Box::pin(access_key_command(store, key, c))).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<(), StartError> {
+    let listener = if config.role.runs_api() {
+        Some(tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+            StartError::Config(ConfigError::new("listen (PIPEHOOK_LISTEN)", format!("cannot listen on {}: {e}", config.listen)))
+        })?)
+    } else {
+        None
+    };
+    let shutdown = CancellationToken::new();
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new requests or jobs; finishing in-flight work");
+        signal_token.cancel();
+    });
+    run(config, listener, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+type AdminFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StartError>> + Send + 'a>>;
+
+async fn admin<F>(config: Config, f: F) -> Result<(), StartError>
+where
+    F: for<'a> FnOnce(&'a dyn Store, &'a pipehook_domain::secret::MasterKey) -> AdminFuture<'a>,
+{
+    let (store, key) = prepare(&config).await?;
+    let result = f(&*store, &key).await;
+    store.close().await;
+    result
+}
+
+fn usage(setting: &str, problem: impl Into<String>) -> StartError {
+    StartError::Config(ConfigError::new(setting, problem))
+}
+
+fn db(e: pipehook_store::StoreError) -> StartError {
+    StartError::Runtime(e.to_string())
+}
+
+async fn find_org(store: &dyn Store, name: &str) -> Result<Organization, StartError> {
+    let name = OrgName::parse(name).map_err(|e| usage("--org", e.0))?;
+    store.org_by_name(&name).await.map_err(db)?.ok_or_else(|| usage("--org", format!("no organization named '{name}'")))
+}
+
+async fn org_command(store: &dyn Store, c: OrgCommand) -> Result<(), StartError> {
+    match c {
+        OrgCommand::Create { name, account_id } => {
+            let name = OrgName::parse(&name).map_err(|e| usage("NAME", e.0))?;
+            let account = match account_id {
+                Some(a) => AccountId::parse(&a).map_err(|e| usage("--account-id", e.0))?,
+                None => AccountId::generate(),
+            };
+            let mut tx = store.begin().await.map_err(db)?;
+            let org = match tx.create_org(&name, &account).await {
+                Ok(o) => o,
+                Err(pipehook_store::StoreError::Conflict(_)) => {
+                    return Err(usage("NAME", format!("organization '{name}' or account id {account} already exists")))
+                }
+                Err(e) => return Err(db(e)),
+            };
+            tx.commit().await.map_err(db)?;
+            println!("created organization {} (AWS account id {})", org.name, org.account_id);
+        }
+        OrgCommand::List => {
+            println!("{:<40} {:<14} CREATED_AT_MS", "NAME", "ACCOUNT_ID");
+            for o in store.list_orgs().await.map_err(db)? {
+                println!("{:<40} {:<14} {}", o.name.as_str(), o.account_id.as_str(), o.created_at.millis());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn token_command(store: &dyn Store, c: TokenCommand) -> Result<(), StartError> {
+    match c {
+        TokenCommand::Create { org, description } => {
+            let org = find_org(store, &org).await?;
+            let token = ApiToken::generate();
+            let mut tx = store.begin().await.map_err(db)?;
+            let id = tx.create_token(org.id, &token.hash(), &description).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            eprintln!("created token {} for organization {}; it is shown only once:", id.0, org.name);
+            println!("{}", token.expose());
+        }
+        TokenCommand::List { org } => {
+            let org = find_org(store, &org).await?;
+            println!("{:<8} {:<10} {:<16} DESCRIPTION", "ID", "STATUS", "CREATED_AT_MS");
+            for t in store.list_tokens(org.id).await.map_err(db)? {
+                let status = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{:<8} {:<10} {:<16} {}", t.id.0, status, t.created_at.millis(), t.description);
+            }
+        }
+        TokenCommand::Revoke { org, id } => {
+            let org = find_org(store, &org).await?;
+            let mut tx = store.begin().await.map_err(db)?;
+            let revoked = tx.revoke_token(org.id, TokenId(id)).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            if !revoked {
+                return Err(usage("ID", format!("organization {} has no active token {id}", org.name)));
+            }
+            println!("revoked token {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn access_key_command(
+    store: &dyn Store,
+    key: &pipehook_domain::secret::MasterKey,
+    c: AccessKeyCommand,
+) -> Result<(), StartError> {
+    match c {
+        AccessKeyCommand::Create { org, description } => {
+            let org = find_org(store, &org).await?;
+            let id = AccessKeyId::generate();
+            let secret = SecretAccessKey::generate();
+            let ct = key.encrypt(&id.encryption_context(), secret.expose().as_bytes());
+            let mut tx = store.begin().await.map_err(db)?;
+            tx.create_access_key(org.id, &id, &ct, &description).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            eprintln!("created access key for organization {} (account {}); the secret is shown only once:", org.name, org.account_id);
+            println!("AWS_ACCESS_KEY_ID={}", id.as_str());
+            println!("AWS_SECRET_ACCESS_KEY={}", secret.expose());
+        }
+        AccessKeyCommand::List { org } => {
+            let org = find_org(store, &org).await?;
+            println!("{:<24} {:<10} {:<16} DESCRIPTION", "ACCESS_KEY_ID", "STATUS", "CREATED_AT_MS");
+            for k in store.list_access_keys(org.id).await.map_err(db)? {
+                let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{:<24} {:<10} {:<16} {}", k.id.as_str(), status, k.created_at.millis(), k.description);
+            }
+        }
+        AccessKeyCommand::Revoke { org, access_key_id } => {
+            let org = find_org(store, &org).await?;
+            let id = AccessKeyId::parse(&access_key_id).map_err(|e| usage("ACCESS_KEY_ID", e.0))?;
+            let mut tx = store.begin().await.map_err(db)?;
+            let revoked = tx.revoke_access_key(org.id, &id).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            if !revoked {
+                return Err(usage("ACCESS_KEY_ID", format!("organization {} has no active key {}", org.name, id.as_str())));
+            }
+            println!("revoked access key {}", id.as_str());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,528 @@
+//! Layered configuration: compiled-in defaults (`config.default.toml`), then `--config FILE`, then
+//! `PIPEHOOK_*` environment variables, then command-line flags. Everything is validated here, before
+//! anything is created on disk, and every problem is one line naming the setting.
+
+use pipehook_domain::secret::MasterKey;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The compiled-in base layer.
+pub const DEFAULTS: &str = include_str!("../../../config.default.toml");
+
+/// A configuration problem: which setting, and what is wrong with it. Printed as one line; exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into() }
+    }
+}
+
+/// The environment variables that override the file, and the key each sets.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("PIPEHOOK_LISTEN", "listen"),
+    ("PIPEHOOK_DATA_DIR", "data_dir"),
+    ("PIPEHOOK_DATABASE_URL", "database_url"),
+    ("PIPEHOOK_PUBLIC_URL", "public_url"),
+    ("PIPEHOOK_MASTER_KEY", "master_key"),
+    ("PIPEHOOK_AWS_REGION", "aws_region"),
+    ("PIPEHOOK_ROLE", "role"),
+    ("PIPEHOOK_LOG_FORMAT", "log_format"),
+    ("PIPEHOOK_HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
+    ("PIPEHOOK_SHUTDOWN_GRACE_SECONDS", "http.shutdown_grace_seconds"),
+    ("PIPEHOOK_SQLITE_DURABILITY", "sqlite.durability"),
+    ("PIPEHOOK_POSTGRES_SCHEMA", "postgres.schema"),
+    ("PIPEHOOK_POSTGRES_MAX_CONNECTIONS", "postgres.max_connections"),
+    ("PIPEHOOK_POSTGRES_CONNECT_TIMEOUT_SECONDS", "postgres.connect_timeout_seconds"),
+    ("PIPEHOOK_WORKER_CONCURRENCY", "worker.concurrency"),
+    ("PIPEHOOK_WORKER_LEASE_SECONDS", "worker.lease_seconds"),
+    ("PIPEHOOK_WORKER_POLL_MS", "worker.poll_ms"),
+    ("PIPEHOOK_BOOTSTRAP_ORG", "bootstrap.org"),
+    ("PIPEHOOK_BOOTSTRAP_ACCOUNT_ID", "bootstrap.account_id"),
+    ("PIPEHOOK_BOOTSTRAP_TOKEN", "bootstrap.token"),
+    ("PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID", "bootstrap.aws_access_key_id"),
+    ("PIPEHOOK_BOOTSTRAP_AWS_SECRET_ACCESS_KEY", "bootstrap.aws_secret_access_key"),
+];
+
+/// Values given on the command line (the top layer).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub role: Option<String>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: String,
+    data_dir: PathBuf,
+    database_url: String,
+    public_url: String,
+    master_key: String,
+    aws_region: String,
+    role: String,
+    log_format: String,
+    http: RawHttp,
+    sqlite: RawSqlite,
+    postgres: RawPostgres,
+    worker: RawWorker,
+    bootstrap: RawBootstrap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    max_body_bytes: u64,
+    shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSqlite {
+    durability: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    schema: String,
+    max_connections: u32,
+    connect_timeout_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    concurrency: u32,
+    lease_seconds: u64,
+    poll_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBootstrap {
+    org: String,
+    account_id: String,
+    token: String,
+    aws_access_key_id: String,
+    aws_secret_access_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Worker,
+    All,
+}
+
+impl Role {
+    pub fn runs_api(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The SQLite file at this path.
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub poll: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BootstrapConfig {
+    pub org: pipehook_domain::org::OrgName,
+    pub account_id: Option<pipehook_domain::org::AccountId>,
+    pub token: Option<pipehook_domain::credentials::ApiToken>,
+    pub access_key: Option<(pipehook_domain::credentials::AccessKeyId, pipehook_domain::credentials::SecretAccessKey)>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: Database,
+    /// `None`: derived from the address actually listened on.
+    pub public_url: Option<String>,
+    /// `None`: read or generated in the data folder.
+    pub master_key: Option<MasterKey>,
+    pub aws_region: String,
+    pub role: Role,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub sqlite_durability: pipehook_store::sqlite::Durability,
+    pub postgres_schema: Option<String>,
+    pub postgres_max_connections: u32,
+    pub postgres_connect_timeout: Duration,
+    pub worker: WorkerConfig,
+    pub bootstrap: BootstrapConfig,
+}
+
+/// Sets `dotted.key` in `table` to `value`, typed like the default already there.
+fn set_path(table: &mut toml::Table, key: &str, value: &str, setting: &str) -> Result<(), ConfigError> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut cur = table;
+    for p in parts {
+        cur = cur
+            .get_mut(p)
+            .and_then(|v| v.as_table_mut())
+            .ok_or_else(|| ConfigError::new(setting, format!("no section [{p}]")))?;
+    }
+    let typed = match cur.get(last) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            value.trim().parse::<i64>().map_err(|_| ConfigError::new(setting, format!("expected a whole number, got {value:?}")))?,
+        ),
+        _ => toml::Value::String(value.to_owned()),
+    };
+    cur.insert(last.to_owned(), typed);
+    Ok(())
+}
+
+/// Merges `over` into `base`, section by section.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers. `env` is injected so tests do not touch the process environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            DEFAULTS.parse().map_err(|e| ConfigError::new("config.default.toml", format!("{e}")))?;
+        if let Some(path) = file {
+            let setting = format!("--config {}", path.display());
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&setting, e.to_string()))?;
+            let over: toml::Table =
+                text.parse().map_err(|e: toml::de::Error| ConfigError::new(&setting, e.message().to_owned()))?;
+            merge(&mut table, over);
+        }
+        for (var, key) in ENV_VARS {
+            if let Some(v) = env(var) {
+                set_path(&mut table, key, &v, var)?;
+            }
+        }
+        let o = overrides;
+        for (flag, key, v) in [
+            ("--listen", "listen", o.listen.clone()),
+            ("--data-dir", "data_dir", o.data_dir.as_ref().map(|p| p.display().to_string())),
+            ("--database-url", "database_url", o.database_url.clone()),
+            ("--role", "role", o.role.clone()),
+            ("--log-format", "log_format", o.log_format.clone()),
+        ] {
+            if let Some(v) = v {
+                set_path(&mut table, key, &v, flag)?;
+            }
+        }
+        let raw: Raw = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::new("configuration", e.message().to_owned()))?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> Result<Config, ConfigError> {
+        use pipehook_domain::credentials::{AccessKeyId, ApiToken, SecretAccessKey};
+        use pipehook_domain::org::{AccountId, OrgName};
+
+        let listen: SocketAddr = raw
+            .listen
+            .parse()
+            .map_err(|_| ConfigError::new("listen (PIPEHOOK_LISTEN)", format!("{:?} is not an address like 127.0.0.1:8080", raw.listen)))?;
+        if raw.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("data_dir (PIPEHOOK_DATA_DIR)", "must not be empty"));
+        }
+        let database = parse_database_url(&raw.database_url, &raw.data_dir)?;
+        let public_url = if raw.public_url.trim().is_empty() {
+            None
+        } else {
+            Some(parse_public_url(&raw.public_url)?)
+        };
+        let master_key = if raw.master_key.trim().is_empty() {
+            None
+        } else {
+            Some(MasterKey::from_base64(&raw.master_key).map_err(|e| ConfigError::new("master_key (PIPEHOOK_MASTER_KEY)", e.0))?)
+        };
+        let region_ok = !raw.aws_region.is_empty()
+            && raw.aws_region.len() <= 32
+            && raw.aws_region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            return Err(ConfigError::new("aws_region (PIPEHOOK_AWS_REGION)", format!("{:?} is not a region name like us-east-1", raw.aws_region)));
+        }
+        let role = match raw.role.as_str() {
+            "api" => Role::Api,
+            "worker" => Role::Worker,
+            "all" => Role::All,
+            other => return Err(ConfigError::new("role (PIPEHOOK_ROLE)", format!("{other:?} is not one of api, worker, all"))),
+        };
+        let log_format = match raw.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(ConfigError::new("log_format (PIPEHOOK_LOG_FORMAT)", format!("{other:?} is not one of text, json"))),
+        };
+        let sqlite_durability = match raw.sqlite.durability.as_str() {
+            "full" => pipehook_store::sqlite::Durability::Full,
+            "normal" => pipehook_store::sqlite::Durability::Normal,
+            other => {
+                return Err(ConfigError::new("sqlite.durability (PIPEHOOK_SQLITE_DURABILITY)", format!("{other:?} is not one of full, normal")))
+            }
+        };
+        let positive = |v: u64, name: &str| {
+            if v == 0 {
+                Err(ConfigError::new(name, "must be greater than 0"))
+            } else {
+                Ok(v)
+            }
+        };
+        let max_body_bytes = positive(raw.http.max_body_bytes, "http.max_body_bytes (PIPEHOOK_HTTP_MAX_BODY_BYTES)")?;
+        positive(u64::from(raw.worker.concurrency), "worker.concurrency (PIPEHOOK_WORKER_CONCURRENCY)")?;
+        positive(raw.worker.lease_seconds, "worker.lease_seconds (PIPEHOOK_WORKER_LEASE_SECONDS)")?;
+        positive(raw.worker.poll_ms, "worker.poll_ms (PIPEHOOK_WORKER_POLL_MS)")?;
+        positive(u64::from(raw.postgres.max_connections), "postgres.max_connections (PIPEHOOK_POSTGRES_MAX_CONNECTIONS)")?;
+
+        let postgres_schema = non_empty(&raw.postgres.schema).map(str::to_owned);
+        if let Some(s) = &postgres_schema {
+            if s.len() > 63 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(ConfigError::new("postgres.schema (PIPEHOOK_POSTGRES_SCHEMA)", format!("{s:?} must be 1 to 63 letters, digits or '_'")));
+            }
+        }
+        let b = &raw.bootstrap;
+        let org = OrgName::parse(&b.org).map_err(|e| ConfigError::new("bootstrap.org (PIPEHOOK_BOOTSTRAP_ORG)", e.0))?;
+        let account_id = non_empty(&b.account_id)
+            .map(|s| AccountId::parse(s).map_err(|e| ConfigError::new("bootstrap.account_id (PIPEHOOK_BOOTSTRAP_ACCOUNT_ID)", e.0)))
+            .transpose()?;
+        let token = non_empty(&b.token)
+            .map(|s| ApiToken::parse(s).map_err(|e| ConfigError::new("bootstrap.token (PIPEHOOK_BOOTSTRAP_TOKEN)", e.0)))
+            .transpose()?;
+        let access_key = match (non_empty(&b.aws_access_key_id), non_empty(&b.aws_secret_access_key)) {
+            (None, None) => None,
+            (Some(id), Some(secret)) => Some((
+                AccessKeyId::parse(id).map_err(|e| ConfigError::new("bootstrap.aws_access_key_id (PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID)", e.0))?,
+                SecretAccessKey::parse(secret)
+                    .map_err(|e| ConfigError::new("bootstrap.aws_secret_access_key (PIPEHOOK_BOOTSTRAP_AWS_SECRET_ACCESS_KEY)", e.0))?,
+            )),
+            _ => {
+                return Err(ConfigError::new(
+                    "PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID / PIPEHOOK_BOOTSTRAP_AWS_SECRET_ACCESS_KEY",
+                    "give both or neither",
+                ))
+            }
+        };
+
+        Ok(Config {
+            listen,
+            data_dir: raw.data_dir,
+            database,
+            public_url,
+            master_key,
+            aws_region: raw.aws_region,
+            role,
+            log_format,
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            shutdown_grace: Duration::from_secs(raw.http.shutdown_grace_seconds),
+            sqlite_durability,
+            postgres_schema,
+            postgres_max_connections: raw.postgres.max_connections,
+            postgres_connect_timeout: Duration::from_secs(raw.postgres.connect_timeout_seconds),
+            worker: WorkerConfig {
+                concurrency: raw.worker.concurrency as usize,
+                lease: Duration::from_secs(raw.worker.lease_seconds),
+                poll: Duration::from_millis(raw.worker.poll_ms),
+            },
+            bootstrap: BootstrapConfig { org, account_id, token, access_key },
+        })
+    }
+
+    /// The base URL for generated trigger URLs, given the address actually bound.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    let t = s.trim();
+    (!t.is_empty()).then_some(t)
+}
+
+fn parse_database_url(url: &str, data_dir: &Path) -> Result<Database, ConfigError> {
+    const SETTING: &str = "database_url (PIPEHOOK_DATABASE_URL)";
+    let url = url.trim();
+    if url.is_empty() {
+        return Ok(Database::Sqlite(data_dir.join("pipehook.db")));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Database::Postgres(url.to_owned()));
+    }
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(ConfigError::new(SETTING, "a sqlite URL needs a file path, e.g. sqlite:///var/lib/pipehook/pipehook.db"));
+        }
+        return Ok(Database::Sqlite(PathBuf::from(path)));
+    }
+    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+    Err(ConfigError::new(SETTING, format!("unsupported scheme {scheme:?}: use sqlite:// or postgres://")))
+}
+
+fn parse_public_url(s: &str) -> Result<String, ConfigError> {
+    const SETTING: &str = "public_url (PIPEHOOK_PUBLIC_URL)";
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+        .ok_or_else(|| ConfigError::new(SETTING, format!("{s:?} must start with http:// or https://")))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') || rest.contains('?') || rest.contains('#') {
+        return Err(ConfigError::new(SETTING, format!("{s:?} must be a base URL with a host and no credentials, query or fragment")));
+    }
+    Ok(t.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(env: &[(&str, &str)], file: Option<&str>, o: Overrides) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        if let Some(f) = file {
+            std::fs::write(&path, f).unwrap();
+        }
+        Config::load(file.map(|_| path.as_path()), &|k| env.get(k).cloned(), &o)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[], None, Overrides::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.database, Database::Sqlite(PathBuf::from("./pipehook-data/pipehook.db")));
+        assert_eq!(c.aws_region, "us-east-1");
+        assert_eq!(c.role, Role::All);
+        assert!(c.master_key.is_none() && c.public_url.is_none());
+        assert_eq!(c.public_url_for("127.0.0.1:9999".parse().unwrap()), "http://127.0.0.1:9999");
+        assert_eq!(c.bootstrap.org.as_str(), "default");
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let file = "listen = \"127.0.0.1:1000\"\naws_region = \"eu-west-1\"\n[worker]\nconcurrency = 3\n";
+        let c = load(&[("PIPEHOOK_LISTEN", "127.0.0.1:2000"), ("PIPEHOOK_WORKER_LEASE_SECONDS", "7")], Some(file), Overrides::default())
+            .unwrap();
+        assert_eq!(c.listen.port(), 2000, "env beats file");
+        assert_eq!(c.aws_region, "eu-west-1", "file beats defaults");
+        assert_eq!((c.worker.concurrency, c.worker.lease), (3, Duration::from_secs(7)));
+        let o = Overrides { listen: Some("127.0.0.1:3000".into()), data_dir: Some("/tmp/x".into()), ..Default::default() };
+        let c = load(&[("PIPEHOOK_LISTEN", "127.0.0.1:2000")], Some(file), o).unwrap();
+        assert_eq!(c.listen.port(), 3000, "flag beats env");
+        assert_eq!(c.database, Database::Sqlite(PathBuf::from("/tmp/x/pipehook.db")));
+    }
+
+    #[test]
+    fn database_urls() {
+        let c = load(&[("PIPEHOOK_DATABASE_URL", "postgres://u@h/db")], None, Overrides::default()).unwrap();
+        assert_eq!(c.database, Database::Postgres("postgres://u@h/db".into()));
+        let c = load(&[("PIPEHOOK_DATABASE_URL", "sqlite:///var/x.db")], None, Overrides::default()).unwrap();
+        assert_eq!(c.database, Database::Sqlite(PathBuf::from("/var/x.db")));
+    }
+
+    /// Each bad value gets one error naming its setting.
+    #[test]
+    fn bad_values_name_their_setting() {
+        let cases: &[(&[(&str, &str)], Option<&str>, &str)] = &[
+            (&[("PIPEHOOK_DATABASE_URL", "mysql://x")], None, "database_url"),
+            (&[("PIPEHOOK_DATABASE_URL", "sqlite::memory:")], None, "database_url"),
+            (&[("PIPEHOOK_LISTEN", "not-an-addr")], None, "listen"),
+            (&[("PIPEHOOK_MASTER_KEY", "short")], None, "master_key"),
+            (&[("PIPEHOOK_MASTER_KEY", "AAAA")], None, "master_key"),
+            (&[("PIPEHOOK_AWS_REGION", "US EAST")], None, "aws_region"),
+            (&[("PIPEHOOK_ROLE", "boss")], None, "role"),
+            (&[("PIPEHOOK_LOG_FORMAT", "xml")], None, "log_format"),
+            (&[("PIPEHOOK_WORKER_CONCURRENCY", "many")], None, "PIPEHOOK_WORKER_CONCURRENCY"),
+            (&[("PIPEHOOK_WORKER_CONCURRENCY", "0")], None, "worker.concurrency"),
+            (&[("PIPEHOOK_PUBLIC_URL", "ftp://x")], None, "public_url"),
+            (&[("PIPEHOOK_PUBLIC_URL", "https://user:pw@x")], None, "public_url"),
+            (&[("PIPEHOOK_BOOTSTRAP_ORG", "bad org")], None, "bootstrap.org"),
+            (&[("PIPEHOOK_BOOTSTRAP_ACCOUNT_ID", "12")], None, "bootstrap.account_id"),
+            (&[("PIPEHOOK_BOOTSTRAP_TOKEN", "short")], None, "bootstrap.token"),
+            (&[("PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID", "AKIAAAAAAAAAAAAAAAAA")], None, "give both"),
+            (&[("PIPEHOOK_SQLITE_DURABILITY", "maybe")], None, "sqlite.durability"),
+            (&[("PIPEHOOK_POSTGRES_SCHEMA", "a;drop")], None, "postgres.schema"),
+            (&[], Some("nonsense = = ="), "--config"),
+            (&[], Some("unknown_key = 1"), "unknown field"),
+            (&[], Some("[worker]\nconcurrency = \"x\""), "invalid type"),
+        ];
+        for (env, file, needle) in cases {
+            let err = load(env, *file, Overrides::default()).expect_err(needle);
+            let line = err.to_string();
+            assert!(line.contains(needle), "{env:?} {file:?}: {line}");
+            assert!(!line.contains('\n'), "one line: {line}");
+        }
+        assert!(Config::load(Some(Path::new("/nonexistent/c.toml")), &|_| None, &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("--config"));
+    }
+
+    #[test]
+    fn valid_master_key_and_bootstrap() {
+        let key = MasterKey::generate().to_base64();
+        let c = load(
+            &[
+                ("PIPEHOOK_MASTER_KEY", key.as_str()),
+                ("PIPEHOOK_BOOTSTRAP_TOKEN", "a-long-enough-token-1234"),
+                ("PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+                ("PIPEHOOK_BOOTSTRAP_AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+                ("PIPEHOOK_BOOTSTRAP_ACCOUNT_ID", "123456789012"),
+            ],
+            None,
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.master_key.is_some());
+        assert!(c.bootstrap.token.is_some() && c.bootstrap.access_key.is_some());
+        assert!(!format!("{c:?}").contains("wJalrXUtnFEMI"), "secrets never in Debug output");
+        assert!(!format!("{c:?}").contains("a-long-enough-token"), "tokens never in Debug output");
+    }
+}
