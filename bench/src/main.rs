@@ -63,11 +63,7 @@ struct QueueArgs {
     #[arg(long, value_enum, default_value_t = BackendArg::Sqlite)]
     backend: BackendArg,
     /// PostgreSQL server; each scenario uses (and drops) a fresh schema in it.
-    #[arg(
-        long,
-        env = "PIPEHOOK_BENCH_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/test"
-    )]
+    #[arg(long, env = "PIPEHOOK_BENCH_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
     database_url: String,
     /// Jobs per scenario.
     #[arg(long, default_value_t = 20_000)]
@@ -133,10 +129,7 @@ async fn main() -> Result<()> {
 async fn queue(args: QueueArgs) -> Result<()> {
     ensure!(args.jobs >= 1, "--jobs must be at least 1");
     ensure!(args.workers >= 1, "--workers must be at least 1");
-    ensure!(
-        !args.batch.is_empty() && args.batch.iter().all(|&b| b >= 1),
-        "--batch sizes must be at least 1"
-    );
+    ensure!(!args.batch.is_empty() && args.batch.iter().all(|&b| b >= 1), "--batch sizes must be at least 1");
     let backends: &[Backend] = match args.backend {
         BackendArg::Sqlite => &[Backend::Sqlite],
         BackendArg::Postgres => &[Backend::Postgres],
@@ -146,12 +139,7 @@ async fn queue(args: QueueArgs) -> Result<()> {
     let mut reports = Vec::new();
     for &backend in backends {
         for &batch in &args.batch {
-            eprintln!(
-                "queue: {} batch={batch} jobs={} workers={} ...",
-                backend.name(),
-                args.jobs,
-                args.workers
-            );
+            eprintln!("queue: {} batch={batch} jobs={} workers={} ...", backend.name(), args.jobs, args.workers);
             let report = match backend {
                 Backend::Sqlite => sqlite_scenario(&args, batch).await,
                 Backend::Postgres => postgres_scenario(&args, batch).await,
@@ -172,22 +160,14 @@ async fn queue(args: QueueArgs) -> Result<()> {
 }
 
 async fn sqlite_scenario(args: &QueueArgs, batch: u32) -> Result<Report> {
-    let dir = tempfile::Builder::new()
-        .prefix("pipehook-bench-")
-        .tempdir()
-        .context("create temp dir")?;
+    let dir = tempfile::Builder::new().prefix("pipehook-bench-").tempdir().context("create temp dir")?;
     let path: PathBuf = dir.path().join("queue.db");
     let durability = match args.durability {
         DurabilityArg::Full => Durability::Full,
         DurabilityArg::Normal => Durability::Normal,
     };
-    let opts = SqliteOptions {
-        durability,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open(&path, &opts)
-        .await
-        .context("open SQLite")?;
+    let opts = SqliteOptions { durability, ..SqliteOptions::default() };
+    let store = SqliteStore::open(&path, &opts).await.context("open SQLite")?;
     store.migrate().await.context("migrate SQLite")?;
     let store: Arc<dyn Store> = Arc::new(store);
     let outcome = run(store.clone(), args.jobs, batch, args.workers).await;
@@ -206,10 +186,7 @@ async fn sqlite_scenario(args: &QueueArgs, batch: u32) -> Result<Report> {
 async fn postgres_scenario(args: &QueueArgs, batch: u32) -> Result<Report> {
     let schema = fresh_schema_name();
     let max_connections = u32::try_from(args.workers + 4).unwrap_or(u32::MAX);
-    let opts = PgOptions {
-        max_connections,
-        schema: Some(schema.clone()),
-    };
+    let opts = PgOptions { max_connections, schema: Some(schema.clone()) };
     let store = PgStore::connect(&args.database_url, &opts)
         .await
         .with_context(|| format!("connect to PostgreSQL at {}", args.database_url))?;
@@ -223,20 +200,11 @@ async fn postgres_scenario(args: &QueueArgs, batch: u32) -> Result<Report> {
     store.close().await;
     let m = outcome?;
     dropped.with_context(|| format!("drop schema {schema}"))?;
-    Ok(Report {
-        backend: Backend::Postgres,
-        durability: None,
-        jobs: args.jobs,
-        batch,
-        workers: args.workers,
-        m,
-    })
+    Ok(Report { backend: Backend::Postgres, durability: None, jobs: args.jobs, batch, workers: args.workers, m })
 }
 
 fn fresh_schema_name() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     format!("bench_{}_{nanos:09}", std::process::id())
 }
 
@@ -321,24 +289,15 @@ async fn run(store: Arc<dyn Store>, jobs: usize, batch: u32, workers: usize) -> 
         finished: OnceLock::new(),
     });
 
-    let producer = tokio::spawn(aborting(
-        shared.clone(),
-        produce(store.clone(), shared.clone(), batch),
-    ));
+    let producer = tokio::spawn(aborting(shared.clone(), produce(store.clone(), shared.clone(), batch)));
     let worker_tasks: Vec<_> = (0..workers)
-        .map(|_| {
-            tokio::spawn(aborting(
-                shared.clone(),
-                work(store.clone(), shared.clone(), batch),
-            ))
-        })
+        .map(|_| tokio::spawn(aborting(shared.clone(), work(store.clone(), shared.clone(), batch))))
         .collect();
     let watchdog = tokio::spawn(watchdog(shared.clone()));
 
     let (enqueue, enqueued_ids, enqueue_done) = producer.await.context("producer panicked")??;
     let mut latencies = Vec::with_capacity(jobs);
-    let (mut claim, mut complete, mut empty_claims) =
-        (CallStats::default(), CallStats::default(), 0);
+    let (mut claim, mut complete, mut empty_claims) = (CallStats::default(), CallStats::default(), 0);
     for task in worker_tasks {
         let w = task.await.context("worker panicked")??;
         latencies.extend(w.latencies_us);
@@ -347,11 +306,7 @@ async fn run(store: Arc<dyn Store>, jobs: usize, batch: u32, workers: usize) -> 
         empty_claims += w.empty_claims;
     }
     let stalled = watchdog.await.context("watchdog panicked")?;
-    let wall = shared
-        .finished
-        .get()
-        .copied()
-        .unwrap_or_else(|| shared.started.elapsed());
+    let wall = shared.finished.get().copied().unwrap_or_else(|| shared.started.elapsed());
     let peak_rss_kib = peak_rss_kib();
 
     // Verification: every job enqueued once, completed once, and nothing left in the queue.
@@ -360,27 +315,17 @@ async fn run(store: Arc<dyn Store>, jobs: usize, batch: u32, workers: usize) -> 
         problems.push(format!("stalled: no job completed for {STALL:?}"));
     }
     if enqueued_ids.len() != jobs {
-        problems.push(format!(
-            "enqueue returned {} ids for {jobs} jobs",
-            enqueued_ids.len()
-        ));
+        problems.push(format!("enqueue returned {} ids for {jobs} jobs", enqueued_ids.len()));
     }
     let distinct: HashSet<i64> = enqueued_ids.iter().map(|id| id.0).collect();
     if distinct.len() != enqueued_ids.len() {
-        problems.push(format!(
-            "enqueue returned {} duplicate ids",
-            enqueued_ids.len() - distinct.len()
-        ));
+        problems.push(format!("enqueue returned {} duplicate ids", enqueued_ids.len() - distinct.len()));
     }
     let completed = shared.completed.load(Ordering::Acquire);
     if completed != jobs {
         problems.push(format!("{completed} completions for {jobs} jobs"));
     }
-    let missing = shared
-        .seen
-        .iter()
-        .filter(|s| !s.load(Ordering::Acquire))
-        .count();
+    let missing = shared.seen.iter().filter(|s| !s.load(Ordering::Acquire)).count();
     if missing != 0 {
         problems.push(format!("{missing} jobs never completed"));
     }
@@ -395,10 +340,7 @@ async fn run(store: Arc<dyn Store>, jobs: usize, batch: u32, workers: usize) -> 
         }
     }
     if latencies.len() != jobs {
-        problems.push(format!(
-            "{} latency samples for {jobs} jobs",
-            latencies.len()
-        ));
+        problems.push(format!("{} latency samples for {jobs} jobs", latencies.len()));
     }
     let left: Vec<String> = store
         .depth()
@@ -432,10 +374,7 @@ async fn run(store: Arc<dyn Store>, jobs: usize, batch: u32, workers: usize) -> 
 }
 
 /// Runs a task; on error, tells the others to stop before returning it.
-async fn aborting<T>(
-    shared: Arc<Shared>,
-    task: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
+async fn aborting<T>(shared: Arc<Shared>, task: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let r = task.await;
     if r.is_err() {
         shared.abort.store(true, Ordering::Release);
@@ -455,9 +394,7 @@ async fn produce(
     while seq < shared.jobs && !shared.abort.load(Ordering::Acquire) {
         let end = (seq + batch as usize).min(shared.jobs);
         let enq_us = now_us();
-        let jobs: Vec<NewJob> = (seq..end)
-            .map(|s| NewJob::new(KIND, json!({ "seq": s, "enq_us": enq_us })))
-            .collect();
+        let jobs: Vec<NewJob> = (seq..end).map(|s| NewJob::new(KIND, json!({ "seq": s, "enq_us": enq_us }))).collect();
         let started = Instant::now();
         let got = store.enqueue(&jobs).await.context("enqueue")?;
         ids.extend(stats.time(started, got));
@@ -500,18 +437,13 @@ async fn work(store: Arc<dyn Store>, shared: Arc<Shared>, batch: u32) -> Result<
         let held = stats.complete.time(started, held);
         let done_us = now_us();
 
-        shared
-            .lost
-            .fetch_add(leases.len().saturating_sub(held.len()), Ordering::AcqRel);
+        shared.lost.fetch_add(leases.len().saturating_sub(held.len()), Ordering::AcqRel);
         let held: HashSet<Lease> = held.into_iter().collect();
         let mut n = 0;
         for job in claimed.iter().filter(|j| held.contains(&j.lease)) {
             n += 1;
             let seq = job.payload.get("seq").and_then(serde_json::Value::as_u64);
-            let enq_us = job
-                .payload
-                .get("enq_us")
-                .and_then(serde_json::Value::as_u64);
+            let enq_us = job.payload.get("enq_us").and_then(serde_json::Value::as_u64);
             let (Some(seq), Some(enq_us)) = (seq, enq_us) else {
                 shared.bad_payloads.fetch_add(1, Ordering::AcqRel);
                 continue;
@@ -551,9 +483,7 @@ async fn watchdog(shared: Arc<Shared>) -> bool {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Nearest-rank percentile of sorted microsecond samples.
@@ -627,23 +557,11 @@ impl Report {
 fn print_table(reports: &[Report]) {
     println!(
         "{:<9} {:<6} {:>5} {:>7} {:>7} {:>8} {:>9} {:>8} {:>8} {:>9}",
-        "backend",
-        "sync",
-        "batch",
-        "jobs",
-        "workers",
-        "wall s",
-        "jobs/s",
-        "p50 ms",
-        "p99 ms",
-        "peak RSS"
+        "backend", "sync", "batch", "jobs", "workers", "wall s", "jobs/s", "p50 ms", "p99 ms", "peak RSS"
     );
     for r in reports {
         let m = &r.m;
-        let rss = m.peak_rss_kib.map_or_else(
-            || "?".to_owned(),
-            |k| format!("{:.1} MiB", k as f64 / 1024.0),
-        );
+        let rss = m.peak_rss_kib.map_or_else(|| "?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
         println!(
             "{:<9} {:<6} {:>5} {:>7} {:>7} {:>8.2} {:>9.0} {:>8.1} {:>8.1} {:>9}",
             r.backend.name(),
@@ -661,15 +579,7 @@ fn print_table(reports: &[Report]) {
     println!();
     println!(
         "{:<9} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "backend",
-        "batch",
-        "enq done",
-        "enqueues",
-        "enq ms",
-        "claims",
-        "empty",
-        "claim ms",
-        "cmpl ms"
+        "backend", "batch", "enq done", "enqueues", "enq ms", "claims", "empty", "claim ms", "cmpl ms"
     );
     for r in reports {
         let m = &r.m;
@@ -713,13 +623,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_small_sqlite_run_completes_every_job_once() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = SqliteOptions {
-            durability: Durability::Normal,
-            ..SqliteOptions::default()
-        };
-        let store = SqliteStore::open(&dir.path().join("q.db"), &opts)
-            .await
-            .unwrap();
+        let opts = SqliteOptions { durability: Durability::Normal, ..SqliteOptions::default() };
+        let store = SqliteStore::open(&dir.path().join("q.db"), &opts).await.unwrap();
         store.migrate().await.unwrap();
         let store: Arc<dyn Store> = Arc::new(store);
         // 7 does not divide 250: the last batch is short.

@@ -137,17 +137,21 @@ async fn aws_principal(state: &AppState, parts: &Parts, body: &[u8]) -> Result<P
         max_skew: MAX_CLOCK_SKEW,
         now: SystemTime::now(),
     };
-    pipehook_sigv4::verify(
-        &parts.method,
-        parts.uri.path(),
-        parts.uri.query(),
-        &parts.headers,
-        body,
-        &auth,
-        &secret,
-        &expect,
-    )
-    .map_err(AwsError::from_sigv4)?;
+    // HTTP/2 carries the host as the `:authority` pseudo-header, which the signer signed as `host`.
+    let with_host;
+    let headers = match (parts.headers.contains_key(header::HOST), parts.uri.authority()) {
+        (false, Some(authority)) => {
+            let mut h = parts.headers.clone();
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                h.insert(header::HOST, v);
+            }
+            with_host = h;
+            &with_host
+        }
+        _ => &parts.headers,
+    };
+    pipehook_sigv4::verify(&parts.method, parts.uri.path(), parts.uri.query(), headers, body, &auth, &secret, &expect)
+        .map_err(AwsError::from_sigv4)?;
     let org = match state.store.org_by_id(record.org).await {
         Ok(Some(o)) => o,
         Ok(None) => return Err(AwsError::unrecognized_client()),
@@ -162,6 +166,9 @@ pub fn ensure_org(principal: &Principal, org_in_path: &str) -> Result<(), RestEr
     if principal.org.name.as_str() == org_in_path {
         Ok(())
     } else {
-        Err(RestError::new(StatusCode::FORBIDDEN, format!("Forbidden: this credential is not valid for organization '{org_in_path}'")))
+        Err(RestError::new(
+            StatusCode::FORBIDDEN,
+            format!("Forbidden: this credential is not valid for organization '{org_in_path}'"),
+        ))
     }
 }

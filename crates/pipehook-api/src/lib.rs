@@ -52,7 +52,11 @@ pub fn router(state: AppState) -> Router {
 
 /// Records request count and latency by route template (never the raw path: it would explode the label
 /// space), method and status.
-async fn record_metrics(axum::extract::State(state): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
+async fn record_metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
     let method = req.method().clone();
@@ -64,8 +68,5 @@ async fn record_metrics(axum::extract::State(state): axum::extract::State<AppSta
 /// The request id of the current request as a header value, for responses that echo it under another name
 /// (AWS clients read `x-amzn-RequestId`).
 pub fn request_id_of(req_extensions: &http::Extensions) -> HeaderValue {
-    req_extensions
-        .get::<RequestId>()
-        .map(|r| r.header_value().clone())
-        .unwrap_or_else(|| HeaderValue::from_static("-"))
+    req_extensions.get::<RequestId>().map(|r| r.header_value().clone()).unwrap_or_else(|| HeaderValue::from_static("-"))
 }

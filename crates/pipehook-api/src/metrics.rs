@@ -63,7 +63,11 @@ impl Metrics {
         for ((route, method, status), h) in &requests {
             let labels = format!("route=\"{}\",method=\"{}\",status=\"{status}\"", escape(route), escape(method));
             for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "pipehook_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "pipehook_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
+                    h.counts[i]
+                );
             }
             let _ = writeln!(out, "pipehook_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
             let _ = writeln!(out, "pipehook_http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
@@ -77,7 +81,13 @@ impl Metrics {
         out.push_str("# HELP pipehook_queue_jobs Jobs in the durable queue by kind and state.\n");
         out.push_str("# TYPE pipehook_queue_jobs gauge\n");
         for d in depth.unwrap_or_default() {
-            let _ = writeln!(out, "pipehook_queue_jobs{{kind=\"{}\",state=\"{}\"}} {}", escape(&d.kind), escape(&d.state), d.count);
+            let _ = writeln!(
+                out,
+                "pipehook_queue_jobs{{kind=\"{}\",state=\"{}\"}} {}",
+                escape(&d.kind),
+                escape(&d.state),
+                d.count
+            );
         }
         out.push_str("# HELP pipehook_queue_up 1 when the queue depth could be read from the database.\n");
         out.push_str("# TYPE pipehook_queue_up gauge\n");

@@ -56,11 +56,7 @@ const SCOPE_TERMINATOR: &str = "aws4_request";
 /// Characters that AWS percent-encodes: everything but the RFC 3986
 /// unreserved set `A-Z a-z 0-9 - . _ ~`. Non-ASCII is always encoded by
 /// `utf8_percent_encode`, byte by byte, which is what AWS expects.
-const AWS_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const AWS_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// The path variant keeps `/` literal so that segment boundaries survive.
 const AWS_PATH_ENCODE_SET: &AsciiSet = &AWS_ENCODE_SET.remove(b'/');
@@ -124,9 +120,7 @@ pub enum SigV4Error {
     HostNotSigned,
 
     /// Neither `x-amz-date` nor `date` is present.
-    #[error(
-        "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
-    )]
+    #[error("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")]
     MissingDate,
 
     /// The date header is present but not signed, so it could be replaced.
@@ -257,29 +251,21 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization, SigV4Er
         return Err(SigV4Error::MissingAuthorization);
     };
     let raw = String::from_utf8_lossy(value.as_bytes()).into_owned();
-    let malformed = |reason: &str| SigV4Error::MalformedAuthorization {
-        reason: reason.to_owned(),
-        header: raw.clone(),
-    };
+    let malformed =
+        |reason: &str| SigV4Error::MalformedAuthorization { reason: reason.to_owned(), header: raw.clone() };
     // Two Authorization headers would let a proxy and the server disagree on
     // which one was checked, so such a request is refused outright.
     if values.next().is_some() {
-        return Err(malformed(
-            "Only one Authorization header may be present in the request.",
-        ));
+        return Err(malformed("Only one Authorization header may be present in the request."));
     }
     let Ok(text) = value.to_str() else {
-        return Err(malformed(
-            "Authorization header contains characters outside ASCII.",
-        ));
+        return Err(malformed("Authorization header contains characters outside ASCII."));
     };
     let text = text.trim();
 
     let (algorithm, rest) = text.split_once([' ', '\t']).unwrap_or((text, ""));
     if algorithm != ALGORITHM {
-        return Err(malformed(&format!(
-            "Unsupported AWS 'algorithm': '{algorithm}'; only '{ALGORITHM}' is accepted."
-        )));
+        return Err(malformed(&format!("Unsupported AWS 'algorithm': '{algorithm}'; only '{ALGORITHM}' is accepted.")));
     }
 
     let mut credential = None;
@@ -291,46 +277,28 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization, SigV4Er
             continue;
         }
         let Some((key, value)) = part.split_once('=') else {
-            return Err(malformed(&format!(
-                "Authorization header has a component without '=': '{part}'."
-            )));
+            return Err(malformed(&format!("Authorization header has a component without '=': '{part}'.")));
         };
         let slot = match key.trim() {
             "Credential" => &mut credential,
             "SignedHeaders" => &mut signed_headers,
             "Signature" => &mut signature,
-            other => {
-                return Err(malformed(&format!(
-                    "Authorization header has an unknown component '{other}'."
-                )))
-            }
+            other => return Err(malformed(&format!("Authorization header has an unknown component '{other}'."))),
         };
         if slot.replace(value.trim()).is_some() {
-            return Err(malformed(&format!(
-                "Authorization header has '{}' more than once.",
-                key.trim()
-            )));
+            return Err(malformed(&format!("Authorization header has '{}' more than once.", key.trim())));
         }
     }
 
     // AWS reports every missing component at once, which helps a client
     // author more than fixing them one round trip at a time.
     let mut missing = String::new();
-    for (name, slot) in [
-        ("Credential", &credential),
-        ("Signature", &signature),
-        ("SignedHeaders", &signed_headers),
-    ] {
+    for (name, slot) in [("Credential", &credential), ("Signature", &signature), ("SignedHeaders", &signed_headers)] {
         if slot.is_none() {
-            let _ = write!(
-                missing,
-                "Authorization header requires '{name}' parameter. "
-            );
+            let _ = write!(missing, "Authorization header requires '{name}' parameter. ");
         }
     }
-    let (Some(credential), Some(signed_headers), Some(signature)) =
-        (credential, signed_headers, signature)
-    else {
+    let (Some(credential), Some(signed_headers), Some(signature)) = (credential, signed_headers, signature) else {
         return Err(malformed(missing.trim_end()));
     };
 
@@ -342,14 +310,10 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization, SigV4Er
         )));
     };
     if access_key_id.is_empty() || region.is_empty() || service.is_empty() {
-        return Err(malformed(&format!(
-            "Credential '{credential}' has an empty component."
-        )));
+        return Err(malformed(&format!("Credential '{credential}' has an empty component.")));
     }
     if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(malformed(&format!(
-            "Credential date '{date}' must have the form yyyymmdd."
-        )));
+        return Err(malformed(&format!("Credential date '{date}' must have the form yyyymmdd.")));
     }
     if terminator != SCOPE_TERMINATOR {
         return Err(malformed(&format!(
@@ -358,13 +322,8 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization, SigV4Er
     }
 
     let names: Vec<String> = signed_headers.split(';').map(str::to_owned).collect();
-    if names
-        .iter()
-        .any(|name| name.is_empty() || http::HeaderName::from_bytes(name.as_bytes()).is_err())
-    {
-        return Err(malformed(&format!(
-            "SignedHeaders '{signed_headers}' must be header names separated by ';'."
-        )));
+    if names.iter().any(|name| name.is_empty() || http::HeaderName::from_bytes(name.as_bytes()).is_err()) {
+        return Err(malformed(&format!("SignedHeaders '{signed_headers}' must be header names separated by ';'.")));
     }
 
     if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -403,11 +362,7 @@ pub fn verify(
     secret_access_key: &str,
     expect: &Expectations,
 ) -> Result<(), SigV4Error> {
-    let is_signed = |name: &str| {
-        auth.signed_headers
-            .iter()
-            .any(|signed| signed.eq_ignore_ascii_case(name))
-    };
+    let is_signed = |name: &str| auth.signed_headers.iter().any(|signed| signed.eq_ignore_ascii_case(name));
     if !is_signed("host") {
         return Err(SigV4Error::HostNotSigned);
     }
@@ -420,9 +375,7 @@ pub fn verify(
         (None, None) => return Err(SigV4Error::MissingDate),
     };
     if !is_signed(date_header) {
-        return Err(SigV4Error::DateNotSigned {
-            header: date_header.to_owned(),
-        });
+        return Err(SigV4Error::DateNotSigned { header: date_header.to_owned() });
     }
     let date_text = String::from_utf8_lossy(date_value.as_bytes());
     let parsed = parse_iso_basic(date_text.trim()).or_else(|| {
@@ -433,9 +386,7 @@ pub fn verify(
         }
     });
     let Some(request_secs) = parsed else {
-        return Err(SigV4Error::InvalidDate {
-            value: date_text.into_owned(),
-        });
+        return Err(SigV4Error::InvalidDate { value: date_text.into_owned() });
     };
     let request_time = format_iso_basic(request_secs);
 
@@ -447,9 +398,7 @@ pub fn verify(
         });
     }
     if auth.region != expect.region {
-        return Err(SigV4Error::WrongRegion {
-            found: auth.region.clone(),
-        });
+        return Err(SigV4Error::WrongRegion { found: auth.region.clone() });
     }
     if !expect.services.contains(&auth.service.as_str()) {
         return Err(SigV4Error::WrongService {
@@ -460,14 +409,8 @@ pub fn verify(
     check_skew(request_secs, &request_time, expect)?;
 
     let canonical = canonical_request(method, path, query, headers, body, &auth.signed_headers);
-    let scope = format!(
-        "{}/{}/{}/{SCOPE_TERMINATOR}",
-        auth.date, auth.region, auth.service
-    );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{request_time}\n{scope}\n{}",
-        hex::encode(Sha256::digest(&canonical))
-    );
+    let scope = format!("{}/{}/{}/{SCOPE_TERMINATOR}", auth.date, auth.region, auth.service);
+    let string_to_sign = format!("{ALGORITHM}\n{request_time}\n{scope}\n{}", hex::encode(Sha256::digest(&canonical)));
     let key = signing_key(secret_access_key, &auth.date, &auth.region, &auth.service);
     let expected = hmac(&key, string_to_sign.as_bytes());
 
@@ -486,18 +429,10 @@ pub fn verify(
 
 /// Rejects a request dated more than `max_skew` away from `now`, which
 /// bounds how long a captured request can be replayed.
-fn check_skew(
-    request_secs: i64,
-    request_time: &str,
-    expect: &Expectations,
-) -> Result<(), SigV4Error> {
+fn check_skew(request_secs: i64, request_time: &str, expect: &Expectations) -> Result<(), SigV4Error> {
     let now_secs = unix_seconds(expect.now);
     let skew = i64::try_from(expect.max_skew.as_secs()).unwrap_or(i64::MAX);
-    let skew_text = if skew % 60 == 0 {
-        format!("{} min", skew / 60)
-    } else {
-        format!("{skew} sec")
-    };
+    let skew_text = if skew % 60 == 0 { format!("{} min", skew / 60) } else { format!("{skew} sec") };
     if request_secs < now_secs.saturating_sub(skew) {
         return Err(SigV4Error::SignatureExpired {
             request: request_time.to_owned(),
@@ -572,11 +507,7 @@ fn normalize_path(path: &str) -> String {
     if path.is_empty() {
         return "/".to_owned();
     }
-    let path = if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("/{path}")
-    };
+    let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
     if !path.contains('.') && !path.contains("//") {
         return path;
     }
@@ -591,9 +522,7 @@ fn normalize_path(path: &str) -> String {
         }
     }
     let mut normalized = format!("/{}", segments.join("/"));
-    let ends_with_slash = ["/", "/.", "/..", "/./", "/../"]
-        .iter()
-        .any(|suffix| path.ends_with(suffix));
+    let ends_with_slash = ["/", "/.", "/..", "/./", "/../"].iter().any(|suffix| path.ends_with(suffix));
     if ends_with_slash && !normalized.ends_with('/') {
         normalized.push('/');
     }
@@ -638,10 +567,7 @@ fn encode_query_part(raw: &str) -> String {
 /// SigV4 requires. Only the space character counts, as in `aws-sigv4`.
 fn trim_all(value: &[u8]) -> Vec<u8> {
     let start = value.iter().position(|&b| b != b' ').unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|&b| b != b' ')
-        .map_or(start, |i| i + 1);
+    let end = value.iter().rposition(|&b| b != b' ').map_or(start, |i| i + 1);
     let mut out = Vec::with_capacity(end - start);
     for &byte in &value[start..end] {
         if byte == b' ' && out.last() == Some(&b' ') {
@@ -705,9 +631,7 @@ fn parse_iso_basic(text: &str) -> Option<i64> {
 /// older clients put in `Date` when they sign it instead of `x-amz-date`.
 fn parse_http_date(text: &str) -> Option<i64> {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let bytes = text.as_bytes();
     if bytes.len() != 29
         || !text.is_char_boundary(3)
@@ -733,9 +657,7 @@ fn parse_http_date(text: &str) -> Option<i64> {
 }
 
 fn digits(bytes: &[u8]) -> Option<i64> {
-    bytes.iter().try_fold(0i64, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
-    })
+    bytes.iter().try_fold(0i64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0')))
 }
 
 /// Validates a civil UTC time and converts it to seconds since the epoch.
@@ -779,16 +701,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -797,12 +714,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 fn format_iso_basic(secs: i64) -> String {
     let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
     let in_day = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        in_day / 3_600,
-        in_day % 3_600 / 60,
-        in_day % 60
-    )
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", in_day / 3_600, in_day % 3_600 / 60, in_day % 60)
 }
 
 #[cfg(test)]
@@ -813,38 +725,19 @@ mod tests {
     fn signing_key_matches_the_aws_documentation() {
         // The derived key printed in AWS's SigV4 documentation for the IAM
         // ListUsers example.
-        let key = signing_key(
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "20150830",
-            "us-east-1",
-            "iam",
-        );
-        assert_eq!(
-            hex::encode(key),
-            "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
-        );
+        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20150830", "us-east-1", "iam");
+        assert_eq!(hex::encode(key), "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
     }
 
     #[test]
     fn canonical_request_matches_the_aws_documentation() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            "content-type",
-            "application/x-www-form-urlencoded; charset=utf-8"
-                .parse()
-                .unwrap(),
-        );
+        headers.insert("content-type", "application/x-www-form-urlencoded; charset=utf-8".parse().unwrap());
         headers.insert("host", "iam.amazonaws.com".parse().unwrap());
         headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
         let signed = ["content-type", "host", "x-amz-date"].map(String::from);
-        let canonical = canonical_request(
-            &Method::GET,
-            "/",
-            Some("Action=ListUsers&Version=2010-05-08"),
-            &headers,
-            b"",
-            &signed,
-        );
+        let canonical =
+            canonical_request(&Method::GET, "/", Some("Action=ListUsers&Version=2010-05-08"), &headers, b"", &signed);
         let expected = "GET\n/\nAction=ListUsers&Version=2010-05-08\n\
             content-type:application/x-www-form-urlencoded; charset=utf-8\n\
             host:iam.amazonaws.com\nx-amz-date:20150830T123600Z\n\n\
@@ -894,10 +787,7 @@ mod tests {
         let cases = [
             ("", ""),
             ("Param2=value2&Param1=value1", "Param1=value1&Param2=value2"),
-            (
-                "Param-3=Value3&Param=Value2&%E1%88%B4=Value1",
-                "%E1%88%B4=Value1&Param=Value2&Param-3=Value3",
-            ),
+            ("Param-3=Value3&Param=Value2&%E1%88%B4=Value1", "%E1%88%B4=Value1&Param=Value2&Param-3=Value3"),
             ("b=2&a=3&a=1&a=2", "a=1&a=2&a=3&b=2"),
             ("flag&x=", "flag=&x="),
             ("a=b+c&&d=%2F%zz", "a=b%20c&d=%2F%25zz"),
@@ -923,12 +813,7 @@ mod tests {
         let signed = ["host", "my-header1", "absent"].map(String::from);
         let canonical = canonical_request(&Method::GET, "/", None, &headers, b"", &signed);
         let text = String::from_utf8(canonical).unwrap();
-        assert!(
-            text.contains(
-                "\nhost:h\nmy-header1:value4,value1 x\nabsent:\n\nhost;my-header1;absent\n"
-            ),
-            "{text}"
-        );
+        assert!(text.contains("\nhost:h\nmy-header1:value4,value1 x\nabsent:\n\nhost;my-header1;absent\n"), "{text}");
     }
 
     #[test]
@@ -943,10 +828,7 @@ mod tests {
         assert_eq!(parse_iso_basic("2015-08-30T12:36:00Z"), None);
         assert_eq!(parse_iso_basic("20150830T123600"), None);
         assert_eq!(parse_iso_basic("2015083OT123600Z"), None);
-        assert_eq!(
-            parse_http_date("Sun, 30 Aug 2015 12:36:00 GMT"),
-            Some(1_440_938_160)
-        );
+        assert_eq!(parse_http_date("Sun, 30 Aug 2015 12:36:00 GMT"), Some(1_440_938_160));
         assert_eq!(parse_http_date("Sun, 30 Foo 2015 12:36:00 GMT"), None);
 
         // Every day over several centuries, both sides of the epoch and the
@@ -970,29 +852,17 @@ mod tests {
     #[test]
     fn every_error_has_an_aws_type_and_message() {
         let errors = [
-            (
-                SigV4Error::MissingAuthorization,
-                "MissingAuthenticationTokenException",
-            ),
+            (SigV4Error::MissingAuthorization, "MissingAuthenticationTokenException"),
             (SigV4Error::HostNotSigned, "IncompleteSignatureException"),
             (SigV4Error::MissingDate, "IncompleteSignatureException"),
             (SigV4Error::SignatureMismatch, "InvalidSignatureException"),
-            (
-                SigV4Error::UnrecognizedClient,
-                "UnrecognizedClientException",
-            ),
+            (SigV4Error::UnrecognizedClient, "UnrecognizedClientException"),
         ];
         for (error, aws_type) in errors {
             assert_eq!(error.aws_type(), aws_type);
             assert!(!error.message().is_empty());
         }
-        assert_eq!(
-            SigV4Error::MissingAuthorization.http_status(),
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            SigV4Error::SignatureMismatch.http_status(),
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(SigV4Error::MissingAuthorization.http_status(), StatusCode::FORBIDDEN);
+        assert_eq!(SigV4Error::SignatureMismatch.http_status(), StatusCode::BAD_REQUEST);
     }
 }

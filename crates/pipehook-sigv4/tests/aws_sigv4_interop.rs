@@ -51,10 +51,7 @@ impl ClientRequest {
             path_and_query: "/".to_owned(),
             headers: vec![
                 ("content-type", "application/x-amz-json-1.1".to_owned()),
-                (
-                    "x-amz-target",
-                    "CodePipeline_20150709.ListPipelines".to_owned(),
-                ),
+                ("x-amz-target", "CodePipeline_20150709.ListPipelines".to_owned()),
             ],
             body: LIST_PIPELINES_BODY.to_vec(),
             region: REGION,
@@ -98,26 +95,17 @@ impl ClientRequest {
             SignableBody::Bytes(&self.body),
         )
         .expect("signable request");
-        let (instructions, _signature) = sign(signable, &params)
-            .expect("aws-sigv4 signs the request")
-            .into_parts();
+        let (instructions, _signature) = sign(signable, &params).expect("aws-sigv4 signs the request").into_parts();
 
-        let mut request = http::Request::builder()
-            .method(self.method)
-            .uri(&uri)
-            .body(self.body.clone())
-            .expect("valid request");
+        let mut request =
+            http::Request::builder().method(self.method).uri(&uri).body(self.body.clone()).expect("valid request");
         for (name, value) in &self.headers {
-            request
-                .headers_mut()
-                .append(*name, HeaderValue::from_str(value).expect("header value"));
+            request.headers_mut().append(*name, HeaderValue::from_str(value).expect("header value"));
         }
         instructions.apply_to_request_http1x(&mut request);
         // The HTTP client, not the signer, writes `Host`; it omits default
         // ports and keeps others, which is what the signer assumed.
-        request
-            .headers_mut()
-            .insert("host", HeaderValue::from_static(HOST));
+        request.headers_mut().insert("host", HeaderValue::from_static(HOST));
 
         let (parts, body) = request.into_parts();
         ReceivedRequest {
@@ -146,8 +134,7 @@ impl ReceivedRequest {
     }
 
     fn set_authorization(&mut self, value: &str) {
-        self.headers
-            .insert("authorization", HeaderValue::from_str(value).unwrap());
+        self.headers.insert("authorization", HeaderValue::from_str(value).unwrap());
     }
 }
 
@@ -161,12 +148,7 @@ struct Server {
 
 impl Server {
     fn default_at(now: SystemTime) -> Self {
-        Self {
-            secret: SECRET,
-            region: REGION,
-            services: &[SERVICE],
-            now,
-        }
+        Self { secret: SECRET, region: REGION, services: &[SERVICE], now }
     }
 }
 
@@ -197,21 +179,15 @@ fn check(name: &str, request: &ReceivedRequest, server: &Server, want: Option<(&
     let outcome = authenticate(request, server);
     match (want, outcome) {
         (None, Ok(())) => {}
-        (None, Err(error)) => panic!(
-            "{name}: expected acceptance, got {} ({})\nrequest: {request:#?}",
-            error.aws_type(),
-            error.message()
-        ),
+        (None, Err(error)) => {
+            panic!("{name}: expected acceptance, got {} ({})\nrequest: {request:#?}", error.aws_type(), error.message())
+        }
         (Some((aws_type, _)), Ok(())) => {
             panic!("{name}: expected {aws_type}, but the request was accepted")
         }
         (Some((aws_type, fragment)), Err(error)) => {
             assert_eq!(error.aws_type(), aws_type, "{name}: {}", error.message());
-            assert!(
-                error.message().contains(fragment),
-                "{name}: message {:?} lacks {fragment:?}",
-                error.message()
-            );
+            assert!(error.message().contains(fragment), "{name}: message {:?} lacks {fragment:?}", error.message());
         }
     }
 }
@@ -222,12 +198,7 @@ fn accepts_a_list_pipelines_call_signed_by_aws_sigv4() {
     assert!(request.authorization().starts_with(
         "AWS4-HMAC-SHA256 Credential=AKIDPIPEHOOKTEST/20150830/us-east-1/codepipeline/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="
     ));
-    check(
-        "list pipelines",
-        &request,
-        &Server::default_at(signing_time()),
-        None,
-    );
+    check("list pipelines", &request, &Server::default_at(signing_time()), None);
 }
 
 #[test]
@@ -264,17 +235,10 @@ fn accepts_other_methods_headers_and_settings() {
     check("GET without body", &get.sign(), &server, None);
 
     let mut spaced = ClientRequest::list_pipelines();
-    spaced
-        .headers
-        .push(("x-amz-meta-note", "  many   spaces  here ".to_owned()));
+    spaced.headers.push(("x-amz-meta-note", "  many   spaces  here ".to_owned()));
     spaced.headers.push(("x-amz-meta-list", "one".to_owned()));
     spaced.headers.push(("x-amz-meta-list", "two".to_owned()));
-    check(
-        "trimmed and repeated headers",
-        &spaced.sign(),
-        &server,
-        None,
-    );
+    check("trimmed and repeated headers", &spaced.sign(), &server, None);
 
     // A session token is signed as `x-amz-security-token`, an ordinary
     // signed header for the verifier.
@@ -285,43 +249,29 @@ fn accepts_other_methods_headers_and_settings() {
     check("session token", &temporary, &server, None);
 
     let mut with_checksum = ClientRequest::list_pipelines();
-    with_checksum.settings.payload_checksum_kind =
-        aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    with_checksum.settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
     check("x-amz-content-sha256", &with_checksum.sign(), &server, None);
 
     // `user-agent` is excluded from signing by default, so a proxy may
     // rewrite it, and headers added after signing are ignored too.
     let mut proxied = ClientRequest::list_pipelines();
-    proxied
-        .headers
-        .push(("user-agent", "aws-sdk-rust/1.0".to_owned()));
+    proxied.headers.push(("user-agent", "aws-sdk-rust/1.0".to_owned()));
     let mut proxied = proxied.sign();
-    proxied
-        .headers
-        .insert("user-agent", HeaderValue::from_static("rewritten"));
-    proxied
-        .headers
-        .insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+    proxied.headers.insert("user-agent", HeaderValue::from_static("rewritten"));
+    proxied.headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
     check("unsigned headers changed", &proxied, &server, None);
 
     // Exactly the allowed skew is still accepted on both sides.
     let fifteen = Duration::from_secs(15 * 60);
-    let old = ClientRequest::list_pipelines()
-        .at(signing_time() - fifteen)
-        .sign();
+    let old = ClientRequest::list_pipelines().at(signing_time() - fifteen).sign();
     check("15 minutes old", &old, &server, None);
-    let early = ClientRequest::list_pipelines()
-        .at(signing_time() + fifteen)
-        .sign();
+    let early = ClientRequest::list_pipelines().at(signing_time() + fifteen).sign();
     check("15 minutes ahead", &early, &server, None);
 
     // One server may answer to several signing names.
     let mut other_name = ClientRequest::list_pipelines();
     other_name.service = "pipehook";
-    let multi = Server {
-        services: &["codepipeline", "pipehook"],
-        ..Server::default_at(signing_time())
-    };
+    let multi = Server { services: &["codepipeline", "pipehook"], ..Server::default_at(signing_time()) };
     check("second service name", &other_name.sign(), &multi, None);
 }
 
@@ -342,16 +292,8 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
     cases.push(("tampered body", request, server(), (INVALID, mismatch)));
 
     let mut request = good();
-    request.headers.insert(
-        "x-amz-target",
-        HeaderValue::from_static("CodePipeline_20150709.DeletePipeline"),
-    );
-    cases.push((
-        "tampered signed header",
-        request,
-        server(),
-        (INVALID, mismatch),
-    ));
+    request.headers.insert("x-amz-target", HeaderValue::from_static("CodePipeline_20150709.DeletePipeline"));
+    cases.push(("tampered signed header", request, server(), (INVALID, mismatch)));
 
     let mut request = good();
     request.path = "/other".to_owned();
@@ -370,10 +312,7 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
     cases.push((
         "wrong secret",
         good(),
-        Server {
-            secret: "ANOTHERSECRETKEYEXAMPLEEXAMPLEEXAMPLEKEY",
-            ..server()
-        },
+        Server { secret: "ANOTHERSECRETKEYEXAMPLEEXAMPLEEXAMPLEKEY", ..server() },
         (INVALID, mismatch),
     ));
 
@@ -383,10 +322,7 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
         "wrong region",
         client.sign(),
         server(),
-        (
-            INVALID,
-            "Credential should be scoped to a valid region, not 'eu-west-1'",
-        ),
+        (INVALID, "Credential should be scoped to a valid region, not 'eu-west-1'"),
     ));
 
     let mut client = ClientRequest::list_pipelines();
@@ -395,17 +331,12 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
         "wrong service",
         client.sign(),
         server(),
-        (
-            INVALID,
-            "Credential should be scoped to correct service: 'codepipeline'",
-        ),
+        (INVALID, "Credential should be scoped to correct service: 'codepipeline'"),
     ));
 
     cases.push((
         "date 16 minutes old",
-        ClientRequest::list_pipelines()
-            .at(signing_time() - sixteen)
-            .sign(),
+        ClientRequest::list_pipelines().at(signing_time() - sixteen).sign(),
         server(),
         (
             INVALID,
@@ -416,9 +347,7 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
 
     cases.push((
         "date 16 minutes in the future",
-        ClientRequest::list_pipelines()
-            .at(signing_time() + sixteen)
-            .sign(),
+        ClientRequest::list_pipelines().at(signing_time() + sixteen).sign(),
         server(),
         (
             INVALID,
@@ -444,29 +373,13 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
     ));
 
     let mut client = ClientRequest::list_pipelines();
-    client
-        .settings
-        .excluded_headers
-        .get_or_insert_with(Vec::new)
-        .push("host".into());
+    client.settings.excluded_headers.get_or_insert_with(Vec::new).push("host".into());
     let request = client.sign();
     assert!(!request.authorization().contains("host"));
-    cases.push((
-        "host not signed",
-        request,
-        server(),
-        (
-            INCOMPLETE,
-            "'Host' or ':authority' must be a 'SignedHeader'",
-        ),
-    ));
+    cases.push(("host not signed", request, server(), (INCOMPLETE, "'Host' or ':authority' must be a 'SignedHeader'")));
 
     let mut client = ClientRequest::list_pipelines();
-    client
-        .settings
-        .excluded_headers
-        .get_or_insert_with(Vec::new)
-        .push("x-amz-date".into());
+    client.settings.excluded_headers.get_or_insert_with(Vec::new).push("x-amz-date".into());
     cases.push((
         "x-amz-date not signed",
         client.sign(),
@@ -476,33 +389,15 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
 
     let mut request = good();
     request.headers.remove("x-amz-date");
-    cases.push((
-        "no date header",
-        request,
-        server(),
-        (INCOMPLETE, "requires existence of either a 'X-Amz-Date'"),
-    ));
+    cases.push(("no date header", request, server(), (INCOMPLETE, "requires existence of either a 'X-Amz-Date'")));
 
     let mut request = good();
-    request.headers.insert(
-        "x-amz-date",
-        HeaderValue::from_static("2015-08-30T12:36:00Z"),
-    );
-    cases.push((
-        "date not in basic format",
-        request,
-        server(),
-        (INVALID, "Date must be in ISO-8601 'basic format'"),
-    ));
+    request.headers.insert("x-amz-date", HeaderValue::from_static("2015-08-30T12:36:00Z"));
+    cases.push(("date not in basic format", request, server(), (INVALID, "Date must be in ISO-8601 'basic format'")));
 
     let mut request = good();
     request.headers.remove("authorization");
-    cases.push((
-        "missing Authorization",
-        request,
-        server(),
-        (MISSING, "Missing Authentication Token"),
-    ));
+    cases.push(("missing Authorization", request, server(), (MISSING, "Missing Authentication Token")));
 
     let mut request = good();
     let auth = request.authorization();
@@ -512,47 +407,24 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
         "missing Signature=",
         request,
         server(),
-        (
-            INCOMPLETE,
-            "Authorization header requires 'Signature' parameter.",
-        ),
+        (INCOMPLETE, "Authorization header requires 'Signature' parameter."),
     ));
 
     let mut request = good();
-    let wrong_algorithm = request
-        .authorization()
-        .replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512");
+    let wrong_algorithm = request.authorization().replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512");
     request.set_authorization(&wrong_algorithm);
-    cases.push((
-        "wrong algorithm",
-        request,
-        server(),
-        (
-            INCOMPLETE,
-            "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA512'",
-        ),
-    ));
+    cases.push(("wrong algorithm", request, server(), (INCOMPLETE, "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA512'")));
 
     let mut request = good();
     let auth = request.authorization();
     let non_hex = format!("{}zz", &auth[..auth.len() - 2]);
     request.set_authorization(&non_hex);
-    cases.push((
-        "non-hex signature",
-        request,
-        server(),
-        (INCOMPLETE, "Signature must be 64 hexadecimal digits."),
-    ));
+    cases.push(("non-hex signature", request, server(), (INCOMPLETE, "Signature must be 64 hexadecimal digits.")));
 
     let mut request = good();
     let auth = request.authorization();
     request.set_authorization(&auth[..auth.len() - 2]);
-    cases.push((
-        "short signature",
-        request,
-        server(),
-        (INCOMPLETE, "Signature must be 64 hexadecimal digits."),
-    ));
+    cases.push(("short signature", request, server(), (INCOMPLETE, "Signature must be 64 hexadecimal digits.")));
 
     let mut request = good();
     let flipped = {
@@ -561,47 +433,21 @@ fn refuses_spoiled_requests_with_the_aws_error_type() {
         format!("{}{last}", &auth[..auth.len() - 1])
     };
     request.set_authorization(&flipped);
-    cases.push((
-        "one signature digit changed",
-        request,
-        server(),
-        (INVALID, mismatch),
-    ));
+    cases.push(("one signature digit changed", request, server(), (INVALID, mismatch)));
 
     let mut request = good();
-    let short_scope = request
-        .authorization()
-        .replace("/codepipeline/aws4_request", "/aws4_request");
+    let short_scope = request.authorization().replace("/codepipeline/aws4_request", "/aws4_request");
     request.set_authorization(&short_scope);
-    cases.push((
-        "credential scope too short",
-        request,
-        server(),
-        (INCOMPLETE, "must have the form"),
-    ));
+    cases.push(("credential scope too short", request, server(), (INCOMPLETE, "must have the form")));
 
     let mut request = good();
-    request
-        .headers
-        .insert("authorization", HeaderValue::from_static("Bearer abc"));
-    cases.push((
-        "another scheme",
-        request,
-        server(),
-        (INCOMPLETE, "Unsupported AWS 'algorithm': 'Bearer'"),
-    ));
+    request.headers.insert("authorization", HeaderValue::from_static("Bearer abc"));
+    cases.push(("another scheme", request, server(), (INCOMPLETE, "Unsupported AWS 'algorithm': 'Bearer'")));
 
     let mut request = good();
     let again = request.authorization();
-    request
-        .headers
-        .append("authorization", HeaderValue::from_str(&again).unwrap());
-    cases.push((
-        "two Authorization headers",
-        request,
-        server(),
-        (INCOMPLETE, "Only one Authorization header"),
-    ));
+    request.headers.append("authorization", HeaderValue::from_str(&again).unwrap());
+    cases.push(("two Authorization headers", request, server(), (INCOMPLETE, "Only one Authorization header")));
 
     for (name, request, server, want) in &cases {
         check(name, request, server, Some(*want));
@@ -641,16 +487,10 @@ fn parses_the_authorization_header() {
              Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7",
         ),
     );
-    assert_eq!(
-        parse_authorization(&headers).unwrap().signed_headers,
-        ["host", "x-amz-date"]
-    );
+    assert_eq!(parse_authorization(&headers).unwrap().signed_headers, ["host", "x-amz-date"]);
 
     // All missing components are named at once.
-    headers.insert(
-        "authorization",
-        HeaderValue::from_static("AWS4-HMAC-SHA256 SignedHeaders=host"),
-    );
+    headers.insert("authorization", HeaderValue::from_static("AWS4-HMAC-SHA256 SignedHeaders=host"));
     let error = parse_authorization(&headers).unwrap_err();
     assert_eq!(error.aws_type(), "IncompleteSignatureException");
     assert!(error.message().starts_with(

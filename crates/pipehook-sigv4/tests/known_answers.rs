@@ -62,10 +62,7 @@ fn cases() -> Vec<Case> {
             path: "/",
             query: Some("Action=ListUsers&Version=2010-05-08"),
             headers: &[
-                (
-                    "content-type",
-                    "application/x-www-form-urlencoded; charset=utf-8",
-                ),
+                ("content-type", "application/x-www-form-urlencoded; charset=utf-8"),
                 ("host", "iam.amazonaws.com"),
                 ("x-amz-date", "20150830T123600Z"),
             ],
@@ -118,13 +115,7 @@ fn cases() -> Vec<Case> {
             None,
             "652487583200325589f1fba4c7e578f72c47cb61beeca81406b39ddec1366741",
         ),
-        plain(
-            "get-utf8",
-            Method::GET,
-            "/ሴ",
-            None,
-            "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85",
-        ),
+        plain("get-utf8", Method::GET, "/ሴ", None, "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85"),
         plain(
             "get-unreserved",
             Method::GET,
@@ -239,11 +230,7 @@ fn cases() -> Vec<Case> {
             method: Method::POST,
             path: "/",
             query: None,
-            headers: &[
-                ("host", "example.amazonaws.com"),
-                ("my-header1", "VALUE1"),
-                ("x-amz-date", "20150830T123600Z"),
-            ],
+            headers: &[("host", "example.amazonaws.com"), ("my-header1", "VALUE1"), ("x-amz-date", "20150830T123600Z")],
             body: b"",
             service: "service",
             authorization: leak(suite_auth(
@@ -261,10 +248,7 @@ fn cases() -> Vec<Case> {
                 ("host", "example.amazonaws.com"),
                 ("content-length", "13"),
                 ("x-amz-date", "20150830T123600Z"),
-                (
-                    "x-amz-content-sha256",
-                    "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e",
-                ),
+                ("x-amz-content-sha256", "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e"),
             ],
             body: b"Param1=value1",
             service: "service",
@@ -297,10 +281,7 @@ fn cases() -> Vec<Case> {
             query: None,
             headers: &[
                 ("host", "example.amazonaws.com"),
-                (
-                    "x-amz-security-token",
-                    "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267",
-                ),
+                ("x-amz-security-token", "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267"),
                 ("x-amz-date", "20150830T123600Z"),
             ],
             body: b"",
@@ -316,15 +297,9 @@ fn cases() -> Vec<Case> {
 fn run(case: &Case, authorization: &str) -> Result<(), pipehook_sigv4::SigV4Error> {
     let mut headers = HeaderMap::new();
     for (name, value) in case.headers {
-        headers.append(
-            HeaderName::from_static(name),
-            HeaderValue::from_str(value).expect("header value"),
-        );
+        headers.append(HeaderName::from_static(name), HeaderValue::from_str(value).expect("header value"));
     }
-    headers.insert(
-        "authorization",
-        HeaderValue::from_str(authorization).expect("authorization value"),
-    );
+    headers.insert("authorization", HeaderValue::from_str(authorization).expect("authorization value"));
     let auth = parse_authorization(&headers)?;
     verify(
         &case.method,
@@ -352,16 +327,8 @@ fn published_signatures_verify() {
 
         let last = case.authorization.chars().last().unwrap();
         let changed = if last == '0' { '1' } else { '0' };
-        let spoiled = format!(
-            "{}{changed}",
-            &case.authorization[..case.authorization.len() - 1]
-        );
+        let spoiled = format!("{}{changed}", &case.authorization[..case.authorization.len() - 1]);
         let error = run(&case, &spoiled).expect_err(case.name);
-        assert_eq!(
-            error.aws_type(),
-            "InvalidSignatureException",
-            "{}",
-            case.name
-        );
+        assert_eq!(error.aws_type(), "InvalidSignatureException", "{}", case.name);
     }
 }

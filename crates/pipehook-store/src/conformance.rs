@@ -106,7 +106,7 @@ pub async fn organizations_are_isolated(store: &dyn Store) {
     assert_eq!(tokens_a.iter().map(|t| t.id).collect::<Vec<_>>(), [ida]);
     assert!(tokens_a.iter().all(|t| t.org == a.id));
     let keys_b = store.list_access_keys(b.id).await.unwrap();
-    assert_eq!(keys_b.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), [kb.clone()]);
+    assert_eq!(keys_b.iter().map(|k| k.id.clone()).collect::<Vec<_>>(), std::slice::from_ref(&kb));
     assert_eq!(store.token_principal(&tb.hash()).await.unwrap().unwrap().org.id, b.id);
 
     // Writes scoped to org A cannot touch org B's credentials.
@@ -188,8 +188,14 @@ pub async fn fail_retries_then_dies(store: &dyn Store) {
     let id = store.enqueue(&[NewJob::new("t.fail", json!({"x": 1})).max_attempts(2)]).await.unwrap()[0];
     let j = store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
     let retry_at = Timestamp::now().saturating_add(Duration::from_millis(200));
-    assert_eq!(store.fail(&j.lease, "boom 1", Some(retry_at)).await.unwrap(), Some(FailOutcome::Retrying { at: retry_at }));
-    assert!(store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().is_empty(), "not before its retry time");
+    assert_eq!(
+        store.fail(&j.lease, "boom 1", Some(retry_at)).await.unwrap(),
+        Some(FailOutcome::Retrying { at: retry_at })
+    );
+    assert!(
+        store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().is_empty(),
+        "not before its retry time"
+    );
     assert_eq!(store.fail(&j.lease, "again", None).await.unwrap(), None, "a released lease cannot fail again");
     tokio::time::sleep(Duration::from_millis(250)).await;
     let j2 = store.claim(&["t.fail"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
@@ -314,7 +320,7 @@ pub async fn concurrent_workers_drain_exactly_once(store: Arc<dyn Store>) {
     for t in tasks {
         t.await.expect("worker panicked");
     }
-    let c = completed.lock().unwrap();
+    let c = completed.lock().unwrap().clone();
     assert_eq!(c.len(), JOBS, "every job completed");
     assert!(c.values().all(|&n| n == 1), "no job completed twice");
     assert!(all_ids.iter().all(|id| c.contains_key(id)), "no job lost");

@@ -37,9 +37,6 @@ impl From<sqlx::Error> for StoreError {
 impl StoreError {
     /// True when retrying the same call later may succeed (the database was unreachable or busy).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
-        )
+        matches!(self, StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))
     }
 }

@@ -48,7 +48,17 @@ impl PgStore {
                 return Err(StoreError::Corrupt(format!("invalid schema name {schema:?}")));
             }
             let mut conn = connect.connect().await?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&mut conn).await?;
+            // Nodes starting together race on CREATE SCHEMA IF NOT EXISTS (it can fail on the catalog's
+            // unique index); losing that race is fine when the schema now exists.
+            if let Err(e) = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&mut conn).await {
+                let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                    .bind(schema)
+                    .fetch_one(&mut conn)
+                    .await?;
+                if !exists {
+                    return Err(e.into());
+                }
+            }
             conn.close().await?;
             connect = connect.options([("search_path", schema.as_str())]);
         }
@@ -314,7 +324,9 @@ impl Store for PgStore {
         .bind(&hash.0)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((token, id, name, account_id, created_at)) = row else { return Ok(None) };
+        let Some((token, id, name, account_id, created_at)) = row else {
+            return Ok(None);
+        };
         let org = Organization::try_from(OrgRow { id, name, account_id, created_at })?;
         Ok(Some(TokenPrincipal { token: TokenId(token), org }))
     }
@@ -395,14 +407,13 @@ impl Tx for PgTx {
     }
 
     async fn revoke_token(&mut self, org: OrgId, id: TokenId) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(Timestamp::now().0)
-        .bind(id.0)
-        .bind(org.0)
-        .execute(&mut *self.tx)
-        .await?;
+        let r =
+            sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL")
+                .bind(Timestamp::now().0)
+                .bind(id.0)
+                .bind(org.0)
+                .execute(&mut *self.tx)
+                .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -427,7 +438,12 @@ impl Tx for PgTx {
         Ok(())
     }
 
-    async fn set_access_key_secret(&mut self, org: OrgId, id: &AccessKeyId, secret_ciphertext: &str) -> StoreResult<bool> {
+    async fn set_access_key_secret(
+        &mut self,
+        org: OrgId,
+        id: &AccessKeyId,
+        secret_ciphertext: &str,
+    ) -> StoreResult<bool> {
         let r = sqlx::query(
             "UPDATE access_keys SET secret_ciphertext = $1, revoked_at = NULL WHERE access_key_id = $2 AND org_id = $3",
         )

@@ -164,8 +164,7 @@ pub(crate) fn max_attempts_i32(n: u32) -> i32 {
 
 /// Ok when every migration `migrator` embeds is among the `applied` versions.
 pub(crate) fn check_migrations(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> StoreResult<()> {
-    let missing: Vec<i64> =
-        migrator.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+    let missing: Vec<i64> = migrator.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
     if missing.is_empty() {
         Ok(())
     } else {

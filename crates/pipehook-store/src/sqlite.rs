@@ -187,8 +187,12 @@ impl Queue for SqliteStore {
     }
 
     async fn complete(&self, leases: &[Lease]) -> StoreResult<Vec<Lease>> {
-        self.per_lease(leases, "DELETE FROM jobs WHERE id = ?2 AND lease_token = ?3 AND state = 'running' RETURNING id", None)
-            .await
+        self.per_lease(
+            leases,
+            "DELETE FROM jobs WHERE id = ?2 AND lease_token = ?3 AND state = 'running' RETURNING id",
+            None,
+        )
+        .await
     }
 
     async fn fail(&self, lease: &Lease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<Option<FailOutcome>> {
@@ -336,7 +340,9 @@ impl Store for SqliteStore {
                 .bind(&hash.0)
                 .fetch_optional(&self.read)
                 .await?;
-        let Some((token, org)) = row else { return Ok(None) };
+        let Some((token, org)) = row else {
+            return Ok(None);
+        };
         Ok(self.org_by_id(OrgId(org)).await?.map(|org| TokenPrincipal { token: TokenId(token), org }))
     }
 
@@ -446,7 +452,12 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
-    async fn set_access_key_secret(&mut self, org: OrgId, id: &AccessKeyId, secret_ciphertext: &str) -> StoreResult<bool> {
+    async fn set_access_key_secret(
+        &mut self,
+        org: OrgId,
+        id: &AccessKeyId,
+        secret_ciphertext: &str,
+    ) -> StoreResult<bool> {
         let r = sqlx::query(
             "UPDATE access_keys SET secret_ciphertext = ?, revoked_at = NULL WHERE access_key_id = ? AND org_id = ?",
         )

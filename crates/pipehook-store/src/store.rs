@@ -94,7 +94,12 @@ pub trait Tx: Send {
         description: &str,
     ) -> StoreResult<()>;
     /// Sets the secret of an existing key of this organization (idempotent bootstrap); false when none.
-    async fn set_access_key_secret(&mut self, org: OrgId, id: &AccessKeyId, secret_ciphertext: &str) -> StoreResult<bool>;
+    async fn set_access_key_secret(
+        &mut self,
+        org: OrgId,
+        id: &AccessKeyId,
+        secret_ciphertext: &str,
+    ) -> StoreResult<bool>;
     async fn revoke_access_key(&mut self, org: OrgId, id: &AccessKeyId) -> StoreResult<bool>;
 
     async fn enqueue(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>>;

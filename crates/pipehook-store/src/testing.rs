@@ -22,30 +22,51 @@ pub fn postgres_required() -> bool {
     std::env::var("PIPEHOOK_TEST_POSTGRES").is_ok_and(|v| v == "required")
 }
 
+/// A PostgreSQL schema for one test, dropped (with everything in it) when this is dropped.
+pub struct SchemaGuard {
+    pub url: String,
+    pub schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        // Best effort, on a separate thread and runtime: the test's runtime may already be shutting down.
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let s = PgStore::connect(&url, &PgOptions { max_connections: 2, schema: None }).await.ok()?;
+                s.drop_schema(&schema).await.ok()?;
+                s.close().await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// A fresh schema name on the test server, or `None` (after printing why) when the server is unreachable
+/// and PostgreSQL is not required.
+pub async fn postgres_schema() -> Option<SchemaGuard> {
+    let url = postgres_url();
+    match PgStore::connect(&url, &PgOptions { max_connections: 2, schema: None }).await {
+        Ok(s) => {
+            s.close().await;
+            Some(SchemaGuard { url, schema: format!("t_{}", uuid_like()) })
+        }
+        Err(e) if !postgres_required() => {
+            eprintln!("SKIPPED: PostgreSQL test: cannot connect to {url}: {e} (set PIPEHOOK_TEST_POSTGRES=required to fail instead)");
+            None
+        }
+        Err(e) => panic!("PostgreSQL is required (PIPEHOOK_TEST_POSTGRES=required) but {url} is unreachable: {e}"),
+    }
+}
+
 /// A migrated store that cleans up after itself.
 pub struct TestStore {
     pub store: Arc<dyn Store>,
     _dir: Option<tempfile_dir::Dir>,
-    schema: Option<String>,
-}
-
-impl Drop for TestStore {
-    fn drop(&mut self) {
-        if let Some(schema) = self.schema.take() {
-            // Best effort, on a separate connection: the test's runtime may already be gone.
-            let url = postgres_url();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-                rt.block_on(async {
-                    let s = PgStore::connect(&url, &PgOptions { max_connections: 2, schema: None }).await.ok()?;
-                    s.drop_schema(&schema).await.ok()?;
-                    s.close().await;
-                    Some(())
-                })
-            })
-            .join();
-        }
-    }
+    _schema: Option<SchemaGuard>,
 }
 
 /// A fresh SQLite store in a temporary folder (removed on drop).
@@ -54,25 +75,16 @@ pub async fn sqlite() -> TestStore {
     let opts = SqliteOptions { durability: Durability::Normal, ..SqliteOptions::default() };
     let store = SqliteStore::open(&dir.path.join("pipehook.db"), &opts).await.expect("open sqlite");
     store.migrate().await.expect("migrate sqlite");
-    TestStore { store: Arc::new(store), _dir: Some(dir), schema: None }
+    TestStore { store: Arc::new(store), _dir: Some(dir), _schema: None }
 }
 
-/// A fresh PostgreSQL store in its own schema, or `None` (after printing why) when the server is
-/// unreachable and PostgreSQL is not required.
+/// A fresh PostgreSQL store in its own schema, or `None` when PostgreSQL is skipped (see [`postgres_schema`]).
 pub async fn postgres() -> Option<TestStore> {
-    let url = postgres_url();
-    let schema = format!("t_{}", uuid_like());
-    match PgStore::connect(&url, &PgOptions { max_connections: 12, schema: Some(schema.clone()) }).await {
-        Ok(store) => {
-            store.migrate().await.expect("migrate postgres");
-            Some(TestStore { store: Arc::new(store), _dir: None, schema: Some(schema) })
-        }
-        Err(e) if !postgres_required() => {
-            eprintln!("SKIPPED: PostgreSQL test: cannot connect to {url}: {e} (set PIPEHOOK_TEST_POSTGRES=required to fail instead)");
-            None
-        }
-        Err(e) => panic!("PostgreSQL is required (PIPEHOOK_TEST_POSTGRES=required) but {url} is unreachable: {e}"),
-    }
+    let guard = postgres_schema().await?;
+    let opts = PgOptions { max_connections: 12, schema: Some(guard.schema.clone()) };
+    let store = PgStore::connect(&guard.url, &opts).await.expect("connect postgres");
+    store.migrate().await.expect("migrate postgres");
+    Some(TestStore { store: Arc::new(store), _dir: None, _schema: Some(guard) })
 }
 
 fn uuid_like() -> String {

@@ -48,9 +48,11 @@ impl From<crate::bootstrap::BootstrapError> for StartError {
 /// Creates the data folder if needed and proves it writable, so a bad folder fails before anything else.
 fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
     const SETTING: &str = "data_dir (PIPEHOOK_DATA_DIR)";
-    std::fs::create_dir_all(dir).map_err(|e| ConfigError::new(SETTING, format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ConfigError::new(SETTING, format!("cannot create {}: {e}", dir.display())))?;
     let probe = dir.join(format!(".write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| ConfigError::new(SETTING, format!("{} is not writable: {e}", dir.display())))?;
+    std::fs::write(&probe, b"")
+        .map_err(|e| ConfigError::new(SETTING, format!("{} is not writable: {e}", dir.display())))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -67,8 +69,12 @@ pub fn resolve_master_key(config: &Config) -> Result<MasterKey, StartError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             ensure_data_dir(&config.data_dir)?;
             let key = MasterKey::generate();
-            write_private(&path, key.to_base64().as_bytes())
-                .map_err(|e| StartError::Config(ConfigError::new("data_dir (PIPEHOOK_DATA_DIR)", format!("cannot write {}: {e}", path.display()))))?;
+            write_private(&path, key.to_base64().as_bytes()).map_err(|e| {
+                StartError::Config(ConfigError::new(
+                    "data_dir (PIPEHOOK_DATA_DIR)",
+                    format!("cannot write {}: {e}", path.display()),
+                ))
+            })?;
             tracing::info!(path = %path.display(), "generated a new master key; back it up: secrets stored with it are unreadable without it");
             Ok(key)
         }
@@ -100,7 +106,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             Ok(Arc::new(store))
         }
         Database::Postgres(url) => {
-            let opts = PgOptions { max_connections: config.postgres_max_connections, schema: config.postgres_schema.clone() };
+            let opts =
+                PgOptions { max_connections: config.postgres_max_connections, schema: config.postgres_schema.clone() };
             let started = Instant::now();
             let mut delay = Duration::from_millis(250);
             loop {

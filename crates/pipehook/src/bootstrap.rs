@@ -51,7 +51,34 @@ pub async fn ensure_org(
     Ok(tx.create_org(name, &account).await?)
 }
 
-pub async fn run(store: &dyn Store, key: &MasterKey, cfg: &BootstrapConfig) -> Result<Option<Generated>, BootstrapError> {
+/// Applies the bootstrap settings. Nodes starting together race to create the same rows; the loser of a
+/// race sees a uniqueness conflict and runs again, finding the winner's rows.
+pub async fn run(
+    store: &dyn Store,
+    key: &MasterKey,
+    cfg: &BootstrapConfig,
+) -> Result<Option<Generated>, BootstrapError> {
+    let mut attempt = 0;
+    loop {
+        match run_once(store, key, cfg).await {
+            Err(BootstrapError::Store(StoreError::Conflict(_))) if attempt < 3 => attempt += 1,
+            Err(BootstrapError::Store(StoreError::Conflict(m))) => {
+                return Err(ConfigError::new(
+                    "bootstrap (PIPEHOOK_BOOTSTRAP_*)",
+                    format!("conflicts with stored credentials (a revoked bootstrap token?): {m}"),
+                )
+                .into())
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_once(
+    store: &dyn Store,
+    key: &MasterKey,
+    cfg: &BootstrapConfig,
+) -> Result<Option<Generated>, BootstrapError> {
     let mut tx = store.begin().await?;
     let org = ensure_org(store, &mut *tx, &cfg.org, cfg.account_id.as_ref()).await?;
 
@@ -65,13 +92,9 @@ pub async fn run(store: &dyn Store, key: &MasterKey, cfg: &BootstrapConfig) -> R
                 .into())
             }
             Some(_) => {}
-            None => match tx.create_token(org.id, &token.hash(), "bootstrap").await {
-                Ok(_) => {}
-                Err(StoreError::Conflict(_)) => {
-                    return Err(ConfigError::new("bootstrap.token (PIPEHOOK_BOOTSTRAP_TOKEN)", "this token was revoked; choose a new one").into())
-                }
-                Err(e) => return Err(e.into()),
-            },
+            None => {
+                tx.create_token(org.id, &token.hash(), "bootstrap").await?;
+            }
         }
     }
 

@@ -163,7 +163,10 @@ async fn execute(command: Command, config: Config) -> Result<(), StartError> {
 async fn serve(config: Config) -> Result<(), StartError> {
     let listener = if config.role.runs_api() {
         Some(tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
-            StartError::Config(ConfigError::new("listen (PIPEHOOK_LISTEN)", format!("cannot listen on {}: {e}", config.listen)))
+            StartError::Config(ConfigError::new(
+                "listen (PIPEHOOK_LISTEN)",
+                format!("cannot listen on {}: {e}", config.listen),
+            ))
         })?)
     } else {
         None
@@ -294,7 +297,10 @@ async fn access_key_command(
             let mut tx = store.begin().await.map_err(db)?;
             tx.create_access_key(org.id, &id, &ct, &description).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
-            eprintln!("created access key for organization {} (account {}); the secret is shown only once:", org.name, org.account_id);
+            eprintln!(
+                "created access key for organization {} (account {}); the secret is shown only once:",
+                org.name, org.account_id
+            );
             println!("AWS_ACCESS_KEY_ID={}", id.as_str());
             println!("AWS_SECRET_ACCESS_KEY={}", secret.expose());
         }
@@ -313,7 +319,10 @@ async fn access_key_command(
             let revoked = tx.revoke_access_key(org.id, &id).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
             if !revoked {
-                return Err(usage("ACCESS_KEY_ID", format!("organization {} has no active key {}", org.name, id.as_str())));
+                return Err(usage(
+                    "ACCESS_KEY_ID",
+                    format!("organization {} has no active key {}", org.name, id.as_str()),
+                ));
             }
             println!("revoked access key {}", id.as_str());
         }

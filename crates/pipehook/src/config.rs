@@ -20,8 +20,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// Multi-line causes (parser messages) are folded so the error stays one line.
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { setting: setting.into(), problem: problem.into() }
+        let problem: String = problem.into();
+        let folded = problem.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        Self { setting: setting.into(), problem: folded }
     }
 }
 
@@ -200,7 +203,10 @@ fn set_path(table: &mut toml::Table, key: &str, value: &str, setting: &str) -> R
     }
     let typed = match cur.get(last) {
         Some(toml::Value::Integer(_)) => toml::Value::Integer(
-            value.trim().parse::<i64>().map_err(|_| ConfigError::new(setting, format!("expected a whole number, got {value:?}")))?,
+            value
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| ConfigError::new(setting, format!("expected a whole number, got {value:?}")))?,
         ),
         _ => toml::Value::String(value.to_owned()),
     };
@@ -263,46 +269,63 @@ impl Config {
         use pipehook_domain::credentials::{AccessKeyId, ApiToken, SecretAccessKey};
         use pipehook_domain::org::{AccountId, OrgName};
 
-        let listen: SocketAddr = raw
-            .listen
-            .parse()
-            .map_err(|_| ConfigError::new("listen (PIPEHOOK_LISTEN)", format!("{:?} is not an address like 127.0.0.1:8080", raw.listen)))?;
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            ConfigError::new(
+                "listen (PIPEHOOK_LISTEN)",
+                format!("{:?} is not an address like 127.0.0.1:8080", raw.listen),
+            )
+        })?;
         if raw.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("data_dir (PIPEHOOK_DATA_DIR)", "must not be empty"));
         }
         let database = parse_database_url(&raw.database_url, &raw.data_dir)?;
-        let public_url = if raw.public_url.trim().is_empty() {
-            None
-        } else {
-            Some(parse_public_url(&raw.public_url)?)
-        };
+        let public_url = if raw.public_url.trim().is_empty() { None } else { Some(parse_public_url(&raw.public_url)?) };
         let master_key = if raw.master_key.trim().is_empty() {
             None
         } else {
-            Some(MasterKey::from_base64(&raw.master_key).map_err(|e| ConfigError::new("master_key (PIPEHOOK_MASTER_KEY)", e.0))?)
+            Some(
+                MasterKey::from_base64(&raw.master_key)
+                    .map_err(|e| ConfigError::new("master_key (PIPEHOOK_MASTER_KEY)", e.0))?,
+            )
         };
         let region_ok = !raw.aws_region.is_empty()
             && raw.aws_region.len() <= 32
             && raw.aws_region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !region_ok {
-            return Err(ConfigError::new("aws_region (PIPEHOOK_AWS_REGION)", format!("{:?} is not a region name like us-east-1", raw.aws_region)));
+            return Err(ConfigError::new(
+                "aws_region (PIPEHOOK_AWS_REGION)",
+                format!("{:?} is not a region name like us-east-1", raw.aws_region),
+            ));
         }
         let role = match raw.role.as_str() {
             "api" => Role::Api,
             "worker" => Role::Worker,
             "all" => Role::All,
-            other => return Err(ConfigError::new("role (PIPEHOOK_ROLE)", format!("{other:?} is not one of api, worker, all"))),
+            other => {
+                return Err(ConfigError::new(
+                    "role (PIPEHOOK_ROLE)",
+                    format!("{other:?} is not one of api, worker, all"),
+                ))
+            }
         };
         let log_format = match raw.log_format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(ConfigError::new("log_format (PIPEHOOK_LOG_FORMAT)", format!("{other:?} is not one of text, json"))),
+            other => {
+                return Err(ConfigError::new(
+                    "log_format (PIPEHOOK_LOG_FORMAT)",
+                    format!("{other:?} is not one of text, json"),
+                ))
+            }
         };
         let sqlite_durability = match raw.sqlite.durability.as_str() {
             "full" => pipehook_store::sqlite::Durability::Full,
             "normal" => pipehook_store::sqlite::Durability::Normal,
             other => {
-                return Err(ConfigError::new("sqlite.durability (PIPEHOOK_SQLITE_DURABILITY)", format!("{other:?} is not one of full, normal")))
+                return Err(ConfigError::new(
+                    "sqlite.durability (PIPEHOOK_SQLITE_DURABILITY)",
+                    format!("{other:?} is not one of full, normal"),
+                ))
             }
         };
         let positive = |v: u64, name: &str| {
@@ -316,28 +339,43 @@ impl Config {
         positive(u64::from(raw.worker.concurrency), "worker.concurrency (PIPEHOOK_WORKER_CONCURRENCY)")?;
         positive(raw.worker.lease_seconds, "worker.lease_seconds (PIPEHOOK_WORKER_LEASE_SECONDS)")?;
         positive(raw.worker.poll_ms, "worker.poll_ms (PIPEHOOK_WORKER_POLL_MS)")?;
-        positive(u64::from(raw.postgres.max_connections), "postgres.max_connections (PIPEHOOK_POSTGRES_MAX_CONNECTIONS)")?;
+        positive(
+            u64::from(raw.postgres.max_connections),
+            "postgres.max_connections (PIPEHOOK_POSTGRES_MAX_CONNECTIONS)",
+        )?;
 
         let postgres_schema = non_empty(&raw.postgres.schema).map(str::to_owned);
         if let Some(s) = &postgres_schema {
             if s.len() > 63 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(ConfigError::new("postgres.schema (PIPEHOOK_POSTGRES_SCHEMA)", format!("{s:?} must be 1 to 63 letters, digits or '_'")));
+                return Err(ConfigError::new(
+                    "postgres.schema (PIPEHOOK_POSTGRES_SCHEMA)",
+                    format!("{s:?} must be 1 to 63 letters, digits or '_'"),
+                ));
             }
         }
         let b = &raw.bootstrap;
-        let org = OrgName::parse(&b.org).map_err(|e| ConfigError::new("bootstrap.org (PIPEHOOK_BOOTSTRAP_ORG)", e.0))?;
+        let org =
+            OrgName::parse(&b.org).map_err(|e| ConfigError::new("bootstrap.org (PIPEHOOK_BOOTSTRAP_ORG)", e.0))?;
         let account_id = non_empty(&b.account_id)
-            .map(|s| AccountId::parse(s).map_err(|e| ConfigError::new("bootstrap.account_id (PIPEHOOK_BOOTSTRAP_ACCOUNT_ID)", e.0)))
+            .map(|s| {
+                AccountId::parse(s)
+                    .map_err(|e| ConfigError::new("bootstrap.account_id (PIPEHOOK_BOOTSTRAP_ACCOUNT_ID)", e.0))
+            })
             .transpose()?;
         let token = non_empty(&b.token)
-            .map(|s| ApiToken::parse(s).map_err(|e| ConfigError::new("bootstrap.token (PIPEHOOK_BOOTSTRAP_TOKEN)", e.0)))
+            .map(|s| {
+                ApiToken::parse(s).map_err(|e| ConfigError::new("bootstrap.token (PIPEHOOK_BOOTSTRAP_TOKEN)", e.0))
+            })
             .transpose()?;
         let access_key = match (non_empty(&b.aws_access_key_id), non_empty(&b.aws_secret_access_key)) {
             (None, None) => None,
             (Some(id), Some(secret)) => Some((
-                AccessKeyId::parse(id).map_err(|e| ConfigError::new("bootstrap.aws_access_key_id (PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID)", e.0))?,
-                SecretAccessKey::parse(secret)
-                    .map_err(|e| ConfigError::new("bootstrap.aws_secret_access_key (PIPEHOOK_BOOTSTRAP_AWS_SECRET_ACCESS_KEY)", e.0))?,
+                AccessKeyId::parse(id).map_err(|e| {
+                    ConfigError::new("bootstrap.aws_access_key_id (PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID)", e.0)
+                })?,
+                SecretAccessKey::parse(secret).map_err(|e| {
+                    ConfigError::new("bootstrap.aws_secret_access_key (PIPEHOOK_BOOTSTRAP_AWS_SECRET_ACCESS_KEY)", e.0)
+                })?,
             )),
             _ => {
                 return Err(ConfigError::new(
@@ -395,7 +433,10 @@ fn parse_database_url(url: &str, data_dir: &Path) -> Result<Database, ConfigErro
         let path = rest.trim_start_matches("//");
         let path = path.split('?').next().unwrap_or_default();
         if path.is_empty() || path == ":memory:" {
-            return Err(ConfigError::new(SETTING, "a sqlite URL needs a file path, e.g. sqlite:///var/lib/pipehook/pipehook.db"));
+            return Err(ConfigError::new(
+                SETTING,
+                "a sqlite URL needs a file path, e.g. sqlite:///var/lib/pipehook/pipehook.db",
+            ));
         }
         return Ok(Database::Sqlite(PathBuf::from(path)));
     }
@@ -412,7 +453,10 @@ fn parse_public_url(s: &str) -> Result<String, ConfigError> {
         .ok_or_else(|| ConfigError::new(SETTING, format!("{s:?} must start with http:// or https://")))?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.contains('@') || rest.contains('?') || rest.contains('#') {
-        return Err(ConfigError::new(SETTING, format!("{s:?} must be a base URL with a host and no credentials, query or fragment")));
+        return Err(ConfigError::new(
+            SETTING,
+            format!("{s:?} must be a base URL with a host and no credentials, query or fragment"),
+        ));
     }
     Ok(t.to_owned())
 }
@@ -448,12 +492,17 @@ mod tests {
     #[test]
     fn layers_override_in_order() {
         let file = "listen = \"127.0.0.1:1000\"\naws_region = \"eu-west-1\"\n[worker]\nconcurrency = 3\n";
-        let c = load(&[("PIPEHOOK_LISTEN", "127.0.0.1:2000"), ("PIPEHOOK_WORKER_LEASE_SECONDS", "7")], Some(file), Overrides::default())
-            .unwrap();
+        let c = load(
+            &[("PIPEHOOK_LISTEN", "127.0.0.1:2000"), ("PIPEHOOK_WORKER_LEASE_SECONDS", "7")],
+            Some(file),
+            Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 2000, "env beats file");
         assert_eq!(c.aws_region, "eu-west-1", "file beats defaults");
         assert_eq!((c.worker.concurrency, c.worker.lease), (3, Duration::from_secs(7)));
-        let o = Overrides { listen: Some("127.0.0.1:3000".into()), data_dir: Some("/tmp/x".into()), ..Default::default() };
+        let o =
+            Overrides { listen: Some("127.0.0.1:3000".into()), data_dir: Some("/tmp/x".into()), ..Default::default() };
         let c = load(&[("PIPEHOOK_LISTEN", "127.0.0.1:2000")], Some(file), o).unwrap();
         assert_eq!(c.listen.port(), 3000, "flag beats env");
         assert_eq!(c.database, Database::Sqlite(PathBuf::from("/tmp/x/pipehook.db")));
@@ -470,7 +519,8 @@ mod tests {
     /// Each bad value gets one error naming its setting.
     #[test]
     fn bad_values_name_their_setting() {
-        let cases: &[(&[(&str, &str)], Option<&str>, &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
             (&[("PIPEHOOK_DATABASE_URL", "mysql://x")], None, "database_url"),
             (&[("PIPEHOOK_DATABASE_URL", "sqlite::memory:")], None, "database_url"),
             (&[("PIPEHOOK_LISTEN", "not-an-addr")], None, "listen"),

@@ -5,7 +5,7 @@
 //! - [`worker`]: the worker pool that runs queued jobs through their kind's [`pipehook_store::JobHandler`].
 //! - [`bootstrap`]: declared and first-start credentials.
 //! - [`cli`]: the command line.
-//! - [`telemetry`]: logging.
+//! - [`telemetry`]: logging setup.
 
 pub mod app;
 pub mod bootstrap;

@@ -112,8 +112,11 @@ impl WorkerPool {
                     },
                 };
                 held.lock().unwrap_or_else(|p| p.into_inner()).insert(job.lease);
-                let Some(handler) = self.handlers.0.get(&job.kind).cloned() else { continue };
-                let (queue, metrics, done_tx, held) = (self.queue.clone(), self.metrics.clone(), done_tx.clone(), held.clone());
+                let Some(handler) = self.handlers.0.get(&job.kind).cloned() else {
+                    continue;
+                };
+                let (queue, metrics, done_tx, held) =
+                    (self.queue.clone(), self.metrics.clone(), done_tx.clone(), held.clone());
                 let span = tracing::info_span!("job", job_id = job.id.0, kind = %job.kind, attempt = job.attempt);
                 running.spawn(
                     async move {
@@ -144,7 +147,9 @@ impl WorkerPool {
         if !leftover.is_empty() {
             match self.queue.release(&leftover).await {
                 Ok(n) => tracing::info!(released = n, "released unfinished jobs for other workers"),
-                Err(e) => tracing::warn!(error = %e, "releasing leases failed; they return when the leases expire"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "releasing leases failed; they return when the leases expire")
+                }
             }
         }
     }
@@ -163,7 +168,10 @@ async fn run_one(
         let fut = std::panic::AssertUnwindSafe(handler.handle(&job));
         match futures::FutureExt::catch_unwind(fut).await {
             Ok(r) => r,
-            Err(_) => Err(JobFailure::Retry { error: "handler panicked".into(), after: Duration::from_secs(30) }),
+            Err(_) => Err(JobFailure::Retry {
+                error: "handler panicked".into(),
+                after: pipehook_store::backoff(job.attempt, Duration::from_secs(1), Duration::from_secs(300)),
+            }),
         }
     };
     match outcome {

@@ -131,7 +131,11 @@ impl AwsError {
     }
 
     pub fn unrecognized_client() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "UnrecognizedClientException", "The security token included in the request is invalid.")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
     }
 
     pub fn too_large(limit: usize) -> Self {
@@ -143,11 +147,19 @@ impl AwsError {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", "The request processing has failed because of an unknown error.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailure",
+            "The request processing has failed because of an unknown error.",
+        )
     }
 
     pub fn unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException", "The service is temporarily unavailable; retry.")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+            "The service is temporarily unavailable; retry.",
+        )
     }
 
     pub fn from_sigv4(e: pipehook_sigv4::SigV4Error) -> Self {

@@ -1,0 +1,89 @@
+//! The AWS JSON endpoint, called with the official AWS SDK for Rust: SigV4 is verified against the
+//! organization's access keys before any operation is looked at.
+
+use aws_sdk_codepipeline::error::ProvideErrorMetadata;
+
+use crate::support::{codepipeline, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+
+async fn error_code(client: &aws_sdk_codepipeline::Client) -> (Option<String>, Option<String>) {
+    let err = client.list_pipelines().send().await.expect_err("no operation is served yet");
+    let raw = err.raw_response().map(|r| r.status().as_u16());
+    let request_id = err.raw_response().and_then(|r| r.headers().get("x-amzn-requestid")).map(str::to_owned);
+    assert!(request_id.is_some(), "x-amzn-RequestId on every AWS response");
+    assert!(raw.is_some());
+    (err.code().map(str::to_owned), err.message().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn sdk_signed_requests_are_verified() {
+    let s = TestServer::start().await;
+    // Correctly signed: authentication passes and the operation is answered in the AWS error shape.
+    let ok = codepipeline(&s.url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "us-east-1");
+    let (code, message) = error_code(&ok).await;
+    assert_eq!(code.as_deref(), Some("UnknownOperationException"));
+    assert!(message.unwrap().contains("ListPipelines"));
+
+    let wrong_secret = codepipeline(&s.url, ACCESS_KEY_ID, "not-the-secret-not-the-secret-000000000", "us-east-1");
+    assert_eq!(error_code(&wrong_secret).await.0.as_deref(), Some("InvalidSignatureException"));
+
+    let unknown_key = codepipeline(&s.url, "AKIAUNKNOWNUNKNOWN00", SECRET_ACCESS_KEY, "us-east-1");
+    assert_eq!(error_code(&unknown_key).await.0.as_deref(), Some("UnrecognizedClientException"));
+
+    let wrong_region = codepipeline(&s.url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "eu-west-1");
+    assert_eq!(error_code(&wrong_region).await.0.as_deref(), Some("InvalidSignatureException"));
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn new_and_revoked_access_keys_take_effect_at_once() {
+    let s = TestServer::start().await;
+    let out = s.cli(&["access-key", "create", "--org", "default", "--description", "sdk"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{name}="))).map(str::to_owned).expect(name);
+    let (id, secret) = (field("AWS_ACCESS_KEY_ID"), field("AWS_SECRET_ACCESS_KEY"));
+    let client = codepipeline(&s.url, &id, &secret, "us-east-1");
+    assert_eq!(error_code(&client).await.0.as_deref(), Some("UnknownOperationException"));
+
+    let listing = String::from_utf8(s.cli(&["access-key", "list", "--org", "default"]).stdout).unwrap();
+    assert!(listing.contains(&id) && !listing.contains(&secret), "secrets are never listed");
+
+    let out = s.cli(&["access-key", "revoke", "--org", "default", &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(error_code(&client).await.0.as_deref(), Some("UnrecognizedClientException"));
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unsigned_and_malformed_requests_get_aws_errors() {
+    let s = TestServer::start().await;
+    let post = |auth: Option<&'static str>| {
+        let mut req = s
+            .client()
+            .post(format!("{}/", s.url))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "CodePipeline_20150709.ListPipelines")
+            .body("{}");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    for (auth, want) in [
+        (None, "MissingAuthenticationTokenException"),
+        (Some("AWS4-HMAC-SHA256 Credential=garbage"), "IncompleteSignatureException"),
+        (Some("token phk_whatever"), "IncompleteSignatureException"),
+    ] {
+        let res = post(auth).await.unwrap();
+        assert_eq!(res.status(), 403, "{auth:?}");
+        assert!(res.headers().contains_key("x-amzn-requestid"));
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["__type"], want, "{auth:?}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // An oversized body is refused before any signature work.
+    let big = s.client().post(format!("{}/", s.url)).body(vec![b'x'; 11 * 1024 * 1024]).send().await.unwrap();
+    assert_eq!(big.status(), 413);
+    s.stop().await.unwrap();
+}

@@ -1,0 +1,8 @@
+//! pipehook's integration tests: the real server on a real socket with a real database, called over HTTP,
+//! with the official AWS SDK, and as the real binary.
+
+mod auth;
+mod aws;
+mod lifecycle;
+mod support;
+mod worker;
