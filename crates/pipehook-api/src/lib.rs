@@ -19,7 +19,7 @@ mod state;
 
 pub use state::{ApiConfig, AppState};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -38,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .merge(aws::routes())
         .nest("/api", native::routes())
         .fallback(native::not_found)
+        // Extractors (`Json`, `Bytes`) refuse larger bodies with 413; the AWS endpoint checks its own.
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(aws::request_id_header))
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))

@@ -231,15 +231,11 @@ impl SigV4Error {
         self.to_string()
     }
 
-    /// The HTTP status to answer with. AWS's common-errors tables give 403
-    /// for a missing authentication token and 400 for an incomplete
-    /// signature; JSON services such as DynamoDB document 400 for invalid
-    /// signatures and unknown clients too, so 403 is reserved for the first.
+    /// The HTTP status to answer with: 403 for every authentication failure. pipehook's AWS endpoint
+    /// contract (and the SDKs, which key on `__type`, not the status) treat them all as "forbidden"; AWS's
+    /// own services vary between 400 and 403 per error.
     pub fn http_status(&self) -> StatusCode {
-        match self {
-            Self::MissingAuthorization => StatusCode::FORBIDDEN,
-            _ => StatusCode::BAD_REQUEST,
-        }
+        StatusCode::FORBIDDEN
     }
 }
 
@@ -863,6 +859,6 @@ mod tests {
             assert!(!error.message().is_empty());
         }
         assert_eq!(SigV4Error::MissingAuthorization.http_status(), StatusCode::FORBIDDEN);
-        assert_eq!(SigV4Error::SignatureMismatch.http_status(), StatusCode::BAD_REQUEST);
+        assert_eq!(SigV4Error::SignatureMismatch.http_status(), StatusCode::FORBIDDEN);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod conformance;
 mod error;
+mod group_commit;
 pub mod postgres;
 mod queue;
 mod rows;

@@ -148,9 +148,11 @@ impl Queue for PgStore {
                 break;
             }
             let sql = format!(
+                // `id = ANY(ARRAY(...))` makes the planner lock the picked rows first and then update them by
+                // primary key, instead of hash-joining the whole backlog on a table without statistics.
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1, lease_until = $2, \
-                 updated_at = $3 WHERE id IN (SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= $3 \
-                 AND kind = ANY($4) AND attempts < max_attempts ORDER BY {order} LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 updated_at = $3 WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= $3 \
+                 AND kind = ANY($4) AND attempts < max_attempts ORDER BY {order} LIMIT $5 FOR UPDATE SKIP LOCKED)) \
                  RETURNING {JOB_COLUMNS}"
             );
             rows.extend(

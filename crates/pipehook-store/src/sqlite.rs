@@ -10,11 +10,12 @@ use pipehook_domain::credentials::{AccessKeyId, TokenHash};
 use pipehook_domain::org::{AccountId, OrgId, OrgName, Organization};
 use pipehook_domain::time::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, Transaction};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::group_commit::GroupCommit;
 use crate::queue::{bound_error, lease_deadline, new_lease_token};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
@@ -47,6 +48,7 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    combiner: GroupCommit,
 }
 
 impl SqliteStore {
@@ -84,7 +86,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(common.read_only(true))
             .await?;
-        Ok(Self { write, read })
+        Ok(Self { write, read, combiner: GroupCommit::default() })
     }
 
     async fn begin_immediate(&self) -> StoreResult<Transaction<'static, Sqlite>> {
@@ -97,7 +99,7 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-async fn enqueue_in(tx: &mut Transaction<'static, Sqlite>, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
+async fn enqueue_in(conn: &mut SqliteConnection, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
     let now = Timestamp::now().0;
     let mut ids = Vec::with_capacity(jobs.len());
     // 8 bound values a row; SQLite allows 32766 per statement.
@@ -106,7 +108,7 @@ async fn enqueue_in(tx: &mut Transaction<'static, Sqlite>, jobs: &[NewJob]) -> S
             "INSERT INTO jobs (kind, org_id, payload, state, max_attempts, run_at, created_at, updated_at) ",
         );
         qb.push_values(chunk, |mut b, j| {
-            b.push_bind(&j.kind)
+            b.push_bind(j.kind.clone())
                 .push_bind(j.org.map(|o| o.0))
                 .push_bind(encode_payload(&j.payload))
                 .push_bind("ready")
@@ -116,12 +118,73 @@ async fn enqueue_in(tx: &mut Transaction<'static, Sqlite>, jobs: &[NewJob]) -> S
                 .push_bind(now);
         });
         qb.push(" RETURNING id");
-        let mut got: Vec<i64> = qb.build_query_scalar().fetch_all(&mut **tx).await?;
+        let mut got: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
         // RETURNING order is unspecified in SQLite; ids are assigned in VALUES order, so sorting restores it.
         got.sort_unstable();
         ids.extend(got.into_iter().map(JobId));
     }
     Ok(ids)
+}
+
+/// A JSON array of `[id, token]` pairs: a whole batch of leases as one bound value.
+fn leases_json(leases: &[Lease]) -> String {
+    let pairs: Vec<[i64; 2]> = leases.iter().map(|l| [l.job.0, l.token]).collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+}
+
+/// Runs `sql` once for a whole batch of leases. `sql` selects the held jobs with
+/// `id IN (SELECT j.id FROM json_each(?1) l JOIN jobs j ON ...)`, drives the join from the small lease list
+/// into the primary key, and returns `id, lease_token` of the rows it touched.
+async fn per_lease_batch(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    leases: &str,
+    extra: Option<i64>,
+) -> StoreResult<Vec<Lease>> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(sql).bind(leases).bind(extra).fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(|(id, token)| Lease { job: JobId(id), token }).collect())
+}
+
+const HELD: &str = "id IN (SELECT j.id FROM json_each(?1) AS l JOIN jobs AS j \
+                    ON j.id = l.value ->> 0 AND j.lease_token = l.value ->> 1 WHERE j.state = 'running')";
+
+async fn claim_in(
+    conn: &mut SqliteConnection,
+    kinds: &[String],
+    limit: u32,
+    lease_for: Duration,
+) -> StoreResult<Vec<JobRow>> {
+    let now = Timestamp::now();
+    let until = lease_deadline(now, lease_for).0;
+    let token = new_lease_token();
+    let in_kinds = placeholders(kinds.len());
+    sqlx::query(
+        "UPDATE jobs SET state = 'dead', lease_token = NULL, lease_until = NULL, last_error = ?1, updated_at = ?2 \
+         WHERE state = 'running' AND lease_until <= ?2 AND attempts >= max_attempts",
+    )
+    .bind(LOST_LEASE_ERROR)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+
+    let mut rows: Vec<JobRow> = Vec::new();
+    for (state, due_col, order) in [("running", "lease_until", "lease_until"), ("ready", "run_at", "run_at, id")] {
+        let want = i64::from(limit) - rows.len() as i64;
+        if want <= 0 {
+            break;
+        }
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_until = ?, \
+             updated_at = ? WHERE id IN (SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= ? \
+             AND kind IN ({in_kinds}) AND attempts < max_attempts ORDER BY {order} LIMIT ?) RETURNING {JOB_COLUMNS}"
+        );
+        let mut q = sqlx::query_as::<_, JobRow>(&sql).bind(token).bind(until).bind(now.0).bind(now.0);
+        for k in kinds {
+            q = q.bind(k.as_str());
+        }
+        rows.extend(q.bind(want).fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
 }
 
 #[async_trait]
@@ -130,98 +193,112 @@ impl Queue for SqliteStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_immediate().await?;
-        let ids = enqueue_in(&mut tx, jobs).await?;
-        tx.commit().await?;
-        Ok(ids)
+        let jobs = jobs.to_vec();
+        self.combiner.submit(&self.write, move |conn| Box::pin(async move { enqueue_in(conn, &jobs).await })).await
     }
 
     async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let now = Timestamp::now();
-        let until = lease_deadline(now, lease_for).0;
-        let token = new_lease_token();
+        // Idle workers poll; answering "nothing due" from a read connection keeps them off the write lock.
+        let now = Timestamp::now().0;
         let in_kinds = placeholders(kinds.len());
-        let mut tx = self.begin_immediate().await?;
-
-        sqlx::query(
-            "UPDATE jobs SET state = 'dead', lease_token = NULL, lease_until = NULL, last_error = ?1, updated_at = ?2 \
-             WHERE state = 'running' AND lease_until <= ?2 AND attempts >= max_attempts",
-        )
-        .bind(LOST_LEASE_ERROR)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await?;
-
-        let mut rows: Vec<JobRow> = Vec::new();
-        for (state, due_col, order) in [("running", "lease_until", "lease_until"), ("ready", "run_at", "run_at, id")] {
-            let want = i64::from(limit) - rows.len() as i64;
-            if want <= 0 {
-                break;
-            }
-            let sql = format!(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_until = ?, \
-                 updated_at = ? WHERE id IN (SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= ? \
-                 AND kind IN ({in_kinds}) AND attempts < max_attempts ORDER BY {order} LIMIT ?) RETURNING {JOB_COLUMNS}"
-            );
-            let mut q = sqlx::query_as::<_, JobRow>(&sql).bind(token).bind(until).bind(now.0).bind(now.0);
-            for k in kinds {
-                q = q.bind(*k);
-            }
-            rows.extend(q.bind(want).fetch_all(&mut *tx).await?);
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'ready' AND run_at <= ? AND kind IN ({in_kinds})) \
+                 OR EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until <= ?)"
+        );
+        let mut q = sqlx::query_scalar::<_, bool>(&sql).bind(now);
+        for k in kinds {
+            q = q.bind(*k);
         }
-        tx.commit().await?;
+        if !q.bind(now).fetch_one(&self.read).await? {
+            return Ok(Vec::new());
+        }
+        let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+        let rows = self
+            .combiner
+            .submit(&self.write, move |conn| Box::pin(async move { claim_in(conn, &kinds, limit, lease_for).await }))
+            .await?;
         jobs_from_rows(rows)
     }
 
     async fn extend(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Lease>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
         let until = lease_deadline(Timestamp::now(), lease_for).0;
-        self.per_lease(
-            leases,
-            "UPDATE jobs SET lease_until = ?1 WHERE id = ?2 AND lease_token = ?3 AND state = 'running' RETURNING id",
-            Some(until),
-        )
-        .await
+        let json = leases_json(leases);
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let sql = format!("UPDATE jobs SET lease_until = ?2 WHERE {HELD} RETURNING id, lease_token");
+                    per_lease_batch(conn, &sql, &json, Some(until)).await
+                })
+            })
+            .await
     }
 
     async fn complete(&self, leases: &[Lease]) -> StoreResult<Vec<Lease>> {
-        self.per_lease(
-            leases,
-            "DELETE FROM jobs WHERE id = ?2 AND lease_token = ?3 AND state = 'running' RETURNING id",
-            None,
-        )
-        .await
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let json = leases_json(leases);
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let sql = format!("DELETE FROM jobs WHERE {HELD} RETURNING id, lease_token");
+                    per_lease_batch(conn, &sql, &json, None).await
+                })
+            })
+            .await
     }
 
     async fn fail(&self, lease: &Lease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<Option<FailOutcome>> {
         let now = Timestamp::now().0;
         let retry = retry_at.map(|t| t.0);
-        let row: Option<(String, i64)> = sqlx::query_as(
-            "UPDATE jobs SET \
-               state = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN 'ready' ELSE 'dead' END, \
-               run_at = COALESCE(?1, run_at), lease_token = NULL, lease_until = NULL, last_error = ?2, updated_at = ?3 \
-             WHERE id = ?4 AND lease_token = ?5 AND state = 'running' RETURNING state, run_at",
-        )
-        .bind(retry)
-        .bind(bound_error(error))
-        .bind(now)
-        .bind(lease.job.0)
-        .bind(lease.token)
-        .fetch_optional(&self.write)
-        .await?;
+        let (lease, error) = (*lease, bound_error(error));
+        let row: Option<(String, i64)> = self
+            .combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    Ok(sqlx::query_as(
+                        "UPDATE jobs SET \
+                           state = CASE WHEN ?1 IS NOT NULL AND attempts < max_attempts THEN 'ready' ELSE 'dead' END, \
+                           run_at = COALESCE(?1, run_at), lease_token = NULL, lease_until = NULL, last_error = ?2, \
+                           updated_at = ?3 \
+                         WHERE id = ?4 AND lease_token = ?5 AND state = 'running' RETURNING state, run_at",
+                    )
+                    .bind(retry)
+                    .bind(error)
+                    .bind(now)
+                    .bind(lease.job.0)
+                    .bind(lease.token)
+                    .fetch_optional(&mut *conn)
+                    .await?)
+                })
+            })
+            .await?;
         Ok(row.map(|(state, run_at)| fail_state(retry, &state, run_at)))
     }
 
     async fn release(&self, leases: &[Lease]) -> StoreResult<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let json = leases_json(leases);
+        let now = Timestamp::now().0;
         let held = self
-            .per_lease(
-                leases,
-                "UPDATE jobs SET state = 'ready', attempts = MAX(attempts - 1, 0), lease_token = NULL, \
-                 lease_until = NULL, updated_at = ?1 WHERE id = ?2 AND lease_token = ?3 AND state = 'running' RETURNING id",
-                Some(Timestamp::now().0),
-            )
+            .combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let sql = format!(
+                        "UPDATE jobs SET state = 'ready', attempts = MAX(attempts - 1, 0), lease_token = NULL, \
+                         lease_until = NULL, updated_at = ?2 WHERE {HELD} RETURNING id, ?2"
+                    );
+                    per_lease_batch(conn, &sql, &json, Some(now)).await
+                })
+            })
             .await?;
         Ok(held.len() as u64)
     }
@@ -241,14 +318,21 @@ impl Queue for SqliteStore {
 
     async fn requeue_dead(&self, id: JobId) -> StoreResult<bool> {
         let now = Timestamp::now().0;
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'ready', attempts = 0, run_at = ?1, updated_at = ?1 WHERE id = ?2 AND state = 'dead'",
-        )
-        .bind(now)
-        .bind(id.0)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE jobs SET state = 'ready', attempts = 0, run_at = ?1, updated_at = ?1 \
+                         WHERE id = ?2 AND state = 'dead'",
+                    )
+                    .bind(now)
+                    .bind(id.0)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
     }
 
     async fn depth(&self) -> StoreResult<Vec<QueueDepth>> {
@@ -263,27 +347,6 @@ impl Queue for SqliteStore {
             .into_iter()
             .map(|(kind, state, n)| QueueDepth { kind, state, count: u64::try_from(n).unwrap_or(0) })
             .collect())
-    }
-}
-
-impl SqliteStore {
-    /// Runs `sql` (binding `?1` = `extra` when given, `?2` = job id, `?3` = lease token) once per lease in one
-    /// transaction and returns the leases for which it returned a row.
-    async fn per_lease(&self, leases: &[Lease], sql: &str, extra: Option<i64>) -> StoreResult<Vec<Lease>> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.begin_immediate().await?;
-        let mut held = Vec::with_capacity(leases.len());
-        for l in leases {
-            let hit: Option<i64> =
-                sqlx::query_scalar(sql).bind(extra).bind(l.job.0).bind(l.token).fetch_optional(&mut *tx).await?;
-            if hit.is_some() {
-                held.push(*l);
-            }
-        }
-        tx.commit().await?;
-        Ok(held)
     }
 }
 

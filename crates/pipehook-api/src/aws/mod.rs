@@ -163,7 +163,7 @@ impl AwsError {
     }
 
     pub fn from_sigv4(e: pipehook_sigv4::SigV4Error) -> Self {
-        Self::new(StatusCode::FORBIDDEN, e.aws_type(), e.message())
+        Self::new(e.http_status(), e.aws_type(), e.message())
     }
 
     /// Store failures that reach the wire are ours, not the caller's: logged with their cause, shown as
