@@ -358,3 +358,169 @@ pub async fn killed_worker_job_is_completed_by_another(store: Arc<dyn Store>) {
     assert_eq!(rescuer.await.unwrap(), (id, 2, 1));
     assert!(store.depth().await.unwrap().is_empty());
 }
+
+fn decl(name: &str, marker: &str) -> serde_json::Value {
+    json!({"name": name, "roleArn": "arn:aws:iam::123456789012:role/x", "stages": [], "marker": marker})
+}
+
+pub async fn pipelines_versions_and_isolation(store: &dyn Store) {
+    let a = org(store, "org-a").await;
+    let b = org(store, "org-b").await;
+    let mut tx = store.begin().await.unwrap();
+    let p = tx.create_pipeline(a.id, "deploy", &decl("deploy", "v1")).await.unwrap();
+    tx.create_pipeline(b.id, "deploy", &decl("deploy", "b")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((p.version, p.declaration["version"].as_i64()), (1, Some(1)), "the store stamps the version");
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.create_pipeline(a.id, "deploy", &decl("deploy", "dup")).await, Err(StoreError::Conflict(_))));
+    drop(tx);
+
+    let mut tx = store.begin().await.unwrap();
+    let v2 = tx.update_pipeline(a.id, "deploy", &decl("deploy", "v2")).await.unwrap().unwrap();
+    assert!(tx.update_pipeline(a.id, "absent", &decl("absent", "x")).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+    assert_eq!((v2.version, v2.declaration["marker"].as_str()), (2, Some("v2")));
+    let v1 = store.pipeline_version(a.id, "deploy", 1).await.unwrap().unwrap();
+    assert_eq!((v1["marker"].as_str(), v1["version"].as_i64()), (Some("v1"), Some(1)));
+    assert!(store.pipeline_version(a.id, "deploy", 3).await.unwrap().is_none());
+
+    // Org B's pipeline of the same name is untouched and invisible to org A.
+    let pb = store.pipeline(b.id, "deploy").await.unwrap().unwrap();
+    assert_eq!((pb.version, pb.declaration["marker"].as_str()), (1, Some("b")));
+    assert_eq!(store.list_pipelines(a.id, None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.count_pipelines(b.id).await.unwrap(), 1);
+
+    let mut tx = store.begin().await.unwrap();
+    for n in ["alpha", "beta", "gamma"] {
+        tx.create_pipeline(a.id, n, &decl(n, "x")).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let page1: Vec<String> = store.list_pipelines(a.id, None, 2).await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(page1, ["alpha", "beta"]);
+    let page2: Vec<String> =
+        store.list_pipelines(a.id, Some("beta"), 10).await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(page2, ["deploy", "gamma"]);
+
+    let mut tx = store.begin().await.unwrap();
+    tx.set_tags(a.id, "arn:x", &[("k".into(), "v".into()), ("k2".into(), "v2".into())]).await.unwrap();
+    tx.set_tags(a.id, "arn:x", &[("k".into(), "v1".into())]).await.unwrap();
+    tx.remove_tags(a.id, "arn:x", &["k2".into()]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.tags(a.id, "arn:x").await.unwrap(), [("k".to_string(), "v1".to_string())]);
+    assert!(store.tags(b.id, "arn:x").await.unwrap().is_empty());
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.delete_pipeline(b.id, "alpha", "arn:alpha").await.unwrap(), "org B cannot delete org A's pipeline");
+    assert!(tx.delete_pipeline(a.id, "deploy", "arn:x").await.unwrap());
+    assert!(!tx.delete_pipeline(a.id, "deploy", "arn:x").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.pipeline(a.id, "deploy").await.unwrap().is_none());
+    assert!(store.pipeline_version(a.id, "deploy", 1).await.unwrap().is_none());
+    assert!(store.tags(a.id, "arn:x").await.unwrap().is_empty(), "tags go with the pipeline");
+    assert!(store.pipeline(b.id, "deploy").await.unwrap().is_some());
+}
+
+pub async fn executions_actions_and_stops(store: &dyn Store) {
+    use crate::{ActionExecutionRecord, NewExecution, StopRequest};
+    let a = org(store, "org-a").await;
+    let b = org(store, "org-b").await;
+    let mut tx = store.begin().await.unwrap();
+    let p = tx.create_pipeline(a.id, "deploy", &decl("deploy", "v1")).await.unwrap();
+    let new = |id: &str, token: Option<&str>| NewExecution {
+        id: id.into(),
+        org: a.id,
+        pipeline_id: p.id,
+        pipeline_name: "deploy".into(),
+        pipeline_version: 1,
+        execution_mode: "QUEUED".into(),
+        trigger: json!({"triggerType": "StartPipelineExecution"}),
+        source_revisions: json!([]),
+        variables: json!([]),
+        client_request_token: token.map(str::to_owned),
+    };
+    let e1 = tx.insert_execution(&new("e1", Some("tok"))).await.unwrap();
+    tx.insert_execution(&new("e2", None)).await.unwrap();
+    tx.insert_execution(&new("e3", None)).await.unwrap();
+    tx.record_run_event(a.id, "pipeline_execution_started", "e1", &json!({"n": 1})).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(e1.status, "InProgress");
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.insert_execution(&new("e4", Some("tok"))).await, Err(StoreError::Conflict(_))));
+    drop(tx);
+    assert_eq!(store.execution_by_token(a.id, p.id, "tok").await.unwrap().unwrap().id, "e1");
+    assert!(store.execution(b.id, "e1").await.unwrap().is_none(), "org B cannot read org A's execution");
+
+    let newest: Vec<String> =
+        store.list_executions(a.id, p.id, None, 2).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(newest, ["e3", "e2"]);
+    let seq_e2 = store.execution(a.id, "e2").await.unwrap().unwrap().seq;
+    let older: Vec<String> =
+        store.list_executions(a.id, p.id, Some(seq_e2), 10).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(older, ["e1"]);
+
+    let action = |id: &str, exec: &str, name: &str, idx: i64| ActionExecutionRecord {
+        seq: 0,
+        id: id.into(),
+        execution_id: exec.into(),
+        org: a.id,
+        pipeline_id: p.id,
+        stage_name: "Build".into(),
+        action_name: name.into(),
+        stage_index: 1,
+        action_index: idx,
+        status: "InProgress".into(),
+        input: json!({"configuration": {"Command": "true"}}),
+        output: json!({}),
+        error_code: None,
+        error_message: None,
+        log: String::new(),
+        start_time: Timestamp::now(),
+        last_update_time: Timestamp::now(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.start_action(&action("a1", "e1", "Compile", 0)).await.unwrap();
+    tx.start_action(&action("a2", "e1", "Lint", 1)).await.unwrap();
+    tx.set_action_log(&"a1".to_string(), "partial").await.unwrap();
+    tx.finish_action("a1", "Succeeded", &json!({"exitCode": 0}), None, "full log").await.unwrap();
+    tx.finish_action("a2", "Failed", &json!({}), Some(("JobFailed", "exit 2")), "oops").await.unwrap();
+    tx.set_execution_status(a.id, "e1", "Failed", Some("Lint failed")).await.unwrap();
+    tx.start_action(&action("a3", "e2", "Compile", 0)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let acts = store.action_executions(a.id, "e1").await.unwrap();
+    assert_eq!(
+        acts.iter().map(|x| (x.id.as_str(), x.status.as_str())).collect::<Vec<_>>(),
+        [("a1", "Succeeded"), ("a2", "Failed")]
+    );
+    assert_eq!((acts[0].log.as_str(), acts[1].error_code.as_deref()), ("full log", Some("JobFailed")));
+    let latest = store.latest_action_executions(a.id, p.id).await.unwrap();
+    assert_eq!(latest.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["a3", "a2"], "newest per action");
+    let listed = store.list_action_executions(a.id, p.id, Some("e1"), None, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(store.action_executions(b.id, "e1").await.unwrap().is_empty());
+    let active: Vec<String> = store.active_executions(a.id, p.id).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(active, ["e2", "e3"]);
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.request_stop(a.id, "e2", false, Some("enough")).await.unwrap(), StopRequest::Accepted);
+    assert_eq!(tx.request_stop(a.id, "e2", false, None).await.unwrap(), StopRequest::Duplicate);
+    assert_eq!(tx.request_stop(a.id, "e2", true, None).await.unwrap(), StopRequest::Accepted, "escalate to abandon");
+    assert_eq!(tx.request_stop(a.id, "e1", false, None).await.unwrap(), StopRequest::NotStoppable);
+    assert_eq!(tx.request_stop(b.id, "e3", false, None).await.unwrap(), StopRequest::NotFound);
+    tx.commit().await.unwrap();
+    let e2 = store.execution(a.id, "e2").await.unwrap().unwrap();
+    assert_eq!((e2.status.as_str(), e2.stop_requested, e2.stop_abandon), ("Stopping", true, true));
+    assert_eq!(
+        store.run_events(a.id, "e1").await.unwrap(),
+        [("pipeline_execution_started".to_string(), json!({"n": 1}))]
+    );
+
+    // Deleting the pipeline removes its executions and actions.
+    let mut tx = store.begin().await.unwrap();
+    tx.delete_pipeline(a.id, "deploy", "arn").await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.execution(a.id, "e1").await.unwrap().is_none());
+    assert!(store.action_executions(a.id, "e1").await.unwrap().is_empty());
+}

@@ -13,6 +13,8 @@
 pub mod conformance;
 mod error;
 mod group_commit;
+pub mod pipelines;
+mod pipelines_sql;
 pub mod postgres;
 mod queue;
 mod rows;
@@ -21,5 +23,8 @@ mod store;
 pub mod testing;
 
 pub use error::{StoreError, StoreResult};
+pub use pipelines::{
+    ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord, PipelineStore, PipelineTx, StopRequest,
+};
 pub use queue::{backoff, DeadJob, FailOutcome, Job, JobFailure, JobHandler, JobId, Lease, NewJob, Queue, QueueDepth};
 pub use store::{AccessKeyRecord, Backend, Store, TokenId, TokenPrincipal, TokenRecord, Tx};

@@ -13,6 +13,8 @@ use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::pipelines::{ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord};
+use crate::pipelines_sql::*;
 use crate::queue::{bound_error, lease_deadline, new_lease_token};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
@@ -478,3 +480,12 @@ impl Tx for PgTx {
         Ok(())
     }
 }
+
+impl PgStore {
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+pipeline_store_impl!(PgStore, pg_sql);
+pipeline_tx_impl!(PgTx, pg_sql);

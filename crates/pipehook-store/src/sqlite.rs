@@ -16,6 +16,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::group_commit::GroupCommit;
+use crate::pipelines::{ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord};
+use crate::pipelines_sql::*;
 use crate::queue::{bound_error, lease_deadline, new_lease_token};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
@@ -553,3 +555,12 @@ impl Tx for SqliteTx {
         Ok(())
     }
 }
+
+impl SqliteStore {
+    fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+}
+
+pipeline_store_impl!(SqliteStore, sqlite_sql);
+pipeline_tx_impl!(SqliteTx, sqlite_sql);

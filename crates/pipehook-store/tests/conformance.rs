@@ -44,5 +44,7 @@ conformance! {
     lost_lease_on_last_attempt_dies => |s| conformance::lost_lease_on_last_attempt_dies(&*s).await;
     release_returns_job_without_using_an_attempt => |s| conformance::release_returns_job_without_using_an_attempt(&*s).await;
     concurrent_workers_drain_exactly_once => |s| conformance::concurrent_workers_drain_exactly_once(s).await;
+    pipelines_versions_and_isolation => |s| conformance::pipelines_versions_and_isolation(&*s).await;
+    executions_actions_and_stops => |s| conformance::executions_actions_and_stops(&*s).await;
     killed_worker_job_is_completed_by_another => |s| conformance::killed_worker_job_is_completed_by_another(s).await;
 }
