@@ -262,6 +262,17 @@ pub async fn lost_lease_on_last_attempt_dies(store: &dyn Store) {
     assert!(dead[0].last_error.as_deref().unwrap_or_default().contains("lease expired"));
 }
 
+pub async fn defer_waits_without_using_an_attempt(store: &dyn Store) {
+    let id = store.enqueue(&[NewJob::new("t.defer", json!(null)).max_attempts(1)]).await.unwrap()[0];
+    let j = store.claim(&["t.defer"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
+    assert!(store.defer(&j.lease, Timestamp::now().saturating_add(Duration::from_millis(200))).await.unwrap());
+    assert!(!store.defer(&j.lease, Timestamp::now()).await.unwrap(), "the lease is gone after a defer");
+    assert!(store.claim(&["t.defer"], 1, Duration::from_secs(30)).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let again = store.claim(&["t.defer"], 1, Duration::from_secs(30)).await.unwrap().remove(0);
+    assert_eq!((again.id, again.attempt), (id, 1), "a deferred job keeps its attempts (max 1 here)");
+}
+
 pub async fn release_returns_job_without_using_an_attempt(store: &dyn Store) {
     let id = store.enqueue(&[NewJob::new("t.release", json!(null))]).await.unwrap()[0];
     let j = store.claim(&["t.release"], 1, Duration::from_secs(30)).await.unwrap().remove(0);

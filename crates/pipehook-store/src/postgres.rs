@@ -218,6 +218,20 @@ impl Queue for PgStore {
         Ok(row.map(|(state, run_at)| fail_state(retry, &state, run_at)))
     }
 
+    async fn defer(&self, lease: &Lease, run_at: Timestamp) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE jobs SET state = 'ready', attempts = GREATEST(attempts - 1, 0), lease_token = NULL, \
+             lease_until = NULL, run_at = $1, updated_at = $2 WHERE id = $3 AND lease_token = $4 AND state = 'running'",
+        )
+        .bind(run_at.0)
+        .bind(Timestamp::now().0)
+        .bind(lease.job.0)
+        .bind(lease.token)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn release(&self, leases: &[Lease]) -> StoreResult<u64> {
         let (ids, tokens) = lease_arrays(leases);
         let r = sqlx::query(

@@ -118,6 +118,10 @@ pub trait Queue: Send + Sync + 'static {
     /// otherwise it is dead. `None` when the lease was lost.
     async fn fail(&self, lease: &Lease, error: &str, retry_at: Option<Timestamp>) -> StoreResult<Option<FailOutcome>>;
 
+    /// Puts a held job back to wait until `run_at` without counting the attempt (the job was not ready to
+    /// run, e.g. an execution queued behind another). False when the lease was lost.
+    async fn defer(&self, lease: &Lease, run_at: Timestamp) -> StoreResult<bool>;
+
     /// Gives leases back without counting an attempt (graceful shutdown); returns how many were held.
     async fn release(&self, leases: &[Lease]) -> StoreResult<u64>;
 
@@ -160,6 +164,8 @@ pub enum JobFailure {
     Retry { error: String, after: Duration },
     /// Never retry: the job is kept as dead with this error.
     Permanent(String),
+    /// Not a failure: the job cannot run yet; run it again after this delay without using an attempt.
+    Defer { after: Duration },
 }
 
 /// Runs one kind of job. Implemented by the crates that own the work (runner, outbound delivery); the

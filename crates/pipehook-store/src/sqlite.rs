@@ -284,6 +284,29 @@ impl Queue for SqliteStore {
         Ok(row.map(|(state, run_at)| fail_state(retry, &state, run_at)))
     }
 
+    async fn defer(&self, lease: &Lease, run_at: Timestamp) -> StoreResult<bool> {
+        let lease = *lease;
+        let now = Timestamp::now().0;
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE jobs SET state = 'ready', attempts = MAX(attempts - 1, 0), lease_token = NULL, \
+                         lease_until = NULL, run_at = ?1, updated_at = ?2 WHERE id = ?3 AND lease_token = ?4 \
+                         AND state = 'running'",
+                    )
+                    .bind(run_at.0)
+                    .bind(now)
+                    .bind(lease.job.0)
+                    .bind(lease.token)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(r.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
     async fn release(&self, leases: &[Lease]) -> StoreResult<u64> {
         if leases.is_empty() {
             return Ok(0);

@@ -42,6 +42,7 @@ conformance! {
     expired_lease_is_reclaimed_and_old_holder_is_fenced => |s| conformance::expired_lease_is_reclaimed_and_old_holder_is_fenced(&*s).await;
     extended_lease_is_kept => |s| conformance::extended_lease_is_kept(&*s).await;
     lost_lease_on_last_attempt_dies => |s| conformance::lost_lease_on_last_attempt_dies(&*s).await;
+    defer_waits_without_using_an_attempt => |s| conformance::defer_waits_without_using_an_attempt(&*s).await;
     release_returns_job_without_using_an_attempt => |s| conformance::release_returns_job_without_using_an_attempt(&*s).await;
     concurrent_workers_drain_exactly_once => |s| conformance::concurrent_workers_drain_exactly_once(s).await;
     pipelines_versions_and_isolation => |s| conformance::pipelines_versions_and_isolation(&*s).await;

@@ -181,8 +181,18 @@ async fn run_one(
                 held.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.lease);
             }
         }
+        Err(JobFailure::Defer { after }) => {
+            let result = queue.defer(&job.lease, Timestamp::now().saturating_add(after)).await;
+            held.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.lease);
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "deferring a job failed; it returns when its lease expires");
+            }
+            metrics.job_outcome(&job.kind, "deferred");
+        }
         Err(failure) => {
             let (error, retry_at) = match failure {
+                // Handled by the arm above; kept total without a panic path.
+                JobFailure::Defer { after } => ("deferred".to_owned(), Some(Timestamp::now().saturating_add(after))),
                 JobFailure::Retry { error, after } => (error, Some(Timestamp::now().saturating_add(after))),
                 JobFailure::Permanent(error) => (error, None),
             };
