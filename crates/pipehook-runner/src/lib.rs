@@ -1,0 +1,15 @@
+//! pipehook's worker-side execution: everything that turns a pipeline action or a build into real
+//! processes on a worker.
+//!
+//! Module map:
+//!
+//! - [`exec`]: the process executor. [`exec::run`] runs one shell command in its own process group
+//!   with a clean environment, a timeout, cooperative stop, and a bounded, interleaved log that a
+//!   caller can watch while it grows ([`exec::LogSink`]).
+//! - [`git`]: the checkout helper. [`git::checkout`] fetches one revision of a repository with the
+//!   system `git` (so the operator's git configuration applies) and reports the resolved commit.
+//!
+//! The execution state machines that drive these will live in this crate too.
+
+pub mod exec;
+pub mod git;
