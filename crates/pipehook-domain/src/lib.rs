@@ -3,6 +3,7 @@
 //! Pure data and rules: nothing here performs I/O or knows about HTTP or databases.
 //!
 //! - [`org`]: organization names and AWS account ids.
+//! - [`pipeline`]: CodePipeline pipeline declarations (the AWS JSON shapes) and the rules `CreatePipeline` applies.
 //! - [`credentials`]: REST API tokens and AWS-style access key pairs (generation, parsing, hashing).
 //! - [`secret`]: [`secret::Secret`], a wrapper whose `Debug` never prints the value, and
 //!   [`secret::MasterKey`], which encrypts secrets at rest.
@@ -10,6 +11,7 @@
 
 pub mod credentials;
 pub mod org;
+pub mod pipeline;
 pub mod secret;
 pub mod time;
 
