@@ -9,7 +9,9 @@
 //! - [`git`]: the checkout helper. [`git::checkout`] fetches one revision of a repository with the
 //!   system `git` (so the operator's git configuration applies) and reports the resolved commit.
 //!
-//! The execution state machines that drive these will live in this crate too.
+//! - [`pipeline`]: the pipeline execution state machine: [`pipeline::start_execution`] and the
+//!   [`pipeline::PipelineRunner`] job handler.
 
 pub mod exec;
 pub mod git;
+pub mod pipeline;

@@ -493,7 +493,7 @@ pub async fn executions_actions_and_stops(store: &dyn Store) {
     let mut tx = store.begin().await.unwrap();
     tx.start_action(&action("a1", "e1", "Compile", 0)).await.unwrap();
     tx.start_action(&action("a2", "e1", "Lint", 1)).await.unwrap();
-    tx.set_action_log(&"a1".to_string(), "partial").await.unwrap();
+    tx.set_action_log("a1", "partial").await.unwrap();
     tx.finish_action("a1", "Succeeded", &json!({"exitCode": 0}), None, "full log").await.unwrap();
     tx.finish_action("a2", "Failed", &json!({}), Some(("JobFailed", "exit 2")), "oops").await.unwrap();
     tx.set_execution_status(a.id, "e1", "Failed", Some("Lint failed")).await.unwrap();

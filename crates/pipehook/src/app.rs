@@ -150,7 +150,14 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
 
     let mut tasks = tokio::task::JoinSet::new();
     if config.role.runs_workers() {
-        let handlers = Handlers::default();
+        let mut handlers = Handlers::default();
+        let mut runner = pipehook_runner::pipeline::RunnerConfig::new(config.runner.workspace_dir.clone());
+        runner.log_limit = config.runner.log_limit_bytes;
+        runner.keep_workspaces = config.runner.keep_workspaces;
+        handlers.register(
+            pipehook_runner::pipeline::EXECUTION_JOB,
+            Arc::new(pipehook_runner::pipeline::PipelineRunner::new(store.clone(), runner)),
+        );
         let queue: Arc<dyn Queue> = store.clone();
         let pool = WorkerPool::new(queue, handlers, config.worker.clone(), metrics.clone());
         let (token, grace) = (shutdown.clone(), config.shutdown_grace);

@@ -47,6 +47,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_WORKER_CONCURRENCY", "worker.concurrency"),
     ("PIPEHOOK_WORKER_LEASE_SECONDS", "worker.lease_seconds"),
     ("PIPEHOOK_WORKER_POLL_MS", "worker.poll_ms"),
+    ("PIPEHOOK_RUNNER_WORKSPACE_DIR", "runner.workspace_dir"),
+    ("PIPEHOOK_RUNNER_LOG_LIMIT_BYTES", "runner.log_limit_bytes"),
+    ("PIPEHOOK_RUNNER_KEEP_WORKSPACES", "runner.keep_workspaces"),
     ("PIPEHOOK_BOOTSTRAP_ORG", "bootstrap.org"),
     ("PIPEHOOK_BOOTSTRAP_ACCOUNT_ID", "bootstrap.account_id"),
     ("PIPEHOOK_BOOTSTRAP_TOKEN", "bootstrap.token"),
@@ -79,7 +82,16 @@ struct Raw {
     sqlite: RawSqlite,
     postgres: RawPostgres,
     worker: RawWorker,
+    runner: RawRunner,
     bootstrap: RawBootstrap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunner {
+    workspace_dir: String,
+    log_limit_bytes: u64,
+    keep_workspaces: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,7 +199,15 @@ pub struct Config {
     pub postgres_max_connections: u32,
     pub postgres_connect_timeout: Duration,
     pub worker: WorkerConfig,
+    pub runner: RunnerSettings,
     pub bootstrap: BootstrapConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub workspace_dir: PathBuf,
+    pub log_limit_bytes: usize,
+    pub keep_workspaces: bool,
 }
 
 /// Sets `dotted.key` in `table` to `value`, typed like the default already there.
@@ -353,6 +373,24 @@ impl Config {
                 ));
             }
         }
+        let keep_workspaces = match raw.runner.keep_workspaces.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ConfigError::new(
+                    "runner.keep_workspaces (PIPEHOOK_RUNNER_KEEP_WORKSPACES)",
+                    format!("{other:?} is not true or false"),
+                ))
+            }
+        };
+        let log_limit =
+            positive(raw.runner.log_limit_bytes, "runner.log_limit_bytes (PIPEHOOK_RUNNER_LOG_LIMIT_BYTES)")?;
+        let runner = RunnerSettings {
+            workspace_dir: non_empty(&raw.runner.workspace_dir)
+                .map_or_else(|| raw.data_dir.join("workspaces"), PathBuf::from),
+            log_limit_bytes: usize::try_from(log_limit).unwrap_or(usize::MAX),
+            keep_workspaces,
+        };
         let b = &raw.bootstrap;
         let org =
             OrgName::parse(&b.org).map_err(|e| ConfigError::new("bootstrap.org (PIPEHOOK_BOOTSTRAP_ORG)", e.0))?;
@@ -405,6 +443,7 @@ impl Config {
                 lease: Duration::from_secs(raw.worker.lease_seconds),
                 poll: Duration::from_millis(raw.worker.poll_ms),
             },
+            runner,
             bootstrap: BootstrapConfig { org, account_id, token, access_key },
         })
     }

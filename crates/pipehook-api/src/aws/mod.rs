@@ -4,6 +4,8 @@
 //! parsed into a [`Target`] and dispatched per service. Every response, error or not, carries
 //! `x-amzn-RequestId`, and every error is `{"__type": "<Name>", "message": "..."}` as the SDKs expect.
 
+pub mod codepipeline;
+
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -87,10 +89,36 @@ async fn endpoint(State(state): State<AppState>, principal: Principal, headers: 
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    tracing::debug!(service = ?target.service, operation = %target.operation, org = %principal.org.name, "aws call");
-    let _ = (&state, &body);
-    // No operation of either service is served yet: each arrives with its resource (pipelines, builds).
-    AwsError::unknown_operation(&format!("{}.{}", target.service.target_prefix(), target.operation)).into_response()
+    let unknown = || AwsError::unknown_operation(&format!("{}.{}", target.service.target_prefix(), target.operation));
+    let result = match target.service {
+        Service::CodePipeline => match codepipeline::Operation::from_name(&target.operation) {
+            Some(op) => {
+                let ctx = codepipeline::Ctx { state: &state, principal: &principal };
+                codepipeline::dispatch(&ctx, op, &body).await
+            }
+            None => Err(unknown()),
+        },
+        // CodeBuild's operations arrive with build projects.
+        Service::CodeBuild => Err(unknown()),
+    };
+    match result {
+        Ok(value) => {
+            let mut res = (StatusCode::OK, value.to_string()).into_response();
+            res.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            res
+        }
+        Err(e) => {
+            tracing::debug!(error_type = e.kind, message = %e.message, operation = %target.operation, "aws call failed");
+            e.into_response()
+        }
+    }
+}
+
+/// Parses an operation's input. An empty body is `{}`; malformed JSON or a member of the wrong type is
+/// `SerializationException`, as the AWS JSON protocol answers.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| AwsError::serialization(format!("Could not parse the request: {e}")))
 }
 
 /// Copies the request id into `x-amzn-RequestId` on every AWS endpoint response, including the

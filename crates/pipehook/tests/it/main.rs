@@ -4,5 +4,6 @@
 mod auth;
 mod aws;
 mod lifecycle;
+mod pipelines;
 mod support;
 mod worker;

@@ -1,0 +1,792 @@
+//! The pipeline execution state machine.
+//!
+//! [`start_execution`] stores an execution and queues one `pipeline.execution` job for it, in one
+//! transaction. [`PipelineRunner`] handles that job: it waits its turn (execution modes), then walks the
+//! stages in order and, inside a stage, the run groups (`runOrder`) in order, running each group's actions
+//! in parallel, recording every action and every transition as it goes.
+//!
+//! Crash behaviour: the whole execution is one job, kept leased by the worker's heartbeat. If the worker
+//! dies, the job is claimed again and the handler resumes from what is recorded: actions that succeeded are
+//! never run again, and an action found `InProgress` (its worker died mid-command, so its outcome is
+//! unknown) is failed with `WorkerLost`, which fails the execution cleanly rather than running a command
+//! twice or leaving the execution `InProgress` forever.
+
+use async_trait::async_trait;
+use pipehook_domain::org::OrgId;
+use pipehook_domain::pipeline::{ActionCategory, ActionDeclaration, ExecutionMode, PipelineDeclaration};
+use pipehook_domain::time::Timestamp;
+use pipehook_store::{
+    ActionExecutionRecord, ExecutionRecord, Job, JobFailure, JobHandler, NewExecution, NewJob, PipelineRecord, Store,
+    StoreError, StoreResult,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::exec::{self, CommandSpec, LogSink, Outcome};
+
+/// The queue kind of execution jobs.
+pub const EXECUTION_JOB: &str = "pipeline.execution";
+
+/// Attempts an execution job gets; each lost worker uses one.
+const MAX_ATTEMPTS: u32 = 10;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionJob {
+    pub org: i64,
+    pub execution: String,
+}
+
+/// What starts an execution.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub org: OrgId,
+    pub pipeline: PipelineRecord,
+    /// `{"triggerType": ..., "triggerDetail": ...}`.
+    pub trigger: Value,
+    /// Source revision overrides: `[{"actionName", "revisionType", "revisionId"}]`.
+    pub source_revisions: Value,
+    /// Resolved pipeline variables: `[{"name", "value"}]`.
+    pub variables: Value,
+    pub client_request_token: Option<String>,
+    /// The revision the trigger carried (webhooks): `{"commitId", "branch", "message", "actor", "repository"}`.
+    pub revision_hint: Option<Value>,
+}
+
+/// Stores the execution, its job and its `pipeline_execution_started` event together. A repeated
+/// `client_request_token` returns the execution it started the first time.
+pub async fn start_execution(store: &dyn Store, req: StartRequest) -> StoreResult<ExecutionRecord> {
+    if let Some(token) = &req.client_request_token {
+        if let Some(existing) = store.execution_by_token(req.org, req.pipeline.id, token).await? {
+            return Ok(existing);
+        }
+    }
+    let decl: PipelineDeclaration = serde_json::from_value(req.pipeline.declaration.clone())
+        .map_err(|e| StoreError::Corrupt(format!("stored pipeline declaration: {e}")))?;
+    let mut trigger = req.trigger.clone();
+    if let (Some(obj), Some(hint)) = (trigger.as_object_mut(), &req.revision_hint) {
+        obj.insert("revision".into(), hint.clone());
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let new = NewExecution {
+        id: id.clone(),
+        org: req.org,
+        pipeline_id: req.pipeline.id,
+        pipeline_name: req.pipeline.name.clone(),
+        pipeline_version: req.pipeline.version,
+        execution_mode: decl.effective_execution_mode().as_str().to_owned(),
+        trigger,
+        source_revisions: req.source_revisions.clone(),
+        variables: req.variables.clone(),
+        client_request_token: req.client_request_token.clone(),
+    };
+    let mut tx = store.begin().await?;
+    let record = match tx.insert_execution(&new).await {
+        Ok(r) => r,
+        // Two starts with one token raced; the other one won.
+        Err(StoreError::Conflict(_)) if req.client_request_token.is_some() => {
+            drop(tx);
+            let token = req.client_request_token.as_deref().unwrap_or_default();
+            return store
+                .execution_by_token(req.org, req.pipeline.id, token)
+                .await?
+                .ok_or_else(|| StoreError::NotFound("execution".into()));
+        }
+        Err(e) => return Err(e),
+    };
+    let job = ExecutionJob { org: req.org.0, execution: id.clone() };
+    let payload = serde_json::to_value(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.enqueue(&[NewJob::new(EXECUTION_JOB, payload).org(req.org).max_attempts(MAX_ATTEMPTS)]).await?;
+    tx.record_run_event(req.org, "pipeline_execution_started", &id, &execution_event(&record, None)).await?;
+    tx.commit().await?;
+    Ok(record)
+}
+
+fn execution_event(e: &ExecutionRecord, summary: Option<&str>) -> Value {
+    json!({
+        "pipeline": e.pipeline_name,
+        "pipelineVersion": e.pipeline_version,
+        "executionId": e.id,
+        "trigger": e.trigger,
+        "status": e.status,
+        "summary": summary,
+        "startTime": e.start_time.millis(),
+        "at": Timestamp::now().millis(),
+    })
+}
+
+/// Runner settings.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Executions get `<workspace_root>/<execution id>`, removed when they end.
+    pub workspace_root: PathBuf,
+    /// Bytes of log kept per action.
+    pub log_limit: usize,
+    /// Action timeout when the action sets none.
+    pub default_timeout: Duration,
+    /// How often a running execution looks for a stop request, and persists partial logs.
+    pub poll: Duration,
+    /// Keep workspaces after the execution ends (for debugging).
+    pub keep_workspaces: bool,
+}
+
+impl RunnerConfig {
+    pub fn new(workspace_root: PathBuf) -> Self {
+        Self {
+            workspace_root,
+            log_limit: 256 * 1024,
+            default_timeout: Duration::from_secs(3600),
+            poll: Duration::from_millis(500),
+            keep_workspaces: false,
+        }
+    }
+}
+
+/// The `pipeline.execution` job handler.
+pub struct PipelineRunner {
+    store: Arc<dyn Store>,
+    config: RunnerConfig,
+}
+
+impl PipelineRunner {
+    pub fn new(store: Arc<dyn Store>, config: RunnerConfig) -> Self {
+        Self { store, config }
+    }
+}
+
+fn retry(e: StoreError) -> JobFailure {
+    JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(2) }
+}
+
+#[async_trait]
+impl JobHandler for PipelineRunner {
+    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+        let j: ExecutionJob = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobFailure::Permanent(format!("bad execution job payload: {e}")))?;
+        let org = OrgId(j.org);
+        let Some(exec) = self.store.execution(org, &j.execution).await.map_err(retry)? else {
+            return Ok(()); // Deleted with its pipeline.
+        };
+        if exec.status != "InProgress" && exec.status != "Stopping" {
+            return Ok(());
+        }
+        let Some(doc) =
+            self.store.pipeline_version(org, &exec.pipeline_name, exec.pipeline_version).await.map_err(retry)?
+        else {
+            return Ok(());
+        };
+        let decl: PipelineDeclaration = match serde_json::from_value(doc) {
+            Ok(d) => d,
+            Err(e) => {
+                self.finish(&exec, "Failed", &format!("stored declaration does not parse: {e}"))
+                    .await
+                    .map_err(retry)?;
+                return Ok(());
+            }
+        };
+        let run = Run { runner: self, org, decl: &decl };
+        match run.turn(&exec).await.map_err(retry)? {
+            Turn::Go => {}
+            Turn::Wait => return Err(JobFailure::Defer { after: Duration::from_secs(1) }),
+            Turn::Done => return Ok(()),
+        }
+        run.execute(exec).await.map_err(retry)
+    }
+}
+
+enum Turn {
+    Go,
+    Wait,
+    Done,
+}
+
+/// How an action ended.
+enum ActionEnd {
+    Succeeded,
+    Failed,
+    Abandoned,
+}
+
+struct Run<'a> {
+    runner: &'a PipelineRunner,
+    org: OrgId,
+    decl: &'a PipelineDeclaration,
+}
+
+impl PipelineRunner {
+    async fn finish(&self, exec: &ExecutionRecord, status: &str, summary: &str) -> StoreResult<()> {
+        let mut tx = self.store.begin().await?;
+        tx.set_execution_status(exec.org, &exec.id, status, Some(summary)).await?;
+        let kind = match status {
+            "Succeeded" => "pipeline_execution_succeeded",
+            "Stopped" => "pipeline_execution_stopped",
+            "Superseded" => "pipeline_execution_superseded",
+            _ => "pipeline_execution_failed",
+        };
+        let mut ended = exec.clone();
+        ended.status = status.to_owned();
+        tx.record_run_event(exec.org, kind, &exec.id, &execution_event(&ended, Some(summary))).await?;
+        tx.commit().await?;
+        if !self.config.keep_workspaces {
+            let _ = tokio::fs::remove_dir_all(self.config.workspace_root.join(&exec.id)).await;
+        }
+        tracing::info!(execution = %exec.id, pipeline = %exec.pipeline_name, status, summary, "pipeline execution ended");
+        Ok(())
+    }
+}
+
+impl Run<'_> {
+    fn store(&self) -> &dyn Store {
+        &*self.runner.store
+    }
+
+    /// Whether this execution may run now. QUEUED: one at a time, in start order. SUPERSEDED: one at a time,
+    /// and a waiting execution is superseded as soon as a newer one is waiting too. PARALLEL: always.
+    async fn turn(&self, exec: &ExecutionRecord) -> StoreResult<Turn> {
+        let mode = self.decl.effective_execution_mode();
+        if mode == ExecutionMode::Parallel {
+            return Ok(Turn::Go);
+        }
+        let active = self.store().active_executions(self.org, exec.pipeline_id).await?;
+        let Some(first) = active.first() else { return Ok(Turn::Go) };
+        if first.id == exec.id {
+            return Ok(Turn::Go);
+        }
+        let started = !self.store().action_executions(self.org, &exec.id).await?.is_empty();
+        if mode == ExecutionMode::Superseded && !started && active.iter().any(|e| e.seq > exec.seq) {
+            self.runner.finish(exec, "Superseded", "Superseded by a newer execution").await?;
+            return Ok(Turn::Done);
+        }
+        if exec.stop_requested && !started {
+            self.runner.finish(exec, "Stopped", &stop_summary(exec)).await?;
+            return Ok(Turn::Done);
+        }
+        Ok(Turn::Wait)
+    }
+
+    async fn execute(&self, exec: ExecutionRecord) -> StoreResult<()> {
+        let workspace = self.runner.config.workspace_root.join(&exec.id);
+        if let Err(e) = tokio::fs::create_dir_all(&workspace).await {
+            return self.runner.finish(&exec, "Failed", &format!("cannot create the workspace: {e}")).await;
+        }
+        // Watch for stop requests while the execution runs: `halt` stops new actions, `kill` running ones.
+        let halt = CancellationToken::new();
+        let kill = CancellationToken::new();
+        let watcher = tokio::spawn(watch_stop(
+            self.runner.store.clone(),
+            self.org,
+            exec.id.clone(),
+            self.runner.config.poll,
+            halt.clone(),
+            kill.clone(),
+        ));
+        let result = self.stages(&exec, &workspace, &halt, &kill).await;
+        watcher.abort();
+        let (status, summary) = match result? {
+            Ended::Succeeded => ("Succeeded", "All actions succeeded".to_owned()),
+            Ended::Failed(summary) => ("Failed", summary),
+            Ended::Stopped => {
+                let latest = self.store().execution(self.org, &exec.id).await?.unwrap_or(exec.clone());
+                ("Stopped", stop_summary(&latest))
+            }
+            Ended::Superseded => ("Superseded", "Superseded by a newer execution".to_owned()),
+        };
+        self.runner.finish(&exec, status, &summary).await
+    }
+
+    async fn stages(
+        &self,
+        exec: &ExecutionRecord,
+        workspace: &std::path::Path,
+        halt: &CancellationToken,
+        kill: &CancellationToken,
+    ) -> StoreResult<Ended> {
+        let recorded = self.store().action_executions(self.org, &exec.id).await?;
+        for (si, stage) in self.decl.stages.iter().enumerate() {
+            if si > 0 && self.superseded(exec).await? {
+                return Ok(Ended::Superseded);
+            }
+            for group in stage.run_groups() {
+                if halt.is_cancelled() {
+                    return Ok(Ended::Stopped);
+                }
+                let mut pending = Vec::new();
+                for action in group {
+                    let ai = stage.actions.iter().position(|a| a.name == action.name).unwrap_or(0);
+                    match recorded.iter().find(|r| r.stage_name == stage.name && r.action_name == action.name) {
+                        Some(r) if r.status == "Succeeded" => continue,
+                        Some(r) if r.status == "InProgress" => {
+                            let mut tx = self.store().begin().await?;
+                            tx.finish_action(
+                                &r.id,
+                                "Failed",
+                                &r.output,
+                                Some((
+                                    "WorkerLost",
+                                    "The worker running this action stopped before it finished; its outcome is unknown",
+                                )),
+                                &r.log,
+                            )
+                            .await?;
+                            tx.commit().await?;
+                            return Ok(Ended::Failed(format!(
+                                "Action '{}' in stage '{}' was interrupted by a lost worker",
+                                action.name, stage.name
+                            )));
+                        }
+                        _ => pending.push((si, ai, action)),
+                    }
+                }
+                let runs = pending
+                    .into_iter()
+                    .map(|(si, ai, action)| self.run_action(exec, &stage.name, si, ai, action, workspace, kill));
+                let ends = futures::future::join_all(runs).await;
+                let mut failed = None;
+                let mut abandoned = false;
+                for (end, name) in ends {
+                    match end? {
+                        ActionEnd::Succeeded => {}
+                        ActionEnd::Failed => failed = failed.or(Some(name)),
+                        ActionEnd::Abandoned => abandoned = true,
+                    }
+                }
+                if let Some(name) = failed {
+                    return Ok(Ended::Failed(format!("Action '{name}' in stage '{}' failed", stage.name)));
+                }
+                if abandoned {
+                    return Ok(Ended::Stopped);
+                }
+            }
+        }
+        Ok(Ended::Succeeded)
+    }
+
+    /// SUPERSEDED mode: a newer execution waiting for this pipeline takes over at the next stage boundary.
+    async fn superseded(&self, exec: &ExecutionRecord) -> StoreResult<bool> {
+        if self.decl.effective_execution_mode() != ExecutionMode::Superseded {
+            return Ok(false);
+        }
+        let active = self.store().active_executions(self.org, exec.pipeline_id).await?;
+        Ok(active.iter().any(|e| e.seq > exec.seq && !e.stop_requested))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_action(
+        &self,
+        exec: &ExecutionRecord,
+        stage: &str,
+        stage_index: usize,
+        action_index: usize,
+        action: &ActionDeclaration,
+        workspace: &std::path::Path,
+        kill: &CancellationToken,
+    ) -> (StoreResult<ActionEnd>, String) {
+        let r = self.run_action_inner(exec, stage, stage_index, action_index, action, workspace, kill).await;
+        (r, action.name.clone())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_action_inner(
+        &self,
+        exec: &ExecutionRecord,
+        stage: &str,
+        stage_index: usize,
+        action_index: usize,
+        action: &ActionDeclaration,
+        workspace: &std::path::Path,
+        kill: &CancellationToken,
+    ) -> StoreResult<ActionEnd> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let input = json!({
+            "actionTypeId": action.action_type_id,
+            "configuration": action.configuration,
+            "resolvedConfiguration": action.configuration,
+            "runOrder": action.run_order.unwrap_or(1),
+            "roleArn": action.role_arn,
+            "region": action.region,
+            "namespace": action.namespace,
+        });
+        let record = ActionExecutionRecord {
+            seq: 0,
+            id: id.clone(),
+            execution_id: exec.id.clone(),
+            org: self.org,
+            pipeline_id: exec.pipeline_id,
+            stage_name: stage.to_owned(),
+            action_name: action.name.clone(),
+            stage_index: stage_index as i64,
+            action_index: action_index as i64,
+            status: "InProgress".into(),
+            input,
+            output: json!({"externalExecutionId": id}),
+            error_code: None,
+            error_message: None,
+            log: String::new(),
+            start_time: Timestamp::now(),
+            last_update_time: Timestamp::now(),
+        };
+        let kind = run_kind(action);
+        let mut tx = self.store().begin().await?;
+        tx.start_action(&record).await?;
+        let started = action_event(exec, stage, action, "InProgress", None);
+        tx.record_run_event(self.org, "action_started", &exec.id, &started).await?;
+        if let Some(k) = kind {
+            tx.record_run_event(self.org, &format!("{k}_started"), &exec.id, &started).await?;
+        }
+        tx.commit().await?;
+
+        let outcome = if action.action_type_id.is_source() {
+            self.source(exec, stage, action, workspace).await?
+        } else {
+            self.command(exec, stage, action, &id, workspace, kill).await?
+        };
+        let (status, end) = match &outcome.error {
+            None => ("Succeeded", ActionEnd::Succeeded),
+            Some((code, _)) if code == "Abandoned" => ("Abandoned", ActionEnd::Abandoned),
+            Some(_) => ("Failed", ActionEnd::Failed),
+        };
+        let mut output = outcome.output;
+        output["externalExecutionId"] = json!(id);
+        let error = outcome.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+        let mut tx = self.store().begin().await?;
+        tx.finish_action(&id, status, &output, error, &outcome.log).await?;
+        let ended = action_event(exec, stage, action, status, outcome.error.as_ref().map(|e| e.1.as_str()));
+        tx.record_run_event(self.org, "action_finished", &exec.id, &ended).await?;
+        if let Some(k) = kind {
+            let suffix = if status == "Succeeded" { "succeeded" } else { "failed" };
+            tx.record_run_event(self.org, &format!("{k}_{suffix}"), &exec.id, &ended).await?;
+        }
+        tx.commit().await?;
+        Ok(end)
+    }
+
+    /// A source action: the revision from an override, the trigger, or (with `CloneUrl`) a checkout.
+    async fn source(
+        &self,
+        exec: &ExecutionRecord,
+        stage: &str,
+        action: &ActionDeclaration,
+        workspace: &std::path::Path,
+    ) -> StoreResult<ActionOutcome> {
+        let config = action.configuration.clone().unwrap_or_default();
+        let overrides = exec.source_revisions.as_array().cloned().unwrap_or_default();
+        let overridden = overrides
+            .iter()
+            .find(|r| {
+                r.get("actionName").and_then(Value::as_str) == Some(&action.name) && r.get("revisionType").is_some()
+            })
+            .and_then(|r| r.get("revisionId").and_then(Value::as_str).map(str::to_owned));
+        let hint = exec.trigger.get("revision").cloned().unwrap_or(Value::Null);
+        let branch = hint
+            .get("branch")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| config.get("Branch").or(config.get("BranchName")).cloned());
+        let repository = hint.get("repository").and_then(Value::as_str).map(str::to_owned).or_else(|| {
+            match (config.get("Owner"), config.get("Repo")) {
+                (Some(o), Some(r)) => Some(format!("{o}/{r}")),
+                _ => config.get("FullRepositoryId").cloned(),
+            }
+        });
+        let mut revision = json!({
+            "actionName": action.name,
+            "artifactName": action.output_artifacts.as_ref().and_then(|o| o.first()).map(|o| o.name.clone()),
+            "revisionId": overridden.clone().or_else(|| hint.get("commitId").and_then(Value::as_str).map(str::to_owned)),
+            "revisionSummary": hint.get("message"),
+            "branch": branch,
+            "repository": repository,
+            "actor": hint.get("actor"),
+        });
+        let mut log = String::new();
+        if let Some(url) = config.get("CloneUrl") {
+            let want = revision["revisionId"].as_str().map(str::to_owned).or(branch.clone());
+            let sources = self.decl.stages.first().map_or(1, |s| s.actions.len());
+            let dest = if sources > 1 { workspace.join(&action.name) } else { workspace.to_owned() };
+            let timeout = action_timeout(action, self.runner.config.default_timeout);
+            log.push_str(&format!("git checkout {url} {}\n", want.as_deref().unwrap_or("HEAD")));
+            match crate::git::checkout(url, want.as_deref(), &dest, timeout).await {
+                Ok(c) => {
+                    log.push_str(&format!("checked out {}\n", c.commit));
+                    revision["revisionId"] = json!(c.commit);
+                    if revision["revisionSummary"].is_null() {
+                        revision["revisionSummary"] = json!(c.message);
+                    }
+                    if revision["actor"].is_null() {
+                        revision["actor"] = json!(c.author);
+                    }
+                }
+                Err(e) => {
+                    log.push_str(&format!("{e}\n"));
+                    return Ok(ActionOutcome {
+                        output: json!({"summary": "Checkout failed"}),
+                        error: Some(("JobFailed".into(), e.to_string())),
+                        log,
+                    });
+                }
+            }
+        }
+        // Record the resolved revision on the execution (replacing this action's override, if any).
+        let mut all: Vec<Value> = overrides
+            .into_iter()
+            .filter(|r| r.get("actionName").and_then(Value::as_str) != Some(&action.name))
+            .collect();
+        all.push(revision.clone());
+        let mut tx = self.store().begin().await?;
+        tx.set_source_revisions(self.org, &exec.id, &Value::Array(all)).await?;
+        tx.commit().await?;
+        let _ = stage;
+        Ok(ActionOutcome {
+            output: json!({
+                "summary": revision["revisionSummary"].as_str().map_or("Source revision recorded".to_owned(), str::to_owned),
+                "revisionId": revision["revisionId"],
+                "outputVariables": output_variables(&[("CommitId", &revision["revisionId"]), ("BranchName", &revision["branch"])]),
+            }),
+            error: None,
+            log,
+        })
+    }
+
+    /// A `Custom`/`Command` action: the configured command in the workspace, with the run in its environment.
+    async fn command(
+        &self,
+        exec: &ExecutionRecord,
+        stage: &str,
+        action: &ActionDeclaration,
+        action_id: &str,
+        workspace: &std::path::Path,
+        kill: &CancellationToken,
+    ) -> StoreResult<ActionOutcome> {
+        let config = action.configuration.clone().unwrap_or_default();
+        let command = config.get("Command").cloned().unwrap_or_default();
+        let latest = self.store().execution(self.org, &exec.id).await?.unwrap_or_else(|| exec.clone());
+        let env = command_env(&latest, stage, action);
+        let timeout = action_timeout(action, self.runner.config.default_timeout);
+        let spec = CommandSpec {
+            command,
+            workdir: workspace.to_owned(),
+            env,
+            timeout,
+            log_limit: self.runner.config.log_limit,
+        };
+        // Persist partial logs while the command runs, so `logs --follow` sees them.
+        let (sink, mut snapshots) = LogSink::new();
+        let store = self.runner.store.clone();
+        let id = action_id.to_owned();
+        let poll = self.runner.config.poll;
+        let persist = tokio::spawn(async move {
+            let mut last = String::new();
+            loop {
+                tokio::time::sleep(poll).await;
+                if snapshots.changed().await.is_err() {
+                    return;
+                }
+                let current = snapshots.borrow_and_update().clone();
+                if current != last {
+                    if let Ok(mut tx) = store.begin().await {
+                        if tx.set_action_log(&id, &current).await.is_ok() {
+                            let _ = tx.commit().await;
+                        }
+                    }
+                    last = current;
+                }
+            }
+        });
+        let result = exec::run(&spec, kill, Some(&sink)).await;
+        persist.abort();
+        let secs = result.duration.as_secs_f64();
+        let (summary, error) = match &result.outcome {
+            Outcome::Succeeded => (format!("Command succeeded in {secs:.1} s"), None),
+            Outcome::Failed { exit_code: Some(code), .. } => (
+                format!("Command failed with exit code {code}"),
+                Some(("JobFailed".to_owned(), format!("Command exited with code {code}"))),
+            ),
+            Outcome::Failed { signal, .. } => (
+                "Command was killed".to_owned(),
+                Some(("JobFailed".to_owned(), format!("Command was killed by signal {}", signal.unwrap_or(0)))),
+            ),
+            Outcome::TimedOut => (
+                format!("Command timed out after {} s", timeout.as_secs()),
+                Some(("TimedOut".to_owned(), format!("Command timed out after {} s", timeout.as_secs()))),
+            ),
+            Outcome::Stopped => (
+                "Stopped".to_owned(),
+                Some(("Abandoned".to_owned(), "The execution was stopped and this action abandoned".to_owned())),
+            ),
+            Outcome::SpawnFailed(m) => {
+                ("Command could not start".to_owned(), Some(("JobFailed".to_owned(), m.clone())))
+            }
+        };
+        let exit_code = match &result.outcome {
+            Outcome::Succeeded => Some(0),
+            Outcome::Failed { exit_code, .. } => *exit_code,
+            _ => None,
+        };
+        Ok(ActionOutcome {
+            output: json!({"summary": summary, "exitCode": exit_code, "logTruncated": result.truncated}),
+            error,
+            log: result.log,
+        })
+    }
+}
+
+enum Ended {
+    Succeeded,
+    Failed(String),
+    Stopped,
+    Superseded,
+}
+
+struct ActionOutcome {
+    output: Value,
+    error: Option<(String, String)>,
+    log: String,
+}
+
+fn stop_summary(e: &ExecutionRecord) -> String {
+    match &e.stop_reason {
+        Some(r) if !r.is_empty() => format!("Stopped: {r}"),
+        _ => "Stopped by request".to_owned(),
+    }
+}
+
+/// AWS output variables are a string map: only the values that are known strings.
+fn output_variables(pairs: &[(&str, &Value)]) -> Value {
+    let map: serde_json::Map<String, Value> =
+        pairs.iter().filter_map(|(k, v)| v.as_str().map(|s| ((*k).to_owned(), Value::from(s)))).collect();
+    Value::Object(map)
+}
+
+/// Build-category actions are "builds" and Deploy-category actions "deploys" for the run events
+/// (Puppet Pipelines' build and deploy hooks).
+fn run_kind(action: &ActionDeclaration) -> Option<&'static str> {
+    match action.action_type_id.category {
+        ActionCategory::Build => Some("build"),
+        ActionCategory::Deploy => Some("deploy"),
+        _ => None,
+    }
+}
+
+fn action_event(
+    exec: &ExecutionRecord,
+    stage: &str,
+    action: &ActionDeclaration,
+    status: &str,
+    error: Option<&str>,
+) -> Value {
+    let config = action.configuration.clone().unwrap_or_default();
+    json!({
+        "pipeline": exec.pipeline_name,
+        "executionId": exec.id,
+        "stage": stage,
+        "action": action.name,
+        "category": action.action_type_id.category.as_str(),
+        "environmentName": config.get("EnvironmentName"),
+        "status": status,
+        "error": error,
+        "sourceRevisions": exec.source_revisions,
+        "trigger": exec.trigger,
+        "at": Timestamp::now().millis(),
+    })
+}
+
+/// `TimeoutSeconds` in the configuration, else the model's `timeoutInMinutes`, else the default.
+fn action_timeout(action: &ActionDeclaration, default: Duration) -> Duration {
+    let config = action.configuration.clone().unwrap_or_default();
+    if let Some(secs) = config.get("TimeoutSeconds").and_then(|s| s.parse::<u64>().ok()) {
+        return Duration::from_secs(secs);
+    }
+    match action.timeout_in_minutes {
+        Some(m) if m > 0 => Duration::from_secs(m as u64 * 60),
+        _ => default,
+    }
+}
+
+/// The run's facts for the command: which pipeline, execution and revision, plus the pipeline variables
+/// and the action's own environment variables (`environmentVariables`, or configuration
+/// `EnvironmentVariables` as a JSON list of `{name, value}` or a JSON object).
+fn command_env(exec: &ExecutionRecord, stage: &str, action: &ActionDeclaration) -> Vec<(String, String)> {
+    // The first source action's revision (the one with a resolved commit if there are several).
+    let revisions = exec.source_revisions.as_array();
+    let revision = revisions
+        .and_then(|r| r.iter().find(|x| x.get("revisionId").is_some_and(|v| !v.is_null())))
+        .or_else(|| revisions.and_then(|r| r.first()));
+    let field = |k: &str| revision.and_then(|r| r.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut env = vec![
+        ("PIPEHOOK_PIPELINE".to_owned(), exec.pipeline_name.clone()),
+        ("PIPEHOOK_EXECUTION_ID".to_owned(), exec.id.clone()),
+        ("PIPEHOOK_STAGE".to_owned(), stage.to_owned()),
+        ("PIPEHOOK_ACTION".to_owned(), action.name.clone()),
+        ("PIPEHOOK_COMMIT_ID".to_owned(), field("revisionId")),
+        ("PIPEHOOK_BRANCH".to_owned(), field("branch")),
+        ("PIPEHOOK_REPOSITORY".to_owned(), field("repository")),
+        ("PIPEHOOK_ACTOR".to_owned(), field("actor")),
+        ("PIPEHOOK_COMMIT_MESSAGE".to_owned(), field("revisionSummary")),
+        (
+            "PIPEHOOK_TRIGGER".to_owned(),
+            exec.trigger.get("triggerType").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        ),
+        (
+            "PIPEHOOK_TRIGGER_DETAIL".to_owned(),
+            exec.trigger.get("triggerDetail").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        ),
+    ];
+    for v in exec.variables.as_array().into_iter().flatten() {
+        if let (Some(n), Some(val)) = (v.get("name").and_then(Value::as_str), v.get("value").and_then(Value::as_str)) {
+            env.push((format!("PIPEHOOK_VAR_{n}"), val.to_owned()));
+        }
+    }
+    for v in action.environment_variables.iter().flatten() {
+        env.push((v.name.clone(), v.value.clone()));
+    }
+    if let Some(raw) = action.configuration.as_ref().and_then(|c| c.get("EnvironmentVariables")) {
+        match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Array(list)) => {
+                for v in list {
+                    if let (Some(n), Some(val)) = (v.get("name").and_then(Value::as_str), v.get("value")) {
+                        env.push((n.to_owned(), val.as_str().map_or_else(|| val.to_string(), str::to_owned)));
+                    }
+                }
+            }
+            Ok(Value::Object(map)) => {
+                for (n, val) in map {
+                    env.push((n, val.as_str().map_or_else(|| val.to_string(), str::to_owned)));
+                }
+            }
+            _ => tracing::warn!(action = %action.name, "EnvironmentVariables is not a JSON list or object; ignored"),
+        }
+    }
+    env
+}
+
+/// Polls the execution for stop requests: any request halts new actions; `abandon` also kills running ones.
+async fn watch_stop(
+    store: Arc<dyn Store>,
+    org: OrgId,
+    id: String,
+    every: Duration,
+    halt: CancellationToken,
+    kill: CancellationToken,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        match store.execution(org, &id).await {
+            Ok(Some(e)) if e.stop_requested => {
+                halt.cancel();
+                if e.stop_abandon {
+                    kill.cancel();
+                    return;
+                }
+            }
+            Ok(None) => {
+                // Deleted with its pipeline: stop everything.
+                halt.cancel();
+                kill.cancel();
+                return;
+            }
+            _ => {}
+        }
+    }
+}
