@@ -5,8 +5,16 @@ use aws_sdk_codepipeline::error::ProvideErrorMetadata;
 
 use crate::support::{codepipeline, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
+/// Calls an operation pipehook does not serve (the custom-action job worker API), so even a correctly
+/// signed call ends in an error whose code shows how far it got.
 async fn error_code(client: &aws_sdk_codepipeline::Client) -> (Option<String>, Option<String>) {
-    let err = client.list_pipelines().send().await.expect_err("no operation is served yet");
+    let err = client
+        .acknowledge_job()
+        .job_id("00000000-0000-4000-8000-000000000000")
+        .nonce("1")
+        .send()
+        .await
+        .expect_err("not served");
     let raw = err.raw_response().map(|r| r.status().as_u16());
     let request_id = err.raw_response().and_then(|r| r.headers().get("x-amzn-requestid")).map(str::to_owned);
     assert!(request_id.is_some(), "x-amzn-RequestId on every AWS response");
@@ -21,7 +29,8 @@ async fn sdk_signed_requests_are_verified() {
     let ok = codepipeline(&s.url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "us-east-1");
     let (code, message) = error_code(&ok).await;
     assert_eq!(code.as_deref(), Some("UnknownOperationException"));
-    assert!(message.unwrap().contains("ListPipelines"));
+    assert!(message.unwrap().contains("AcknowledgeJob"));
+    ok.list_pipelines().send().await.expect("a served operation succeeds with valid credentials");
 
     let wrong_secret = codepipeline(&s.url, ACCESS_KEY_ID, "not-the-secret-not-the-secret-000000000", "us-east-1");
     assert_eq!(error_code(&wrong_secret).await.0.as_deref(), Some("InvalidSignatureException"));
@@ -45,6 +54,7 @@ async fn new_and_revoked_access_keys_take_effect_at_once() {
     let (id, secret) = (field("AWS_ACCESS_KEY_ID"), field("AWS_SECRET_ACCESS_KEY"));
     let client = codepipeline(&s.url, &id, &secret, "us-east-1");
     assert_eq!(error_code(&client).await.0.as_deref(), Some("UnknownOperationException"));
+    client.list_pipelines().send().await.expect("the new key works");
 
     let listing = String::from_utf8(s.cli(&["access-key", "list", "--org", "default"]).stdout).unwrap();
     assert!(listing.contains(&id) && !listing.contains(&secret), "secrets are never listed");
