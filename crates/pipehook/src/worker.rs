@@ -65,8 +65,15 @@ impl WorkerPool {
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let held: Held = Arc::default();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<(Lease, String)>();
-        let completer = tokio::spawn(complete_batches(self.queue.clone(), done_rx, held.clone(), self.metrics.clone()));
-        let heartbeat = tokio::spawn(heartbeat(self.queue.clone(), held.clone(), self.config.lease));
+        // Guards, so that dropping this future (a crash in miniature) also ends the heartbeat: a heartbeat that
+        // outlived its pool would keep dead jobs leased forever.
+        let completer = AbortOnDrop(tokio::spawn(complete_batches(
+            self.queue.clone(),
+            done_rx,
+            held.clone(),
+            self.metrics.clone(),
+        )));
+        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(self.queue.clone(), held.clone(), self.config.lease)));
         let mut running = JoinSet::new();
         let mut error_backoff = Duration::from_millis(100);
 
@@ -141,8 +148,8 @@ impl WorkerPool {
         }
         running.abort_all();
         drop(done_tx);
-        let _ = completer.await;
-        heartbeat.abort();
+        let _ = completer.join().await;
+        drop(heartbeat);
         let leftover: Vec<Lease> = held.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
         if !leftover.is_empty() {
             match self.queue.release(&leftover).await {
@@ -152,6 +159,23 @@ impl WorkerPool {
                 }
             }
         }
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Waits for the task to end by itself (and no longer aborts it).
+    async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+        let handle = std::mem::replace(&mut self.0, tokio::spawn(async {}));
+        handle.await
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -381,3 +381,122 @@ async fn failures_timeouts_and_stops() {
     assert_eq!(summaries.pipeline_execution_summaries()[0].stop_trigger().unwrap().reason(), Some("enough"));
     s.stop().await.unwrap();
 }
+
+/// A worker dies mid-action (its task is dropped without releasing anything, and its command is killed).
+/// Another worker takes the job over once the lease expires: the succeeded source action is not run again,
+/// the interrupted action is failed with `WorkerLost`, and the execution ends Failed instead of hanging.
+#[tokio::test]
+async fn a_worker_killed_mid_action_fails_it_cleanly_and_never_reruns_succeeded_actions() {
+    use pipehook::config::WorkerConfig;
+    use pipehook::worker::{Handlers, WorkerPool};
+    use pipehook_runner::pipeline::{PipelineRunner, RunnerConfig, EXECUTION_JOB};
+    use pipehook_store::Store;
+
+    // The server only serves the API; this test brings its own workers.
+    let s = TestServer::builder().env("PIPEHOOK_ROLE", "api").start().await.unwrap();
+    let c = client(&s);
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.txt");
+    c.create_pipeline()
+        .pipeline(pipeline("crashy", vec![command("Long", &format!("echo run >> {}; sleep 30", runs.display()))]))
+        .send()
+        .await
+        .unwrap();
+    let id = c.start_pipeline_execution().name("crashy").send().await.unwrap().pipeline_execution_id.unwrap();
+
+    let opts = pipehook_store::sqlite::SqliteOptions::default();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+        pipehook_store::sqlite::SqliteStore::open(&s.data_dir.join("pipehook.db"), &opts).await.unwrap(),
+    );
+    let pool = |store: std::sync::Arc<dyn Store>| {
+        let mut handlers = Handlers::default();
+        let runner = RunnerConfig::new(dir.path().join("ws"));
+        handlers.register(EXECUTION_JOB, std::sync::Arc::new(PipelineRunner::new(store.clone(), runner)));
+        let config =
+            WorkerConfig { concurrency: 4, lease: Duration::from_millis(900), poll: Duration::from_millis(50) };
+        WorkerPool::new(store, handlers, config, Default::default())
+    };
+    let first =
+        tokio::spawn(pool(store.clone()).run(tokio_util::sync::CancellationToken::new(), Duration::from_secs(5)));
+    let org = store.org_by_name(&pipehook_domain::org::OrgName::parse("default").unwrap()).await.unwrap().unwrap().id;
+    for _ in 0..200 {
+        let acts = store.action_executions(org, &id).await.unwrap();
+        if acts.iter().any(|a| a.action_name == "Long" && a.status == "InProgress") && runs.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.abort();
+    let _ = first.await;
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let second = tokio::spawn(pool(store.clone()).run(shutdown.clone(), Duration::from_secs(5)));
+    let e = wait_done(&c, "crashy", &id).await;
+    shutdown.cancel();
+    second.await.unwrap();
+    assert_eq!(e.status, Some(PipelineExecutionStatus::Failed));
+    assert!(e.status_summary.unwrap().contains("lost worker"));
+    let acts = c.list_action_executions().pipeline_name("crashy").send().await.unwrap();
+    let details = acts.action_execution_details();
+    assert_eq!(details.len(), 2, "one record per action: nothing ran twice");
+    let long = details.iter().find(|a| a.action_name() == Some("Long")).unwrap();
+    assert_eq!(long.status().unwrap().as_str(), "Failed");
+    let err = long.output().unwrap().execution_result().unwrap().error_details().unwrap();
+    assert_eq!(err.code(), Some("WorkerLost"));
+    assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1, "the interrupted command is not run again");
+    s.stop().await.unwrap();
+}
+
+async fn create_with_mode(c: &Client, name: &str, mode: ExecutionMode, cmd: &str) {
+    let mut p = pipeline(name, vec![command("Work", cmd)]);
+    p.execution_mode = Some(mode);
+    c.create_pipeline().pipeline(p).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn queued_executions_run_one_at_a_time_and_superseded_ones_give_way() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    create_with_mode(&c, "queued", ExecutionMode::Queued, "sleep 0.5").await;
+    let a = c.start_pipeline_execution().name("queued").send().await.unwrap().pipeline_execution_id.unwrap();
+    let b = c.start_pipeline_execution().name("queued").send().await.unwrap().pipeline_execution_id.unwrap();
+    let (ea, eb) = (wait_done(&c, "queued", &a).await, wait_done(&c, "queued", &b).await);
+    assert_eq!(
+        (ea.status.clone(), eb.status.clone()),
+        (Some(PipelineExecutionStatus::Succeeded), Some(PipelineExecutionStatus::Succeeded))
+    );
+    let acts = c.list_action_executions().pipeline_name("queued").send().await.unwrap();
+    let work = |id: &str| {
+        acts.action_execution_details()
+            .iter()
+            .find(|x| x.pipeline_execution_id() == Some(id) && x.action_name() == Some("Work"))
+            .cloned()
+            .unwrap()
+    };
+    let (wa, wb) = (work(&a), work(&b));
+    assert!(
+        wb.start_time().unwrap().secs() as f64 + wb.start_time().unwrap().subsec_nanos() as f64 / 1e9
+            >= wa.last_update_time().unwrap().secs() as f64
+                + wa.last_update_time().unwrap().subsec_nanos() as f64 / 1e9
+                - 0.01,
+        "the second execution's action starts after the first one's ends"
+    );
+
+    create_with_mode(&c, "superseded", ExecutionMode::Superseded, "sleep 1").await;
+    let ids: Vec<String> = futures_ids(&c, "superseded", 3).await;
+    let mut statuses = Vec::new();
+    for id in &ids {
+        statuses.push(wait_done(&c, "superseded", id).await.status.unwrap());
+    }
+    assert_eq!(statuses.last(), Some(&PipelineExecutionStatus::Succeeded), "the newest execution runs: {statuses:?}");
+    assert_eq!(statuses[1], PipelineExecutionStatus::Superseded, "a waiting older one is superseded: {statuses:?}");
+    s.stop().await.unwrap();
+}
+
+async fn futures_ids(c: &Client, name: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(c.start_pipeline_execution().name(name).send().await.unwrap().pipeline_execution_id.unwrap());
+    }
+    ids
+}

@@ -24,6 +24,7 @@ pub enum Backend {
 
 pub struct TestServer {
     pub url: String,
+    pub data_dir: PathBuf,
     pub env: HashMap<String, String>,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<Result<(), StartError>>>,
@@ -82,7 +83,8 @@ impl Builder {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(pipehook::run(config, Some(listener), shutdown.clone()));
-        let mut server = TestServer { url, env: self.env, shutdown, handle: Some(handle), _dir: temp, _schema: schema };
+        let mut server =
+            TestServer { url, data_dir, env: self.env, shutdown, handle: Some(handle), _dir: temp, _schema: schema };
         server.wait_healthy().await;
         Some(server)
     }
