@@ -97,3 +97,39 @@ async fn unsigned_and_malformed_requests_get_aws_errors() {
     assert_eq!(big.status(), 413);
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn malformed_bodies_get_serialization_and_validation_errors() {
+    let s = TestServer::start().await;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("CodePipeline_20150709.ListPipelines", b"{not json".to_vec(), 400, "SerializationException"),
+        ("CodePipeline_20150709.GetPipeline", br#"{"name": 5}"#.to_vec(), 400, "SerializationException"),
+        (
+            "CodePipeline_20150709.CreatePipeline",
+            br#"{"pipeline": {"name": "x", "roleArn": "arn:aws:iam::123456789012:role/r", "stages": [], "executionMode": "FAST"}}"#.to_vec(),
+            400,
+            "SerializationException",
+        ),
+        ("CodePipeline_20150709.ListPipelines", br#"{"maxResults": 0}"#.to_vec(), 400, "ValidationException"),
+        ("CodePipeline_20150709.NoSuchThing", b"{}".to_vec(), 400, "UnknownOperationException"),
+        ("Nonsense.ListPipelines", b"{}".to_vec(), 400, "UnknownOperationException"),
+        ("CodePipeline_20150709.GetPipeline", b"".to_vec(), 400, "ValidationException"),
+    ];
+    for (target, body, status, kind) in cases {
+        let (got, json) = crate::support::signed_post(&s.url, target, body).await;
+        assert_eq!((got, json["__type"].as_str()), (status, Some(kind)), "{target}: {json}");
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()), "{target}");
+    }
+    // An absurdly large pipeline document is refused with ValidationException and nothing is stored.
+    let big = format!(
+        r#"{{"pipeline": {{"name": "huge", "roleArn": "arn:aws:iam::123456789012:role/r", "stages": [], "pad": "{}"}}}}"#,
+        "x".repeat(1_200_000)
+    );
+    let (got, json) =
+        crate::support::signed_post(&s.url, "CodePipeline_20150709.CreatePipeline", big.into_bytes()).await;
+    assert_eq!((got, json["__type"].as_str()), (400, Some("ValidationException")), "{json}");
+    let (got, json) =
+        crate::support::signed_post(&s.url, "CodePipeline_20150709.GetPipeline", br#"{"name": "huge"}"#.to_vec()).await;
+    assert_eq!((got, json["__type"].as_str()), (400, Some("PipelineNotFoundException")));
+    s.stop().await.unwrap();
+}

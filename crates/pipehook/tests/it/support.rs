@@ -183,3 +183,50 @@ pub fn codepipeline(url: &str, key_id: &str, secret: &str, region: &str) -> aws_
         .build();
     aws_sdk_codepipeline::Client::from_conf(conf)
 }
+
+/// A raw AWS JSON call signed by the official `aws-sigv4` signer, for bodies the SDK would never send
+/// (malformed JSON, wrong types, oversized documents). Returns the status and the parsed body.
+pub async fn signed_post(url: &str, target: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    use aws_smithy_runtime_api::client::identity::Identity;
+
+    let identity: Identity =
+        aws_credential_types::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test").into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("codepipeline")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let host = url.trim_start_matches("http://").to_owned();
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1".to_owned()),
+        ("x-amz-target", target.to_owned()),
+        ("host", host.clone()),
+    ];
+    let uri = format!("{url}/");
+    let signable = SignableRequest::new(
+        "POST",
+        uri.clone(),
+        headers.iter().map(|(k, v)| (*k, v.as_str())),
+        SignableBody::Bytes(&body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut request = http::Request::builder().method("POST").uri(&uri).body(()).unwrap();
+    for (k, v) in &headers {
+        request.headers_mut().insert(*k, http::HeaderValue::from_str(v).unwrap());
+    }
+    instructions.apply_to_request_http1x(&mut request);
+    let mut req = reqwest::Client::new().post(&uri).body(body);
+    for (k, v) in request.headers() {
+        req = req.header(k.as_str(), v.to_str().unwrap());
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
