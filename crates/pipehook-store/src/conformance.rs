@@ -535,3 +535,103 @@ pub async fn executions_actions_and_stops(store: &dyn Store) {
     assert!(store.execution(a.id, "e1").await.unwrap().is_none());
     assert!(store.action_executions(a.id, "e1").await.unwrap().is_empty());
 }
+
+pub async fn webhooks_inbound_log_and_dedupe(store: &dyn Store) {
+    use crate::{InboundRecord, NewWebhook, WebhookUpdate};
+    let a = org(store, "org-a").await;
+    let b = org(store, "org-b").await;
+    let mut tx = store.begin().await.unwrap();
+    let p = tx.create_pipeline(a.id, "deploy", &decl("deploy", "v1")).await.unwrap();
+    let new = |name: &str, hash: &str| NewWebhook {
+        org: a.id,
+        name: name.into(),
+        pipeline_id: p.id,
+        url_token_hash: hash.into(),
+        url_token_ciphertext: format!("v1:{hash}"),
+        definition: json!({"name": name, "targetPipeline": "deploy"}),
+        secret_ciphertext: Some("v1:secret".into()),
+    };
+    let w = tx.insert_webhook(&new("gh", "h1")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        (w.revision, w.pipeline_name.as_str(), w.secret_ciphertext.as_deref()),
+        (1, "deploy", Some("v1:secret"))
+    );
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.insert_webhook(&new("gh", "h2")).await, Err(StoreError::Conflict(_))), "name taken");
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.insert_webhook(&new("other", "h1")).await, Err(StoreError::Conflict(_))), "token unique");
+    drop(tx);
+
+    let update = WebhookUpdate {
+        pipeline_id: p.id,
+        definition: json!({"name": "gh", "v": 2}),
+        secret_ciphertext: Some("v1:new".into()),
+        previous_secret_ciphertext: Some("v1:secret".into()),
+        previous_secret_expires_at: Some(Timestamp(5)),
+    };
+    let mut tx = store.begin().await.unwrap();
+    let w2 = tx.update_webhook(a.id, "gh", 1, &update).await.unwrap().unwrap();
+    assert!(tx.update_webhook(a.id, "gh", 1, &update).await.unwrap().is_none(), "a stale revision loses");
+    assert!(tx.update_webhook(b.id, "gh", 2, &update).await.unwrap().is_none(), "org B cannot touch it");
+    tx.set_webhook_registration(a.id, "gh", Some(("E1", "boom")), Some("77")).await.unwrap();
+    tx.touch_webhook(w.id, Timestamp(1234)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(w2.revision, 2);
+    let got = store.webhook(a.id, "gh").await.unwrap().unwrap();
+    assert_eq!(got.previous_secret_ciphertext.as_deref(), Some("v1:secret"));
+    assert_eq!((got.error_code.as_deref(), got.third_party_hook_id.as_deref()), (Some("E1"), Some("77")));
+    assert_eq!(got.last_triggered, Some(Timestamp(1234)));
+    assert_eq!(store.webhook_by_token("h1").await.unwrap().unwrap().id, w.id);
+    assert!(store.webhook(b.id, "gh").await.unwrap().is_none());
+    assert_eq!(store.count_webhooks(a.id).await.unwrap(), 1);
+    assert_eq!(store.list_webhooks(a.id, None, 10).await.unwrap().len(), 1);
+
+    let req = |id: &str, verdict: &str, delivery: Option<&str>, at: i64| InboundRecord {
+        seq: 0,
+        id: id.into(),
+        org: a.id,
+        webhook_id: w.id,
+        webhook_name: "gh".into(),
+        received_at: Timestamp(at),
+        peer: "127.0.0.1".into(),
+        headers: json!({"x-github-event": "push"}),
+        body: "{}".into(),
+        body_truncated: false,
+        delivery_id: delivery.map(str::to_owned),
+        verdict: verdict.into(),
+        detail: json!({}),
+        execution_id: None,
+    };
+    let now = Timestamp::now();
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.claim_delivery(w.id, "d1", "r1", now, Timestamp(now.0 - 1000)).await.unwrap());
+    tx.insert_inbound(&req("r1", "triggered", Some("d1"), now.0)).await.unwrap();
+    assert!(!tx.claim_delivery(w.id, "d1", "r2", now, Timestamp(now.0 - 1000)).await.unwrap(), "duplicate");
+    tx.insert_inbound(&req("r2", "duplicate", Some("d1"), now.0)).await.unwrap();
+    tx.insert_inbound(&req("r3", "filtered", None, now.0)).await.unwrap();
+    tx.commit().await.unwrap();
+    let first = store.first_delivery(w.id, "d1", Timestamp(now.0 - 1000)).await.unwrap().unwrap();
+    assert_eq!((first.id.as_str(), first.verdict.as_str()), ("r1", "triggered"));
+    let all: Vec<String> =
+        store.list_inbound(a.id, None, None, None, 10).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(all, ["r3", "r2", "r1"]);
+    let dups = store.list_inbound(a.id, Some("gh"), Some("duplicate"), None, 10).await.unwrap();
+    assert_eq!(dups.len(), 1);
+    assert!(store.inbound(b.id, "r1").await.unwrap().is_none(), "org B cannot read org A's log");
+    // After the window, the same delivery id is new again.
+    let mut tx = store.begin().await.unwrap();
+    let later = Timestamp(now.0 + 10_000);
+    assert!(tx.claim_delivery(w.id, "d1", "r4", later, Timestamp(later.0 - 1000)).await.unwrap());
+    assert_eq!(tx.prune_inbound(Timestamp(now.0 + 1)).await.unwrap(), 3);
+    tx.commit().await.unwrap();
+    assert!(store.list_inbound(a.id, None, None, None, 10).await.unwrap().is_empty());
+
+    // Deleting the pipeline deletes its webhooks.
+    let mut tx = store.begin().await.unwrap();
+    tx.delete_pipeline(a.id, "deploy", "arn").await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(store.webhook(a.id, "gh").await.unwrap().is_none());
+}

@@ -21,6 +21,8 @@ mod rows;
 pub mod sqlite;
 mod store;
 pub mod testing;
+pub mod webhooks;
+mod webhooks_sql;
 
 pub use error::{StoreError, StoreResult};
 pub use pipelines::{
@@ -28,3 +30,4 @@ pub use pipelines::{
 };
 pub use queue::{backoff, DeadJob, FailOutcome, Job, JobFailure, JobHandler, JobId, Lease, NewJob, Queue, QueueDepth};
 pub use store::{AccessKeyRecord, Backend, Store, TokenId, TokenPrincipal, TokenRecord, Tx};
+pub use webhooks::{InboundRecord, NewWebhook, WebhookRecord, WebhookStore, WebhookTx, WebhookUpdate};

@@ -18,6 +18,8 @@ use crate::pipelines_sql::*;
 use crate::queue::{bound_error, lease_deadline, new_lease_token};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
+use crate::webhooks::{InboundRecord, WebhookRecord};
+use crate::webhooks_sql::*;
 use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -503,3 +505,5 @@ impl PgStore {
 
 pipeline_store_impl!(PgStore, pg_sql);
 pipeline_tx_impl!(PgTx, pg_sql);
+webhook_store_impl!(PgStore, pg_sql);
+webhook_tx_impl!(PgTx, pg_sql);

@@ -21,6 +21,8 @@ use crate::pipelines_sql::*;
 use crate::queue::{bound_error, lease_deadline, new_lease_token};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
+use crate::webhooks::{InboundRecord, WebhookRecord};
+use crate::webhooks_sql::*;
 use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -587,3 +589,5 @@ impl SqliteStore {
 
 pipeline_store_impl!(SqliteStore, sqlite_sql);
 pipeline_tx_impl!(SqliteTx, sqlite_sql);
+webhook_store_impl!(SqliteStore, sqlite_sql);
+webhook_tx_impl!(SqliteTx, sqlite_sql);

@@ -47,5 +47,6 @@ conformance! {
     concurrent_workers_drain_exactly_once => |s| conformance::concurrent_workers_drain_exactly_once(s).await;
     pipelines_versions_and_isolation => |s| conformance::pipelines_versions_and_isolation(&*s).await;
     executions_actions_and_stops => |s| conformance::executions_actions_and_stops(&*s).await;
+    webhooks_inbound_log_and_dedupe => |s| conformance::webhooks_inbound_log_and_dedupe(&*s).await;
     killed_worker_job_is_completed_by_another => |s| conformance::killed_worker_job_is_completed_by_another(s).await;
 }

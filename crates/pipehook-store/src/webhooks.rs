@@ -1,0 +1,142 @@
+//! Pipeline webhooks (CodePipeline `PutWebhook`), the inbound request log and delivery-id dedupe: records
+//! and store traits. The SQL is in `webhooks_sql.rs`, once for both backends.
+
+use async_trait::async_trait;
+use pipehook_domain::org::OrgId;
+use pipehook_domain::time::Timestamp;
+
+use crate::StoreResult;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookRecord {
+    pub id: i64,
+    pub org: OrgId,
+    pub name: String,
+    pub pipeline_id: i64,
+    pub pipeline_name: String,
+    pub url_token_ciphertext: String,
+    /// The definition as AWS shows it (secret redacted).
+    pub definition: serde_json::Value,
+    pub secret_ciphertext: Option<String>,
+    /// The secret before the last change, still accepted until `previous_secret_expires_at`.
+    pub previous_secret_ciphertext: Option<String>,
+    pub previous_secret_expires_at: Option<Timestamp>,
+    /// Incremented by every put; a put that read an older revision loses (ConcurrentModification).
+    pub revision: i64,
+    pub last_triggered: Option<Timestamp>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub third_party_hook_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub org: OrgId,
+    pub name: String,
+    pub pipeline_id: i64,
+    pub url_token_hash: String,
+    pub url_token_ciphertext: String,
+    pub definition: serde_json::Value,
+    pub secret_ciphertext: Option<String>,
+}
+
+/// What a put changes on an existing webhook (its URL stays).
+#[derive(Debug, Clone)]
+pub struct WebhookUpdate {
+    pub pipeline_id: i64,
+    pub definition: serde_json::Value,
+    pub secret_ciphertext: Option<String>,
+    pub previous_secret_ciphertext: Option<String>,
+    pub previous_secret_expires_at: Option<Timestamp>,
+}
+
+/// One request to a trigger URL and what pipehook made of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboundRecord {
+    pub seq: i64,
+    pub id: String,
+    pub org: OrgId,
+    pub webhook_id: i64,
+    pub webhook_name: String,
+    pub received_at: Timestamp,
+    pub peer: String,
+    /// Selected headers (never secrets).
+    pub headers: serde_json::Value,
+    /// The body, capped; `body_truncated` says whether it was.
+    pub body: String,
+    pub body_truncated: bool,
+    pub delivery_id: Option<String>,
+    /// `triggered`, `filtered`, `duplicate`, `unauthenticated`, `rejected`, `ignored` (pings).
+    pub verdict: String,
+    /// Why: the failing rule with the value found and wanted, the auth failure, the first verdict...
+    pub detail: serde_json::Value,
+    pub execution_id: Option<String>,
+}
+
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    async fn webhook(&self, org: OrgId, name: &str) -> StoreResult<Option<WebhookRecord>>;
+    /// By the hash of its trigger URL token. Not scoped by organization on purpose: the token is the only
+    /// thing a trigger request carries.
+    async fn webhook_by_token(&self, token_hash: &str) -> StoreResult<Option<WebhookRecord>>;
+    async fn list_webhooks(&self, org: OrgId, after: Option<&str>, limit: u32) -> StoreResult<Vec<WebhookRecord>>;
+    async fn count_webhooks(&self, org: OrgId) -> StoreResult<u64>;
+
+    /// The first accepted request with this delivery id at or after `since`.
+    async fn first_delivery(
+        &self,
+        webhook_id: i64,
+        delivery_id: &str,
+        since: Timestamp,
+    ) -> StoreResult<Option<InboundRecord>>;
+    async fn inbound(&self, org: OrgId, id: &str) -> StoreResult<Option<InboundRecord>>;
+    /// Newest first, optionally of one webhook and one verdict, with `seq` below `before`.
+    async fn list_inbound(
+        &self,
+        org: OrgId,
+        webhook: Option<&str>,
+        verdict: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<InboundRecord>>;
+}
+
+#[async_trait]
+pub trait WebhookTx: Send {
+    /// `Conflict` when the name is taken.
+    async fn insert_webhook(&mut self, w: &NewWebhook) -> StoreResult<WebhookRecord>;
+    /// Replaces the definition if the stored revision is still `expected_revision`; `None` otherwise.
+    async fn update_webhook(
+        &mut self,
+        org: OrgId,
+        name: &str,
+        expected_revision: i64,
+        u: &WebhookUpdate,
+    ) -> StoreResult<Option<WebhookRecord>>;
+    async fn delete_webhook(&mut self, org: OrgId, name: &str) -> StoreResult<bool>;
+    /// Records the outcome of registering with the git host (`None` clears).
+    async fn set_webhook_registration(
+        &mut self,
+        org: OrgId,
+        name: &str,
+        error: Option<(&str, &str)>,
+        third_party_hook_id: Option<&str>,
+    ) -> StoreResult<()>;
+    async fn touch_webhook(&mut self, webhook_id: i64, at: Timestamp) -> StoreResult<()>;
+
+    async fn insert_inbound(&mut self, r: &InboundRecord) -> StoreResult<()>;
+    /// Reserves a delivery id for this request. True when it is the first (or the earlier one is older
+    /// than `cutoff`); false for a duplicate.
+    async fn claim_delivery(
+        &mut self,
+        webhook_id: i64,
+        delivery_id: &str,
+        request_id: &str,
+        now: Timestamp,
+        cutoff: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Deletes inbound requests and delivery reservations received before `before`; returns how many requests.
+    async fn prune_inbound(&mut self, before: Timestamp) -> StoreResult<u64>;
+}
