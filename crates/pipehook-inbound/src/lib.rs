@@ -1,0 +1,22 @@
+//! pipehook's inbound engine: a trigger request in, a verdict out. Pure: no I/O, no async, no HTTP framework,
+//! no database, so every rule here is tested with plain values and real provider payloads.
+//!
+//! - [`auth`]: authenticates a request (`GITHUB_HMAC` signatures with secret rotation, `IP` ranges behind an
+//!   optionally trusted proxy, `UNAUTHENTICATED`).
+//! - [`rules`]: CodePipeline filter rules (RFC 9535 JSONPath + `matchEquals` with `{Key}` placeholders),
+//!   compiled at PutWebhook and evaluated per request, each outcome kept for `explain`.
+//! - [`event`]: normalizes GitHub (and GitHub Enterprise), GitLab and Bitbucket Cloud payloads into one
+//!   [`SourceEvent`], and reads the provider's delivery id for deduplication.
+//!
+//! The HTTP layer runs them in that order: authenticate, dedupe by [`delivery_id`], skip pings, evaluate the
+//! rules; the verdict is that every [`RuleOutcome`] passed.
+
+pub mod auth;
+pub mod event;
+pub mod rules;
+
+pub use auth::{authenticate, parse_cidr, AuthOutcome, Authentication};
+pub use event::{delivery_id, normalize, Provider, SourceEvent};
+/// Re-exported so callers can hold an [`Authentication::Ip`] range without depending on `ipnet` themselves.
+pub use ipnet::IpNet;
+pub use rules::{compile, evaluate, CompiledRule, Rule, RuleError, RuleOutcome};
