@@ -33,6 +33,19 @@ pub struct Principal {
     pub credential: Credential,
 }
 
+impl Principal {
+    /// The trigger of an execution this caller starts by hand: AWS's `StartPipelineExecution` trigger type, with
+    /// the credential as the detail (like AWS's caller ARN). Every API records manual starts alike, so an
+    /// execution reads the same whichever API started it.
+    pub fn manual_trigger(&self) -> serde_json::Value {
+        let detail = match &self.credential {
+            Credential::AccessKey(k) => format!("arn:aws:iam::{}:user/{}", self.org.account_id, k.as_str()),
+            Credential::Token(t) => format!("pipehook:token/{}", t.0),
+        };
+        serde_json::json!({"triggerType": "StartPipelineExecution", "triggerDetail": detail})
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     Token(TokenId),

@@ -5,6 +5,7 @@
 //!   learns nothing about which routes exist.
 //! - [`aws`]: the AWS JSON 1.1 endpoint (`POST /` with `X-Amz-Target`), SigV4-authenticated, AWS error shape.
 //! - [`native`]: pipehook's own REST API under `/api/` (token-authenticated, Pulumi-style error shape).
+//! - [`inbound`]: the trigger URLs git hosts call, and the inbound log, replay and explain routes.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the in-process Prometheus registry the API and the workers record into.
 //!
@@ -12,6 +13,7 @@
 
 pub mod auth;
 pub mod aws;
+pub mod inbound;
 pub mod metrics;
 pub mod native;
 pub mod ops;
@@ -36,7 +38,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::routes())
         .merge(aws::routes())
-        .nest("/api", native::routes())
+        .merge(inbound::trigger_routes())
+        .nest("/api", native::routes().merge(inbound::api_routes()))
         .fallback(native::not_found)
         // Extractors (`Json`, `Bytes`) refuse larger bodies with 413; the AWS endpoint checks its own.
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -13,6 +13,14 @@ pub struct ApiConfig {
     pub public_url: String,
     /// Largest request body the management APIs accept.
     pub max_body_bytes: usize,
+    /// Largest trigger request body.
+    pub trigger_max_body_bytes: usize,
+    /// Use the first `X-Forwarded-For` hop as the caller's address (behind a trusted proxy only).
+    pub trust_forwarded_for: bool,
+    /// How long a replaced webhook secret stays valid.
+    pub secret_rotation_overlap: std::time::Duration,
+    /// GitHub-compatible REST API base URL (RegisterWebhookWithThirdParty).
+    pub github_api_url: String,
 }
 
 /// Shared by every handler.

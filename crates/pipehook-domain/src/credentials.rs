@@ -20,6 +20,11 @@ fn random_from(alphabet: &[u8], len: usize) -> String {
     (0..len).map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())])).collect()
 }
 
+/// An opaque URL token of about 256 bits (43 alphanumerics): identifies a trigger URL and nothing else.
+pub fn random_url_token() -> String {
+    random_from(ALNUM, 43)
+}
+
 /// A REST API token as presented in `Authorization: token <t>`.
 #[derive(Debug, Clone)]
 pub struct ApiToken(Secret<String>);

@@ -18,6 +18,9 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+mod service;
+pub use service::*;
+
 /// Declares a string enum of the model. Serde uses the AWS strings, so an unknown string fails to deserialize,
 /// which the API turns into a `SerializationException` as AWS does.
 macro_rules! aws_enum {

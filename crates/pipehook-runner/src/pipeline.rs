@@ -15,9 +15,10 @@ use async_trait::async_trait;
 use pipehook_domain::org::OrgId;
 use pipehook_domain::pipeline::{ActionCategory, ActionDeclaration, ExecutionMode, PipelineDeclaration};
 use pipehook_domain::time::Timestamp;
+use pipehook_store::ExecutionStart;
 use pipehook_store::{
     ActionExecutionRecord, ExecutionRecord, Job, JobFailure, JobHandler, NewExecution, NewJob, PipelineRecord, Store,
-    StoreError, StoreResult,
+    StoreError, StoreResult, Tx,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -64,27 +65,8 @@ pub async fn start_execution(store: &dyn Store, req: StartRequest) -> StoreResul
             return Ok(existing);
         }
     }
-    let decl: PipelineDeclaration = serde_json::from_value(req.pipeline.declaration.clone())
-        .map_err(|e| StoreError::Corrupt(format!("stored pipeline declaration: {e}")))?;
-    let mut trigger = req.trigger.clone();
-    if let (Some(obj), Some(hint)) = (trigger.as_object_mut(), &req.revision_hint) {
-        obj.insert("revision".into(), hint.clone());
-    }
-    let id = uuid::Uuid::new_v4().to_string();
-    let new = NewExecution {
-        id: id.clone(),
-        org: req.org,
-        pipeline_id: req.pipeline.id,
-        pipeline_name: req.pipeline.name.clone(),
-        pipeline_version: req.pipeline.version,
-        execution_mode: decl.effective_execution_mode().as_str().to_owned(),
-        trigger,
-        source_revisions: req.source_revisions.clone(),
-        variables: req.variables.clone(),
-        client_request_token: req.client_request_token.clone(),
-    };
     let mut tx = store.begin().await?;
-    let record = match tx.insert_execution(&new).await {
+    let record = match start_in(&mut *tx, &req).await {
         Ok(r) => r,
         // Two starts with one token raced; the other one won.
         Err(StoreError::Conflict(_)) if req.client_request_token.is_some() => {
@@ -97,12 +79,61 @@ pub async fn start_execution(store: &dyn Store, req: StartRequest) -> StoreResul
         }
         Err(e) => return Err(e),
     };
-    let job = ExecutionJob { org: req.org.0, execution: id.clone() };
-    let payload = serde_json::to_value(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    tx.enqueue(&[NewJob::new(EXECUTION_JOB, payload).org(req.org).max_attempts(MAX_ATTEMPTS)]).await?;
-    tx.record_run_event(req.org, "pipeline_execution_started", &id, &execution_event(&record, None)).await?;
     tx.commit().await?;
     Ok(record)
+}
+
+/// Writes a new execution, its job and its start event inside `tx`, so a caller can commit them together
+/// with its own writes.
+pub async fn start_in(tx: &mut dyn Tx, req: &StartRequest) -> StoreResult<ExecutionRecord> {
+    let start = prepare_start(req)?;
+    let record = tx.insert_execution(&start.execution).await?;
+    tx.enqueue(std::slice::from_ref(&start.job)).await?;
+    tx.record_run_event(req.org, &start.event_kind, &record.id, &start.event).await?;
+    Ok(record)
+}
+
+/// The rows a new execution needs (execution, job, start event), built without touching the store, for
+/// writers that batch them with other rows (the trigger path's group commit).
+pub fn prepare_start(req: &StartRequest) -> StoreResult<ExecutionStart> {
+    let decl: PipelineDeclaration = serde_json::from_value(req.pipeline.declaration.clone())
+        .map_err(|e| StoreError::Corrupt(format!("stored pipeline declaration: {e}")))?;
+    let mut trigger = req.trigger.clone();
+    if let (Some(obj), Some(hint)) = (trigger.as_object_mut(), &req.revision_hint) {
+        obj.insert("revision".into(), hint.clone());
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let execution = NewExecution {
+        id: id.clone(),
+        org: req.org,
+        pipeline_id: req.pipeline.id,
+        pipeline_name: req.pipeline.name.clone(),
+        pipeline_version: req.pipeline.version,
+        execution_mode: decl.effective_execution_mode().as_str().to_owned(),
+        trigger,
+        source_revisions: req.source_revisions.clone(),
+        variables: req.variables.clone(),
+        client_request_token: req.client_request_token.clone(),
+    };
+    let job = ExecutionJob { org: req.org.0, execution: id.clone() };
+    let payload = serde_json::to_value(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let now = Timestamp::now();
+    let event = json!({
+        "pipeline": execution.pipeline_name,
+        "pipelineVersion": execution.pipeline_version,
+        "executionId": id,
+        "trigger": execution.trigger,
+        "status": "InProgress",
+        "summary": null,
+        "startTime": now.millis(),
+        "at": now.millis(),
+    });
+    Ok(ExecutionStart {
+        job: NewJob::new(EXECUTION_JOB, payload).org(req.org).max_attempts(MAX_ATTEMPTS),
+        execution,
+        event_kind: "pipeline_execution_started".into(),
+        event,
+    })
 }
 
 fn execution_event(e: &ExecutionRecord, summary: Option<&str>) -> Value {

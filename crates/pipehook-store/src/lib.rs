@@ -30,4 +30,7 @@ pub use pipelines::{
 };
 pub use queue::{backoff, DeadJob, FailOutcome, Job, JobFailure, JobHandler, JobId, Lease, NewJob, Queue, QueueDepth};
 pub use store::{AccessKeyRecord, Backend, Store, TokenId, TokenPrincipal, TokenRecord, Tx};
-pub use webhooks::{InboundRecord, NewWebhook, WebhookRecord, WebhookStore, WebhookTx, WebhookUpdate};
+pub use webhooks::{
+    DeliveryClaim, ExecutionStart, InboundRecord, NewWebhook, TriggerOutcome, TriggerWrite, WebhookRecord,
+    WebhookStore, WebhookTx, WebhookUpdate,
+};

@@ -168,6 +168,7 @@ pub trait PipelineTx: Send {
 
     async fn set_tags(&mut self, org: OrgId, arn: &str, tags: &[(String, String)]) -> StoreResult<()>;
     async fn remove_tags(&mut self, org: OrgId, arn: &str, keys: &[String]) -> StoreResult<()>;
+    async fn remove_all_tags(&mut self, org: OrgId, arn: &str) -> StoreResult<()>;
 
     async fn insert_execution(&mut self, e: &NewExecution) -> StoreResult<ExecutionRecord>;
     async fn set_execution_status(

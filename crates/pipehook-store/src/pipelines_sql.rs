@@ -344,9 +344,9 @@ macro_rules! pipeline_store_impl {
 
 /// The writes, for a transaction type with a `tx: Transaction<'static, DB>` field.
 macro_rules! pipeline_tx_impl {
-    ($tx:ty, $sql:path) => {
+    ([$($g:tt)*] $tx:ty, $sql:path) => {
         #[async_trait::async_trait]
-        impl $crate::pipelines::PipelineTx for $tx {
+        impl$($g)* $crate::pipelines::PipelineTx for $tx {
             async fn create_pipeline(
                 &mut self,
                 org: OrgId,
@@ -467,6 +467,15 @@ macro_rules! pipeline_tx_impl {
                         .execute(&mut *self.tx)
                         .await?;
                 }
+                Ok(())
+            }
+
+            async fn remove_all_tags(&mut self, org: OrgId, arn: &str) -> StoreResult<()> {
+                sqlx::query(&$sql("DELETE FROM resource_tags WHERE org_id = $1 AND resource_arn = $2"))
+                    .bind(org.0)
+                    .bind(arn)
+                    .execute(&mut *self.tx)
+                    .await?;
                 Ok(())
             }
 

@@ -504,6 +504,27 @@ impl PgStore {
 }
 
 pipeline_store_impl!(PgStore, pg_sql);
-pipeline_tx_impl!(PgTx, pg_sql);
+pipeline_tx_impl!([] PgTx, pg_sql);
+
+#[async_trait]
+impl crate::webhooks::TriggerTx for PgTx {
+    async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> StoreResult<()> {
+        enqueue_in(&mut self.tx, jobs).await.map(|_| ())
+    }
+}
+
+impl PgStore {
+    async fn record_trigger_impl(
+        &self,
+        w: crate::webhooks::TriggerWrite,
+    ) -> StoreResult<crate::webhooks::TriggerOutcome> {
+        let mut tx = PgTx { tx: self.pool.begin().await? };
+        let outcome = crate::webhooks::record_trigger_in(&mut tx, &w).await?;
+        if outcome == crate::webhooks::TriggerOutcome::Recorded {
+            tx.tx.commit().await?;
+        }
+        Ok(outcome)
+    }
+}
 webhook_store_impl!(PgStore, pg_sql);
-webhook_tx_impl!(PgTx, pg_sql);
+webhook_tx_impl!([] PgTx, pg_sql);

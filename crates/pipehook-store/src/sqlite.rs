@@ -588,6 +588,36 @@ impl SqliteStore {
 }
 
 pipeline_store_impl!(SqliteStore, sqlite_sql);
-pipeline_tx_impl!(SqliteTx, sqlite_sql);
+pipeline_tx_impl!([] SqliteTx, sqlite_sql);
+pipeline_tx_impl!([<'c>] ConnTx<'c>, sqlite_sql);
+webhook_tx_impl!([<'c>] ConnTx<'c>, sqlite_sql);
+
+/// The writer connection inside a group-commit operation, seen as a transaction.
+struct ConnTx<'c> {
+    tx: &'c mut SqliteConnection,
+}
+
+#[async_trait]
+impl crate::webhooks::TriggerTx for ConnTx<'_> {
+    async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> StoreResult<()> {
+        enqueue_in(self.tx, jobs).await.map(|_| ())
+    }
+}
+
+impl SqliteStore {
+    async fn record_trigger_impl(
+        &self,
+        w: crate::webhooks::TriggerWrite,
+    ) -> StoreResult<crate::webhooks::TriggerOutcome> {
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let mut tx = ConnTx { tx: conn };
+                    crate::webhooks::record_trigger_in(&mut tx, &w).await
+                })
+            })
+            .await
+    }
+}
 webhook_store_impl!(SqliteStore, sqlite_sql);
-webhook_tx_impl!(SqliteTx, sqlite_sql);
+webhook_tx_impl!([] SqliteTx, sqlite_sql);

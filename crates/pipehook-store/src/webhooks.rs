@@ -101,6 +101,9 @@ pub trait WebhookStore: Send + Sync {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<InboundRecord>>;
+
+    /// Writes one trigger request's records atomically (see [`TriggerWrite`]).
+    async fn record_trigger(&self, w: TriggerWrite) -> StoreResult<TriggerOutcome>;
 }
 
 #[async_trait]
@@ -139,4 +142,63 @@ pub trait WebhookTx: Send {
     ) -> StoreResult<bool>;
     /// Deletes inbound requests and delivery reservations received before `before`; returns how many requests.
     async fn prune_inbound(&mut self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Everything one trigger request writes, as one unit: on SQLite it joins the group commit, so concurrent
+/// deliveries share a commit (and its fsync) instead of queueing for one each.
+#[derive(Debug, Clone)]
+pub struct TriggerWrite {
+    pub inbound: InboundRecord,
+    /// Reserve this delivery id first; when it is already taken nothing is written and the outcome is
+    /// [`TriggerOutcome::Duplicate`].
+    pub delivery: Option<DeliveryClaim>,
+    pub execution: Option<ExecutionStart>,
+    /// `lastTriggered` of this webhook.
+    pub touch: Option<(i64, Timestamp)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryClaim {
+    pub webhook_id: i64,
+    pub delivery_id: String,
+    pub cutoff: Timestamp,
+}
+
+/// A new execution with its job and start event (see the runner's `prepare_start`).
+#[derive(Debug, Clone)]
+pub struct ExecutionStart {
+    pub execution: crate::NewExecution,
+    pub job: crate::NewJob,
+    pub event_kind: String,
+    pub event: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerOutcome {
+    Recorded,
+    Duplicate,
+}
+
+/// The writes a trigger needs, over any transaction-like connection of either backend.
+#[async_trait]
+pub(crate) trait TriggerTx: crate::pipelines::PipelineTx + WebhookTx + Send {
+    async fn enqueue_jobs(&mut self, jobs: &[crate::NewJob]) -> StoreResult<()>;
+}
+
+pub(crate) async fn record_trigger_in(tx: &mut (dyn TriggerTx + '_), w: &TriggerWrite) -> StoreResult<TriggerOutcome> {
+    if let Some(d) = &w.delivery {
+        if !tx.claim_delivery(d.webhook_id, &d.delivery_id, &w.inbound.id, w.inbound.received_at, d.cutoff).await? {
+            return Ok(TriggerOutcome::Duplicate);
+        }
+    }
+    if let Some(start) = &w.execution {
+        tx.insert_execution(&start.execution).await?;
+        tx.enqueue_jobs(std::slice::from_ref(&start.job)).await?;
+        tx.record_run_event(start.execution.org, &start.event_kind, &start.execution.id, &start.event).await?;
+    }
+    if let Some((id, at)) = w.touch {
+        tx.touch_webhook(id, at).await?;
+    }
+    tx.insert_inbound(&w.inbound).await?;
+    Ok(TriggerOutcome::Recorded)
 }

@@ -193,14 +193,21 @@ macro_rules! webhook_store_impl {
                     .await?;
                 collect(rows)
             }
+
+            async fn record_trigger(
+                &self,
+                w: $crate::webhooks::TriggerWrite,
+            ) -> StoreResult<$crate::webhooks::TriggerOutcome> {
+                self.record_trigger_impl(w).await
+            }
         }
     };
 }
 
 macro_rules! webhook_tx_impl {
-    ($tx:ty, $sql:path) => {
+    ([$($g:tt)*] $tx:ty, $sql:path) => {
         #[async_trait::async_trait]
-        impl $crate::webhooks::WebhookTx for $tx {
+        impl$($g)* $crate::webhooks::WebhookTx for $tx {
             async fn insert_webhook(&mut self, w: &$crate::webhooks::NewWebhook) -> StoreResult<WebhookRecord> {
                 let now = Timestamp::now().0;
                 let id: i64 = sqlx::query_scalar(&$sql(

@@ -158,6 +158,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             pipehook_runner::pipeline::EXECUTION_JOB,
             Arc::new(pipehook_runner::pipeline::PipelineRunner::new(store.clone(), runner)),
         );
+        tasks.spawn(prune_inbound_log(store.clone(), config.inbound.retention, shutdown.clone()));
         let queue: Arc<dyn Queue> = store.clone();
         let pool = WorkerPool::new(queue, handlers, config.worker.clone(), metrics.clone());
         let (token, grace) = (shutdown.clone(), config.shutdown_grace);
@@ -175,6 +176,10 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
                 aws_region: config.aws_region.clone(),
                 public_url: config.public_url_for(bound),
                 max_body_bytes: config.max_body_bytes,
+                trigger_max_body_bytes: config.inbound.max_body_bytes,
+                trust_forwarded_for: config.inbound.trust_proxy,
+                secret_rotation_overlap: config.inbound.secret_rotation_overlap,
+                github_api_url: config.inbound.github_api_url.clone(),
             }),
             metrics: metrics.clone(),
         };
@@ -214,4 +219,31 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
     store.close().await;
     tracing::info!("pipehook stopped");
     result
+}
+
+/// Deletes inbound requests older than the retention, every ten minutes (and once at start). Every worker
+/// node runs it; the delete is idempotent, so nodes racing on it do no harm.
+async fn prune_inbound_log(
+    store: Arc<dyn Store>,
+    retention: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    loop {
+        let cutoff = pipehook_domain::time::Timestamp::now().saturating_sub(retention);
+        let pruned = async {
+            let mut tx = store.begin().await?;
+            let n = tx.prune_inbound(cutoff).await?;
+            tx.commit().await?;
+            Ok::<u64, pipehook_store::StoreError>(n)
+        };
+        match pruned.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "pruned the inbound request log"),
+            Err(e) => tracing::warn!(error = %e, "pruning the inbound request log failed; will retry"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! The command line: `serve`, `migrate`, and the administrative commands that work directly on the
-//! database (organizations, tokens, access keys), for bootstrapping and recovery.
+//! The command line: `serve`, `migrate`, the administrative commands that work directly on the database
+//! (organizations, tokens, access keys), for bootstrapping and recovery, and the client commands
+//! (`pipelines`, `executions`, `logs`, in [`crate::client`]) that call a running server.
 
 use clap::{Args, Parser, Subcommand};
 use pipehook_domain::credentials::{AccessKeyId, ApiToken, SecretAccessKey};
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{prepare, run, StartError};
+use crate::client::{self, ExecutionsArgs, LogsArgs, Output, PipelinesArgs};
 use crate::config::{Config, ConfigError, Overrides};
 
 #[derive(Debug, Parser)]
@@ -26,6 +28,15 @@ pub struct Cli {
     /// Folder for the SQLite database and the generated master key.
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Server the client commands (pipelines, executions, logs) call.
+    #[arg(long, global = true, env = "PIPEHOOK_SERVER", default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub server: String,
+    /// REST API token for the client commands.
+    #[arg(long, global = true, env = "PIPEHOOK_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// How the client commands print results.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table, value_name = "FORMAT")]
+    pub output: Output,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -45,6 +56,12 @@ pub enum Command {
     /// Manage AWS-style access key pairs for the AWS-compatible API (directly on the database).
     #[command(subcommand, name = "access-key")]
     AccessKey(AccessKeyCommand),
+    /// Manage pipelines on a running server.
+    Pipelines(PipelinesArgs),
+    /// List, start, inspect and stop pipeline executions on a running server.
+    Executions(ExecutionsArgs),
+    /// Print the logs of an execution's actions (--follow to keep printing until it ends).
+    Logs(LogsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +134,15 @@ pub enum AccessKeyCommand {
 /// Parses arguments, runs the command, and returns the process exit code.
 pub async fn main() -> i32 {
     let cli = Cli::parse();
+    // Client commands talk to a server over HTTP and must work without any server configuration, so they run
+    // before the configuration is loaded.
+    let conn = client::Connection { server: cli.server.clone(), token: cli.token.clone(), output: cli.output };
+    match cli.command {
+        Command::Pipelines(args) => return client::pipelines(&conn, args).await,
+        Command::Executions(args) => return client::executions(&conn, args).await,
+        Command::Logs(args) => return client::logs(&conn, args).await,
+        _ => {}
+    }
     let listen_role = match &cli.command {
         Command::Serve(a) => (a.listen.clone(), a.role.clone()),
         _ => (None, None),
@@ -157,6 +183,9 @@ async fn execute(command: Command, config: Config) -> Result<(), StartError> {
         Command::Org(c) => admin(config, |store, _| Box::pin(org_command(store, c))).await,
         Command::Token(c) => admin(config, |store, _| Box::pin(token_command(store, c))).await,
         Command::AccessKey(c) => admin(config, move |store, key| Box::pin(access_key_command(store, key, c))).await,
+        Command::Pipelines(_) | Command::Executions(_) | Command::Logs(_) => {
+            unreachable!("client commands are run by `main` before the configuration is loaded")
+        }
     }
 }
 

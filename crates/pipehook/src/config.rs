@@ -47,6 +47,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_WORKER_CONCURRENCY", "worker.concurrency"),
     ("PIPEHOOK_WORKER_LEASE_SECONDS", "worker.lease_seconds"),
     ("PIPEHOOK_WORKER_POLL_MS", "worker.poll_ms"),
+    ("PIPEHOOK_TRIGGER_MAX_BODY_BYTES", "inbound.max_body_bytes"),
+    ("PIPEHOOK_TRUST_PROXY", "inbound.trust_proxy"),
+    ("PIPEHOOK_SECRET_ROTATION_OVERLAP", "inbound.secret_rotation_overlap_seconds"),
+    ("PIPEHOOK_INBOUND_RETENTION", "inbound.retention_seconds"),
+    ("PIPEHOOK_GITHUB_API_URL", "inbound.github_api_url"),
     ("PIPEHOOK_RUNNER_WORKSPACE_DIR", "runner.workspace_dir"),
     ("PIPEHOOK_RUNNER_LOG_LIMIT_BYTES", "runner.log_limit_bytes"),
     ("PIPEHOOK_RUNNER_KEEP_WORKSPACES", "runner.keep_workspaces"),
@@ -82,8 +87,19 @@ struct Raw {
     sqlite: RawSqlite,
     postgres: RawPostgres,
     worker: RawWorker,
+    inbound: RawInbound,
     runner: RawRunner,
     bootstrap: RawBootstrap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbound {
+    max_body_bytes: u64,
+    trust_proxy: String,
+    secret_rotation_overlap_seconds: u64,
+    retention_seconds: u64,
+    github_api_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,8 +215,18 @@ pub struct Config {
     pub postgres_max_connections: u32,
     pub postgres_connect_timeout: Duration,
     pub worker: WorkerConfig,
+    pub inbound: InboundSettings,
     pub runner: RunnerSettings,
     pub bootstrap: BootstrapConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct InboundSettings {
+    pub max_body_bytes: usize,
+    pub trust_proxy: bool,
+    pub secret_rotation_overlap: Duration,
+    pub retention: Duration,
+    pub github_api_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -373,15 +399,22 @@ impl Config {
                 ));
             }
         }
-        let keep_workspaces = match raw.runner.keep_workspaces.as_str() {
-            "true" => true,
-            "false" => false,
-            other => {
-                return Err(ConfigError::new(
-                    "runner.keep_workspaces (PIPEHOOK_RUNNER_KEEP_WORKSPACES)",
-                    format!("{other:?} is not true or false"),
-                ))
-            }
+        let keep_workspaces =
+            boolean(&raw.runner.keep_workspaces, "runner.keep_workspaces (PIPEHOOK_RUNNER_KEEP_WORKSPACES)")?;
+        let inbound = InboundSettings {
+            max_body_bytes: usize::try_from(positive(
+                raw.inbound.max_body_bytes,
+                "inbound.max_body_bytes (PIPEHOOK_TRIGGER_MAX_BODY_BYTES)",
+            )?)
+            .unwrap_or(usize::MAX),
+            trust_proxy: boolean(&raw.inbound.trust_proxy, "inbound.trust_proxy (PIPEHOOK_TRUST_PROXY)")?,
+            secret_rotation_overlap: Duration::from_secs(raw.inbound.secret_rotation_overlap_seconds),
+            retention: Duration::from_secs(positive(
+                raw.inbound.retention_seconds,
+                "inbound.retention_seconds (PIPEHOOK_INBOUND_RETENTION)",
+            )?),
+            github_api_url: parse_public_url(&raw.inbound.github_api_url)
+                .map_err(|e| ConfigError::new("inbound.github_api_url (PIPEHOOK_GITHUB_API_URL)", e.problem))?,
         };
         let log_limit =
             positive(raw.runner.log_limit_bytes, "runner.log_limit_bytes (PIPEHOOK_RUNNER_LOG_LIMIT_BYTES)")?;
@@ -443,6 +476,7 @@ impl Config {
                 lease: Duration::from_secs(raw.worker.lease_seconds),
                 poll: Duration::from_millis(raw.worker.poll_ms),
             },
+            inbound,
             runner,
             bootstrap: BootstrapConfig { org, account_id, token, access_key },
         })
@@ -451,6 +485,14 @@ impl Config {
     /// The base URL for generated trigger URLs, given the address actually bound.
     pub fn public_url_for(&self, bound: SocketAddr) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+fn boolean(v: &str, setting: &str) -> Result<bool, ConfigError> {
+    match v.trim() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(ConfigError::new(setting, format!("{other:?} is not true or false"))),
     }
 }
 
@@ -578,6 +620,9 @@ mod tests {
             (&[("PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID", "AKIAAAAAAAAAAAAAAAAA")], None, "give both"),
             (&[("PIPEHOOK_SQLITE_DURABILITY", "maybe")], None, "sqlite.durability"),
             (&[("PIPEHOOK_POSTGRES_SCHEMA", "a;drop")], None, "postgres.schema"),
+            (&[("PIPEHOOK_TRUST_PROXY", "maybe")], None, "inbound.trust_proxy"),
+            (&[("PIPEHOOK_GITHUB_API_URL", "ftp://x")], None, "inbound.github_api_url"),
+            (&[("PIPEHOOK_SECRET_ROTATION_OVERLAP", "1d")], None, "PIPEHOOK_SECRET_ROTATION_OVERLAP"),
             (&[], Some("nonsense = = ="), "--config"),
             (&[], Some("unknown_key = 1"), "unknown field"),
             (&[], Some("[worker]\nconcurrency = \"x\""), "invalid type"),

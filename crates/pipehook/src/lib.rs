@@ -5,11 +5,13 @@
 //! - [`worker`]: the worker pool that runs queued jobs through their kind's [`pipehook_store::JobHandler`].
 //! - [`bootstrap`]: declared and first-start credentials.
 //! - [`cli`]: the command line.
+//! - [`client`]: the client commands, which call a running server's REST API.
 //! - [`telemetry`]: logging setup.
 
 pub mod app;
 pub mod bootstrap;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod telemetry;
 pub mod worker;

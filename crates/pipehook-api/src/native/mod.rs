@@ -1,4 +1,5 @@
-//! pipehook's own REST API under `/api/` (token-authenticated). Errors use the Pulumi Cloud shape,
+//! pipehook's own REST API under `/api/` (token-authenticated): the caller's organization here, and its
+//! pipelines, executions and logs in [`pipelines`]. Errors use the Pulumi Cloud shape,
 //! `{"code": <status>, "message": "..."}`, so one client handles both this and the Pulumi-compatible routes.
 
 use axum::extract::Path;
@@ -13,8 +14,14 @@ use serde_json::json;
 use crate::auth::{ensure_org, Principal};
 use crate::AppState;
 
+mod pipelines;
+
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/orgs/{org}", get(get_org)).fallback(not_found)
+    Router::new()
+        .route("/orgs/{org}", get(get_org))
+        .merge(pipelines::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 #[derive(Serialize)]
@@ -37,6 +44,11 @@ async fn get_org(principal: Principal, Path(org): Path<String>) -> Result<Json<O
 
 pub async fn not_found() -> RestError {
     RestError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A known path with a method it does not serve; answered in the REST error shape like every other error.
+async fn method_not_allowed() -> RestError {
+    RestError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
 /// A REST error: status and message, nothing internal.

@@ -4,6 +4,8 @@
 mod auth;
 mod aws;
 mod lifecycle;
+mod native_pipelines;
 mod pipelines;
 mod support;
+mod webhooks;
 mod worker;

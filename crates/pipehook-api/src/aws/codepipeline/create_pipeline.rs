@@ -1,6 +1,6 @@
 //! CreatePipeline: validate the whole declaration as AWS does, then store version 1 with its tags.
 
-use pipehook_domain::pipeline::{validate, validate_tags, PipelineDeclaration, Tag};
+use pipehook_domain::pipeline::{supported_actions, validate, validate_tags, PipelineDeclaration, Tag, MAX_PIPELINES};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,16 +15,13 @@ struct Input {
     tags: Vec<Tag>,
 }
 
-/// Pipelines per organization (AWS's default quota is 1,000 per region).
-pub const MAX_PIPELINES: u64 = 1000;
-
 pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     super::check_document_size(body)?;
     let input: Input = parse(body)?;
     let decl = input.pipeline.ok_or_else(|| super::constraint("pipeline", "Member must not be null"))?;
     validate(&decl).map_err(pipeline_error)?;
     validate_tags(&input.tags).map_err(pipeline_error)?;
-    super::supported_actions(&decl)?;
+    supported_actions(&decl).map_err(pipeline_error)?;
     let store = &ctx.state.store;
     if store.count_pipelines(ctx.org()).await.map_err(AwsError::from_store)? >= MAX_PIPELINES {
         return Err(AwsError::new(

@@ -15,11 +15,13 @@ mod list_pipelines;
 mod start_pipeline_execution;
 mod stop_pipeline_execution;
 mod tags;
+mod third_party;
 mod update_pipeline;
 pub(crate) mod views;
+pub(crate) mod webhooks;
 
 use pipehook_domain::org::OrgId;
-use pipehook_domain::pipeline::PipelineError;
+use pipehook_domain::pipeline::{PipelineError, MAX_DOCUMENT_BYTES};
 use pipehook_domain::time::Timestamp;
 use pipehook_store::PipelineRecord;
 use serde_json::Value;
@@ -44,6 +46,11 @@ pub enum Operation {
     TagResource,
     UntagResource,
     ListTagsForResource,
+    PutWebhook,
+    ListWebhooks,
+    DeleteWebhook,
+    RegisterWebhookWithThirdParty,
+    DeregisterWebhookWithThirdParty,
 }
 
 impl Operation {
@@ -64,6 +71,11 @@ impl Operation {
             "TagResource" => TagResource,
             "UntagResource" => UntagResource,
             "ListTagsForResource" => ListTagsForResource,
+            "PutWebhook" => PutWebhook,
+            "ListWebhooks" => ListWebhooks,
+            "DeleteWebhook" => DeleteWebhook,
+            "RegisterWebhookWithThirdParty" => RegisterWebhookWithThirdParty,
+            "DeregisterWebhookWithThirdParty" => DeregisterWebhookWithThirdParty,
             _ => return None,
         })
     }
@@ -81,7 +93,11 @@ impl Ctx<'_> {
     }
 
     pub fn arn(&self, resource: &str) -> String {
-        format!("arn:aws:codepipeline:{}:{}:{resource}", self.state.config.aws_region, self.principal.org.account_id)
+        pipehook_domain::pipeline::codepipeline_arn(
+            &self.state.config.aws_region,
+            self.principal.org.account_id.as_str(),
+            resource,
+        )
     }
 
     /// The pipeline, or AWS's `PipelineNotFoundException`.
@@ -116,6 +132,11 @@ pub(crate) async fn dispatch(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> Resul
         TagResource => tags::tag(ctx, body).await,
         UntagResource => tags::untag(ctx, body).await,
         ListTagsForResource => tags::list(ctx, body).await,
+        PutWebhook => webhooks::put(ctx, body).await,
+        ListWebhooks => webhooks::list(ctx, body).await,
+        DeleteWebhook => webhooks::delete(ctx, body).await,
+        RegisterWebhookWithThirdParty => webhooks::register(ctx, body).await,
+        DeregisterWebhookWithThirdParty => webhooks::deregister(ctx, body).await,
     }
 }
 
@@ -221,59 +242,6 @@ pub(crate) fn execution_not_found(id: &str, pipeline: &str) -> AwsError {
         format!("Pipeline execution with id '{id}' does not exist in pipeline with name '{pipeline}'."),
     )
 }
-
-/// pipehook runs actions itself, so a declaration may only use action types it can run: source actions of
-/// the git hosts, and `Custom`/`Command` actions (which need a `Command`). Anything else is refused at
-/// create/update time rather than failing every execution later.
-pub(crate) fn supported_actions(decl: &pipehook_domain::pipeline::PipelineDeclaration) -> Result<(), AwsError> {
-    const SOURCE_PROVIDERS: [&str; 5] =
-        ["GitHub", "GitHubEnterpriseServer", "GitLab", "Bitbucket", "CodeStarSourceConnection"];
-    for (si, stage) in decl.stages.iter().enumerate() {
-        for (ai, action) in stage.actions.iter().enumerate() {
-            let t = &action.action_type_id;
-            let ok = if t.is_source() { SOURCE_PROVIDERS.contains(&t.provider.as_str()) } else { t.is_command() };
-            let invalid = |message: String| {
-                AwsError::new(http::StatusCode::BAD_REQUEST, "InvalidActionDeclarationException", message)
-            };
-            if !ok {
-                return Err(invalid(format!(
-                    "ActionType (Category: '{:?}', Provider: '{}', Owner: '{:?}', Version: '{}') in action '{}' of stage '{}' \
-                     is not available: pipehook runs source actions ({}) and Custom/Command actions",
-                    t.category,
-                    t.provider,
-                    t.owner,
-                    t.version,
-                    action.name,
-                    stage.name,
-                    SOURCE_PROVIDERS.join(", ")
-                )));
-            }
-            let config = action.configuration.as_ref();
-            if t.is_command() && config.and_then(|c| c.get("Command")).is_none_or(|c| c.trim().is_empty()) {
-                return Err(invalid(format!(
-                    "Action configuration for action '{}' (pipeline.stages.{}.member.actions.{}) is missing required \
-                     configuration key 'Command'",
-                    action.name,
-                    si + 1,
-                    ai + 1
-                )));
-            }
-            if let Some(t) = config.and_then(|c| c.get("TimeoutSeconds")) {
-                if !t.parse::<u64>().is_ok_and(|n| (1..=8 * 3600).contains(&n)) {
-                    return Err(invalid(format!(
-                        "Action '{}': configuration TimeoutSeconds must be a whole number of seconds from 1 to 28800",
-                        action.name
-                    )));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The largest pipeline document accepted (AWS documents a 1 MB limit for the declaration); larger ones are
-/// refused before parsing.
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 pub(crate) fn check_document_size(body: &[u8]) -> Result<(), AwsError> {
     if body.len() > MAX_DOCUMENT_BYTES {

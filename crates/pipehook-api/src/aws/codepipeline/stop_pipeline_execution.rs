@@ -1,6 +1,7 @@
 //! StopPipelineExecution: asks the runner to stop. `abandon: true` kills running actions at once;
 //! otherwise they finish and nothing new starts.
 
+use pipehook_domain::pipeline::MAX_STOP_REASON_LEN;
 use pipehook_store::StopRequest;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,8 +24,11 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let name = input.pipeline_name.ok_or_else(|| constraint("pipelineName", "Member must not be null"))?;
     let id = input.pipeline_execution_id.ok_or_else(|| constraint("pipelineExecutionId", "Member must not be null"))?;
     check_execution_id(&id)?;
-    if input.reason.as_ref().is_some_and(|r| r.len() > 200) {
-        return Err(constraint("reason", "Member must have length less than or equal to 200"));
+    if input.reason.as_ref().is_some_and(|r| r.len() > MAX_STOP_REASON_LEN) {
+        return Err(constraint(
+            "reason",
+            &format!("Member must have length less than or equal to {MAX_STOP_REASON_LEN}"),
+        ));
     }
     let pipeline = ctx.pipeline(&name).await?;
     match ctx.state.store.execution(ctx.org(), &id).await.map_err(AwsError::from_store)? {

@@ -41,13 +41,15 @@ async fn resource(ctx: &Ctx<'_>, arn: Option<String>) -> Result<String, AwsError
         }
         return Err(invalid());
     };
-    if resource.is_empty() || resource.contains(':') {
-        // Webhook ARNs (`webhook:<name>`) arrive with pipeline webhooks.
-        return Err(not_found(&arn));
-    }
-    match ctx.state.store.pipeline(ctx.org(), resource).await.map_err(AwsError::from_store)? {
-        Some(_) => Ok(arn),
-        None => Err(not_found(&arn)),
+    let exists = match resource.strip_prefix("webhook:") {
+        Some(name) => ctx.state.store.webhook(ctx.org(), name).await.map_err(AwsError::from_store)?.is_some(),
+        None if resource.is_empty() || resource.contains(':') => false,
+        None => ctx.state.store.pipeline(ctx.org(), resource).await.map_err(AwsError::from_store)?.is_some(),
+    };
+    if exists {
+        Ok(arn)
+    } else {
+        Err(not_found(&arn))
     }
 }
 

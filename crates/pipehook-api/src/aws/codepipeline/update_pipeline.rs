@@ -1,6 +1,6 @@
 //! UpdatePipeline: a new version of an existing pipeline (running executions keep the version they started with).
 
-use pipehook_domain::pipeline::{validate, PipelineDeclaration};
+use pipehook_domain::pipeline::{supported_actions, validate, PipelineDeclaration};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,7 +18,7 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: Input = parse(body)?;
     let decl = input.pipeline.ok_or_else(|| super::constraint("pipeline", "Member must not be null"))?;
     validate(&decl).map_err(pipeline_error)?;
-    super::supported_actions(&decl)?;
+    supported_actions(&decl).map_err(pipeline_error)?;
     let current = ctx.pipeline(&decl.name).await?;
     if let Some(v) = decl.version {
         if i64::from(v) != current.version {

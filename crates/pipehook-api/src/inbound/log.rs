@@ -1,0 +1,244 @@
+//! The inbound log (`/api/orgs/{org}/inbound`), replay, and explain: the answers to "why did (or didn't)
+//! this delivery start my pipeline?".
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::Json;
+use pipehook_domain::time::Timestamp;
+use pipehook_store::InboundRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{first_failure, judge, load, start_request, LoadError};
+use crate::auth::{ensure_org, Principal};
+use crate::native::RestError;
+use crate::AppState;
+
+const VERDICTS: [&str; 5] = ["triggered", "filtered", "duplicate", "unauthenticated", "rejected"];
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundView {
+    id: String,
+    webhook: String,
+    received_at: i64,
+    peer: String,
+    delivery_id: Option<String>,
+    verdict: String,
+    detail: Value,
+    pipeline_execution_id: Option<String>,
+    headers: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
+    body_truncated: bool,
+}
+
+fn view(r: InboundRecord, with_body: bool) -> InboundView {
+    InboundView {
+        id: r.id,
+        webhook: r.webhook_name,
+        received_at: r.received_at.millis(),
+        peer: r.peer,
+        delivery_id: r.delivery_id,
+        verdict: r.verdict,
+        detail: r.detail,
+        pipeline_execution_id: r.execution_id,
+        headers: r.headers,
+        body: with_body.then_some(r.body),
+        body_truncated: r.body_truncated,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    webhook: Option<String>,
+    verdict: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(org): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, RestError> {
+    ensure_org(&principal, &org)?;
+    if let Some(v) = &q.verdict {
+        if !VERDICTS.contains(&v.as_str()) {
+            return Err(RestError::new(
+                StatusCode::BAD_REQUEST,
+                format!("verdict must be one of {}", VERDICTS.join(", ")),
+            ));
+        }
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(RestError::new(StatusCode::BAD_REQUEST, "limit must be between 1 and 500"));
+    }
+    let before = match &q.cursor {
+        Some(c) => Some(c.parse::<i64>().map_err(|_| RestError::new(StatusCode::BAD_REQUEST, "invalid cursor"))?),
+        None => None,
+    };
+    let mut rows = state
+        .store
+        .list_inbound(principal.org.id, q.webhook.as_deref(), q.verdict.as_deref(), before, limit + 1)
+        .await
+        .map_err(RestError::from_store)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
+    let items: Vec<InboundView> = rows.into_iter().map(|r| view(r, false)).collect();
+    Ok(Json(json!({"requests": items, "nextCursor": next})))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<InboundView>, RestError> {
+    ensure_org(&principal, &org)?;
+    let r = state
+        .store
+        .inbound(principal.org.id, &id)
+        .await
+        .map_err(RestError::from_store)?
+        .ok_or_else(|| RestError::new(StatusCode::NOT_FOUND, format!("Not Found: no inbound request '{id}'")))?;
+    Ok(Json(view(r, true)))
+}
+
+/// Evaluates a logged request again against the webhook as it is now and, if it passes, starts an execution.
+/// Authentication and dedupe are not repeated: the request was authenticated when it arrived (an
+/// unauthenticated one cannot be replayed).
+pub async fn replay(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Value>), RestError> {
+    ensure_org(&principal, &org)?;
+    let original = state
+        .store
+        .inbound(principal.org.id, &id)
+        .await
+        .map_err(RestError::from_store)?
+        .ok_or_else(|| RestError::new(StatusCode::NOT_FOUND, format!("Not Found: no inbound request '{id}'")))?;
+    if original.verdict == "unauthenticated" {
+        return Err(RestError::new(StatusCode::CONFLICT, "an unauthenticated request cannot be replayed"));
+    }
+    if original.body_truncated {
+        return Err(RestError::new(
+            StatusCode::CONFLICT,
+            "the logged body was truncated, so the request cannot be replayed",
+        ));
+    }
+    let webhook = state
+        .store
+        .webhook(principal.org.id, &original.webhook_name)
+        .await
+        .map_err(RestError::from_store)?
+        .ok_or_else(|| {
+        RestError::new(
+            StatusCode::NOT_FOUND,
+            format!("Not Found: webhook '{}' no longer exists", original.webhook_name),
+        )
+    })?;
+    let loaded = load(&state, webhook).await.map_err(load_error)?;
+    let headers = headers_of(&original.headers);
+    let payload: Value = serde_json::from_str(&original.body).unwrap_or(Value::Null);
+    let judged = judge(&loaded, &headers, &payload);
+    let mut record = original.clone();
+    record.id = uuid::Uuid::new_v4().to_string();
+    record.received_at = Timestamp::now();
+    record.delivery_id = None;
+    record.execution_id = None;
+    let mut tx = state.store.begin().await.map_err(RestError::from_store)?;
+    if judged.passed && !judged.event.is_ping {
+        let start = start_request(&state, &loaded, &judged.event, Some(&original.id));
+        let execution = pipehook_runner::pipeline::start_in(&mut *tx, &start).await.map_err(RestError::from_store)?;
+        tx.touch_webhook(loaded.webhook.id, record.received_at).await.map_err(RestError::from_store)?;
+        record.verdict = "triggered".into();
+        record.execution_id = Some(execution.id);
+        record.detail = json!({"replayOf": original.id, "rules": judged.rules});
+    } else {
+        record.verdict = "filtered".into();
+        record.detail =
+            json!({"replayOf": original.id, "failedRule": first_failure(&judged.rules), "rules": judged.rules});
+    }
+    tx.insert_inbound(&record).await.map_err(RestError::from_store)?;
+    tx.commit().await.map_err(RestError::from_store)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"requestId": record.id, "verdict": record.verdict, "pipelineExecutionId": record.execution_id})),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ExplainQuery {
+    event: Option<String>,
+}
+
+/// Evaluates a payload (the request body) against a webhook step by step, starting nothing.
+pub async fn explain(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, name)): Path<(String, String)>,
+    Query(q): Query<ExplainQuery>,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, RestError> {
+    ensure_org(&principal, &org)?;
+    let webhook = state
+        .store
+        .webhook(principal.org.id, &name)
+        .await
+        .map_err(RestError::from_store)?
+        .ok_or_else(|| RestError::new(StatusCode::NOT_FOUND, format!("Not Found: no webhook '{name}'")))?;
+    let loaded = load(&state, webhook).await.map_err(load_error)?;
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|e| RestError::new(StatusCode::BAD_REQUEST, format!("the payload is not JSON: {e}")))?;
+    if let Some(event) = &q.event {
+        let v =
+            HeaderValue::from_str(event).map_err(|_| RestError::new(StatusCode::BAD_REQUEST, "invalid event name"))?;
+        headers.entry("x-github-event").or_insert(v);
+    }
+    let judged = judge(&loaded, &headers, &payload);
+    let verdict = if judged.event.is_ping {
+        "filtered (ping: nothing to start)"
+    } else if judged.passed {
+        "would trigger"
+    } else {
+        "would be filtered"
+    };
+    Ok(Json(json!({
+        "webhook": loaded.webhook.name,
+        "pipeline": loaded.pipeline.name,
+        "authentication": {
+            "type": loaded.webhook.definition["authentication"],
+            "note": "explain evaluates the payload only; the signature or address is checked when a real request arrives",
+        },
+        "event": judged.event,
+        "rules": judged.rules,
+        "failedRule": first_failure(&judged.rules),
+        "verdict": verdict,
+    })))
+}
+
+fn load_error(e: LoadError) -> RestError {
+    match e {
+        LoadError::Store(e) => RestError::from_store(e),
+        LoadError::Broken(m) => RestError::new(StatusCode::CONFLICT, format!("the webhook cannot be evaluated: {m}")),
+    }
+}
+
+fn headers_of(logged: &Value) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in logged.as_object().into_iter().flatten() {
+        if let (Ok(name), Some(Ok(value))) =
+            (http::HeaderName::from_bytes(k.as_bytes()), v.as_str().map(HeaderValue::from_str))
+        {
+            h.insert(name, value);
+        }
+    }
+    h
+}

@@ -1,0 +1,224 @@
+//! The inbound side over HTTP: the trigger URLs git hosts call (`POST /trigger?t=...&v=1`), and the native
+//! REST routes that show what happened to each request (the inbound log), replay one, or explain how a
+//! payload would fare without starting anything.
+//!
+//! The decisions themselves are `pipehook-inbound`'s (authentication, rules, payload normalization); this
+//! module loads the webhook, calls it, and records the request, its verdict and any execution it starts in
+//! one transaction before answering.
+
+mod log;
+mod trigger;
+
+use axum::routing::{get, post};
+use axum::Router;
+use pipehook_domain::pipeline::PipelineDeclaration;
+use pipehook_domain::time::Timestamp;
+use pipehook_inbound::auth::Authentication;
+use pipehook_inbound::event::SourceEvent;
+use pipehook_inbound::rules::{CompiledRule, RuleOutcome};
+use pipehook_store::{PipelineRecord, StoreError, WebhookRecord};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use crate::aws::codepipeline::webhooks::secret_context;
+use crate::AppState;
+
+pub use trigger::routes as trigger_routes;
+
+/// `/api/orgs/{org}/...` routes of the inbound log and explain.
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/orgs/{org}/inbound", get(log::list))
+        .route("/orgs/{org}/inbound/{id}", get(log::get))
+        .route("/orgs/{org}/inbound/{id}/replay", post(log::replay))
+        .route("/orgs/{org}/webhooks/{name}/explain", post(log::explain))
+}
+
+/// Delivery ids are remembered this long: a redelivery within it starts nothing.
+pub const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
+
+/// Bodies are kept in the log up to this size.
+pub const LOGGED_BODY_BYTES: usize = 64 * 1024;
+
+/// Headers worth keeping with a logged request (never secrets or signatures).
+const LOGGED_HEADERS: [&str; 11] = [
+    "content-type",
+    "user-agent",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "x-gitlab-event",
+    "x-gitlab-event-uuid",
+    "x-event-key",
+    "x-request-uuid",
+    "x-forwarded-for",
+    "x-hub-signature-256",
+];
+
+pub(crate) fn logged_headers(headers: &http::HeaderMap) -> Value {
+    let mut m = serde_json::Map::new();
+    for name in LOGGED_HEADERS {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            // A signature is not a secret, but only its presence matters for debugging.
+            let v = if name == "x-hub-signature-256" { "(present)" } else { v };
+            m.insert(name.to_owned(), Value::from(v));
+        }
+    }
+    Value::Object(m)
+}
+
+/// The body as logged: UTF-8 (lossy), capped on a character boundary.
+pub(crate) fn logged_body(body: &[u8]) -> (String, bool) {
+    let truncated = body.len() > LOGGED_BODY_BYTES;
+    let slice = &body[..body.len().min(LOGGED_BODY_BYTES)];
+    let mut text = String::from_utf8_lossy(slice).into_owned();
+    if truncated {
+        while text.len() > LOGGED_BODY_BYTES {
+            text.pop();
+        }
+    }
+    (text, truncated)
+}
+
+/// Everything needed to judge requests for one webhook.
+pub(crate) struct Loaded {
+    pub webhook: WebhookRecord,
+    pub pipeline: PipelineRecord,
+    pub rules: Vec<CompiledRule>,
+    pub auth: Authentication,
+    /// The organization's AWS account id, for the webhook's ARN.
+    pub account_id: String,
+}
+
+#[derive(Debug)]
+pub(crate) enum LoadError {
+    /// The webhook's pipeline or rules no longer make sense (e.g. the target action was removed).
+    Broken(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for LoadError {
+    fn from(e: StoreError) -> Self {
+        LoadError::Store(e)
+    }
+}
+
+pub(crate) async fn load(state: &AppState, webhook: WebhookRecord) -> Result<Loaded, LoadError> {
+    let account_id = state
+        .store
+        .org_by_id(webhook.org)
+        .await?
+        .map(|o| o.account_id.to_string())
+        .ok_or_else(|| LoadError::Broken("the organization no longer exists".into()))?;
+    let pipeline = state
+        .store
+        .pipeline(webhook.org, &webhook.pipeline_name)
+        .await?
+        .ok_or_else(|| LoadError::Broken("the target pipeline no longer exists".into()))?;
+    let decl: PipelineDeclaration = serde_json::from_value(pipeline.declaration.clone())
+        .map_err(|e| LoadError::Broken(format!("stored pipeline does not parse: {e}")))?;
+    let target = webhook.definition["targetAction"].as_str().unwrap_or_default().to_owned();
+    let config: BTreeMap<String, String> = decl
+        .stages
+        .first()
+        .and_then(|s| s.actions.iter().find(|a| a.name == target))
+        .and_then(|a| a.configuration.clone())
+        .ok_or_else(|| LoadError::Broken(format!("target action '{target}' is no longer in the source stage")))?;
+    let filters: Vec<pipehook_inbound::rules::Rule> = webhook.definition["filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| pipehook_inbound::rules::Rule {
+            json_path: f["jsonPath"].as_str().unwrap_or_default().to_owned(),
+            match_equals: f["matchEquals"].as_str().map(str::to_owned),
+        })
+        .collect();
+    let rules = pipehook_inbound::rules::compile(&filters, &config).map_err(|e| LoadError::Broken(e.to_string()))?;
+    let auth = match webhook.definition["authentication"].as_str() {
+        Some("GITHUB_HMAC") => {
+            let mut secrets = Vec::new();
+            let ctx = secret_context(webhook.org.0, &webhook.name);
+            let now = Timestamp::now();
+            let previous = webhook
+                .previous_secret_ciphertext
+                .as_ref()
+                .filter(|_| webhook.previous_secret_expires_at.is_some_and(|t| t > now));
+            for ct in webhook.secret_ciphertext.iter().chain(previous) {
+                let plain = state
+                    .master_key
+                    .decrypt(&ctx, ct)
+                    .map_err(|e| LoadError::Broken(format!("the webhook secret does not decrypt: {e}")))?;
+                let s = String::from_utf8(plain)
+                    .map_err(|_| LoadError::Broken("the webhook secret is not UTF-8".into()))?;
+                secrets.push(pipehook_domain::secret::Secret::new(s));
+            }
+            Authentication::GithubHmac { secrets }
+        }
+        Some("IP") => {
+            let range =
+                webhook.definition["authenticationConfiguration"]["AllowedIPRange"].as_str().unwrap_or_default();
+            Authentication::Ip { range: pipehook_inbound::auth::parse_cidr(range).map_err(LoadError::Broken)? }
+        }
+        _ => Authentication::Unauthenticated,
+    };
+    Ok(Loaded { webhook, pipeline, rules, auth, account_id })
+}
+
+/// The filter step's outcome for a payload.
+pub(crate) struct Judgement {
+    pub event: SourceEvent,
+    pub rules: Vec<RuleOutcome>,
+    pub passed: bool,
+}
+
+pub(crate) fn judge(loaded: &Loaded, headers: &http::HeaderMap, payload: &Value) -> Judgement {
+    let event = pipehook_inbound::event::normalize(headers, payload);
+    let rules = pipehook_inbound::rules::evaluate(&loaded.rules, payload);
+    let passed = rules.iter().all(|r| r.passed);
+    Judgement { event, rules, passed }
+}
+
+/// The first failing rule, for the log's `filtered` detail.
+pub(crate) fn first_failure(rules: &[RuleOutcome]) -> Value {
+    rules.iter().find(|r| !r.passed).map_or(Value::Null, |r| json!(r))
+}
+
+/// What the runner needs to know of the revision a trigger carries.
+pub(crate) fn revision_hint(e: &SourceEvent) -> Value {
+    json!({
+        "provider": e.provider,
+        "event": e.event,
+        "commitId": e.commit_id,
+        "ref": e.git_ref,
+        "branch": e.branch,
+        "message": e.message,
+        "actor": e.actor,
+        "repository": e.repository,
+        "repositoryUrl": e.repository_url,
+        "pullRequest": e.pull_request,
+    })
+}
+
+/// The start request for a triggered execution.
+pub(crate) fn start_request(
+    state: &AppState,
+    loaded: &Loaded,
+    event: &SourceEvent,
+    replay_of: Option<&str>,
+) -> pipehook_runner::pipeline::StartRequest {
+    let w = &loaded.webhook;
+    let arn = format!("arn:aws:codepipeline:{}:{}:webhook:{}", state.config.aws_region, loaded.account_id, w.name);
+    let mut trigger = json!({"triggerType": "Webhook", "triggerDetail": arn});
+    if let Some(r) = replay_of {
+        trigger["replayOf"] = json!(r);
+    }
+    pipehook_runner::pipeline::StartRequest {
+        org: w.org,
+        pipeline: loaded.pipeline.clone(),
+        trigger,
+        source_revisions: json!([]),
+        variables: json!([]),
+        client_request_token: None,
+        revision_hint: Some(revision_hint(event)),
+    }
+}

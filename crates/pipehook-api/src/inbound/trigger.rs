@@ -1,0 +1,220 @@
+//! `POST /trigger?t=<token>&v=1`: what git hosts call.
+//!
+//! Steps, each recorded: read the body (capped), find the webhook by the token (unknown: 404, nothing
+//! revealed), authenticate, recognise pings, deduplicate by the provider's delivery id, apply the filter
+//! rules, start the execution. The request, its verdict and the execution commit in one transaction before
+//! the response is sent, so an answered delivery is never lost and an unanswered one is retried by the host.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use pipehook_domain::credentials::TokenHash;
+use pipehook_domain::time::Timestamp;
+use pipehook_inbound::auth::AuthOutcome;
+use pipehook_store::{DeliveryClaim, InboundRecord, TriggerOutcome, TriggerWrite};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+use super::{first_failure, judge, load, logged_body, logged_headers, start_request, LoadError, DEDUPE_WINDOW};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/trigger", post(trigger))
+}
+
+#[derive(Deserialize)]
+struct TriggerQuery {
+    t: Option<String>,
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn not_found() -> Response {
+    answer(StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
+}
+
+fn unavailable() -> Response {
+    // A 5xx makes the git host retry the delivery later: nothing was accepted.
+    answer(StatusCode::SERVICE_UNAVAILABLE, json!({"message": "Service Unavailable: retry later"}))
+}
+
+async fn trigger(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<TriggerQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(token) = q.t.filter(|t| !t.is_empty() && t.len() <= 128) else { return not_found() };
+    let body = match to_bytes(body, state.config.trigger_max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"message": format!("Payload Too Large: the limit is {} bytes", state.config.trigger_max_body_bytes)}),
+            )
+        }
+    };
+    let webhook = match state.store.webhook_by_token(&TokenHash::of(&token).0).await {
+        Ok(Some(w)) => w,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "looking up a trigger token failed");
+            return unavailable();
+        }
+    };
+    let loaded = match load(&state, webhook).await {
+        Ok(l) => l,
+        Err(LoadError::Store(e)) => {
+            tracing::error!(error = %e, "loading a webhook failed");
+            return unavailable();
+        }
+        Err(LoadError::Broken(reason)) => {
+            tracing::warn!(%reason, "a trigger URL points at a webhook that cannot be evaluated");
+            return answer(
+                StatusCode::CONFLICT,
+                json!({"result": "rejected", "message": "The webhook's configuration is not usable; see its inbound log"}),
+            );
+        }
+    };
+    let w = &loaded.webhook;
+    let now = Timestamp::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (logged, truncated) = logged_body(&body);
+    let delivery_id = pipehook_inbound::event::delivery_id(&headers);
+    let mut record = InboundRecord {
+        seq: 0,
+        id: request_id.clone(),
+        org: w.org,
+        webhook_id: w.id,
+        webhook_name: w.name.clone(),
+        received_at: now,
+        peer: peer.ip().to_string(),
+        headers: logged_headers(&headers),
+        body: logged,
+        body_truncated: truncated,
+        delivery_id: delivery_id.clone(),
+        verdict: String::new(),
+        detail: Value::Null,
+        execution_id: None,
+    };
+
+    // 1. Authenticate. Why it failed goes to the log only.
+    let auth = pipehook_inbound::auth::authenticate(
+        &loaded.auth,
+        &headers,
+        &body,
+        peer.ip(),
+        state.config.trust_forwarded_for,
+    );
+    if let AuthOutcome::Failed { reason } = &auth {
+        record.verdict = "unauthenticated".into();
+        record.detail = json!({"reason": reason});
+        return match save(&state, &record).await {
+            Ok(()) => answer(StatusCode::UNAUTHORIZED, json!({"result": "unauthenticated", "requestId": request_id})),
+            Err(r) => r,
+        };
+    }
+    let auth_detail = match &auth {
+        AuthOutcome::Passed { method, secret_index } => json!({"method": method, "secretIndex": secret_index}),
+        AuthOutcome::Failed { .. } => Value::Null,
+    };
+
+    // 2. The payload: JSON when the rules need it.
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) if !loaded.rules.is_empty() => {
+            record.verdict = "rejected".into();
+            record.detail = json!({"reason": format!("the body is not JSON: {e}"), "authentication": auth_detail});
+            return match save(&state, &record).await {
+                Ok(()) => answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"result": "rejected", "message": "The body is not valid JSON", "requestId": request_id}),
+                ),
+                Err(r) => r,
+            };
+        }
+        Err(_) => Value::Null,
+    };
+    let judged = judge(&loaded, &headers, &payload);
+
+    // 3. Deduplicate: the first request with a delivery id decides; later ones answer with its verdict.
+    //    The claim is written with the request itself (below), so two racing copies cannot both win.
+    let cutoff = Timestamp(now.0.saturating_sub(DEDUPE_WINDOW.as_millis() as i64));
+    let delivery = delivery_id.clone().map(|d| DeliveryClaim { webhook_id: w.id, delivery_id: d, cutoff });
+
+    // 4. Pings start nothing; 5. rules; 6. start.
+    let event_json = serde_json::to_value(&judged.event).unwrap_or(Value::Null);
+    let mut execution = None;
+    let (status, body) = if judged.event.is_ping {
+        record.verdict = "filtered".into();
+        record.detail =
+            json!({"reason": "ping event: nothing to start", "event": event_json, "authentication": auth_detail});
+        (StatusCode::OK, json!({"result": "filtered", "reason": "ping", "requestId": request_id}))
+    } else if !judged.passed {
+        record.verdict = "filtered".into();
+        record.detail = json!({"failedRule": first_failure(&judged.rules), "rules": judged.rules, "event": event_json, "authentication": auth_detail});
+        (StatusCode::OK, json!({"result": "filtered", "requestId": request_id}))
+    } else {
+        let start = match pipehook_runner::pipeline::prepare_start(&start_request(&state, &loaded, &judged.event, None))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "preparing an execution from a trigger failed");
+                return unavailable();
+            }
+        };
+        let id = start.execution.id.clone();
+        record.verdict = "triggered".into();
+        record.execution_id = Some(id.clone());
+        record.detail = json!({"rules": judged.rules, "event": event_json, "authentication": auth_detail});
+        execution = Some(start);
+        (StatusCode::OK, json!({"result": "triggered", "pipelineExecutionId": id, "requestId": request_id}))
+    };
+    let touch = execution.as_ref().map(|_| (w.id, now));
+    let write = TriggerWrite { inbound: record.clone(), delivery, execution, touch };
+    match state.store.record_trigger(write).await {
+        Ok(TriggerOutcome::Recorded) => answer(status, body),
+        Ok(TriggerOutcome::Duplicate) => {
+            let d = delivery_id.unwrap_or_default();
+            let first = state.store.first_delivery(w.id, &d, cutoff).await.ok().flatten();
+            record.verdict = "duplicate".into();
+            record.detail = json!({
+                "firstRequestId": first.as_ref().map(|f| f.id.clone()),
+                "firstVerdict": first.as_ref().map(|f| f.verdict.clone()),
+            });
+            record.execution_id = first.as_ref().and_then(|f| f.execution_id.clone());
+            match save(&state, &record).await {
+                Ok(()) => answer(
+                    StatusCode::OK,
+                    json!({
+                        "result": "duplicate",
+                        "firstVerdict": first.as_ref().map(|f| f.verdict.clone()),
+                        "pipelineExecutionId": record.execution_id,
+                        "requestId": request_id,
+                    }),
+                ),
+                Err(r) => r,
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a trigger request failed");
+            unavailable()
+        }
+    }
+}
+
+/// Records a request whose verdict needs no other write (through the same group commit).
+async fn save(state: &AppState, record: &InboundRecord) -> Result<(), Response> {
+    let write = TriggerWrite { inbound: record.clone(), delivery: None, execution: None, touch: None };
+    state.store.record_trigger(write).await.map(|_| ()).map_err(|e| {
+        tracing::error!(error = %e, "recording a trigger request failed");
+        unavailable()
+    })
+}

@@ -1,0 +1,626 @@
+//! Pipeline webhooks (seeds 000, 001) end to end: the official SDK for PutWebhook and friends, and real
+//! GitHub payloads (from @octokit/webhooks-examples, see pipehook-inbound's fixtures) signed as GitHub signs
+//! them and posted to the trigger URL.
+
+use aws_sdk_codepipeline::error::ProvideErrorMetadata;
+use aws_sdk_codepipeline::types::{
+    ActionCategory, ActionDeclaration, ActionOwner, ActionTypeId, ArtifactStore, ArtifactStoreType, ExecutionMode,
+    PipelineDeclaration, PipelineExecutionStatus, StageDeclaration, Tag, WebhookAuthConfiguration,
+    WebhookAuthenticationType, WebhookDefinition, WebhookFilterRule,
+};
+use aws_sdk_codepipeline::Client;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use std::time::Duration;
+
+use crate::support::{codepipeline, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
+
+const SECRET: &str = "it's-a-secret-to-everybody";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/../pipehook-inbound/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn client(s: &TestServer) -> Client {
+    codepipeline(&s.url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "us-east-1")
+}
+
+async fn create_pipeline(c: &Client, name: &str, branch: &str, command: &str) {
+    let source = ActionDeclaration::builder()
+        .name("Source")
+        .action_type_id(
+            ActionTypeId::builder()
+                .category(ActionCategory::Source)
+                .owner(ActionOwner::ThirdParty)
+                .provider("GitHub")
+                .version("1")
+                .build()
+                .unwrap(),
+        )
+        .configuration("Owner", "Codertocat")
+        .configuration("Repo", "Hello-World")
+        .configuration("Branch", branch)
+        .configuration("OAuthToken", "gh-token-123")
+        .configuration("PollForSourceChanges", "false")
+        .build()
+        .unwrap();
+    let build = ActionDeclaration::builder()
+        .name("Build")
+        .action_type_id(
+            ActionTypeId::builder()
+                .category(ActionCategory::Build)
+                .owner(ActionOwner::Custom)
+                .provider("Command")
+                .version("1")
+                .build()
+                .unwrap(),
+        )
+        .configuration("Command", command)
+        .build()
+        .unwrap();
+    let p = PipelineDeclaration::builder()
+        .name(name)
+        .role_arn("arn:aws:iam::123456789012:role/pipehook")
+        .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("bucket").build().unwrap())
+        .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
+        .stages(StageDeclaration::builder().name("Build").actions(build).build().unwrap())
+        .execution_mode(ExecutionMode::Parallel)
+        .build()
+        .unwrap();
+    c.create_pipeline().pipeline(p).send().await.unwrap();
+}
+
+fn definition(
+    name: &str,
+    pipeline: &str,
+    auth: WebhookAuthenticationType,
+    config: WebhookAuthConfiguration,
+) -> WebhookDefinition {
+    WebhookDefinition::builder()
+        .name(name)
+        .target_pipeline(pipeline)
+        .target_action("Source")
+        .filters(WebhookFilterRule::builder().json_path("$.ref").match_equals("refs/heads/{Branch}").build().unwrap())
+        .authentication(auth)
+        .authentication_configuration(config)
+        .build()
+        .unwrap()
+}
+
+fn hmac_config(secret: &str) -> WebhookAuthConfiguration {
+    WebhookAuthConfiguration::builder().secret_token(secret).build()
+}
+
+async fn post(url: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, Value) {
+    let mut req = reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn github(event: &str, delivery: &str, signature: Option<String>) -> Vec<(&'static str, String)> {
+    let mut h = vec![("x-github-event", event.to_owned()), ("x-github-delivery", delivery.to_owned())];
+    if let Some(s) = signature {
+        h.push(("x-hub-signature-256", s));
+    }
+    h
+}
+
+async fn wait_done(c: &Client, pipeline: &str, id: &str) -> aws_sdk_codepipeline::types::PipelineExecution {
+    for _ in 0..300 {
+        let e = c.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(id).send().await.unwrap();
+        let e = e.pipeline_execution.unwrap();
+        if e.status != Some(PipelineExecutionStatus::InProgress) {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("execution did not finish");
+}
+
+fn code<E: ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or("<none>").to_owned()
+}
+
+#[tokio::test]
+async fn put_list_delete_and_the_url_lifecycle() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    create_pipeline(&c, "app", "master", "true").await;
+    let put = c
+        .put_webhook()
+        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
+        .tags(Tag::builder().key("team").value("ci").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let w = put.webhook.unwrap();
+    let url = w.url.clone();
+    assert!(url.starts_with(&format!("{}/trigger?t=", s.url)) && url.ends_with("&v=1"), "{url}");
+    let token = url.split("t=").nth(1).unwrap().split('&').next().unwrap();
+    assert!(token.len() >= 22 && !token.contains("gh") && !token.contains("app"), "the token is opaque: {token}");
+    assert_eq!(w.arn.as_deref(), Some("arn:aws:codepipeline:us-east-1:123456789012:webhook:gh"));
+    let shown = w.definition.unwrap().authentication_configuration.unwrap();
+    assert_ne!(shown.secret_token.as_deref(), Some(SECRET), "the secret is never returned");
+    assert_eq!(w.tags.unwrap().len(), 1);
+
+    // A replace keeps the URL.
+    let again = c
+        .put_webhook()
+        .webhook(definition(
+            "gh",
+            "app",
+            WebhookAuthenticationType::Unauthenticated,
+            WebhookAuthConfiguration::builder().build(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.webhook.unwrap().url, url);
+
+    for i in 0..3 {
+        c.put_webhook()
+            .webhook(definition(
+                &format!("w{i}"),
+                "app",
+                WebhookAuthenticationType::Unauthenticated,
+                WebhookAuthConfiguration::builder().build(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    let page = c.list_webhooks().max_results(2).send().await.unwrap();
+    assert_eq!(page.webhooks().len(), 2);
+    let rest = c.list_webhooks().max_results(2).next_token(page.next_token().unwrap()).send().await.unwrap();
+    assert_eq!(rest.webhooks().len(), 2);
+    assert!(rest.next_token().is_none());
+
+    let arn = "arn:aws:codepipeline:us-east-1:123456789012:webhook:gh";
+    c.tag_resource()
+        .resource_arn(arn)
+        .tags(Tag::builder().key("env").value("prod").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(c.list_tags_for_resource().resource_arn(arn).send().await.unwrap().tags().len(), 2);
+
+    // Delete: the URL stops at once; deleting again succeeds; re-creating gives a new URL.
+    c.delete_webhook().name("gh").send().await.unwrap();
+    assert_eq!(post(&url, b"{}", &[]).await.0, 404);
+    c.delete_webhook().name("gh").send().await.unwrap();
+    let recreated = c
+        .put_webhook()
+        .webhook(definition(
+            "gh",
+            "app",
+            WebhookAuthenticationType::Unauthenticated,
+            WebhookAuthConfiguration::builder().build(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(recreated.webhook.unwrap().url, url);
+    assert_eq!(
+        post(&format!("{}/trigger?t=nope&v=1", s.url), b"{}", &[]).await,
+        (404, serde_json::json!({"message": "Not Found"}))
+    );
+
+    // Deleting the pipeline deletes its webhooks.
+    c.delete_pipeline().name("app").send().await.unwrap();
+    assert!(c.list_webhooks().send().await.unwrap().webhooks().is_empty());
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn put_webhook_errors_follow_the_seed() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    create_pipeline(&c, "app", "master", "true").await;
+    let unauth = || WebhookAuthConfiguration::builder().build();
+    let base = || definition("w", "app", WebhookAuthenticationType::Unauthenticated, unauth());
+    let with = |f: &dyn Fn(&mut WebhookDefinition)| {
+        let mut d = base();
+        f(&mut d);
+        d
+    };
+    let cases: Vec<(WebhookDefinition, &str)> = vec![
+        (with(&|d| d.name = "bad name".into()), "ValidationException"),
+        (with(&|d| d.target_pipeline = "nope".into()), "PipelineNotFoundException"),
+        (with(&|d| d.target_action = "Build".into()), "ValidationException"),
+        (with(&|d| d.filters[0].json_path = "$.[".into()), "InvalidWebhookFilterPatternException"),
+        (with(&|d| d.filters[0].match_equals = Some("refs/heads/{Nope}".into())), "ValidationException"),
+        (with(&|d| d.filters = vec![d.filters[0].clone(); 6]), "ValidationException"),
+        (
+            with(&|d| {
+                d.authentication = WebhookAuthenticationType::GithubHmac;
+                d.authentication_configuration =
+                    Some(WebhookAuthConfiguration::builder().secret_token("s").allowed_ip_range("10.0.0.0/8").build());
+            }),
+            "InvalidWebhookAuthenticationParametersException",
+        ),
+        (
+            with(&|d| {
+                d.authentication = WebhookAuthenticationType::GithubHmac;
+                d.authentication_configuration = Some(unauth());
+            }),
+            "InvalidWebhookAuthenticationParametersException",
+        ),
+        (
+            with(&|d| {
+                d.authentication = WebhookAuthenticationType::Ip;
+                d.authentication_configuration =
+                    Some(WebhookAuthConfiguration::builder().allowed_ip_range("10.0.0.300/8").build());
+            }),
+            "InvalidWebhookAuthenticationParametersException",
+        ),
+        (
+            with(&|d| {
+                d.authentication_configuration = Some(WebhookAuthConfiguration::builder().secret_token("x").build())
+            }),
+            "InvalidWebhookAuthenticationParametersException",
+        ),
+    ];
+    for (d, want) in cases {
+        let e = c.put_webhook().webhook(d.clone()).send().await.unwrap_err();
+        assert_eq!(code(&e), want, "{d:?}: {:?}", e.message());
+    }
+    assert!(c.list_webhooks().send().await.unwrap().webhooks().is_empty(), "nothing partial is stored");
+    let e = c
+        .put_webhook()
+        .webhook(base())
+        .tags(Tag::builder().key("aws:x").value("v").build().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidTagsException");
+    let tags: Vec<Tag> = (0..51).map(|i| Tag::builder().key(format!("k{i}")).value("v").build().unwrap()).collect();
+    let e = c.put_webhook().webhook(base()).set_tags(Some(tags)).send().await.unwrap_err();
+    assert_eq!(code(&e), "TooManyTagsException");
+    let e = c.register_webhook_with_third_party().webhook_name("missing").send().await.unwrap_err();
+    assert_eq!(code(&e), "WebhookNotFoundException");
+
+    // Two concurrent puts of one new name: one wins, the other gets ConcurrentModificationException, and the
+    // stored record is whole.
+    let mut outcomes = Vec::new();
+    for round in 0..5 {
+        let name = format!("race{round}");
+        let d1 = with(&|d| d.name = name.clone());
+        let d2 = with(&|d| {
+            d.name = name.clone();
+            d.filters.clear();
+        });
+        let (a, b) = tokio::join!(c.put_webhook().webhook(d1).send(), c.put_webhook().webhook(d2).send());
+        for r in [&a, &b] {
+            if let Err(e) = r {
+                assert_eq!(code(e), "ConcurrentModificationException");
+            }
+        }
+        assert!(a.is_ok() || b.is_ok());
+        outcomes.push((a.is_ok(), b.is_ok()));
+        let listed = c.list_webhooks().send().await.unwrap();
+        let w = listed.webhooks().iter().find(|w| w.definition().unwrap().name() == name).unwrap();
+        let filters = w.definition().unwrap().filters().len();
+        assert!(filters == 0 || filters == 1);
+    }
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn signed_github_deliveries_trigger_filter_and_deduplicate() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("trigger.txt");
+    let cmd = format!(
+        "echo \"$PIPEHOOK_COMMIT_ID $PIPEHOOK_BRANCH $PIPEHOOK_REPOSITORY $PIPEHOOK_TRIGGER\" > {}",
+        file.display()
+    );
+    create_pipeline(&c, "app", "master", &cmd).await;
+    create_pipeline(&c, "other", "develop", "true").await;
+    let url = c
+        .put_webhook()
+        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    let url_dev = c
+        .put_webhook()
+        .webhook(definition("dev", "other", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    let push = fixture("github/push-branch.json");
+
+    // Triggered: a real push to master, signed.
+    let (status, body) = post(&url, &push, &github("push", "d-1", Some(sign(SECRET, &push)))).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("triggered")), "{body}");
+    let id = body["pipelineExecutionId"].as_str().unwrap().to_owned();
+    let e = wait_done(&c, "app", &id).await;
+    assert_eq!(e.status, Some(PipelineExecutionStatus::Succeeded));
+    let trigger = e.trigger.clone().unwrap();
+    assert_eq!(trigger.trigger_type.unwrap().as_str(), "Webhook");
+    assert_eq!(trigger.trigger_detail.as_deref(), Some("arn:aws:codepipeline:us-east-1:123456789012:webhook:gh"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        "6113728f27ae82c7b1a177c8d03f9e96e0adf246 master Codertocat/Hello-World Webhook"
+    );
+    let revisions = e.artifact_revisions();
+    assert_eq!(revisions[0].revision_id(), Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"));
+    let listed = c.list_webhooks().send().await.unwrap();
+    assert!(listed
+        .webhooks()
+        .iter()
+        .find(|w| w.definition().unwrap().name() == "gh")
+        .unwrap()
+        .last_triggered()
+        .is_some());
+
+    // Duplicate: the same delivery id again starts nothing and answers with the first verdict.
+    let (status, body) = post(&url, &push, &github("push", "d-1", Some(sign(SECRET, &push)))).await;
+    assert_eq!(
+        (status, body["result"].as_str(), body["firstVerdict"].as_str()),
+        (200, Some("duplicate"), Some("triggered"))
+    );
+    assert_eq!(body["pipelineExecutionId"].as_str(), Some(id.as_str()));
+    assert_eq!(
+        c.list_pipeline_executions().pipeline_name("app").send().await.unwrap().pipeline_execution_summaries().len(),
+        1
+    );
+
+    // Filtered: the same push against a webhook that wants develop.
+    let (status, body) = post(&url_dev, &push, &github("push", "d-2", Some(sign(SECRET, &push)))).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("filtered")));
+    let request = body["requestId"].as_str().unwrap().to_owned();
+    let (status, logged) = s.get(&format!("/api/orgs/default/inbound/{request}"), Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(logged["verdict"], "filtered");
+    assert_eq!(logged["detail"]["failedRule"]["wanted"], "refs/heads/develop");
+    assert_eq!(logged["detail"]["failedRule"]["found"][0], "\"refs/heads/master\"");
+    assert!(c
+        .list_pipeline_executions()
+        .pipeline_name("other")
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_summaries()
+        .is_empty());
+
+    // Unauthenticated: wrong secret, no signature, tampered body. 401 and nothing that helps an attacker.
+    for (headers, body) in [
+        (github("push", "d-3", Some(sign("wrong", &push))), push.clone()),
+        (github("push", "d-4", None), push.clone()),
+        (github("push", "d-5", Some(sign(SECRET, &push))), [&push[..], b" "].concat()),
+    ] {
+        let (status, answer) = post(&url, &body, &headers).await;
+        assert_eq!((status, answer["result"].as_str()), (401, Some("unauthenticated")));
+        assert_eq!(answer.as_object().unwrap().len(), 2, "only result and requestId: {answer}");
+    }
+    let (_, log) = s.get("/api/orgs/default/inbound?verdict=unauthenticated", Some(TOKEN)).await;
+    assert_eq!(log["requests"].as_array().unwrap().len(), 3);
+    assert!(log["requests"][0]["detail"]["reason"].as_str().is_some());
+
+    // A ping starts nothing; a body that is not JSON is rejected (the webhook has filters).
+    let ping = fixture("github/ping.json");
+    let (status, body) = post(&url, &ping, &github("ping", "d-6", Some(sign(SECRET, &ping)))).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("filtered")));
+    let junk = b"not json".to_vec();
+    let (status, body) = post(&url, &junk, &github("push", "d-7", Some(sign(SECRET, &junk)))).await;
+    assert_eq!((status, body["result"].as_str()), (400, Some("rejected")));
+
+    // Explain: rule by rule, nothing started.
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/orgs/default/webhooks/dev/explain?event=push", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .body(push.clone())
+        .send()
+        .await
+        .unwrap();
+    let explained: Value = res.json().await.unwrap();
+    assert_eq!(explained["verdict"], "would be filtered");
+    assert_eq!(explained["rules"][0]["wanted"], "refs/heads/develop");
+    assert_eq!(
+        explained["event"]["commit_id"].as_str().or(explained["event"]["commitId"].as_str()),
+        Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+    );
+
+    // Replay of the filtered request after the webhook is pointed at master: it triggers now.
+    c.put_webhook()
+        .webhook(definition("dev", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
+        .send()
+        .await
+        .unwrap();
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/orgs/default/inbound/{request}/replay", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    let replayed: Value = res.json().await.unwrap();
+    assert_eq!(replayed["verdict"], "triggered", "{replayed}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn ip_authentication_body_cap_and_secret_rotation() {
+    let s = TestServer::builder().env("PIPEHOOK_TRIGGER_MAX_BODY_BYTES", "20000").start().await.unwrap();
+    let c = client(&s);
+    create_pipeline(&c, "app", "master", "true").await;
+    let ip = |range: &str| WebhookAuthConfiguration::builder().allowed_ip_range(range).build();
+    let inside = c
+        .put_webhook()
+        .webhook(definition("in", "app", WebhookAuthenticationType::Ip, ip("127.0.0.0/8")))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    let outside = c
+        .put_webhook()
+        .webhook(definition("out", "app", WebhookAuthenticationType::Ip, ip("2001:db8::/32")))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    let push = fixture("github/push-branch.json");
+    assert_eq!(post(&inside, &push, &github("push", "i-1", None)).await.1["result"], "triggered");
+    assert_eq!(post(&outside, &push, &github("push", "i-2", None)).await.0, 401);
+    // X-Forwarded-For is not believed unless the server trusts a proxy.
+    let mut spoof = github("push", "i-3", None);
+    spoof.push(("x-forwarded-for", "2001:db8::1".into()));
+    assert_eq!(post(&outside, &push, &spoof).await.0, 401);
+
+    let big = vec![b' '; 30_000];
+    assert_eq!(post(&inside, &big, &github("push", "i-4", None)).await.0, 413);
+
+    // Rotation: after a put with a new secret, the old one keeps working during the overlap.
+    let url = c
+        .put_webhook()
+        .webhook(definition("rot", "app", WebhookAuthenticationType::GithubHmac, hmac_config("old-secret")))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    c.put_webhook()
+        .webhook(definition("rot", "app", WebhookAuthenticationType::GithubHmac, hmac_config("new-secret")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        post(&url, &push, &github("push", "r-1", Some(sign("old-secret", &push)))).await.1["result"],
+        "triggered"
+    );
+    assert_eq!(
+        post(&url, &push, &github("push", "r-2", Some(sign("new-secret", &push)))).await.1["result"],
+        "triggered"
+    );
+    assert_eq!(post(&url, &push, &github("push", "r-3", Some(sign("other", &push)))).await.0, 401);
+    s.stop().await.unwrap();
+
+    // With no overlap configured, the old secret stops at once.
+    let s = TestServer::builder().env("PIPEHOOK_SECRET_ROTATION_OVERLAP", "0").start().await.unwrap();
+    let c = client(&s);
+    create_pipeline(&c, "app", "master", "true").await;
+    let url = c
+        .put_webhook()
+        .webhook(definition("rot", "app", WebhookAuthenticationType::GithubHmac, hmac_config("old-secret")))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    c.put_webhook()
+        .webhook(definition("rot", "app", WebhookAuthenticationType::GithubHmac, hmac_config("new-secret")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post(&url, &push, &github("push", "r-4", Some(sign("old-secret", &push)))).await.0, 401);
+    s.stop().await.unwrap();
+}
+
+/// A local fake of GitHub's repository-hooks API records what pipehook asks of it.
+#[tokio::test]
+async fn register_and_deregister_with_a_github_compatible_api() {
+    use axum::routing::{delete, post as axum_post};
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = {
+        let (seen, seen2, fail) = (seen.clone(), seen.clone(), fail.clone());
+        axum::Router::new()
+            .route(
+                "/repos/{owner}/{repo}/hooks",
+                axum_post(
+                    move |headers: axum::http::HeaderMap,
+                          axum::extract::Path((o, r)): axum::extract::Path<(String, String)>,
+                          body: axum::Json<Value>| {
+                        let (seen, fail) = (seen.clone(), fail.clone());
+                        async move {
+                            let auth = headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            seen.lock().unwrap().push((format!("POST {o}/{r}"), auth, body.0));
+                            if fail.load(std::sync::atomic::Ordering::SeqCst) {
+                                return (
+                                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                                    axum::Json(serde_json::json!({"message": "Validation Failed"})),
+                                );
+                            }
+                            (axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({"id": 4242})))
+                        }
+                    },
+                ),
+            )
+            .route(
+                "/repos/{owner}/{repo}/hooks/{id}",
+                delete(move |axum::extract::Path((o, r, id)): axum::extract::Path<(String, String, String)>| {
+                    let seen = seen2.clone();
+                    async move {
+                        seen.lock().unwrap().push((format!("DELETE {o}/{r}/{id}"), String::new(), Value::Null));
+                        axum::http::StatusCode::NO_CONTENT
+                    }
+                }),
+            )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let s = TestServer::builder().env("PIPEHOOK_GITHUB_API_URL", &fake).start().await.unwrap();
+    let c = client(&s);
+    create_pipeline(&c, "app", "master", "true").await;
+    let url = c
+        .put_webhook()
+        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    c.register_webhook_with_third_party().webhook_name("gh").send().await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        let (what, auth, body) = &seen[0];
+        assert_eq!((what.as_str(), auth.as_str()), ("POST Codertocat/Hello-World", "token gh-token-123"));
+        assert_eq!(body["config"]["url"], Value::from(url.clone()));
+        assert_eq!(body["config"]["content_type"], "json");
+        assert_eq!(body["config"]["secret"], SECRET);
+    }
+    c.deregister_webhook_with_third_party().webhook_name("gh").send().await.unwrap();
+    assert_eq!(seen.lock().unwrap()[1].0, "DELETE Codertocat/Hello-World/4242");
+
+    // A failure lands in errorCode / errorMessage and as an error.
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = c.register_webhook_with_third_party().webhook_name("gh").send().await.unwrap_err();
+    assert_eq!(code(&e), "ValidationException");
+    let listed = c.list_webhooks().send().await.unwrap();
+    let w = &listed.webhooks()[0];
+    assert_eq!(w.error_code(), Some("HTTP422"));
+    assert!(w.error_message().unwrap().contains("Validation Failed"));
+    s.stop().await.unwrap();
+}
