@@ -134,9 +134,25 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 pub async fn prepare(config: &Config) -> Result<(Arc<dyn Store>, MasterKey), StartError> {
     // The key first: a malformed key file must fail before a database is created.
     let key = resolve_master_key(config)?;
-    let store = open_store(config).await?;
-    store.migrate().await.map_err(|e| StartError::Runtime(format!("migrating the database failed: {e}")))?;
-    Ok((store, key))
+    // Another process (a running server, when this is the CLI) may hold SQLite's lock for a moment while
+    // opening or migrating; SQLite answers some of those with "database is locked" at once instead of
+    // waiting, so retry those for a few seconds.
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            let store = open_store(config).await?;
+            store.migrate().await.map_err(|e| StartError::Runtime(format!("migrating the database failed: {e}")))?;
+            Ok::<_, StartError>(store)
+        };
+        match result.await {
+            Ok(store) => return Ok((store, key)),
+            Err(StartError::Runtime(m)) if m.contains("database is locked") && attempt < 50 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Runs pipehook until `shutdown` is cancelled: the API on `listener` (when given and the role serves it)

@@ -58,9 +58,9 @@ async fn management_routes_require_a_token_before_routing(backend: Backend) {
 #[tokio::test]
 async fn tokens_created_and_revoked_with_the_cli_take_effect_on_the_running_server() {
     let s = TestServer::start().await;
-    let out = s.cli(&["org", "create", "acme", "--account-id", "210987654321"]);
+    let out = s.cli(&["org", "create", "acme", "--account-id", "210987654321"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = s.cli(&["token", "create", "--org", "acme", "--description", "ci"]);
+    let out = s.cli(&["token", "create", "--org", "acme", "--description", "ci"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(token.starts_with("phk_"), "{token}");
@@ -70,21 +70,21 @@ async fn tokens_created_and_revoked_with_the_cli_take_effect_on_the_running_serv
     assert_eq!(s.get("/api/orgs/default", Some(&token)).await.0, 403, "acme's token is not default's");
     assert_eq!(s.get("/api/orgs/acme", Some(TOKEN)).await.0, 403, "default's token is not acme's");
 
-    let list = s.cli(&["token", "list", "--org", "acme"]);
+    let list = s.cli(&["token", "list", "--org", "acme"]).await;
     let listing = String::from_utf8(list.stdout).unwrap();
     assert!(listing.contains("active") && listing.contains("ci"), "{listing}");
     assert!(!listing.contains(&token), "token values are never listed");
     let id = listing.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
-    let out = s.cli(&["token", "revoke", "--org", "acme", &id]);
+    let out = s.cli(&["token", "revoke", "--org", "acme", &id]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(s.get("/api/orgs/acme", Some(&token)).await.0, 401, "a revoked token is refused at once");
 
-    let again = s.cli(&["token", "revoke", "--org", "acme", &id]);
+    let again = s.cli(&["token", "revoke", "--org", "acme", &id]).await;
     assert_eq!(again.status.code(), Some(2), "revoking twice is a usage error");
-    let dup = s.cli(&["org", "create", "acme"]);
+    let dup = s.cli(&["org", "create", "acme"]).await;
     assert_eq!(dup.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
-    let missing = s.cli(&["token", "create", "--org", "nobody"]);
+    let missing = s.cli(&["token", "create", "--org", "nobody"]).await;
     assert_eq!(missing.status.code(), Some(2));
     s.stop().await.unwrap();
 }
@@ -143,7 +143,7 @@ async fn postgres_nodes_share_one_database() {
         assert_eq!((status, body["awsAccountId"].as_str()), (200, Some("123456789012")));
     }
     // A token created through one node's database works on the other at once.
-    let out = a.cli(&["token", "create", "--org", "default"]);
+    let out = a.cli(&["token", "create", "--org", "default"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(b.get("/api/orgs/default", Some(&token)).await.0, 200);

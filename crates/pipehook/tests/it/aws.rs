@@ -46,7 +46,7 @@ async fn sdk_signed_requests_are_verified() {
 #[tokio::test]
 async fn new_and_revoked_access_keys_take_effect_at_once() {
     let s = TestServer::start().await;
-    let out = s.cli(&["access-key", "create", "--org", "default", "--description", "sdk"]);
+    let out = s.cli(&["access-key", "create", "--org", "default", "--description", "sdk"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let field =
@@ -56,10 +56,10 @@ async fn new_and_revoked_access_keys_take_effect_at_once() {
     assert_eq!(error_code(&client).await.0.as_deref(), Some("UnknownOperationException"));
     client.list_pipelines().send().await.expect("the new key works");
 
-    let listing = String::from_utf8(s.cli(&["access-key", "list", "--org", "default"]).stdout).unwrap();
+    let listing = String::from_utf8(s.cli(&["access-key", "list", "--org", "default"]).await.stdout).unwrap();
     assert!(listing.contains(&id) && !listing.contains(&secret), "secrets are never listed");
 
-    let out = s.cli(&["access-key", "revoke", "--org", "default", &id]);
+    let out = s.cli(&["access-key", "revoke", "--org", "default", &id]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(error_code(&client).await.0.as_deref(), Some("UnrecognizedClientException"));
     s.stop().await.unwrap();

@@ -149,8 +149,11 @@ impl TestServer {
     }
 
     /// Runs the real `pipehook` binary against this server's database.
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        pipehook_cmd().envs(&self.env).args(args).output().expect("run pipehook")
+    /// Runs the real `pipehook` binary against this server's database. Asynchronously: the server runs on
+    /// this test's runtime, and blocking it while the CLI waits for a lock the server holds would deadlock.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = tokio::process::Command::from(pipehook_cmd());
+        cmd.envs(&self.env).args(args).output().await.expect("run pipehook")
     }
 }
 
