@@ -392,6 +392,10 @@ impl Run<'_> {
                 }
             }
         }
+        // A stop that let the last actions finish still ends the execution Stopped, as AWS reports it.
+        if halt.is_cancelled() {
+            return Ok(Ended::Stopped);
+        }
         Ok(Ended::Succeeded)
     }
 

@@ -562,7 +562,7 @@ macro_rules! pipeline_tx_impl {
                 }
                 sqlx::query(&$sql(
                     "UPDATE pipeline_executions SET status = 'Stopping', stop_requested = 1, stop_abandon = $1, \
-                     stop_reason = $2, last_update_time = $3 WHERE org_id = $4 AND id = $5",
+                     stop_reason = COALESCE($2, stop_reason), last_update_time = $3 WHERE org_id = $4 AND id = $5",
                 ))
                 .bind(i64::from(abandon))
                 .bind(reason)
