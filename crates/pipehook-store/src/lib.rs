@@ -13,6 +13,8 @@
 pub mod conformance;
 mod error;
 mod group_commit;
+pub mod outbound;
+mod outbound_sql;
 pub mod pipelines;
 mod pipelines_sql;
 pub mod postgres;
@@ -25,6 +27,10 @@ pub mod webhooks;
 mod webhooks_sql;
 
 pub use error::{StoreError, StoreResult};
+pub use outbound::{
+    AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookRecord, HookScope, OutboundEvent, OutboundStore, OutboundTx,
+    Publication, RunEventRow,
+};
 pub use pipelines::{
     ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord, PipelineStore, PipelineTx, StopRequest,
 };

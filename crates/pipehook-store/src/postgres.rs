@@ -20,6 +20,7 @@ use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
 use crate::webhooks::{InboundRecord, WebhookRecord};
 use crate::webhooks_sql::*;
+use crate::outbound_sql::*;
 use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -528,3 +529,22 @@ impl PgStore {
 }
 webhook_store_impl!(PgStore, pg_sql);
 webhook_tx_impl!([] PgTx, pg_sql);
+
+outbound_store_impl!(PgStore, pg_sql);
+outbound_tx_impl!([] PgTx, pg_sql, " FOR UPDATE SKIP LOCKED");
+
+impl PgStore {
+    async fn publish_impl(&self, p: crate::outbound::Publication) -> StoreResult<()> {
+        let mut tx = PgTx { tx: self.pool.begin().await? };
+        crate::outbound::publish_in(&mut tx, &p).await?;
+        tx.tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_attempt_impl(&self, w: crate::outbound::AttemptWrite) -> StoreResult<()> {
+        let mut tx = PgTx { tx: self.pool.begin().await? };
+        crate::outbound::record_attempt_in(&mut tx, &w).await?;
+        tx.tx.commit().await?;
+        Ok(())
+    }
+}

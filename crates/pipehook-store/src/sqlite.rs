@@ -23,6 +23,7 @@ use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
 use crate::webhooks::{InboundRecord, WebhookRecord};
 use crate::webhooks_sql::*;
+use crate::outbound_sql::*;
 use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -621,3 +622,31 @@ impl SqliteStore {
 }
 webhook_store_impl!(SqliteStore, sqlite_sql);
 webhook_tx_impl!([] SqliteTx, sqlite_sql);
+
+outbound_store_impl!(SqliteStore, sqlite_sql);
+outbound_tx_impl!([] SqliteTx, sqlite_sql, "");
+outbound_tx_impl!([<'c>] ConnTx<'c>, sqlite_sql, "");
+
+impl SqliteStore {
+    async fn publish_impl(&self, p: crate::outbound::Publication) -> StoreResult<()> {
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let mut tx = ConnTx { tx: conn };
+                    crate::outbound::publish_in(&mut tx, &p).await
+                })
+            })
+            .await
+    }
+
+    async fn record_attempt_impl(&self, w: crate::outbound::AttemptWrite) -> StoreResult<()> {
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let mut tx = ConnTx { tx: conn };
+                    crate::outbound::record_attempt_in(&mut tx, &w).await
+                })
+            })
+            .await
+    }
+}

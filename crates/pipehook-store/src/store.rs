@@ -47,7 +47,9 @@ pub struct AccessKeyRecord {
 
 /// Reads, and the way in to writes. Every read of tenant data takes the organization.
 #[async_trait]
-pub trait Store: Queue + crate::pipelines::PipelineStore + crate::webhooks::WebhookStore {
+pub trait Store:
+    Queue + crate::pipelines::PipelineStore + crate::webhooks::WebhookStore + crate::outbound::OutboundStore
+{
     fn backend(&self) -> Backend;
 
     /// Applies this binary's migrations (idempotent; safe to race from several nodes).
@@ -80,7 +82,7 @@ pub trait Store: Queue + crate::pipelines::PipelineStore + crate::webhooks::Webh
 
 /// One write transaction. Domain writes and [`Tx::enqueue`] commit together.
 #[async_trait]
-pub trait Tx: crate::pipelines::PipelineTx + crate::webhooks::WebhookTx + Send {
+pub trait Tx: crate::pipelines::PipelineTx + crate::webhooks::WebhookTx + crate::outbound::OutboundTx + Send {
     /// Fails with `Conflict` when the name or the account id is taken.
     async fn create_org(&mut self, name: &OrgName, account: &AccountId) -> StoreResult<Organization>;
     async fn create_token(&mut self, org: OrgId, hash: &TokenHash, description: &str) -> StoreResult<TokenId>;

@@ -1,0 +1,753 @@
+//! Publishing events and delivering them.
+//!
+//! Publishing writes the event, one delivery per matching active hook and one `outbound.delivery` job per
+//! delivery in one transaction, so an accepted event is never lost and never half-fanned-out. A worker then
+//! sends each delivery: the body rendered in the hook's format, signed with the hook's secret, to the vetted
+//! address (see [`crate::ssrf`]), without following redirects. Every attempt is logged with what came back.
+//!
+//! Outcome rules: a 2xx is success. Anything else (another status, a 3xx, a timeout, a connection error, a
+//! refused address) is a failed attempt, retried on the schedule (with ±20 % jitter; `Retry-After` honoured,
+//! never sooner than the schedule and at most a day later) until the schedule runs out. 410 Gone stops
+//! retrying and deactivates the hook; a hook whose attempts have failed continuously for `disable_after`
+//! (5 days) is deactivated. 429 and 503 also pause the whole endpoint until `Retry-After` (or a short
+//! default). Each endpoint (scheme, host and port) has its own concurrency limit; a delivery that finds its
+//! endpoint busy or paused waits without using an attempt, so one slow receiver never holds the workers the
+//! other receivers need. Delivery is at least once: a worker that dies mid-attempt leaves the job to be
+//! claimed again, and the retry carries the same delivery id.
+
+use async_trait::async_trait;
+use pipehook_domain::org::{OrgId, Organization};
+use pipehook_domain::secret::MasterKey;
+use pipehook_domain::time::Timestamp;
+use pipehook_store::{
+    AttemptRecord, AttemptWrite, DeliveryRecord, HookRecord, Job, JobFailure, JobHandler, NewJob, OutboundEvent,
+    Publication, Store, StoreError,
+};
+use rand::Rng;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::format::{render, EventView};
+use crate::kinds;
+use crate::sign;
+use crate::ssrf::{AddressPolicy, Refused, VettingResolver};
+
+pub const JOB_KIND: &str = "outbound.delivery";
+
+/// Response bodies are logged up to this size.
+pub const LOGGED_RESPONSE_BYTES: usize = 16 * 1024;
+
+/// Idempotency keys of published events are remembered this long.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The associated data a hook's secret is encrypted under: the ciphertext only decrypts for its organization.
+pub fn secret_context(org: OrgId) -> String {
+    format!("outbound-hook-secret:{}", org.0)
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    pub timeout: Duration,
+    /// Delay before each retry; its length is the number of retries.
+    pub retry_schedule: Vec<Duration>,
+    /// Concurrent requests per endpoint (scheme, host, port), per node.
+    pub endpoint_concurrency: usize,
+    /// A hook failing continuously this long is deactivated.
+    pub disable_after: Duration,
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    pub user_agent: String,
+}
+
+impl OutboundConfig {
+    pub fn default_schedule() -> Vec<Duration> {
+        [5, 300, 1800, 7200, 18000, 36000, 36000].into_iter().map(Duration::from_secs).collect()
+    }
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            retry_schedule: Self::default_schedule(),
+            endpoint_concurrency: 16,
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            allowed_networks: Vec::new(),
+            user_agent: format!("pipehook/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// An event to publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishInput {
+    pub kind: String,
+    pub payload: Value,
+    pub project: Option<String>,
+    pub stack: Option<String>,
+    pub env: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishOutcome {
+    pub event_id: String,
+    /// Deliveries created (0 for a repeated idempotency key).
+    pub deliveries: usize,
+    /// The idempotency key was seen within the window: nothing new was stored.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A hook's secret, decrypted only to sign.
+pub enum HookSecret {}
+
+impl HookSecret {
+    pub fn encrypt(key: &MasterKey, org: OrgId, secret: &str) -> String {
+        key.encrypt(&secret_context(org), secret.as_bytes())
+    }
+}
+
+#[derive(Default)]
+struct Endpoint {
+    in_flight: usize,
+    paused_until: Option<Instant>,
+}
+
+pub struct Outbound {
+    store: Arc<dyn Store>,
+    master_key: MasterKey,
+    config: OutboundConfig,
+    client: reqwest::Client,
+    policy: AddressPolicy,
+    endpoints: Arc<Mutex<HashMap<String, Endpoint>>>,
+    org_names: Mutex<HashMap<OrgId, String>>,
+}
+
+/// Holds one of an endpoint's concurrency slots.
+struct Slot {
+    endpoints: Arc<Mutex<HashMap<String, Endpoint>>>,
+    key: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(&self.key) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+            if e.in_flight == 0 && e.paused_until.is_none_or(|p| p <= Instant::now()) {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What one HTTP attempt produced.
+struct Sent {
+    record: AttemptRecord,
+    retry_after: Option<Duration>,
+}
+
+impl Outbound {
+    pub fn new(store: Arc<dyn Store>, master_key: MasterKey, config: OutboundConfig) -> Result<Self, String> {
+        let policy = AddressPolicy::new(config.allowed_networks.clone());
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(VettingResolver { policy: policy.clone() }))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent(config.user_agent.clone())
+            .build()
+            .map_err(|e| format!("building the outbound HTTP client: {e}"))?;
+        Ok(Self {
+            store,
+            master_key,
+            config,
+            client,
+            policy,
+            endpoints: Arc::default(),
+            org_names: Mutex::default(),
+        })
+    }
+
+    pub fn config(&self) -> &OutboundConfig {
+        &self.config
+    }
+
+    /// Stores an event with one delivery (and job) per active hook it reaches. A repeated idempotency key
+    /// within 24 hours returns the first event and stores nothing.
+    pub async fn publish(&self, org: &Organization, input: PublishInput) -> Result<PublishOutcome, PublishError> {
+        if !kinds::is_kind(&input.kind) {
+            return Err(PublishError::Invalid(format!("unknown event kind {:?}", input.kind)));
+        }
+        if !input.payload.is_object() {
+            return Err(PublishError::Invalid("payload must be a JSON object".into()));
+        }
+        if input.stack.is_some() && input.project.is_none() {
+            return Err(PublishError::Invalid("stackName needs projectName".into()));
+        }
+        if let Some(k) = &input.idempotency_key {
+            if k.is_empty() || k.len() > 255 {
+                return Err(PublishError::Invalid("Idempotency-Key must be 1 to 255 characters".into()));
+            }
+        }
+        self.publish_unchecked(org.id, input).await
+    }
+
+    async fn publish_unchecked(&self, org: OrgId, input: PublishInput) -> Result<PublishOutcome, PublishError> {
+        let now = Timestamp::now();
+        let since = now.saturating_sub(IDEMPOTENCY_WINDOW);
+        if let Some(key) = &input.idempotency_key {
+            if let Some(e) = self.store.event_by_idempotency_key(org, key, since).await? {
+                return Ok(PublishOutcome { event_id: e.id, deliveries: 0, duplicate: true });
+            }
+        }
+        let hooks = self
+            .store
+            .hooks_for_event(org, input.project.as_deref(), input.stack.as_deref(), input.env.as_deref())
+            .await?;
+        let event = OutboundEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            org,
+            kind: input.kind,
+            payload: input.payload,
+            project: input.project,
+            stack: input.stack,
+            env: input.env,
+            idempotency_key: input.idempotency_key,
+            created_at: now,
+        };
+        let publication = self.publication(event, &hooks, since);
+        let outcome =
+            PublishOutcome { event_id: publication.event.id.clone(), deliveries: publication.deliveries.len(), duplicate: false };
+        match self.store.publish(publication.clone()).await {
+            Ok(()) => Ok(outcome),
+            // Two publishes with one key raced; the other one won.
+            Err(StoreError::Conflict(_)) if publication.event.idempotency_key.is_some() => {
+                let key = publication.event.idempotency_key.as_deref().unwrap_or_default();
+                let first = self.store.event_by_idempotency_key(org, key, since).await?;
+                let first = first.ok_or_else(|| StoreError::Conflict("idempotency key".into()))?;
+                Ok(PublishOutcome { event_id: first.id, deliveries: 0, duplicate: true })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The event with a delivery and a job for each hook subscribed to its kind.
+    pub fn publication(&self, event: OutboundEvent, hooks: &[HookRecord], since: Timestamp) -> Publication {
+        let mut deliveries = Vec::new();
+        let mut jobs = Vec::new();
+        for h in hooks.iter().filter(|h| h.active && kinds::subscribed(&h.filters, &h.groups, &event.kind)) {
+            let d = DeliveryRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                org: event.org,
+                hook_id: h.id,
+                event_id: event.id.clone(),
+                kind: event.kind.clone(),
+                status: "pending".into(),
+                attempts: 0,
+                created_at: event.created_at,
+                updated_at: event.created_at,
+            };
+            jobs.push(
+                NewJob::new(JOB_KIND, json!({"delivery": d.id, "hook": h.id, "event": event.id}))
+                    .org(event.org)
+                    // The handler decides when to stop; these are spare attempts for lost workers.
+                    .max_attempts(self.config.retry_schedule.len() as u32 + 5),
+            );
+            deliveries.push(d);
+        }
+        Publication { event, deliveries, jobs, idempotency_since: since }
+    }
+
+    /// Sends a `ping` event to the hook now (not queued), logs it as a delivery with one attempt, and returns
+    /// that attempt. Works on inactive hooks, so a fixed endpoint can be checked before reactivating it.
+    pub async fn ping(&self, org: &Organization, hook: &HookRecord) -> Result<AttemptRecord, StoreError> {
+        let now = Timestamp::now();
+        let event = OutboundEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            org: org.id,
+            kind: kinds::PING.into(),
+            payload: json!({
+                "kind": kinds::PING,
+                "message": "pipehook webhook ping",
+                "organization": org.name.to_string(),
+                "hookName": hook.name,
+                "timestamp": now.to_rfc3339(),
+            }),
+            project: non_empty(&hook.scope.project),
+            stack: non_empty(&hook.scope.stack),
+            env: non_empty(&hook.scope.env),
+            idempotency_key: None,
+            created_at: now,
+        };
+        let delivery = DeliveryRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            org: org.id,
+            hook_id: hook.id,
+            event_id: event.id.clone(),
+            kind: event.kind.clone(),
+            status: "pending".into(),
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store
+            .publish(Publication {
+                event: event.clone(),
+                deliveries: vec![delivery.clone()],
+                jobs: Vec::new(),
+                idempotency_since: now,
+            })
+            .await?;
+        let sent = self.send(hook, &delivery, &event, "ping").await;
+        let ok = is_success(sent.record.response_code);
+        self.store
+            .record_attempt(AttemptWrite {
+                attempt: sent.record.clone(),
+                delivery_status: (if ok { "succeeded" } else { "failed" }.into(), 1),
+                hook_health: None,
+            })
+            .await?;
+        Ok(sent.record)
+    }
+
+    /// Sends a delivery's event again now, with the same delivery id, and returns the attempt. `None` when
+    /// the hook has no such delivery (or its event has been pruned).
+    pub async fn redeliver(&self, hook: &HookRecord, delivery_id: &str) -> Result<Option<AttemptRecord>, StoreError> {
+        let Some(delivery) = self.store.delivery(delivery_id).await? else { return Ok(None) };
+        if delivery.hook_id != hook.id {
+            return Ok(None);
+        }
+        let Some(event) = self.store.outbound_event(delivery.org, &delivery.event_id).await? else {
+            return Ok(None);
+        };
+        let sent = self.send(hook, &delivery, &event, "redeliver").await;
+        let ok = is_success(sent.record.response_code);
+        let status = if ok { "succeeded".to_owned() } else { delivery.status.clone() };
+        let health = self.health_after(hook, &sent.record);
+        self.store
+            .record_attempt(AttemptWrite {
+                attempt: sent.record.clone(),
+                delivery_status: (status, delivery.attempts + 1),
+                hook_health: health,
+            })
+            .await?;
+        Ok(Some(sent.record))
+    }
+
+    /// The hook's new failure-run state after an attempt, if it changes.
+    fn health_after(&self, hook: &HookRecord, a: &AttemptRecord) -> Option<(Option<Timestamp>, Option<String>)> {
+        if is_success(a.response_code) {
+            return hook.failing_since.map(|_| (None, None));
+        }
+        if a.response_code == 410 {
+            return Some((
+                Some(hook.failing_since.unwrap_or(a.attempted_at)),
+                Some("the endpoint answered 410 Gone".into()),
+            ));
+        }
+        let since = hook.failing_since.unwrap_or(a.attempted_at);
+        let failing_for = Duration::from_millis(a.attempted_at.0.saturating_sub(since.0).max(0) as u64);
+        if failing_for >= self.config.disable_after {
+            return Some((
+                Some(since),
+                Some(format!("every delivery attempt failed since {} ({:?})", since.to_rfc3339(), failing_for)),
+            ));
+        }
+        if hook.failing_since.is_none() {
+            return Some((Some(since), None));
+        }
+        None
+    }
+
+    async fn org_name(&self, org: OrgId) -> String {
+        if let Some(n) = self.org_names.lock().unwrap_or_else(|p| p.into_inner()).get(&org) {
+            return n.clone();
+        }
+        let name = match self.store.org_by_id(org).await {
+            Ok(Some(o)) => o.name.to_string(),
+            _ => return String::new(),
+        };
+        self.org_names.lock().unwrap_or_else(|p| p.into_inner()).insert(org, name.clone());
+        name
+    }
+
+    /// One HTTP attempt; never fails: every problem becomes the attempt's record.
+    async fn send(&self, hook: &HookRecord, d: &DeliveryRecord, e: &OutboundEvent, trigger: &str) -> Sent {
+        let org_name = self.org_name(e.org).await;
+        let view = EventView {
+            id: &e.id,
+            kind: &e.kind,
+            organization: &org_name,
+            project: e.project.as_deref(),
+            stack: e.stack.as_deref(),
+            env: e.env.as_deref(),
+            payload: &e.payload,
+            created_at: e.created_at,
+        };
+        let body = render(&hook.format, &view).to_string();
+        let now = Timestamp::now();
+        let ts = now.0 / 1000;
+        let mut headers: Vec<(&'static str, String)> = vec![
+            ("content-type", "application/json".into()),
+            ("user-agent", self.config.user_agent.clone()),
+            ("pulumi-webhook-id", d.id.clone()),
+            ("pulumi-webhook-kind", e.kind.clone()),
+            ("webhook-id", d.id.clone()),
+            ("webhook-timestamp", ts.to_string()),
+        ];
+        let mut record = AttemptRecord {
+            seq: 0,
+            delivery_id: d.id.clone(),
+            org: e.org,
+            hook_id: hook.id,
+            kind: e.kind.clone(),
+            trigger: trigger.into(),
+            payload: body.clone(),
+            attempted_at: now,
+            duration_ms: 0,
+            request_url: hook.payload_url.clone(),
+            request_headers: Value::Null,
+            response_code: 0,
+            response_headers: json!({}),
+            response_body: String::new(),
+        };
+        if let Some(ct) = &hook.secret_ciphertext {
+            match self.master_key.decrypt(&secret_context(e.org), ct) {
+                Ok(secret) => {
+                    headers.push(("pulumi-webhook-signature", sign::pulumi_signature(&secret, body.as_bytes())));
+                    headers.push(("webhook-signature", sign::standard_signature(&secret, &d.id, ts, body.as_bytes())));
+                }
+                Err(_) => {
+                    record.request_headers = headers_json(&headers);
+                    record.response_body = "the hook's secret cannot be decrypted with this server's master key; \
+                                            nothing was sent"
+                        .into();
+                    return Sent { record, retry_after: None };
+                }
+            }
+        }
+        record.request_headers = headers_json(&headers);
+        let started = Instant::now();
+        let outcome = self.http(&hook.payload_url, &headers, body).await;
+        record.duration_ms = started.elapsed().as_millis() as i64;
+        match outcome {
+            Ok((code, resp_headers, resp_body, retry_after)) => {
+                record.response_code = i64::from(code);
+                record.response_headers = resp_headers;
+                record.response_body = resp_body;
+                Sent { record, retry_after }
+            }
+            Err(reason) => {
+                record.response_body = reason;
+                Sent { record, retry_after: None }
+            }
+        }
+    }
+
+    /// POSTs the body; `Err` is the reason no response came.
+    async fn http(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: String,
+    ) -> Result<(u16, Value, String, Option<Duration>), String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid payload URL: {e}"))?;
+        // Literal addresses never reach the resolver, so they are vetted here.
+        let host = parsed.host_str().unwrap_or_default();
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            self.policy.check(ip).map_err(|r| r.to_string())?;
+        }
+        let mut req = self.client.post(parsed);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let mut resp = req.body(body).send().await.map_err(describe_error)?;
+        let code = resp.status().as_u16();
+        let mut hmap = serde_json::Map::new();
+        for (k, v) in resp.headers() {
+            hmap.insert(k.as_str().to_owned(), Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned()));
+        }
+        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let mut buf = Vec::new();
+        let mut truncated = false;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    let room = LOGGED_RESPONSE_BYTES.saturating_sub(buf.len());
+                    buf.extend_from_slice(&c[..c.len().min(room)]);
+                    if c.len() > room {
+                        truncated = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                // The status already came; a body cut short does not change the verdict.
+                Err(_) => break,
+            }
+        }
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        if truncated {
+            text.push_str("…(truncated)");
+        }
+        Ok((code, Value::Object(hmap), text, retry_after))
+    }
+
+    /// Takes a slot of the endpoint, or says how long to wait for one.
+    fn acquire(&self, url: &str) -> Result<Slot, Duration> {
+        let key = endpoint_key(url);
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(key.clone()).or_default();
+        let now = Instant::now();
+        if let Some(until) = e.paused_until {
+            if until > now {
+                return Err(until - now);
+            }
+            e.paused_until = None;
+        }
+        if e.in_flight >= self.config.endpoint_concurrency.max(1) {
+            return Err(Duration::from_millis(rand::thread_rng().gen_range(100..400)));
+        }
+        e.in_flight += 1;
+        Ok(Slot { endpoints: self.endpoints.clone(), key })
+    }
+
+    fn pause(&self, url: &str, for_: Duration) {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(endpoint_key(url)).or_default();
+        let until = Instant::now() + for_;
+        if e.paused_until.is_none_or(|p| p < until) {
+            e.paused_until = Some(until);
+        }
+    }
+
+    /// The delay before retry number `n` (1-based), jittered ±20 %, honouring `Retry-After` within bounds.
+    fn retry_delay(&self, n: usize, retry_after: Option<Duration>) -> Duration {
+        let base = self.config.retry_schedule[n - 1];
+        let factor = rand::thread_rng().gen_range(0.8..=1.2);
+        let jittered = base.mul_f64(factor);
+        match retry_after {
+            Some(ra) => jittered.max(ra.min(Duration::from_secs(24 * 3600))),
+            None => jittered,
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+pub fn is_success(code: i64) -> bool {
+    (200..300).contains(&code)
+}
+
+fn headers_json(h: &[(&'static str, String)]) -> Value {
+    Value::Object(h.iter().map(|(k, v)| ((*k).to_owned(), Value::from(v.clone()))).collect())
+}
+
+fn endpoint_key(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}://{}:{}", u.scheme(), u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)),
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate_parse(v)?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+fn httpdate_parse(v: &str) -> Option<std::time::SystemTime> {
+    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: u64 = parts[1].parse().ok()?;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == parts[2])? as u64
+        + 1;
+    let year: u64 = parts[3].parse().ok()?;
+    let hms: Vec<u64> = parts[4].split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    if hms.len() != 3 || !(1..=31).contains(&day) || year < 1970 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// A transport error as the delivery log shows it: the policy refusal when that was the cause.
+fn describe_error(e: reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<Refused>() {
+            return r.to_string();
+        }
+        source = s.source();
+    }
+    if e.is_timeout() {
+        return "timed out waiting for the endpoint".into();
+    }
+    if e.is_connect() {
+        let mut msg = String::from("could not connect");
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            msg = format!("{msg}: {s}");
+            source = s.source();
+        }
+        return msg;
+    }
+    format!("request failed: {e}")
+}
+
+/// The `outbound.delivery` job handler.
+#[async_trait]
+impl JobHandler for Outbound {
+    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+        let field = |k: &str| job.payload.get(k).cloned().unwrap_or(Value::Null);
+        let (Some(delivery_id), Some(hook_id), Some(event_id)) =
+            (field("delivery").as_str().map(str::to_owned), field("hook").as_i64(), field("event").as_str().map(str::to_owned))
+        else {
+            return Err(JobFailure::Permanent(format!("malformed delivery job payload: {}", job.payload)));
+        };
+        let store_err = |e: StoreError| JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(5) };
+        // A deleted hook took its deliveries with it.
+        let Some(hook) = self.store.hook_by_id(hook_id).await.map_err(store_err)? else { return Ok(()) };
+        let attempts_before = i64::from(job.attempt.saturating_sub(1));
+        if !hook.active {
+            let record = skipped(&hook, &delivery_id, &event_id, job, "the hook is inactive; delivery abandoned");
+            self.store
+                .record_attempt(AttemptWrite {
+                    attempt: record,
+                    delivery_status: ("failed".into(), attempts_before),
+                    hook_health: None,
+                })
+                .await
+                .map_err(store_err)?;
+            return Ok(());
+        }
+        let slot = match self.acquire(&hook.payload_url) {
+            Ok(s) => s,
+            Err(wait) => return Err(JobFailure::Defer { after: wait }),
+        };
+        let Some(event) = self.store.outbound_event(hook.org, &event_id).await.map_err(store_err)? else {
+            return Ok(());
+        };
+        let delivery = DeliveryRecord {
+            id: delivery_id,
+            org: hook.org,
+            hook_id,
+            event_id,
+            kind: event.kind.clone(),
+            status: "pending".into(),
+            attempts: attempts_before,
+            created_at: event.created_at,
+            updated_at: event.created_at,
+        };
+        let sent = self.send(&hook, &delivery, &event, "scheduled").await;
+        drop(slot);
+        let code = sent.record.response_code;
+        if code == 429 || code == 503 {
+            self.pause(&hook.payload_url, sent.retry_after.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(3600)));
+        }
+        let attempt_no = job.attempt as usize;
+        let ok = is_success(code);
+        let health = self.health_after(&hook, &sent.record);
+        let deactivated = health.as_ref().is_some_and(|h| h.1.is_some());
+        let retries_left = attempt_no <= self.config.retry_schedule.len() && code != 410 && !deactivated;
+        let status = if ok {
+            "succeeded"
+        } else if retries_left {
+            "pending"
+        } else {
+            "failed"
+        };
+        self.store
+            .record_attempt(AttemptWrite {
+                attempt: sent.record.clone(),
+                delivery_status: (status.into(), attempts_before + 1),
+                hook_health: health,
+            })
+            .await
+            .map_err(store_err)?;
+        if ok || !retries_left {
+            return Ok(());
+        }
+        Err(JobFailure::Retry {
+            error: format!("attempt {attempt_no}: {}", summary(&sent.record)),
+            after: self.retry_delay(attempt_no, sent.retry_after),
+        })
+    }
+}
+
+fn summary(a: &AttemptRecord) -> String {
+    if a.response_code == 0 {
+        a.response_body.clone()
+    } else {
+        format!("HTTP {}", a.response_code)
+    }
+}
+
+fn skipped(hook: &HookRecord, delivery_id: &str, _event_id: &str, job: &Job, why: &str) -> AttemptRecord {
+    AttemptRecord {
+        seq: 0,
+        delivery_id: delivery_id.to_owned(),
+        org: hook.org,
+        hook_id: hook.id,
+        kind: String::new(),
+        trigger: "scheduled".into(),
+        payload: String::new(),
+        attempted_at: Timestamp::now(),
+        duration_ms: 0,
+        request_url: hook.payload_url.clone(),
+        request_headers: json!({}),
+        response_code: 0,
+        response_headers: json!({}),
+        response_body: format!("{why} (job attempt {})", job.attempt),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("soon"), None);
+        let past = parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(past, Some(Duration::ZERO), "a date in the past means now");
+        let t = httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
+    }
+
+    #[test]
+    fn endpoint_keys_include_the_default_port() {
+        assert_eq!(endpoint_key("https://a.example/x?y"), "https://a.example:443");
+        assert_eq!(endpoint_key("http://a.example:8080/"), "http://a.example:8080");
+    }
+}

@@ -1,0 +1,563 @@
+//! The SQL behind [`crate::outbound::OutboundStore`] and [`crate::outbound::OutboundTx`], for both backends
+//! (see `pipelines_sql.rs` for the placeholder convention).
+
+use pipehook_domain::org::OrgId;
+use pipehook_domain::time::Timestamp;
+
+use crate::outbound::{AttemptRecord, DeliveryRecord, HookRecord, HookScope, OutboundEvent, RunEventRow};
+use crate::pipelines_sql::json;
+use crate::{StoreError, StoreResult};
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct HookRow {
+    id: i64,
+    org_id: i64,
+    scope: String,
+    project_name: String,
+    stack_name: String,
+    env_name: String,
+    name: String,
+    display_name: String,
+    payload_url: String,
+    secret_ciphertext: Option<String>,
+    active: i64,
+    format: String,
+    filters: String,
+    event_groups: String,
+    disabled_reason: Option<String>,
+    failing_since: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+pub(crate) const HOOK_COLUMNS: &str = "id, org_id, scope, project_name, stack_name, env_name, name, display_name, \
+    payload_url, secret_ciphertext, active, format, filters, event_groups, disabled_reason, failing_since, \
+    created_at, updated_at";
+
+fn string_list(s: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("stored list does not parse: {e}")))
+}
+
+pub(crate) fn list_json(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+impl TryFrom<HookRow> for HookRecord {
+    type Error = StoreError;
+    fn try_from(r: HookRow) -> StoreResult<Self> {
+        Ok(HookRecord {
+            id: r.id,
+            org: OrgId(r.org_id),
+            scope: HookScope { kind: r.scope, project: r.project_name, stack: r.stack_name, env: r.env_name },
+            name: r.name,
+            display_name: r.display_name,
+            payload_url: r.payload_url,
+            secret_ciphertext: r.secret_ciphertext,
+            active: r.active != 0,
+            format: r.format,
+            filters: string_list(&r.filters)?,
+            groups: string_list(&r.event_groups)?,
+            disabled_reason: r.disabled_reason,
+            failing_since: r.failing_since.map(Timestamp),
+            created_at: Timestamp(r.created_at),
+            updated_at: Timestamp(r.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    id: String,
+    org_id: i64,
+    kind: String,
+    payload: String,
+    project_name: Option<String>,
+    stack_name: Option<String>,
+    env_name: Option<String>,
+    idempotency_key: Option<String>,
+    created_at: i64,
+}
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, org_id, kind, payload, project_name, stack_name, env_name, idempotency_key, created_at";
+
+impl TryFrom<EventRow> for OutboundEvent {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> StoreResult<Self> {
+        Ok(OutboundEvent {
+            id: r.id,
+            org: OrgId(r.org_id),
+            kind: r.kind,
+            payload: json(&r.payload)?,
+            project: r.project_name,
+            stack: r.stack_name,
+            env: r.env_name,
+            idempotency_key: r.idempotency_key,
+            created_at: Timestamp(r.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DeliveryRow {
+    id: String,
+    org_id: i64,
+    hook_id: i64,
+    event_id: String,
+    kind: String,
+    status: String,
+    attempts: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+pub(crate) const DELIVERY_COLUMNS: &str = "id, org_id, hook_id, event_id, kind, status, attempts, created_at, updated_at";
+
+impl From<DeliveryRow> for DeliveryRecord {
+    fn from(r: DeliveryRow) -> Self {
+        DeliveryRecord {
+            id: r.id,
+            org: OrgId(r.org_id),
+            hook_id: r.hook_id,
+            event_id: r.event_id,
+            kind: r.kind,
+            status: r.status,
+            attempts: r.attempts,
+            created_at: Timestamp(r.created_at),
+            updated_at: Timestamp(r.updated_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AttemptRow {
+    seq: i64,
+    delivery_id: String,
+    org_id: i64,
+    hook_id: i64,
+    kind: String,
+    attempt_trigger: String,
+    payload: String,
+    attempted_at: i64,
+    duration_ms: i64,
+    request_url: String,
+    request_headers: String,
+    response_code: i64,
+    response_headers: String,
+    response_body: String,
+}
+
+pub(crate) const ATTEMPT_COLUMNS: &str = "seq, delivery_id, org_id, hook_id, kind, attempt_trigger, payload, \
+    attempted_at, duration_ms, request_url, request_headers, response_code, response_headers, response_body";
+
+impl TryFrom<AttemptRow> for AttemptRecord {
+    type Error = StoreError;
+    fn try_from(r: AttemptRow) -> StoreResult<Self> {
+        Ok(AttemptRecord {
+            seq: r.seq,
+            delivery_id: r.delivery_id,
+            org: OrgId(r.org_id),
+            hook_id: r.hook_id,
+            kind: r.kind,
+            trigger: r.attempt_trigger,
+            payload: r.payload,
+            attempted_at: Timestamp(r.attempted_at),
+            duration_ms: r.duration_ms,
+            request_url: r.request_url,
+            request_headers: json(&r.request_headers)?,
+            response_code: r.response_code,
+            response_headers: json(&r.response_headers)?,
+            response_body: r.response_body,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RunEventDbRow {
+    seq: i64,
+    org_id: i64,
+    kind: String,
+    subject: String,
+    payload: String,
+    created_at: i64,
+}
+
+impl TryFrom<RunEventDbRow> for RunEventRow {
+    type Error = StoreError;
+    fn try_from(r: RunEventDbRow) -> StoreResult<Self> {
+        Ok(RunEventRow {
+            seq: r.seq,
+            org: OrgId(r.org_id),
+            kind: r.kind,
+            subject: r.subject,
+            payload: json(&r.payload)?,
+            created_at: Timestamp(r.created_at),
+        })
+    }
+}
+
+macro_rules! outbound_store_impl {
+    ($store:ty, $sql:path) => {
+        #[async_trait::async_trait]
+        impl $crate::outbound::OutboundStore for $store {
+            async fn hook(&self, org: pipehook_domain::org::OrgId, scope: &$crate::outbound::HookScope, name: &str) -> $crate::StoreResult<Option<$crate::outbound::HookRecord>> {
+                let sql = format!(
+                    "SELECT {HOOK_COLUMNS} FROM hooks WHERE org_id = $1 AND scope = $2 AND project_name = $3 \
+                     AND stack_name = $4 AND env_name = $5 AND name = $6"
+                );
+                let row: Option<$crate::outbound_sql::HookRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(org.0)
+                    .bind(&scope.kind)
+                    .bind(&scope.project)
+                    .bind(&scope.stack)
+                    .bind(&scope.env)
+                    .bind(name)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.map($crate::outbound::HookRecord::try_from).transpose()
+            }
+
+            async fn hook_by_id(&self, id: i64) -> $crate::StoreResult<Option<$crate::outbound::HookRecord>> {
+                let sql = format!("SELECT {HOOK_COLUMNS} FROM hooks WHERE id = $1");
+                let row: Option<$crate::outbound_sql::HookRow> = sqlx::query_as(&$sql(&sql)).bind(id).fetch_optional(self.reader()).await?;
+                row.map($crate::outbound::HookRecord::try_from).transpose()
+            }
+
+            async fn list_hooks(&self, org: pipehook_domain::org::OrgId, scope: &$crate::outbound::HookScope) -> $crate::StoreResult<Vec<$crate::outbound::HookRecord>> {
+                let sql = format!(
+                    "SELECT {HOOK_COLUMNS} FROM hooks WHERE org_id = $1 AND scope = $2 AND project_name = $3 \
+                     AND stack_name = $4 AND env_name = $5 ORDER BY name"
+                );
+                let rows: Vec<$crate::outbound_sql::HookRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(org.0)
+                    .bind(&scope.kind)
+                    .bind(&scope.project)
+                    .bind(&scope.stack)
+                    .bind(&scope.env)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.into_iter().map($crate::outbound::HookRecord::try_from).collect()
+            }
+
+            async fn hooks_for_event(
+                &self,
+                org: pipehook_domain::org::OrgId,
+                project: Option<&str>,
+                stack: Option<&str>,
+                env: Option<&str>,
+            ) -> $crate::StoreResult<Vec<$crate::outbound::HookRecord>> {
+                let sql = format!(
+                    "SELECT {HOOK_COLUMNS} FROM hooks WHERE org_id = $1 AND active = 1 AND (scope = 'org' \
+                     OR (scope = 'stack' AND project_name = $2 AND (CAST($3 AS TEXT) IS NULL OR stack_name = $3)) \
+                     OR (scope = 'env' AND env_name = $4 AND (CAST($2 AS TEXT) IS NULL OR project_name = $2))) \
+                     ORDER BY id"
+                );
+                let rows: Vec<$crate::outbound_sql::HookRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(org.0)
+                    .bind(project)
+                    .bind(stack)
+                    .bind(env)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.into_iter().map($crate::outbound::HookRecord::try_from).collect()
+            }
+
+            async fn outbound_event(&self, org: pipehook_domain::org::OrgId, id: &str) -> $crate::StoreResult<Option<$crate::outbound::OutboundEvent>> {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM outbound_events WHERE org_id = $1 AND id = $2");
+                let row: Option<$crate::outbound_sql::EventRow> =
+                    sqlx::query_as(&$sql(&sql)).bind(org.0).bind(id).fetch_optional(self.reader()).await?;
+                row.map($crate::outbound::OutboundEvent::try_from).transpose()
+            }
+
+            async fn event_by_idempotency_key(
+                &self,
+                org: pipehook_domain::org::OrgId,
+                key: &str,
+                since: pipehook_domain::time::Timestamp,
+            ) -> $crate::StoreResult<Option<$crate::outbound::OutboundEvent>> {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM outbound_events WHERE org_id = $1 AND idempotency_key = $2 \
+                     AND created_at >= $3"
+                );
+                let row: Option<$crate::outbound_sql::EventRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(org.0)
+                    .bind(key)
+                    .bind(since.0)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.map($crate::outbound::OutboundEvent::try_from).transpose()
+            }
+
+            async fn delivery(&self, id: &str) -> $crate::StoreResult<Option<$crate::outbound::DeliveryRecord>> {
+                let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+                let row: Option<$crate::outbound_sql::DeliveryRow> =
+                    sqlx::query_as(&$sql(&sql)).bind(id).fetch_optional(self.reader()).await?;
+                Ok(row.map($crate::outbound::DeliveryRecord::from))
+            }
+
+            async fn list_attempts(
+                &self,
+                hook_id: i64,
+                before: Option<i64>,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<$crate::outbound::AttemptRecord>> {
+                let sql = format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE hook_id = $1 \
+                     AND (CAST($2 AS BIGINT) IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3"
+                );
+                let rows: Vec<$crate::outbound_sql::AttemptRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(hook_id)
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.into_iter().map($crate::outbound::AttemptRecord::try_from).collect()
+            }
+
+            async fn pending_deliveries(&self) -> $crate::StoreResult<u64> {
+                let n: i64 = sqlx::query_scalar(&$sql("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"))
+                    .fetch_one(self.reader())
+                    .await?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+
+            async fn publish(&self, p: $crate::outbound::Publication) -> $crate::StoreResult<()> {
+                self.publish_impl(p).await
+            }
+
+            async fn record_attempt(&self, w: $crate::outbound::AttemptWrite) -> $crate::StoreResult<()> {
+                self.record_attempt_impl(w).await
+            }
+        }
+    };
+}
+
+macro_rules! outbound_tx_impl {
+    ([$($g:tt)*] $tx:ty, $sql:path, $lock:expr) => {
+        #[async_trait::async_trait]
+        impl$($g)* $crate::outbound::OutboundTx for $tx {
+            async fn insert_hook(
+                &mut self,
+                org: pipehook_domain::org::OrgId,
+                scope: &$crate::outbound::HookScope,
+                name: &str,
+                f: &$crate::outbound::HookFields,
+            ) -> $crate::StoreResult<$crate::outbound::HookRecord> {
+                let now = pipehook_domain::time::Timestamp::now().0;
+                let sql = format!(
+                    "INSERT INTO hooks (org_id, scope, project_name, stack_name, env_name, name, display_name, \
+                     payload_url, secret_ciphertext, active, format, filters, event_groups, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) RETURNING {HOOK_COLUMNS}"
+                );
+                let row: $crate::outbound_sql::HookRow = sqlx::query_as(&$sql(&sql))
+                    .bind(org.0)
+                    .bind(&scope.kind)
+                    .bind(&scope.project)
+                    .bind(&scope.stack)
+                    .bind(&scope.env)
+                    .bind(name)
+                    .bind(&f.display_name)
+                    .bind(&f.payload_url)
+                    .bind(&f.secret_ciphertext)
+                    .bind(i64::from(f.active))
+                    .bind(&f.format)
+                    .bind($crate::outbound_sql::list_json(&f.filters))
+                    .bind($crate::outbound_sql::list_json(&f.groups))
+                    .bind(now)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+                row.try_into()
+            }
+
+            async fn update_hook(
+                &mut self,
+                id: i64,
+                f: &$crate::outbound::HookFields,
+            ) -> $crate::StoreResult<Option<$crate::outbound::HookRecord>> {
+                let sql = format!(
+                    "UPDATE hooks SET display_name = $1, payload_url = $2, secret_ciphertext = $3, active = $4, \
+                     format = $5, filters = $6, event_groups = $7, updated_at = $8, \
+                     disabled_reason = CASE WHEN $4 = 1 THEN NULL ELSE disabled_reason END, \
+                     failing_since = CASE WHEN $4 = 1 AND active = 0 THEN NULL ELSE failing_since END \
+                     WHERE id = $9 RETURNING {HOOK_COLUMNS}"
+                );
+                let row: Option<$crate::outbound_sql::HookRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(&f.display_name)
+                    .bind(&f.payload_url)
+                    .bind(&f.secret_ciphertext)
+                    .bind(i64::from(f.active))
+                    .bind(&f.format)
+                    .bind($crate::outbound_sql::list_json(&f.filters))
+                    .bind($crate::outbound_sql::list_json(&f.groups))
+                    .bind(pipehook_domain::time::Timestamp::now().0)
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                row.map($crate::outbound::HookRecord::try_from).transpose()
+            }
+
+            async fn delete_hook(&mut self, org: pipehook_domain::org::OrgId, scope: &$crate::outbound::HookScope, name: &str) -> $crate::StoreResult<bool> {
+                let r = sqlx::query(&$sql(
+                    "DELETE FROM hooks WHERE org_id = $1 AND scope = $2 AND project_name = $3 AND stack_name = $4 \
+                     AND env_name = $5 AND name = $6",
+                ))
+                .bind(org.0)
+                .bind(&scope.kind)
+                .bind(&scope.project)
+                .bind(&scope.stack)
+                .bind(&scope.env)
+                .bind(name)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            }
+
+            async fn set_hook_health(
+                &mut self,
+                id: i64,
+                failing_since: Option<pipehook_domain::time::Timestamp>,
+                deactivate: Option<&str>,
+            ) -> $crate::StoreResult<()> {
+                sqlx::query(&$sql(
+                    "UPDATE hooks SET failing_since = $1, \
+                     active = CASE WHEN CAST($2 AS TEXT) IS NULL THEN active ELSE 0 END, \
+                     disabled_reason = COALESCE($2, disabled_reason) WHERE id = $3",
+                ))
+                .bind(failing_since.map(|t| t.0))
+                .bind(deactivate)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_outbound_event(&mut self, e: &$crate::outbound::OutboundEvent, since: pipehook_domain::time::Timestamp) -> $crate::StoreResult<()> {
+                if let Some(key) = &e.idempotency_key {
+                    // A key older than its window is free again.
+                    sqlx::query(&$sql(
+                        "UPDATE outbound_events SET idempotency_key = NULL \
+                         WHERE org_id = $1 AND idempotency_key = $2 AND created_at < $3",
+                    ))
+                    .bind(e.org.0)
+                    .bind(key)
+                    .bind(since.0)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+                sqlx::query(&$sql(
+                    "INSERT INTO outbound_events (id, org_id, kind, payload, project_name, stack_name, env_name, \
+                     idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                ))
+                .bind(&e.id)
+                .bind(e.org.0)
+                .bind(&e.kind)
+                .bind(e.payload.to_string())
+                .bind(&e.project)
+                .bind(&e.stack)
+                .bind(&e.env)
+                .bind(&e.idempotency_key)
+                .bind(e.created_at.0)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_deliveries(&mut self, ds: &[$crate::outbound::DeliveryRecord]) -> $crate::StoreResult<()> {
+                for d in ds {
+                    sqlx::query(&$sql(
+                        "INSERT INTO deliveries (id, org_id, hook_id, event_id, kind, status, attempts, created_at, \
+                         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                    ))
+                    .bind(&d.id)
+                    .bind(d.org.0)
+                    .bind(d.hook_id)
+                    .bind(&d.event_id)
+                    .bind(&d.kind)
+                    .bind(&d.status)
+                    .bind(d.attempts)
+                    .bind(d.created_at.0)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn set_delivery_status(&mut self, id: &str, status: &str, attempts: i64) -> $crate::StoreResult<()> {
+                sqlx::query(&$sql("UPDATE deliveries SET status = $1, attempts = $2, updated_at = $3 WHERE id = $4"))
+                    .bind(status)
+                    .bind(attempts)
+                    .bind(pipehook_domain::time::Timestamp::now().0)
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_attempt(&mut self, a: &$crate::outbound::AttemptRecord) -> $crate::StoreResult<()> {
+                sqlx::query(&$sql(
+                    "INSERT INTO delivery_attempts (delivery_id, org_id, hook_id, kind, attempt_trigger, payload, \
+                     attempted_at, duration_ms, request_url, request_headers, response_code, response_headers, \
+                     response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                ))
+                .bind(&a.delivery_id)
+                .bind(a.org.0)
+                .bind(a.hook_id)
+                .bind(&a.kind)
+                .bind(&a.trigger)
+                .bind(&a.payload)
+                .bind(a.attempted_at.0)
+                .bind(a.duration_ms)
+                .bind(&a.request_url)
+                .bind(a.request_headers.to_string())
+                .bind(a.response_code)
+                .bind(a.response_headers.to_string())
+                .bind(&a.response_body)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn unrelayed_run_events(&mut self, limit: u32) -> $crate::StoreResult<Vec<$crate::outbound::RunEventRow>> {
+                let sql = format!(
+                    "SELECT seq, org_id, kind, subject, payload, created_at FROM run_events WHERE relayed = 0 \
+                     ORDER BY seq LIMIT $1{}",
+                    $lock
+                );
+                let rows: Vec<$crate::outbound_sql::RunEventDbRow> =
+                    sqlx::query_as(&$sql(&sql)).bind(i64::from(limit)).fetch_all(&mut *self.tx).await?;
+                rows.into_iter().map($crate::outbound::RunEventRow::try_from).collect()
+            }
+
+            async fn mark_relayed(&mut self, seqs: &[i64]) -> $crate::StoreResult<()> {
+                for seq in seqs {
+                    sqlx::query(&$sql("UPDATE run_events SET relayed = 1 WHERE seq = $1"))
+                        .bind(seq)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn prune_outbound(&mut self, before: pipehook_domain::time::Timestamp) -> $crate::StoreResult<u64> {
+                let r = sqlx::query(&$sql("DELETE FROM delivery_attempts WHERE attempted_at < $1"))
+                    .bind(before.0)
+                    .execute(&mut *self.tx)
+                    .await?;
+                sqlx::query(&$sql("DELETE FROM deliveries WHERE status <> 'pending' AND updated_at < $1"))
+                    .bind(before.0)
+                    .execute(&mut *self.tx)
+                    .await?;
+                sqlx::query(&$sql(
+                    "DELETE FROM outbound_events WHERE created_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = outbound_events.id)",
+                ))
+                .bind(before.0)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(r.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use {outbound_store_impl, outbound_tx_impl};
