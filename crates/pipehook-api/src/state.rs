@@ -30,4 +30,6 @@ pub struct AppState {
     pub master_key: MasterKey,
     pub config: Arc<ApiConfig>,
     pub metrics: Arc<Metrics>,
+    /// Publishing, ping and redelivery of outbound webhooks.
+    pub outbound: Arc<pipehook_outbound::Outbound>,
 }

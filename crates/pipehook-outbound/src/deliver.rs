@@ -169,15 +169,7 @@ impl Outbound {
             .user_agent(config.user_agent.clone())
             .build()
             .map_err(|e| format!("building the outbound HTTP client: {e}"))?;
-        Ok(Self {
-            store,
-            master_key,
-            config,
-            client,
-            policy,
-            endpoints: Arc::default(),
-            org_names: Mutex::default(),
-        })
+        Ok(Self { store, master_key, config, client, policy, endpoints: Arc::default(), org_names: Mutex::default() })
     }
 
     pub fn config(&self) -> &OutboundConfig {
@@ -228,8 +220,11 @@ impl Outbound {
             created_at: now,
         };
         let publication = self.publication(event, &hooks, since);
-        let outcome =
-            PublishOutcome { event_id: publication.event.id.clone(), deliveries: publication.deliveries.len(), duplicate: false };
+        let outcome = PublishOutcome {
+            event_id: publication.event.id.clone(),
+            deliveries: publication.deliveries.len(),
+            duplicate: false,
+        };
         match self.store.publish(publication.clone()).await {
             Ok(()) => Ok(outcome),
             // Two publishes with one key raced; the other one won.
@@ -629,9 +624,11 @@ fn describe_error(e: reqwest::Error) -> String {
 impl JobHandler for Outbound {
     async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
         let field = |k: &str| job.payload.get(k).cloned().unwrap_or(Value::Null);
-        let (Some(delivery_id), Some(hook_id), Some(event_id)) =
-            (field("delivery").as_str().map(str::to_owned), field("hook").as_i64(), field("event").as_str().map(str::to_owned))
-        else {
+        let (Some(delivery_id), Some(hook_id), Some(event_id)) = (
+            field("delivery").as_str().map(str::to_owned),
+            field("hook").as_i64(),
+            field("event").as_str().map(str::to_owned),
+        ) else {
             return Err(JobFailure::Permanent(format!("malformed delivery job payload: {}", job.payload)));
         };
         let store_err = |e: StoreError| JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(5) };
@@ -672,7 +669,10 @@ impl JobHandler for Outbound {
         drop(slot);
         let code = sent.record.response_code;
         if code == 429 || code == 503 {
-            self.pause(&hook.payload_url, sent.retry_after.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(3600)));
+            self.pause(
+                &hook.payload_url,
+                sent.retry_after.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(3600)),
+            );
         }
         let attempt_no = job.attempt as usize;
         let ok = is_success(code);

@@ -135,7 +135,8 @@ fn teams(e: &EventView<'_>) -> Value {
         "sections": [{"activityTitle": e.kind, "activitySubtitle": e.created_at.to_rfc3339(), "facts": facts, "markdown": false}],
     });
     if let Some(url) = s.url {
-        card["potentialAction"] = json!([{"@type": "OpenUri", "name": "Open", "targets": [{"os": "default", "uri": url}]}]);
+        card["potentialAction"] =
+            json!([{"@type": "OpenUri", "name": "Open", "targets": [{"os": "default", "uri": url}]}]);
     }
     card
 }

@@ -240,8 +240,7 @@ mod tests {
         ] {
             assert!(refused(&p, bad), "{bad} should be refused");
         }
-        for good in ["93.184.216.34", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"]
-        {
+        for good in ["93.184.216.34", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
             assert!(!refused(&p, good), "{good} should be allowed");
         }
     }

@@ -719,6 +719,7 @@ fn action_event(
         "action": action.name,
         "category": action.action_type_id.category.as_str(),
         "environmentName": config.get("EnvironmentName"),
+        "projectName": config.get("ProjectName"),
         "status": status,
         "error": error,
         "sourceRevisions": exec.source_revisions,

@@ -635,3 +635,199 @@ pub async fn webhooks_inbound_log_and_dedupe(store: &dyn Store) {
     tx.commit().await.unwrap();
     assert!(store.webhook(a.id, "gh").await.unwrap().is_none());
 }
+
+pub async fn outbound_hooks_events_deliveries_and_relay(store: &dyn Store) {
+    use crate::{AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookScope, OutboundEvent, Publication};
+    let acme = org(store, "acme").await;
+    let other = org(store, "other").await;
+    let fields = |url: &str| HookFields {
+        display_name: "Hook".into(),
+        payload_url: url.into(),
+        secret_ciphertext: Some("v1:ciphertext".into()),
+        active: true,
+        format: "raw".into(),
+        filters: vec!["build_failed".into()],
+        groups: vec!["stacks".into()],
+    };
+    let mut tx = store.begin().await.unwrap();
+    let org_hook = tx.insert_hook(acme.id, &HookScope::org(), "h", &fields("https://a/")).await.unwrap();
+    let dev = tx.insert_hook(acme.id, &HookScope::stack("web", "dev"), "h", &fields("https://b/")).await.unwrap();
+    let prod = tx.insert_hook(acme.id, &HookScope::stack("web", "prod"), "p", &fields("https://c/")).await.unwrap();
+    let env = tx.insert_hook(acme.id, &HookScope::env("cfg", "prod"), "e", &fields("https://d/")).await.unwrap();
+    tx.insert_hook(other.id, &HookScope::org(), "h", &fields("https://x/")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(org_hook.filters, vec!["build_failed".to_owned()]);
+    assert_eq!(dev.scope, HookScope::stack("web", "dev"));
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(
+        tx.insert_hook(acme.id, &HookScope::org(), "h", &fields("https://a/")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    drop(tx);
+
+    let ids = |hs: Vec<crate::HookRecord>| hs.into_iter().map(|h| h.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.hooks_for_event(acme.id, None, None, None).await.unwrap()), vec![org_hook.id]);
+    assert_eq!(
+        ids(store.hooks_for_event(acme.id, Some("web"), Some("dev"), None).await.unwrap()),
+        vec![org_hook.id, dev.id]
+    );
+    assert_eq!(
+        ids(store.hooks_for_event(acme.id, Some("web"), None, None).await.unwrap()),
+        vec![org_hook.id, dev.id, prod.id],
+        "a project without a stack reaches all its stacks"
+    );
+    assert_eq!(ids(store.hooks_for_event(acme.id, None, None, Some("prod")).await.unwrap()), vec![org_hook.id, env.id]);
+    assert_eq!(
+        ids(store.hooks_for_event(acme.id, Some("web"), None, Some("prod")).await.unwrap()),
+        vec![org_hook.id, dev.id, prod.id],
+        "an environment of another project is not reached"
+    );
+
+    // Update keeps the row; deactivation records the reason and reactivation clears it.
+    let mut tx = store.begin().await.unwrap();
+    let mut f = fields("https://a2/");
+    f.secret_ciphertext = None;
+    let updated = tx.update_hook(org_hook.id, &f).await.unwrap().unwrap();
+    tx.set_hook_health(org_hook.id, Some(Timestamp(5)), Some("410 Gone")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((updated.payload_url.as_str(), updated.secret_ciphertext.as_deref()), ("https://a2/", None));
+    let off = store.hook_by_id(org_hook.id).await.unwrap().unwrap();
+    assert!(!off.active);
+    assert_eq!((off.disabled_reason.as_deref(), off.failing_since), (Some("410 Gone"), Some(Timestamp(5))));
+    assert!(store.hooks_for_event(acme.id, None, None, None).await.unwrap().is_empty(), "inactive hooks get nothing");
+    let mut tx = store.begin().await.unwrap();
+    let back = tx.update_hook(org_hook.id, &fields("https://a/")).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert!(back.active && back.disabled_reason.is_none() && back.failing_since.is_none());
+
+    // Publish: event, deliveries and jobs together; a live idempotency key conflicts.
+    let now = Timestamp::now();
+    let event = |id: &str, key: Option<&str>| OutboundEvent {
+        id: id.into(),
+        org: acme.id,
+        kind: "build_failed".into(),
+        payload: json!({"n": 1}),
+        project: Some("web".into()),
+        stack: None,
+        env: None,
+        idempotency_key: key.map(str::to_owned),
+        created_at: now,
+    };
+    let delivery = DeliveryRecord {
+        id: "d1".into(),
+        org: acme.id,
+        hook_id: dev.id,
+        event_id: "e1".into(),
+        kind: "build_failed".into(),
+        status: "pending".into(),
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .publish(Publication {
+            event: event("e1", Some("k")),
+            deliveries: vec![delivery.clone()],
+            jobs: vec![NewJob::new("outbound.delivery", json!({"delivery": "d1"})).org(acme.id)],
+            idempotency_since: Timestamp(0),
+        })
+        .await
+        .unwrap();
+    let dup = store
+        .publish(Publication {
+            event: event("e2", Some("k")),
+            deliveries: Vec::new(),
+            jobs: Vec::new(),
+            idempotency_since: Timestamp(0),
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+    assert!(store.outbound_event(acme.id, "e2").await.unwrap().is_none(), "nothing of the duplicate is stored");
+    assert_eq!(store.event_by_idempotency_key(acme.id, "k", Timestamp(0)).await.unwrap().unwrap().id, "e1");
+    assert!(store
+        .event_by_idempotency_key(acme.id, "k", now.saturating_add(Duration::from_secs(1)))
+        .await
+        .unwrap()
+        .is_none());
+    // Past its window the key is free again.
+    store
+        .publish(Publication {
+            event: event("e3", Some("k")),
+            deliveries: Vec::new(),
+            jobs: Vec::new(),
+            idempotency_since: now.saturating_add(Duration::from_secs(1)),
+        })
+        .await
+        .unwrap();
+    assert!(store.outbound_event(other.id, "e1").await.unwrap().is_none(), "events are per organization");
+    assert_eq!(store.delivery("d1").await.unwrap().unwrap(), delivery);
+    assert_eq!(store.pending_deliveries().await.unwrap(), 1);
+    let jobs = store.claim(&["outbound.delivery"], 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].payload["delivery"], "d1");
+
+    // Attempts, newest first, with the delivery's status.
+    for (i, code) in [500, 200].into_iter().enumerate() {
+        let attempt = AttemptRecord {
+            seq: 0,
+            delivery_id: "d1".into(),
+            org: acme.id,
+            hook_id: dev.id,
+            kind: "build_failed".into(),
+            trigger: "scheduled".into(),
+            payload: "{}".into(),
+            attempted_at: Timestamp::now(),
+            duration_ms: 3,
+            request_url: "https://b/".into(),
+            request_headers: json!({"webhook-id": "d1"}),
+            response_code: code,
+            response_headers: json!({}),
+            response_body: "ok".into(),
+        };
+        let status = if code == 200 { "succeeded" } else { "pending" };
+        store
+            .record_attempt(AttemptWrite {
+                attempt,
+                delivery_status: (status.into(), i as i64 + 1),
+                hook_health: Some((if code == 200 { None } else { Some(Timestamp(7)) }, None)),
+            })
+            .await
+            .unwrap();
+    }
+    let attempts = store.list_attempts(dev.id, None, 10).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.response_code).collect::<Vec<_>>(), vec![200, 500]);
+    assert_eq!(store.list_attempts(dev.id, Some(attempts[0].seq), 10).await.unwrap().len(), 1);
+    let d = store.delivery("d1").await.unwrap().unwrap();
+    assert_eq!((d.status.as_str(), d.attempts), ("succeeded", 2));
+    assert_eq!(store.hook_by_id(dev.id).await.unwrap().unwrap().failing_since, None);
+    assert_eq!(store.pending_deliveries().await.unwrap(), 0);
+
+    // The relay sees each run event once.
+    let mut tx = store.begin().await.unwrap();
+    tx.record_run_event(acme.id, "build_started", "x", &json!({"a": 1})).await.unwrap();
+    tx.record_run_event(acme.id, "build_succeeded", "x", &json!({"a": 2})).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let rows = tx.unrelayed_run_events(10).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(), vec!["build_started", "build_succeeded"]);
+    assert_eq!(rows[1].payload, json!({"a": 2}));
+    tx.mark_relayed(&rows.iter().map(|r| r.seq).collect::<Vec<_>>()).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.unrelayed_run_events(10).await.unwrap().is_empty());
+    drop(tx);
+
+    // Pruning keeps pending deliveries; deleting a hook takes its deliveries and attempts.
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.prune_outbound(Timestamp::now().saturating_add(Duration::from_secs(1))).await.unwrap(), 2);
+    tx.commit().await.unwrap();
+    assert!(store.delivery("d1").await.unwrap().is_none(), "finished deliveries are pruned");
+    assert!(store.outbound_event(acme.id, "e1").await.unwrap().is_none());
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_hook(acme.id, &HookScope::stack("web", "dev"), "h").await.unwrap());
+    assert!(!tx.delete_hook(acme.id, &HookScope::stack("web", "dev"), "h").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.hook(acme.id, &HookScope::stack("web", "dev"), "h").await.unwrap().is_none());
+    assert_eq!(store.list_hooks(acme.id, &HookScope::org()).await.unwrap().len(), 1);
+    assert_eq!(store.list_hooks(other.id, &HookScope::org()).await.unwrap().len(), 1);
+}

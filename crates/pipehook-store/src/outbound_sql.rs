@@ -111,7 +111,8 @@ pub(crate) struct DeliveryRow {
     updated_at: i64,
 }
 
-pub(crate) const DELIVERY_COLUMNS: &str = "id, org_id, hook_id, event_id, kind, status, attempts, created_at, updated_at";
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "id, org_id, hook_id, event_id, kind, status, attempts, created_at, updated_at";
 
 impl From<DeliveryRow> for DeliveryRecord {
     fn from(r: DeliveryRow) -> Self {
@@ -200,7 +201,12 @@ macro_rules! outbound_store_impl {
     ($store:ty, $sql:path) => {
         #[async_trait::async_trait]
         impl $crate::outbound::OutboundStore for $store {
-            async fn hook(&self, org: pipehook_domain::org::OrgId, scope: &$crate::outbound::HookScope, name: &str) -> $crate::StoreResult<Option<$crate::outbound::HookRecord>> {
+            async fn hook(
+                &self,
+                org: pipehook_domain::org::OrgId,
+                scope: &$crate::outbound::HookScope,
+                name: &str,
+            ) -> $crate::StoreResult<Option<$crate::outbound::HookRecord>> {
                 let sql = format!(
                     "SELECT {HOOK_COLUMNS} FROM hooks WHERE org_id = $1 AND scope = $2 AND project_name = $3 \
                      AND stack_name = $4 AND env_name = $5 AND name = $6"
@@ -219,11 +225,16 @@ macro_rules! outbound_store_impl {
 
             async fn hook_by_id(&self, id: i64) -> $crate::StoreResult<Option<$crate::outbound::HookRecord>> {
                 let sql = format!("SELECT {HOOK_COLUMNS} FROM hooks WHERE id = $1");
-                let row: Option<$crate::outbound_sql::HookRow> = sqlx::query_as(&$sql(&sql)).bind(id).fetch_optional(self.reader()).await?;
+                let row: Option<$crate::outbound_sql::HookRow> =
+                    sqlx::query_as(&$sql(&sql)).bind(id).fetch_optional(self.reader()).await?;
                 row.map($crate::outbound::HookRecord::try_from).transpose()
             }
 
-            async fn list_hooks(&self, org: pipehook_domain::org::OrgId, scope: &$crate::outbound::HookScope) -> $crate::StoreResult<Vec<$crate::outbound::HookRecord>> {
+            async fn list_hooks(
+                &self,
+                org: pipehook_domain::org::OrgId,
+                scope: &$crate::outbound::HookScope,
+            ) -> $crate::StoreResult<Vec<$crate::outbound::HookRecord>> {
                 let sql = format!(
                     "SELECT {HOOK_COLUMNS} FROM hooks WHERE org_id = $1 AND scope = $2 AND project_name = $3 \
                      AND stack_name = $4 AND env_name = $5 ORDER BY name"
@@ -262,7 +273,11 @@ macro_rules! outbound_store_impl {
                 rows.into_iter().map($crate::outbound::HookRecord::try_from).collect()
             }
 
-            async fn outbound_event(&self, org: pipehook_domain::org::OrgId, id: &str) -> $crate::StoreResult<Option<$crate::outbound::OutboundEvent>> {
+            async fn outbound_event(
+                &self,
+                org: pipehook_domain::org::OrgId,
+                id: &str,
+            ) -> $crate::StoreResult<Option<$crate::outbound::OutboundEvent>> {
                 let sql = format!("SELECT {EVENT_COLUMNS} FROM outbound_events WHERE org_id = $1 AND id = $2");
                 let row: Option<$crate::outbound_sql::EventRow> =
                     sqlx::query_as(&$sql(&sql)).bind(org.0).bind(id).fetch_optional(self.reader()).await?;

@@ -49,4 +49,5 @@ conformance! {
     executions_actions_and_stops => |s| conformance::executions_actions_and_stops(&*s).await;
     webhooks_inbound_log_and_dedupe => |s| conformance::webhooks_inbound_log_and_dedupe(&*s).await;
     killed_worker_job_is_completed_by_another => |s| conformance::killed_worker_job_is_completed_by_another(s).await;
+    outbound_hooks_events_deliveries_and_relay => |s| conformance::outbound_hooks_events_deliveries_and_relay(&*s).await;
 }

@@ -163,6 +163,10 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         println!("{}", generated.notice());
     }
     let metrics = Arc::new(Metrics::default());
+    let outbound = Arc::new(
+        pipehook_outbound::Outbound::new(store.clone(), key.clone(), config.outbound.delivery.clone())
+            .map_err(StartError::Runtime)?,
+    );
 
     let mut tasks = tokio::task::JoinSet::new();
     if config.role.runs_workers() {
@@ -182,6 +186,28 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             pool.run(token, grace).await;
             Ok(())
         });
+
+        // Deliveries get their own pool, so long pipeline executions never hold the slots they need.
+        let mut delivery_handlers = Handlers::default();
+        delivery_handlers.register(pipehook_outbound::JOB_KIND, outbound.clone());
+        let delivery_config = crate::config::WorkerConfig {
+            concurrency: config.outbound.concurrency,
+            lease: config.worker.lease.max(config.outbound.delivery.timeout * 2),
+            poll: config.worker.poll,
+        };
+        let queue: Arc<dyn Queue> = store.clone();
+        let pool = WorkerPool::new(queue, delivery_handlers, delivery_config, metrics.clone());
+        let (token, grace) = (shutdown.clone(), config.shutdown_grace);
+        tasks.spawn(async move {
+            pool.run(token, grace).await;
+            Ok(())
+        });
+        let (relay, relay_store, token) = (outbound.clone(), store.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            relay.run_relay(&*relay_store, Duration::from_millis(250), token).await;
+            Ok(())
+        });
+        tasks.spawn(prune_outbound_log(store.clone(), config.outbound.retention, shutdown.clone()));
     }
     if let (true, Some(listener)) = (config.role.runs_api(), listener) {
         let bound = listener.local_addr().map_err(|e| StartError::Runtime(e.to_string()))?;
@@ -198,6 +224,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
                 github_api_url: config.inbound.github_api_url.clone(),
             }),
             metrics: metrics.clone(),
+            outbound: outbound.clone(),
         };
         let app = pipehook_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let (token, grace) = (shutdown.clone(), config.shutdown_grace);
@@ -256,6 +283,33 @@ async fn prune_inbound_log(
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "pruned the inbound request log"),
             Err(e) => tracing::warn!(error = %e, "pruning the inbound request log failed; will retry"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+    }
+}
+
+/// Deletes delivery attempts, finished deliveries and their events older than the retention, every ten
+/// minutes (and once at start). Idempotent, like the inbound pruning.
+async fn prune_outbound_log(
+    store: Arc<dyn Store>,
+    retention: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    loop {
+        let cutoff = pipehook_domain::time::Timestamp::now().saturating_sub(retention);
+        let pruned = async {
+            let mut tx = store.begin().await?;
+            let n = tx.prune_outbound(cutoff).await?;
+            tx.commit().await?;
+            Ok::<u64, pipehook_store::StoreError>(n)
+        };
+        match pruned.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "pruned the outbound delivery log"),
+            Err(e) => tracing::warn!(error = %e, "pruning the outbound delivery log failed; will retry"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

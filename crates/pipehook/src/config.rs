@@ -52,6 +52,13 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_SECRET_ROTATION_OVERLAP", "inbound.secret_rotation_overlap_seconds"),
     ("PIPEHOOK_INBOUND_RETENTION", "inbound.retention_seconds"),
     ("PIPEHOOK_GITHUB_API_URL", "inbound.github_api_url"),
+    ("PIPEHOOK_OUTBOUND_TIMEOUT", "outbound.timeout_seconds"),
+    ("PIPEHOOK_OUTBOUND_RETRY_SCHEDULE", "outbound.retry_schedule"),
+    ("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "outbound.allowed_networks"),
+    ("PIPEHOOK_OUTBOUND_CONCURRENCY", "outbound.concurrency"),
+    ("PIPEHOOK_OUTBOUND_ENDPOINT_CONCURRENCY", "outbound.endpoint_concurrency"),
+    ("PIPEHOOK_OUTBOUND_DISABLE_AFTER", "outbound.disable_after_seconds"),
+    ("PIPEHOOK_OUTBOUND_RETENTION", "outbound.retention_seconds"),
     ("PIPEHOOK_RUNNER_WORKSPACE_DIR", "runner.workspace_dir"),
     ("PIPEHOOK_RUNNER_LOG_LIMIT_BYTES", "runner.log_limit_bytes"),
     ("PIPEHOOK_RUNNER_KEEP_WORKSPACES", "runner.keep_workspaces"),
@@ -88,6 +95,7 @@ struct Raw {
     postgres: RawPostgres,
     worker: RawWorker,
     inbound: RawInbound,
+    outbound: RawOutbound,
     runner: RawRunner,
     bootstrap: RawBootstrap,
 }
@@ -100,6 +108,18 @@ struct RawInbound {
     secret_rotation_overlap_seconds: u64,
     retention_seconds: u64,
     github_api_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    timeout_seconds: u64,
+    retry_schedule: String,
+    allowed_networks: String,
+    concurrency: u32,
+    endpoint_concurrency: u32,
+    disable_after_seconds: u64,
+    retention_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +236,7 @@ pub struct Config {
     pub postgres_connect_timeout: Duration,
     pub worker: WorkerConfig,
     pub inbound: InboundSettings,
+    pub outbound: OutboundSettings,
     pub runner: RunnerSettings,
     pub bootstrap: BootstrapConfig,
 }
@@ -227,6 +248,15 @@ pub struct InboundSettings {
     pub secret_rotation_overlap: Duration,
     pub retention: Duration,
     pub github_api_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundSettings {
+    pub delivery: pipehook_outbound::OutboundConfig,
+    /// Deliveries in flight per worker node (their own worker pool, apart from pipeline executions).
+    pub concurrency: usize,
+    /// How long events, deliveries and attempts are kept.
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -416,6 +446,53 @@ impl Config {
             github_api_url: parse_public_url(&raw.inbound.github_api_url)
                 .map_err(|e| ConfigError::new("inbound.github_api_url (PIPEHOOK_GITHUB_API_URL)", e.problem))?,
         };
+        let o = &raw.outbound;
+        let retry_schedule = o
+            .retry_schedule
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|x| x.parse::<u64>().map(Duration::from_secs))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                ConfigError::new(
+                    "outbound.retry_schedule (PIPEHOOK_OUTBOUND_RETRY_SCHEDULE)",
+                    format!("{:?} must be comma-separated whole seconds, e.g. 5,300,1800", o.retry_schedule),
+                )
+            })?;
+        if retry_schedule.len() > 50 {
+            return Err(ConfigError::new(
+                "outbound.retry_schedule (PIPEHOOK_OUTBOUND_RETRY_SCHEDULE)",
+                "at most 50 retries",
+            ));
+        }
+        let allowed_networks = pipehook_outbound::ssrf::AddressPolicy::parse_networks(&o.allowed_networks)
+            .map_err(|e| ConfigError::new("outbound.allowed_networks (PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS)", e))?;
+        let outbound = OutboundSettings {
+            delivery: pipehook_outbound::OutboundConfig {
+                timeout: Duration::from_secs(positive(
+                    o.timeout_seconds,
+                    "outbound.timeout_seconds (PIPEHOOK_OUTBOUND_TIMEOUT)",
+                )?),
+                retry_schedule,
+                endpoint_concurrency: positive(
+                    u64::from(o.endpoint_concurrency),
+                    "outbound.endpoint_concurrency (PIPEHOOK_OUTBOUND_ENDPOINT_CONCURRENCY)",
+                )? as usize,
+                disable_after: Duration::from_secs(positive(
+                    o.disable_after_seconds,
+                    "outbound.disable_after_seconds (PIPEHOOK_OUTBOUND_DISABLE_AFTER)",
+                )?),
+                allowed_networks,
+                ..pipehook_outbound::OutboundConfig::default()
+            },
+            concurrency: positive(u64::from(o.concurrency), "outbound.concurrency (PIPEHOOK_OUTBOUND_CONCURRENCY)")?
+                as usize,
+            retention: Duration::from_secs(positive(
+                o.retention_seconds,
+                "outbound.retention_seconds (PIPEHOOK_OUTBOUND_RETENTION)",
+            )?),
+        };
         let log_limit =
             positive(raw.runner.log_limit_bytes, "runner.log_limit_bytes (PIPEHOOK_RUNNER_LOG_LIMIT_BYTES)")?;
         let runner = RunnerSettings {
@@ -477,6 +554,7 @@ impl Config {
                 poll: Duration::from_millis(raw.worker.poll_ms),
             },
             inbound,
+            outbound,
             runner,
             bootstrap: BootstrapConfig { org, account_id, token, access_key },
         })
@@ -622,6 +700,9 @@ mod tests {
             (&[("PIPEHOOK_POSTGRES_SCHEMA", "a;drop")], None, "postgres.schema"),
             (&[("PIPEHOOK_TRUST_PROXY", "maybe")], None, "inbound.trust_proxy"),
             (&[("PIPEHOOK_GITHUB_API_URL", "ftp://x")], None, "inbound.github_api_url"),
+            (&[("PIPEHOOK_OUTBOUND_RETRY_SCHEDULE", "5,soon")], None, "outbound.retry_schedule"),
+            (&[("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/33")], None, "outbound.allowed_networks"),
+            (&[("PIPEHOOK_OUTBOUND_TIMEOUT", "0")], None, "outbound.timeout_seconds"),
             (&[("PIPEHOOK_SECRET_ROTATION_OVERLAP", "1d")], None, "PIPEHOOK_SECRET_ROTATION_OVERLAP"),
             (&[], Some("nonsense = = ="), "--config"),
             (&[], Some("unknown_key = 1"), "unknown field"),

@@ -14,12 +14,16 @@ use serde_json::json;
 use crate::auth::{ensure_org, Principal};
 use crate::AppState;
 
+mod hooks;
 mod pipelines;
+mod webhooks;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/orgs/{org}", get(get_org))
         .merge(pipelines::routes())
+        .merge(hooks::routes())
+        .merge(webhooks::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
