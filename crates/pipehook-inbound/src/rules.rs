@@ -11,6 +11,10 @@
 //! - with `matchEquals`, it passes when ANY selected node equals the resolved value: a string byte for byte, a
 //!   number, boolean or null by its JSON text (`"3"` matches `3`, `"true"` matches `true`; numbers are written
 //!   the way `serde_json` writes them, so `1.50` in a payload is `1.5`); objects and arrays never match;
+//! - a `jsonPath` that does not start with `$` is read relative to the root, as Jayway reads it: `$.` is put in
+//!   front (`ref` is `$.ref`, `commits[*].id` is `$.commits[*].id`, and `.ref` becomes `$..ref`, as in Jayway),
+//!   or `$` before a bracket (`['ref']` is `$['ref']`); a path that does not parse that way either is still an
+//!   invalid pattern;
 //! - the RFC 9535 functions `length()`, `count()` and `value()` are accepted in filters, but `match()` and
 //!   `search()` are not (they are an invalid pattern): `serde_json_path` compiles their regex anew for every
 //!   node on every evaluation, which one hostile rule could turn into a CPU sink on the trigger path, and
@@ -126,10 +130,10 @@ fn compile_one(index: usize, rule: &Rule, configuration: &BTreeMap<String, Strin
             return Err(RuleError::Length { index, field: "matchEquals" });
         }
     }
-    let path = JsonPath::parse(&rule.json_path).map_err(|e| RuleError::InvalidPattern {
+    let path = parse_path(&rule.json_path).map_err(|reason| RuleError::InvalidPattern {
         index,
         path: rule.json_path.clone(),
-        reason: e.to_string(),
+        reason,
     })?;
     let wanted = rule
         .match_equals
@@ -139,6 +143,16 @@ fn compile_one(index: usize, rule: &Rule, configuration: &BTreeMap<String, Strin
         })
         .transpose()?;
     Ok(CompiledRule { index, path, json_path: rule.json_path.clone(), match_equals: rule.match_equals.clone(), wanted })
+}
+
+/// Parses a `jsonPath`; one without the leading `$` is read relative to the root, as Jayway JsonPath (what AWS
+/// evaluates rules with) reads it. The error is for the text that was parsed.
+fn parse_path(text: &str) -> Result<JsonPath, String> {
+    if text.starts_with('$') {
+        return JsonPath::parse(text).map_err(|e| e.to_string());
+    }
+    let rooted = if text.starts_with('[') { format!("${text}") } else { format!("$.{text}") };
+    JsonPath::parse(&rooted).map_err(|e| format!("{e} (read as {rooted:?})"))
 }
 
 /// Replaces every `{Key}` with the configuration's value for `Key`, or returns the first unknown key.
@@ -333,6 +347,15 @@ mod tests {
         check("$.commits[?(@.message == 'docs')].id", None, true, &[r#""b2""#]);
         check("$.commits[?length(@.message) == 4].id", None, true, &[r#""b2""#]);
         check("$.commits[?count(@.modified[*]) == 2].id", None, true, &[r#""b2""#]);
+        // Without the leading `$`, a path is read from the root, as Jayway (AWS) reads it.
+        check("ref", Some("refs/heads/{Branch}"), true, &[r#""refs/heads/main""#]);
+        check("repository.owner.login", Some("Codertocat"), true, &[r#""Codertocat""#]);
+        check("commits[*].id", Some("b2"), true, &[r#""a1""#, r#""b2""#]);
+        check("commits[?@.message == 'docs'].id", None, true, &[r#""b2""#]);
+        check("['ref']", Some("refs/heads/main"), true, &[r#""refs/heads/main""#]);
+        check("[*].full_name", Some("Codertocat/Hello-World"), true, &[r#""Codertocat/Hello-World""#]);
+        check(".name", None, true, &[r#""Hello-World""#]);
+        check("missing", None, false, &[]);
         // Selecting nothing fails, with or without matchEquals.
         check("$.missing", Some("x"), false, &[]);
         check("$.missing", None, false, &[]);
@@ -414,16 +437,9 @@ mod tests {
             &[rule("$.ref", Some("{branch}"))],
             Some(RuleError::UnknownPlaceholder { index: 0, key: "branch".into() }),
         );
-        for bad in [
-            "$.[",
-            "ref",
-            "$.ref.",
-            "$[?(@.a =~ /x/)]",
-            "$.ref.length()",
-            "$[(@.length-1)]",
-            " $.ref",
-            "$.a[?@.b in ['x']]",
-        ] {
+        for bad in
+            ["$.[", "$.ref.", "$[?(@.a =~ /x/)]", "$.ref.length()", "$[(@.length-1)]", " $.ref", "$.a[?@.b in ['x']]"]
+        {
             match compile(&[rule(bad, None)], &config()) {
                 Err(RuleError::InvalidPattern { index: 0, path, reason }) => {
                     assert_eq!(path, bad);
@@ -432,6 +448,29 @@ mod tests {
                 other => panic!("{bad:?} should be an invalid pattern, got {other:?}"),
             }
         }
+        // Relative paths that do not parse from the root either stay invalid, and say how they were read.
+        for (bad, read_as) in [
+            ("ref.", "$.ref."),
+            ("ref[", "$.ref["),
+            ("ref..", "$.ref.."),
+            (" ref", "$. ref"),
+            ("@.ref", "$.@.ref"),
+            ("ref =~ /x/", "$.ref =~ /x/"),
+            ("[?(@.a =~ /x/)]", "$[?(@.a =~ /x/)]"),
+            ("commits[?match(@.message, 'd.*')]", "$.commits[?match(@.message, 'd.*')]"),
+        ] {
+            match compile(&[rule(bad, None)], &config()) {
+                Err(RuleError::InvalidPattern { index: 0, path, reason }) => {
+                    assert_eq!(path, bad, "the path is reported as written");
+                    assert!(reason.ends_with(&format!("(read as {read_as:?})")), "{bad:?}: {reason}");
+                }
+                other => panic!("{bad:?} should be an invalid pattern, got {other:?}"),
+            }
+        }
+        // The outcome shows the path as written.
+        let compiled = compile(&[rule("ref", None)], &config()).unwrap();
+        assert_eq!(compiled[0].json_path(), "ref");
+        assert_eq!(evaluate(&compiled, &payload())[0].json_path, "ref");
     }
 
     #[test]

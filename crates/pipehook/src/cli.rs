@@ -1,6 +1,6 @@
 //! The command line: `serve`, `migrate`, the administrative commands that work directly on the database
 //! (organizations, tokens, access keys), for bootstrapping and recovery, and the client commands
-//! (`pipelines`, `executions`, `logs`, in [`crate::client`]) that call a running server.
+//! (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`, in [`crate::client`]) that call a running server.
 
 use clap::{Args, Parser, Subcommand};
 use pipehook_domain::credentials::{AccessKeyId, ApiToken, SecretAccessKey};
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{prepare, run, StartError};
-use crate::client::{self, ExecutionsArgs, LogsArgs, Output, PipelinesArgs};
+use crate::client::{self, ExecutionsArgs, InboundArgs, LogsArgs, Output, PipelinesArgs, WebhooksArgs};
 use crate::config::{Config, ConfigError, Overrides};
 
 #[derive(Debug, Parser)]
@@ -28,7 +28,7 @@ pub struct Cli {
     /// Folder for the SQLite database and the generated master key.
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Server the client commands (pipelines, executions, logs) call.
+    /// Server the client commands (pipelines, executions, logs, webhooks, inbound) call.
     #[arg(long, global = true, env = "PIPEHOOK_SERVER", default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub server: String,
     /// REST API token for the client commands.
@@ -62,6 +62,10 @@ pub enum Command {
     Executions(ExecutionsArgs),
     /// Print the logs of an execution's actions (--follow to keep printing until it ends).
     Logs(LogsArgs),
+    /// Manage pipeline webhooks (trigger URLs) on a running server, and explain how a payload would fare.
+    Webhooks(WebhooksArgs),
+    /// Inspect, replay and follow the requests that reached trigger URLs.
+    Inbound(InboundArgs),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +145,8 @@ pub async fn main() -> i32 {
         Command::Pipelines(args) => return client::pipelines(&conn, args).await,
         Command::Executions(args) => return client::executions(&conn, args).await,
         Command::Logs(args) => return client::logs(&conn, args).await,
+        Command::Webhooks(args) => return client::webhooks(&conn, args).await,
+        Command::Inbound(args) => return client::inbound(&conn, args).await,
         _ => {}
     }
     let listen_role = match &cli.command {
@@ -183,7 +189,11 @@ async fn execute(command: Command, config: Config) -> Result<(), StartError> {
         Command::Org(c) => admin(config, |store, _| Box::pin(org_command(store, c))).await,
         Command::Token(c) => admin(config, |store, _| Box::pin(token_command(store, c))).await,
         Command::AccessKey(c) => admin(config, move |store, key| Box::pin(access_key_command(store, key, c))).await,
-        Command::Pipelines(_) | Command::Executions(_) | Command::Logs(_) => {
+        Command::Pipelines(_)
+        | Command::Executions(_)
+        | Command::Logs(_)
+        | Command::Webhooks(_)
+        | Command::Inbound(_) => {
             unreachable!("client commands are run by `main` before the configuration is loaded")
         }
     }

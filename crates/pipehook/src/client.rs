@@ -1,5 +1,5 @@
-//! The client commands (`pipelines`, `executions`, `logs`): they call a running server's native REST API over
-//! HTTP with a token, unlike the administrative commands, which open the database directly.
+//! The client commands (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`): they call a running server's
+//! native REST API over HTTP with a token, unlike the administrative commands, which open the database directly.
 //!
 //! They never load the server configuration, because they run on machines that have none (a laptop, a CI job);
 //! everything they need comes from `--server`, `--token` and `--org` or the matching environment variables.
@@ -10,9 +10,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use pipehook_domain::time::Timestamp;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,6 +140,114 @@ pub struct LogsArgs {
     pub follow: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct WebhooksArgs {
+    #[command(flatten)]
+    pub org: OrgArg,
+    #[command(subcommand)]
+    pub command: WebhooksCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// List the organization's pipeline webhooks.
+    List,
+    /// Show a webhook: its trigger URL, rules and authentication (never its secret).
+    Get {
+        /// Webhook name.
+        name: String,
+    },
+    /// Create or replace a webhook from a JSON definition (PutWebhook's "webhook", optionally with "tags", or
+    /// PutWebhook's whole input). A replace keeps the trigger URL.
+    Put {
+        /// JSON file, or - for standard input.
+        #[arg(long, short, value_name = "FILE")]
+        file: PathBuf,
+        /// Webhook name; by default the definition's "name".
+        name: Option<String>,
+    },
+    /// Delete a webhook; its trigger URL stops working at once.
+    Delete {
+        /// Webhook name.
+        name: String,
+    },
+    /// Create the repository hook on the git host (RegisterWebhookWithThirdParty).
+    Register {
+        /// Webhook name.
+        name: String,
+    },
+    /// Delete the repository hook a registration created (DeregisterWebhookWithThirdParty).
+    Deregister {
+        /// Webhook name.
+        name: String,
+    },
+    /// Show, rule by rule, what a webhook would do with a payload, starting nothing.
+    Explain {
+        /// Webhook name.
+        name: String,
+        /// The payload, a JSON file as the git host would send it (- for standard input).
+        #[arg(long, value_name = "FILE")]
+        payload: PathBuf,
+        /// The event name the git host would send with it (X-GitHub-Event), e.g. push.
+        #[arg(long)]
+        event: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InboundArgs {
+    #[command(flatten)]
+    pub org: OrgArg,
+    #[command(subcommand)]
+    pub command: InboundCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboundCommand {
+    /// List requests to trigger URLs and their verdicts, newest first.
+    List {
+        #[command(flatten)]
+        filter: InboundFilter,
+        /// How many to show (1 to 500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show a request: its headers, body, verdict and why.
+    Get {
+        /// Request id.
+        id: String,
+    },
+    /// Judge a logged request again against the webhook as it is now, and start the pipeline if it passes.
+    Replay {
+        /// Request id.
+        id: String,
+    },
+    /// Print the newest requests, then new ones as they arrive, until interrupted (Ctrl-C).
+    Tail {
+        #[command(flatten)]
+        filter: InboundFilter,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InboundFilter {
+    /// Only requests to this webhook.
+    #[arg(long, value_name = "NAME")]
+    pub webhook: Option<String>,
+    /// Only requests with this verdict: triggered, filtered, duplicate, unauthenticated or rejected.
+    #[arg(long)]
+    pub verdict: Option<String>,
+}
+
+impl InboundFilter {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        q.extend(self.webhook.iter().map(|w| ("webhook", w.clone())));
+        q.extend(self.verdict.iter().map(|v| ("verdict", v.clone())));
+        q
+    }
+}
+
 /// Why a client command failed, and so its exit code.
 #[derive(Debug)]
 enum Failure {
@@ -182,6 +290,14 @@ pub async fn executions(conn: &Connection, args: ExecutionsArgs) -> i32 {
 
 pub async fn logs(conn: &Connection, args: LogsArgs) -> i32 {
     finish(async { Client::new(conn, &args.org.org)?.logs(&args).await }.await)
+}
+
+pub async fn webhooks(conn: &Connection, args: WebhooksArgs) -> i32 {
+    finish(async { Client::new(conn, &args.org.org)?.webhooks(args.command).await }.await)
+}
+
+pub async fn inbound(conn: &Connection, args: InboundArgs) -> i32 {
+    finish(async { Client::new(conn, &args.org.org)?.inbound(args.command).await }.await)
 }
 
 fn finish(result: Outcome) -> i32 {
@@ -237,6 +353,11 @@ impl Client {
     /// Sends a request and returns the JSON of a successful answer (`null` for an empty one). Error answers
     /// become [`Failure::Server`] with the message of the `{"code","message"}` body.
     async fn call(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Outcome<Value> {
+        Ok(self.send(method, url, body).await?.1)
+    }
+
+    /// [`Client::call`], with the status of the successful answer.
+    async fn send(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Outcome<(StatusCode, Value)> {
         let mut req = self.http.request(method, url.clone()).header("authorization", format!("token {}", self.token));
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
@@ -260,9 +381,10 @@ impl Client {
             return Err(Failure::Server { status, message });
         }
         if text.trim().is_empty() {
-            return Ok(Value::Null);
+            return Ok((status, Value::Null));
         }
-        json.ok_or_else(|| Failure::Transport(format!("the server's answer from {url} is not JSON")))
+        let json = json.ok_or_else(|| Failure::Transport(format!("the server's answer from {url} is not JSON")))?;
+        Ok((status, json))
     }
 
     async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Outcome<Value> {
@@ -439,6 +561,318 @@ impl Client {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+
+    async fn webhooks(&self, command: WebhooksCommand) -> Outcome {
+        match command {
+            WebhooksCommand::List => {
+                let mut all = Vec::new();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let query: Vec<(&str, String)> = cursor.iter().map(|c| ("cursor", c.clone())).collect();
+                    let page = self.get(&["webhooks"], &query).await?;
+                    all.extend(page["webhooks"].as_array().cloned().unwrap_or_default());
+                    match page.get("nextCursor").and_then(Value::as_str) {
+                        Some(c) => cursor = Some(c.to_owned()),
+                        None => break,
+                    }
+                }
+                match self.output {
+                    Output::Json => self.print_json(&json!({ "webhooks": all })),
+                    Output::Table => print_table(
+                        &["NAME", "PIPELINE", "AUTHENTICATION", "RULES", "LAST TRIGGERED", "URL"],
+                        all.iter()
+                            .map(|w| {
+                                let d = &w["definition"];
+                                vec![
+                                    text(&w["name"]),
+                                    text(&d["targetPipeline"]),
+                                    text(&d["authentication"]),
+                                    d["filters"].as_array().map_or(0, Vec::len).to_string(),
+                                    time(&w["lastTriggered"]),
+                                    text(&w["url"]),
+                                ]
+                            })
+                            .collect(),
+                    ),
+                }
+            }
+            WebhooksCommand::Get { name } => {
+                let w = self.get(&["webhooks", &name], &[]).await?;
+                match self.output {
+                    Output::Json => self.print_json(&w),
+                    Output::Table => print_webhook(&w),
+                }
+            }
+            WebhooksCommand::Put { file, name } => {
+                let (body, doc) = read_json(&file)?;
+                let definition = doc.get("webhook").filter(|w| w.is_object()).unwrap_or(&doc);
+                let name = match (name, definition.get("name").and_then(Value::as_str)) {
+                    (Some(name), _) => name,
+                    (None, Some(name)) => name.to_owned(),
+                    (None, None) => {
+                        return Err(Failure::Usage(format!(
+                            "{}: the definition has no \"name\"; give the webhook's name after --file",
+                            file.display()
+                        )))
+                    }
+                };
+                let (status, w) = self.send(Method::PUT, self.url(&["webhooks", &name], &[]), Some(body)).await?;
+                match self.output {
+                    Output::Json => self.print_json(&w),
+                    Output::Table => {
+                        let done = if status == StatusCode::CREATED { "created" } else { "updated" };
+                        println!("{done} webhook {}", text(&w["name"]));
+                        println!("URL: {}", text(&w["url"]));
+                    }
+                }
+            }
+            WebhooksCommand::Delete { name } => {
+                self.call(Method::DELETE, self.url(&["webhooks", &name], &[]), None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&json!({ "deleted": name })),
+                    Output::Table => println!("deleted webhook {name}"),
+                }
+            }
+            WebhooksCommand::Register { name } => {
+                let w = self.call(Method::POST, self.url(&["webhooks", &name, "register"], &[]), None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&w),
+                    Output::Table => println!("registered webhook {name} with the git host"),
+                }
+            }
+            WebhooksCommand::Deregister { name } => {
+                let w = self.call(Method::POST, self.url(&["webhooks", &name, "deregister"], &[]), None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&w),
+                    Output::Table => println!("deregistered webhook {name} from the git host"),
+                }
+            }
+            WebhooksCommand::Explain { name, payload, event } => {
+                let (body, _) = read_json(&payload)?;
+                let query: Vec<(&str, String)> = event.iter().map(|e| ("event", e.clone())).collect();
+                let url = self.url(&["webhooks", &name, "explain"], &query);
+                let explained = self.call(Method::POST, url, Some(body)).await?;
+                match self.output {
+                    Output::Json => self.print_json(&explained),
+                    Output::Table => print_explanation(&explained),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn inbound(&self, command: InboundCommand) -> Outcome {
+        match command {
+            InboundCommand::List { filter, limit } => {
+                let mut query = filter.query();
+                query.push(("limit", limit.to_string()));
+                let page = self.get(&["inbound"], &query).await?;
+                match self.output {
+                    Output::Json => self.print_json(&page),
+                    Output::Table => print_table(
+                        &INBOUND_COLUMNS,
+                        page["requests"].as_array().into_iter().flatten().map(inbound_row).collect(),
+                    ),
+                }
+            }
+            InboundCommand::Get { id } => {
+                let r = self.get(&["inbound", &id], &[]).await?;
+                match self.output {
+                    Output::Json => self.print_json(&r),
+                    Output::Table => print_inbound(&r),
+                }
+            }
+            InboundCommand::Replay { id } => {
+                let r = self.call(Method::POST, self.url(&["inbound", &id, "replay"], &[]), None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&r),
+                    Output::Table => {
+                        let execution = match r["pipelineExecutionId"].as_str() {
+                            Some(e) => format!(", execution {e}"),
+                            None => String::new(),
+                        };
+                        println!("replayed {id} as {}: {}{execution}", text(&r["requestId"]), text(&r["verdict"]));
+                    }
+                }
+            }
+            InboundCommand::Tail { filter } => return self.tail(&filter).await,
+        }
+        Ok(())
+    }
+
+    /// `inbound tail`: the newest requests, then every second the ones logged since, oldest first, until killed.
+    async fn tail(&self, filter: &InboundFilter) -> Outcome {
+        let mut query = filter.query();
+        query.push(("limit", TAIL_FIRST.to_string()));
+        let first = self.get(&["inbound"], &query).await?;
+        let rows = first["requests"].as_array().cloned().unwrap_or_default();
+        let mut tail = Tail::new(&rows, Instant::now());
+        if self.output == Output::Table {
+            println!("{}", tail_line(INBOUND_COLUMNS.iter().map(|c| c.to_string()).collect()));
+        }
+        for r in rows.iter().rev() {
+            self.print_tailed(r);
+        }
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut new = Vec::new();
+            let mut cursor: Option<String> = None;
+            'pages: loop {
+                let mut query = filter.query();
+                query.push(("limit", TAIL_PAGE.to_string()));
+                query.extend(cursor.iter().map(|c| ("cursor", c.clone())));
+                let page = self.get(&["inbound"], &query).await?;
+                let now = Instant::now();
+                for r in page["requests"].as_array().into_iter().flatten() {
+                    match tail.see(r["id"].as_str().unwrap_or_default(), now) {
+                        Step::New => new.push(r.clone()),
+                        Step::Seen => {}
+                        Step::Stop => break 'pages,
+                    }
+                }
+                match page.get("nextCursor").and_then(Value::as_str) {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => break,
+                }
+            }
+            tail.end_round();
+            for r in new.iter().rev() {
+                self.print_tailed(r);
+            }
+        }
+    }
+
+    fn print_tailed(&self, r: &Value) {
+        match self.output {
+            Output::Json => println!("{r}"),
+            Output::Table => println!("{}", tail_line(inbound_row(r))),
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// How many of the newest requests `inbound tail` prints first, and how many it asks for per page afterwards.
+const TAIL_FIRST: u32 = 20;
+const TAIL_PAGE: u32 = 100;
+
+/// How long `inbound tail` keeps looking below an entry it has printed for entries that appear there later.
+/// The log is ordered by a sequence number taken when the request is written, and on PostgreSQL a transaction
+/// can commit after a later one, so an entry may become visible below newer ones; such a lag is milliseconds
+/// in practice, so a few seconds of overlap finds it without reading the whole log every second.
+const TAIL_OVERLAP: Duration = Duration::from_secs(5);
+
+/// What `inbound tail` does with an entry met walking the log newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Not printed before: print it.
+    New,
+    /// Printed recently: keep walking, an entry that committed late may be below it.
+    Seen,
+    /// Printed long enough ago (or the oldest entry of the first listing): everything below it is known.
+    Stop,
+}
+
+/// The entries `inbound tail` has printed, so that each is printed once however the polls overlap.
+struct Tail {
+    /// Request id → when it was first met.
+    seen: HashMap<String, Instant>,
+    /// The oldest entry of the first listing: below it is history the command was not asked to print.
+    floor: Option<String>,
+    /// Ids met in the current round: after it, only they (the new, the recent and the one the walk stopped
+    /// at) are needed to stop the next walk, so the rest are forgotten and memory stays bounded.
+    walked: HashSet<String>,
+}
+
+impl Tail {
+    /// The state after printing the first listing (newest first).
+    fn new(first: &[Value], now: Instant) -> Self {
+        let ids: Vec<String> = first.iter().filter_map(|r| r["id"].as_str().map(str::to_owned)).collect();
+        Tail { floor: ids.last().cloned(), seen: ids.into_iter().map(|id| (id, now)).collect(), walked: HashSet::new() }
+    }
+
+    fn see(&mut self, id: &str, now: Instant) -> Step {
+        self.walked.insert(id.to_owned());
+        if self.floor.as_deref() == Some(id) {
+            return Step::Stop;
+        }
+        match self.seen.get(id) {
+            None => {
+                self.seen.insert(id.to_owned(), now);
+                Step::New
+            }
+            Some(first) if now.duration_since(*first) > TAIL_OVERLAP => Step::Stop,
+            Some(_) => Step::Seen,
+        }
+    }
+
+    fn end_round(&mut self) {
+        let walked = std::mem::take(&mut self.walked);
+        self.seen.retain(|id, _| walked.contains(id));
+    }
+}
+
+const INBOUND_COLUMNS: [&str; 6] = ["RECEIVED", "ID", "WEBHOOK", "VERDICT", "EXECUTION", "DETAIL"];
+
+fn inbound_row(r: &Value) -> Vec<String> {
+    vec![
+        time(&r["receivedAt"]),
+        text(&r["id"]),
+        text(&r["webhook"]),
+        text(&r["verdict"]),
+        text(&r["pipelineExecutionId"]),
+        inbound_detail(&r["detail"]),
+    ]
+}
+
+/// A streamed table row: fixed widths, since later rows cannot widen the columns of printed ones.
+fn tail_line(cells: Vec<String>) -> String {
+    let widths = [20, 36, 20, 15, 36];
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        match widths.get(i) {
+            Some(w) => line.push_str(&format!("{cell:<w$}  ")),
+            None => line.push_str(cell),
+        }
+    }
+    line.trim_end().to_owned()
+}
+
+/// One line saying why a request got its verdict.
+fn inbound_detail(detail: &Value) -> String {
+    if let Some(rule) = detail.get("failedRule").filter(|r| r.is_object()) {
+        return rule_summary(rule);
+    }
+    if let Some(reason) = detail["reason"].as_str() {
+        return reason.to_owned();
+    }
+    if let Some(first) = detail["firstVerdict"].as_str() {
+        return format!("delivery seen before: {first}");
+    }
+    if let Some(original) = detail["replayOf"].as_str() {
+        return format!("replay of {original}");
+    }
+    String::new()
+}
+
+/// A member that the server may spell in camelCase or snake_case.
+fn member<'a>(v: &'a Value, camel: &str, snake: &str) -> &'a Value {
+    v.get(camel).filter(|m| !m.is_null()).or_else(|| v.get(snake)).unwrap_or(&Value::Null)
+}
+
+/// A rule outcome as `<jsonPath>: wanted <value>, found <values>`.
+fn rule_summary(rule: &Value) -> String {
+    let wanted = rule["wanted"].as_str().map_or_else(|| "anything".to_owned(), str::to_owned);
+    format!("{}: wanted {wanted}, found {}", text(member(rule, "jsonPath", "json_path")), found(rule))
+}
+
+fn found(rule: &Value) -> String {
+    let nodes: Vec<&str> = rule["found"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if nodes.is_empty() {
+        "nothing".to_owned()
+    } else {
+        nodes.join(", ")
+    }
 }
 
 /// Prints only the output not printed before, per action, for `logs` and `logs --follow`.
@@ -507,9 +941,8 @@ fn unseen<'a>(seen: &str, log: &'a str) -> &'a str {
     &log[at..]
 }
 
-/// Reads a declaration file (or standard input for `-`) and the pipeline name in it. The name is read here
-/// only because an update is addressed by it; the server validates everything else.
-fn read_declaration(file: &PathBuf) -> Outcome<(Vec<u8>, String)> {
+/// Reads a JSON file (or standard input for `-`): its bytes as they are, to send, and its parsed value.
+fn read_json(file: &PathBuf) -> Outcome<(Vec<u8>, Value)> {
     let body = if file.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
@@ -520,6 +953,13 @@ fn read_declaration(file: &PathBuf) -> Outcome<(Vec<u8>, String)> {
     };
     let doc: Value = serde_json::from_slice(&body)
         .map_err(|e| Failure::Usage(format!("{} is not valid JSON: {e}", file.display())))?;
+    Ok((body, doc))
+}
+
+/// Reads a declaration file (or standard input for `-`) and the pipeline name in it. The name is read here
+/// only because an update is addressed by it; the server validates everything else.
+fn read_declaration(file: &PathBuf) -> Outcome<(Vec<u8>, String)> {
+    let (body, doc) = read_json(file)?;
     let decl = doc.get("pipeline").filter(|p| p.is_object()).unwrap_or(&doc);
     let name = decl
         .get("name")
@@ -633,6 +1073,120 @@ fn print_execution(e: &Value) {
     print_table(&["STAGE", "ACTION", "STATUS", "STARTED", "ENDED", "DETAIL"], rows);
 }
 
+fn print_webhook(w: &Value) {
+    let d = &w["definition"];
+    let c = &d["authenticationConfiguration"];
+    let auth = match d["authentication"].as_str() {
+        Some("GITHUB_HMAC") => "GITHUB_HMAC (a secret is set; it is never shown)".to_owned(),
+        Some("IP") => format!("IP {}", text(&c["AllowedIPRange"])),
+        _ => text(&d["authentication"]),
+    };
+    println!("Name:       {}", text(&w["name"]));
+    println!("Pipeline:   {} (action {})", text(&d["targetPipeline"]), text(&d["targetAction"]));
+    println!("ARN:        {}", text(&w["arn"]));
+    println!("URL:        {}", text(&w["url"]));
+    println!("Auth:       {auth}");
+    println!("Triggered:  {}", time(&w["lastTriggered"]));
+    if let Some(code) = w["errorCode"].as_str() {
+        println!("Error:      {code}: {}", text(&w["errorMessage"]));
+    }
+    let tags: Vec<String> = w["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{}={}", text(&t["key"]), text(&t["value"])))
+        .collect();
+    if !tags.is_empty() {
+        println!("Tags:       {}", tags.join(", "));
+    }
+    println!();
+    let rules = d["filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, f)| vec![(i + 1).to_string(), text(&f["jsonPath"]), text(&f["matchEquals"])])
+        .collect();
+    print_table(&["RULE", "JSONPATH", "MATCH EQUALS"], rules);
+}
+
+fn print_explanation(x: &Value) {
+    let e = &x["event"];
+    let mut event = text(&e["event"]);
+    for (label, value) in
+        [("ref", member(e, "gitRef", "git_ref")), ("commit", member(e, "commitId", "commit_id")), ("by", &e["actor"])]
+    {
+        if let Some(v) = value.as_str() {
+            event.push_str(&format!(", {label} {v}"));
+        }
+    }
+    println!("Webhook:   {} (pipeline {})", text(&x["webhook"]), text(&x["pipeline"]));
+    if e["event"].is_null() {
+        println!("Event:     unknown (give the event the git host would send, e.g. --event push)");
+    } else {
+        println!("Event:     {event} ({})", text(&e["provider"]));
+    }
+    println!("Auth:      {} (checked when a real request arrives)", text(&x["authentication"]["type"]));
+    println!("Verdict:   {}", text(&x["verdict"]));
+    println!();
+    let rules = x["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            vec![
+                r["index"].as_u64().map_or_else(|| "-".to_owned(), |i| (i + 1).to_string()),
+                text(member(r, "jsonPath", "json_path")),
+                r["wanted"].as_str().map_or_else(|| "(anything)".to_owned(), str::to_owned),
+                found(r),
+                if r["passed"].as_bool() == Some(true) { "pass" } else { "FAIL" }.to_owned(),
+            ]
+        })
+        .collect();
+    print_table(&["RULE", "JSONPATH", "WANTED", "FOUND", "RESULT"], rules);
+}
+
+fn print_inbound(r: &Value) {
+    println!("Request:    {}", text(&r["id"]));
+    println!("Webhook:    {}", text(&r["webhook"]));
+    println!("Received:   {}", time(&r["receivedAt"]));
+    println!("Peer:       {}", text(&r["peer"]));
+    println!("Delivery:   {}", text(&r["deliveryId"]));
+    println!("Verdict:    {}", text(&r["verdict"]));
+    println!("Execution:  {}", text(&r["pipelineExecutionId"]));
+    let detail = inbound_detail(&r["detail"]);
+    if !detail.is_empty() {
+        println!("Why:        {detail}");
+    }
+    let rules: Vec<Vec<String>> = r["detail"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| {
+            vec![
+                text(member(rule, "jsonPath", "json_path")),
+                rule["wanted"].as_str().map_or_else(|| "(anything)".to_owned(), str::to_owned),
+                found(rule),
+                if rule["passed"].as_bool() == Some(true) { "pass" } else { "FAIL" }.to_owned(),
+            ]
+        })
+        .collect();
+    if !rules.is_empty() {
+        println!();
+        print_table(&["JSONPATH", "WANTED", "FOUND", "RESULT"], rules);
+    }
+    println!();
+    println!("Headers:");
+    for (k, v) in r["headers"].as_object().into_iter().flatten() {
+        println!("  {k}: {}", text(v));
+    }
+    let body = r["body"].as_str().unwrap_or_default();
+    let truncated = if r["bodyTruncated"].as_bool() == Some(true) { ", truncated" } else { "" };
+    println!();
+    println!("Body ({} bytes{truncated}):", body.len());
+    println!("{body}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -658,6 +1212,88 @@ mod tests {
         assert_eq!(text(&Value::Null), "-");
         assert_eq!(time(&json!(0)), "1970-01-01T00:00:00Z");
         assert_eq!(time(&Value::Null), "-");
+    }
+
+    fn ids(rows: &[&str]) -> Vec<Value> {
+        rows.iter().map(|id| json!({ "id": id })).collect()
+    }
+
+    /// One poll of `inbound tail` over `log` (newest first, in pages of `page`): what it prints, oldest first.
+    fn poll(tail: &mut Tail, log: &[&str], page: usize, now: Instant) -> Vec<String> {
+        let mut new = Vec::new();
+        'pages: for chunk in log.chunks(page) {
+            for id in chunk {
+                match tail.see(id, now) {
+                    Step::New => new.push(id.to_string()),
+                    Step::Seen => {}
+                    Step::Stop => break 'pages,
+                }
+            }
+        }
+        tail.end_round();
+        new.reverse();
+        new
+    }
+
+    #[test]
+    fn tail_prints_each_entry_once() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        // The first listing: c is the newest, a the oldest shown; older entries are history.
+        let mut tail = Tail::new(&ids(&["c", "b", "a"]), t0);
+        assert_eq!(poll(&mut tail, &["c", "b", "a", "old"], 2, t0 + s), Vec::<String>::new());
+        // More new entries than a page: the walk pages back to what it knows.
+        let log = ["g", "f", "e", "d", "c", "b", "a", "old"];
+        assert_eq!(poll(&mut tail, &log, 2, t0 + 2 * s), ["d", "e", "f", "g"]);
+        // An entry that committed late below newer ones (PostgreSQL) is found while they are recent.
+        let log = ["h", "g", "f", "late", "e", "d", "c", "b", "a", "old"];
+        assert_eq!(poll(&mut tail, &log, 3, t0 + 3 * s), ["late", "h"]);
+        assert_eq!(poll(&mut tail, &log, 3, t0 + 4 * s), Vec::<String>::new());
+        // Once the overlap has passed, the walk stops at the newest entry printed long enough ago, and only what
+        // it walked is remembered.
+        let later = t0 + 20 * s;
+        let log = ["i", "h", "g", "f", "late", "e", "d", "c", "b", "a", "old"];
+        assert_eq!(poll(&mut tail, &log, 3, later), ["i"]);
+        assert_eq!(tail.see("h", later), Step::Stop);
+        assert!(tail.seen.len() <= 2, "{:?}", tail.seen.keys());
+        // Nothing listed at first: everything that appears is new.
+        let mut empty = Tail::new(&[], t0);
+        assert_eq!(poll(&mut empty, &["b", "a"], 1, t0 + s), ["a", "b"]);
+        assert_eq!(poll(&mut empty, &["c", "b", "a"], 1, t0 + 2 * s), ["c"]);
+    }
+
+    #[test]
+    fn inbound_details() {
+        let filtered = json!({"failedRule": {"index": 0, "json_path": "$.ref", "wanted": "refs/heads/develop",
+            "found": ["\"refs/heads/master\""], "passed": false}});
+        assert_eq!(inbound_detail(&filtered), "$.ref: wanted refs/heads/develop, found \"refs/heads/master\"");
+        let nothing = json!({"failedRule": {"jsonPath": "$.x", "wanted": null, "found": []}});
+        assert_eq!(inbound_detail(&nothing), "$.x: wanted anything, found nothing");
+        assert_eq!(inbound_detail(&json!({"reason": "bad signature"})), "bad signature");
+        assert_eq!(inbound_detail(&json!({"firstVerdict": "triggered"})), "delivery seen before: triggered");
+        assert_eq!(inbound_detail(&json!({"replayOf": "r1", "rules": []})), "replay of r1");
+        assert_eq!(inbound_detail(&Value::Null), "");
+        assert_eq!(tail_line(vec!["a".into(), "b".into()]), format!("{:<20}  b", "a"));
+    }
+
+    #[test]
+    fn json_files() {
+        let dir = std::env::temp_dir().join(format!("pipehook-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        std::fs::write(&good, b"{\"name\": \"gh\"}").unwrap();
+        assert_eq!(read_json(&good).unwrap().1, json!({"name": "gh"}));
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, b"{\"name\": ").unwrap();
+        match read_json(&bad) {
+            Err(Failure::Usage(m)) => assert!(m.contains("bad.json is not valid JSON"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match read_json(&dir.join("missing.json")) {
+            Err(Failure::Usage(m)) => assert!(m.starts_with("cannot read ") && m.contains("missing.json"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use aws_sdk_codepipeline::types::{
 use aws_sdk_codepipeline::Client;
 use std::time::Duration;
 
-use crate::support::{codepipeline, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use crate::support::{codepipeline, wait_done, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 
 fn client(s: &TestServer) -> Client {
     codepipeline(&s.url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "us-east-1")
@@ -66,18 +66,6 @@ fn pipeline(name: &str, later: Vec<ActionDeclaration>) -> PipelineDeclaration {
         .execution_mode(ExecutionMode::Parallel)
         .build()
         .unwrap()
-}
-
-async fn wait_done(c: &Client, name: &str, id: &str) -> aws_sdk_codepipeline::types::PipelineExecution {
-    for _ in 0..300 {
-        let e = c.get_pipeline_execution().pipeline_name(name).pipeline_execution_id(id).send().await.unwrap();
-        let e = e.pipeline_execution.unwrap();
-        if !matches!(e.status, Some(PipelineExecutionStatus::InProgress) | Some(PipelineExecutionStatus::Stopping)) {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("execution {id} did not finish");
 }
 
 fn code<E: ProvideErrorMetadata>(e: &E) -> String {

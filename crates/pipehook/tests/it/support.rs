@@ -187,6 +187,24 @@ pub fn codepipeline(url: &str, key_id: &str, secret: &str, region: &str) -> aws_
     aws_sdk_codepipeline::Client::from_conf(conf)
 }
 
+/// Waits for an execution to end (neither `InProgress` nor `Stopping`) and returns it, as the SDK reads it.
+pub async fn wait_done(
+    c: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    id: &str,
+) -> aws_sdk_codepipeline::types::PipelineExecution {
+    use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+    for _ in 0..300 {
+        let e = c.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(id).send().await.unwrap();
+        let e = e.pipeline_execution.unwrap();
+        if !matches!(e.status, Some(PipelineExecutionStatus::InProgress) | Some(PipelineExecutionStatus::Stopping)) {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("execution {id} of {pipeline} did not finish");
+}
+
 /// A raw AWS JSON call signed by the official `aws-sigv4` signer, for bodies the SDK would never send
 /// (malformed JSON, wrong types, oversized documents). Returns the status and the parsed body.
 pub async fn signed_post(url: &str, target: &str, body: Vec<u8>) -> (u16, serde_json::Value) {

@@ -11,18 +11,17 @@ use aws_sdk_codepipeline::types::{
 use aws_sdk_codepipeline::Client;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use std::time::Duration;
 
-use crate::support::{codepipeline, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
+use crate::support::{codepipeline, wait_done, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
 
 const SECRET: &str = "it's-a-secret-to-everybody";
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../pipehook-inbound/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
@@ -98,7 +97,7 @@ fn hmac_config(secret: &str) -> WebhookAuthConfiguration {
     WebhookAuthConfiguration::builder().secret_token(secret).build()
 }
 
-async fn post(url: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, Value) {
+pub(crate) async fn post(url: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, Value) {
     let mut req = reqwest::Client::new().post(url).header("content-type", "application/json").body(body.to_vec());
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -108,24 +107,12 @@ async fn post(url: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, Value
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-fn github(event: &str, delivery: &str, signature: Option<String>) -> Vec<(&'static str, String)> {
+pub(crate) fn github(event: &str, delivery: &str, signature: Option<String>) -> Vec<(&'static str, String)> {
     let mut h = vec![("x-github-event", event.to_owned()), ("x-github-delivery", delivery.to_owned())];
     if let Some(s) = signature {
         h.push(("x-hub-signature-256", s));
     }
     h
-}
-
-async fn wait_done(c: &Client, pipeline: &str, id: &str) -> aws_sdk_codepipeline::types::PipelineExecution {
-    for _ in 0..300 {
-        let e = c.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(id).send().await.unwrap();
-        let e = e.pipeline_execution.unwrap();
-        if e.status != Some(PipelineExecutionStatus::InProgress) {
-            return e;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("execution did not finish");
 }
 
 fn code<E: ProvideErrorMetadata>(e: &E) -> String {

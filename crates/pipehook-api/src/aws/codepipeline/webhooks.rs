@@ -5,6 +5,10 @@
 //! token's hash for lookups and the token encrypted with the master key so the URL can be shown again. The
 //! secret is encrypted too and never returned. A put that changes the secret keeps the previous one valid
 //! for the rotation overlap.
+//!
+//! The work behind each operation (`put_webhook`, `list_webhooks`, `delete_webhook`, `register_webhook`,
+//! `deregister_webhook`) is shared with the native REST routes (`native::webhooks`), which map its AWS
+//! exceptions to HTTP statuses: one set of rules whichever API a webhook comes through.
 
 use pipehook_domain::pipeline::{validate_tags, PipelineDeclaration, Tag};
 use pipehook_domain::time::Timestamp;
@@ -53,7 +57,7 @@ fn auth_error(message: impl Into<String>) -> AwsError {
     AwsError::new(http::StatusCode::BAD_REQUEST, "InvalidWebhookAuthenticationParametersException", message)
 }
 
-fn check_name(member: &str, v: &str) -> Result<(), AwsError> {
+pub(crate) fn check_name(member: &str, v: &str) -> Result<(), AwsError> {
     let ok = (1..=100).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".@-_".contains(&b));
     if ok {
         Ok(())
@@ -129,15 +133,10 @@ fn validate_definition(d: &WebhookDefinition) -> Result<(), AwsError> {
 
 /// The webhook as AWS lists it.
 pub(crate) fn item(ctx: &Ctx<'_>, w: &WebhookRecord, tags: Option<Vec<Tag>>) -> Result<Value, AwsError> {
-    let token = ctx.state.master_key.decrypt(&url_context(w.org.0, &w.name), &w.url_token_ciphertext).map_err(|e| {
-        tracing::error!(webhook = %w.name, error = %e, "webhook URL token does not decrypt");
-        AwsError::internal()
-    })?;
-    let token = String::from_utf8(token).map_err(|_| AwsError::internal())?;
     let mut out = json!({
         "definition": w.definition,
-        "url": trigger_url(&ctx.state.config.public_url, &token),
-        "arn": ctx.arn(&format!("webhook:{}", w.name)),
+        "url": webhook_url(ctx, w)?,
+        "arn": webhook_arn(ctx, &w.name),
     });
     if let Some(t) = w.last_triggered {
         out["lastTriggered"] = ts(t);
@@ -152,6 +151,27 @@ pub(crate) fn item(ctx: &Ctx<'_>, w: &WebhookRecord, tags: Option<Vec<Tag>>) -> 
         out["tags"] = json!(tags);
     }
     Ok(out)
+}
+
+/// The webhook's trigger URL, from its encrypted token.
+pub(crate) fn webhook_url(ctx: &Ctx<'_>, w: &WebhookRecord) -> Result<String, AwsError> {
+    let token = ctx.state.master_key.decrypt(&url_context(w.org.0, &w.name), &w.url_token_ciphertext).map_err(|e| {
+        tracing::error!(webhook = %w.name, error = %e, "webhook URL token does not decrypt");
+        AwsError::internal()
+    })?;
+    let token = String::from_utf8(token).map_err(|_| AwsError::internal())?;
+    Ok(trigger_url(&ctx.state.config.public_url, &token))
+}
+
+/// `arn:aws:codepipeline:<region>:<account>:webhook:<name>`; tags are kept by it.
+pub(crate) fn webhook_arn(ctx: &Ctx<'_>, name: &str) -> String {
+    ctx.arn(&format!("webhook:{name}"))
+}
+
+/// The webhook's tags.
+pub(crate) async fn webhook_tags(ctx: &Ctx<'_>, name: &str) -> Result<Vec<Tag>, AwsError> {
+    let tags = ctx.state.store.tags(ctx.org(), &webhook_arn(ctx, name)).await.map_err(AwsError::from_store)?;
+    Ok(tags.into_iter().map(|(key, value)| Tag { key, value }).collect())
 }
 
 pub fn trigger_url(public_url: &str, token: &str) -> String {
@@ -177,8 +197,26 @@ struct PutInput {
 pub async fn put(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: PutInput = parse(body)?;
     let def = input.webhook.ok_or_else(|| constraint("webhook", "Member must not be null"))?;
+    let put = put_webhook(ctx, def, &input.tags).await?;
+    Ok(json!({ "webhook": item(ctx, &put.record, Some(put.tags))? }))
+}
+
+/// What [`put_webhook`] stored.
+pub(crate) struct PutOutcome {
+    pub record: WebhookRecord,
+    /// All the webhook's tags after the put.
+    pub tags: Vec<Tag>,
+    /// Whether the put created the webhook (rather than replacing one).
+    pub created: bool,
+}
+
+/// Creates or replaces a webhook (PutWebhook), for the AWS endpoint and the native REST API alike: validates
+/// the definition and tags, checks the target pipeline and action and compiles the rules, then stores it. A
+/// replace keeps the URL; a changed secret keeps the previous one valid for the rotation overlap. Errors are
+/// AWS's exceptions; the native API maps them to statuses.
+pub(crate) async fn put_webhook(ctx: &Ctx<'_>, def: WebhookDefinition, tags: &[Tag]) -> Result<PutOutcome, AwsError> {
     validate_definition(&def)?;
-    validate_tags(&input.tags).map_err(pipeline_error)?;
+    validate_tags(tags).map_err(pipeline_error)?;
     let pipeline = ctx.pipeline(&def.target_pipeline).await?;
     let decl: PipelineDeclaration =
         serde_json::from_value(pipeline.declaration.clone()).map_err(|_| AwsError::internal())?;
@@ -216,7 +254,7 @@ pub async fn put(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         .secret_token
         .as_ref()
         .map(|s| key.encrypt(&secret_context(org.0, &def.name), s.as_bytes()));
-    let arn = ctx.arn(&format!("webhook:{}", def.name));
+    let arn = webhook_arn(ctx, &def.name);
     let store = &ctx.state.store;
     let existing = store.webhook(org, &def.name).await.map_err(AwsError::from_store)?;
     let conflict = || {
@@ -279,17 +317,16 @@ pub async fn put(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
             }
         }
     };
-    if !input.tags.is_empty() {
-        let pairs: Vec<(String, String)> = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+    if !tags.is_empty() {
+        let pairs: Vec<(String, String)> = tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
         tx.set_tags(org, &arn, &pairs).await.map_err(AwsError::from_store)?;
     }
     tx.commit().await.map_err(|e| match e {
         StoreError::Conflict(_) => conflict(),
         e => AwsError::from_store(e),
     })?;
-    let tags = store.tags(org, &arn).await.map_err(AwsError::from_store)?;
-    let tags = tags.into_iter().map(|(key, value)| Tag { key, value }).collect();
-    Ok(json!({ "webhook": item(ctx, &record, Some(tags))? }))
+    let tags = webhook_tags(ctx, &def.name).await?;
+    Ok(PutOutcome { record, tags, created: existing.is_none() })
 }
 
 /// 256 random bits, URL-safe.
@@ -309,23 +346,37 @@ pub async fn list(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let limit = page_size(input.max_results, 100, 100)
         .map_err(|_| constraint("MaxResults", "Member must have value between 1 and 100"))?;
     let after = next_token::decode("webhooks", input.next_token.as_deref())?;
-    let mut rows =
-        ctx.state.store.list_webhooks(ctx.org(), after.as_deref(), limit + 1).await.map_err(AwsError::from_store)?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let mut items = Vec::with_capacity(rows.len());
-    for w in &rows {
-        let arn = ctx.arn(&format!("webhook:{}", w.name));
-        let tags = ctx.state.store.tags(ctx.org(), &arn).await.map_err(AwsError::from_store)?;
-        items.push(item(ctx, w, Some(tags.into_iter().map(|(key, value)| Tag { key, value }).collect()))?);
+    let page = list_webhooks(ctx, after.as_deref(), limit).await?;
+    let mut items = Vec::with_capacity(page.webhooks.len());
+    for (w, tags) in page.webhooks {
+        items.push(item(ctx, &w, Some(tags))?);
     }
     let mut out = json!({ "webhooks": items });
-    if more {
-        if let Some(last) = rows.last() {
-            out["NextToken"] = json!(next_token::encode("webhooks", &last.name));
-        }
+    if let Some(last) = page.next {
+        out["NextToken"] = json!(next_token::encode("webhooks", &last));
     }
     Ok(out)
+}
+
+/// One page of webhooks in name order, each with its tags.
+pub(crate) struct WebhookPage {
+    pub webhooks: Vec<(WebhookRecord, Vec<Tag>)>,
+    /// The name to continue after, when there are more.
+    pub next: Option<String>,
+}
+
+/// Up to `limit` webhooks named after `after`, for ListWebhooks and the native listing.
+pub(crate) async fn list_webhooks(ctx: &Ctx<'_>, after: Option<&str>, limit: u32) -> Result<WebhookPage, AwsError> {
+    let mut rows = ctx.state.store.list_webhooks(ctx.org(), after, limit + 1).await.map_err(AwsError::from_store)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(|w| w.name.clone()) } else { None };
+    let mut webhooks = Vec::with_capacity(rows.len());
+    for w in rows {
+        let tags = webhook_tags(ctx, &w.name).await?;
+        webhooks.push((w, tags));
+    }
+    Ok(WebhookPage { webhooks, next })
 }
 
 #[derive(Deserialize)]
@@ -337,26 +388,26 @@ struct DeleteInput {
 pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let input: DeleteInput = parse(body)?;
     let name = input.name.ok_or_else(|| constraint("name", "Member must not be null"))?;
-    check_name("name", &name)?;
-    let arn = ctx.arn(&format!("webhook:{name}"));
-    let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
-    tx.delete_webhook(ctx.org(), &name).await.map_err(AwsError::from_store)?;
-    tx.remove_all_tags(ctx.org(), &arn).await.map_err(AwsError::from_store)?;
-    tx.commit().await.map_err(AwsError::from_store)?;
+    delete_webhook(ctx, "name", &name).await?;
     Ok(json!({}))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RegisterInput {
-    webhook_name: Option<String>,
+/// Deletes the webhook and its tags (DeleteWebhook); a webhook that does not exist is already deleted.
+/// `member` names the input member that carried `name`, for the validation message.
+pub(crate) async fn delete_webhook(ctx: &Ctx<'_>, member: &str, name: &str) -> Result<(), AwsError> {
+    check_name(member, name)?;
+    let arn = webhook_arn(ctx, name);
+    let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
+    tx.delete_webhook(ctx.org(), name).await.map_err(AwsError::from_store)?;
+    tx.remove_all_tags(ctx.org(), &arn).await.map_err(AwsError::from_store)?;
+    tx.commit().await.map_err(AwsError::from_store)?;
+    Ok(())
 }
 
-async fn registered_webhook(ctx: &Ctx<'_>, body: &[u8]) -> Result<WebhookRecord, AwsError> {
-    let input: RegisterInput = parse(body)?;
-    let name = input.webhook_name.ok_or_else(|| constraint("webhookName", "Member must not be null"))?;
-    check_name("webhookName", &name)?;
-    ctx.state.store.webhook(ctx.org(), &name).await.map_err(AwsError::from_store)?.ok_or_else(|| {
+/// The webhook, or AWS's `WebhookNotFoundException`. `member` names the input member that carried `name`.
+pub(crate) async fn find_webhook(ctx: &Ctx<'_>, member: &str, name: &str) -> Result<WebhookRecord, AwsError> {
+    check_name(member, name)?;
+    ctx.state.store.webhook(ctx.org(), name).await.map_err(AwsError::from_store)?.ok_or_else(|| {
         AwsError::new(
             http::StatusCode::BAD_REQUEST,
             "WebhookNotFoundException",
@@ -365,13 +416,19 @@ async fn registered_webhook(ctx: &Ctx<'_>, body: &[u8]) -> Result<WebhookRecord,
     })
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterInput {
+    webhook_name: Option<String>,
+}
+
+fn webhook_name(body: &[u8]) -> Result<String, AwsError> {
+    let input: RegisterInput = parse(body)?;
+    input.webhook_name.ok_or_else(|| constraint("webhookName", "Member must not be null"))
+}
+
 /// The repository and token of the webhook's target source action (`Owner`, `Repo`, `OAuthToken`).
-fn source_of(
-    ctx: &Ctx<'_>,
-    w: &WebhookRecord,
-    decl: &PipelineDeclaration,
-) -> Result<(String, String, String), AwsError> {
-    let _ = ctx;
+fn source_of(w: &WebhookRecord, decl: &PipelineDeclaration) -> Result<(String, String, String), AwsError> {
     let target = w.definition["targetAction"].as_str().unwrap_or_default();
     let config = decl
         .stages
@@ -388,11 +445,18 @@ fn source_of(
 }
 
 pub async fn register(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
-    let w = registered_webhook(ctx, body).await?;
+    register_webhook(ctx, "webhookName", &webhook_name(body)?).await?;
+    Ok(json!({}))
+}
+
+/// Creates the repository hook through the git host's API (RegisterWebhookWithThirdParty) and remembers its id;
+/// a failure is recorded in the webhook's `errorCode` / `errorMessage` and returned as `ValidationException`.
+pub(crate) async fn register_webhook(ctx: &Ctx<'_>, member: &str, name: &str) -> Result<WebhookRecord, AwsError> {
+    let w = find_webhook(ctx, member, name).await?;
     let pipeline = ctx.pipeline(&w.pipeline_name).await?;
     let decl: PipelineDeclaration = serde_json::from_value(pipeline.declaration).map_err(|_| AwsError::internal())?;
-    let (owner, repo, token) = source_of(ctx, &w, &decl)?;
-    let url = item(ctx, &w, None)?["url"].as_str().unwrap_or_default().to_owned();
+    let (owner, repo, token) = source_of(&w, &decl)?;
+    let url = webhook_url(ctx, &w)?;
     let secret = match &w.secret_ciphertext {
         Some(ct) => Some(
             String::from_utf8(
@@ -411,7 +475,7 @@ pub async fn register(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let result = match &outcome {
         Ok(id) => {
             tx.set_webhook_registration(ctx.org(), &w.name, None, Some(id)).await.map_err(AwsError::from_store)?;
-            Ok(json!({}))
+            Ok(())
         }
         Err(e) => {
             tx.set_webhook_registration(
@@ -426,24 +490,32 @@ pub async fn register(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         }
     };
     tx.commit().await.map_err(AwsError::from_store)?;
-    result
+    result?;
+    find_webhook(ctx, member, name).await
 }
 
 pub async fn deregister(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
-    let w = registered_webhook(ctx, body).await?;
+    deregister_webhook(ctx, "webhookName", &webhook_name(body)?).await?;
+    Ok(json!({}))
+}
+
+/// Deletes the repository hook a registration created (DeregisterWebhookWithThirdParty); nothing to do when none
+/// is registered. A failure is recorded like [`register_webhook`]'s.
+pub(crate) async fn deregister_webhook(ctx: &Ctx<'_>, member: &str, name: &str) -> Result<WebhookRecord, AwsError> {
+    let w = find_webhook(ctx, member, name).await?;
     let Some(hook_id) = w.third_party_hook_id.clone() else {
-        return Ok(json!({})); // Nothing registered: nothing to remove.
+        return Ok(w); // Nothing registered: nothing to remove.
     };
     let pipeline = ctx.pipeline(&w.pipeline_name).await?;
     let decl: PipelineDeclaration = serde_json::from_value(pipeline.declaration).map_err(|_| AwsError::internal())?;
-    let (owner, repo, token) = source_of(ctx, &w, &decl)?;
+    let (owner, repo, token) = source_of(&w, &decl)?;
     let api = &ctx.state.config.github_api_url;
     let outcome = super::third_party::delete_hook(api, &owner, &repo, &token, &hook_id).await;
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
     let result = match &outcome {
         Ok(()) => {
             tx.set_webhook_registration(ctx.org(), &w.name, None, None).await.map_err(AwsError::from_store)?;
-            Ok(json!({}))
+            Ok(())
         }
         Err(e) => {
             tx.set_webhook_registration(ctx.org(), &w.name, Some((&e.code, &e.message)), Some(&hook_id))
@@ -453,5 +525,6 @@ pub async fn deregister(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         }
     };
     tx.commit().await.map_err(AwsError::from_store)?;
-    result
+    result?;
+    find_webhook(ctx, member, name).await
 }
