@@ -1,4 +1,12 @@
-//! Trigger request authentication: the three CodePipeline schemes (`GITHUB_HMAC`, `IP`, `UNAUTHENTICATED`).
+//! Trigger request authentication: the three CodePipeline schemes (`GITHUB_HMAC`, `IP`, `UNAUTHENTICATED`), and
+//! the GitLab and Bitbucket Cloud secrets a CodeBuild project webhook may use.
+//!
+//! GitLab does not sign: it sends the webhook's secret token itself in `X-Gitlab-Token`, which is compared with
+//! every configured secret in constant time. Bitbucket Cloud, when the webhook has a secret, signs the raw body
+//! with HMAC-SHA256 and sends `X-Hub-Signature: sha256=<hex>` (the header GitHub uses for SHA-1; for
+//! Bitbucket the `sha256=` prefix is required and no other algorithm is accepted). A Bitbucket webhook
+//! without a secret sends no signature, which is what CodeBuild assumes ("a Bitbucket webhook does not
+//! support secret"); such a webhook is `Unauthenticated` and relies on its URL's token.
 //!
 //! `GITHUB_HMAC` checks GitHub's signature headers over the raw body. GitHub sends both `X-Hub-Signature-256`
 //! (`sha256=<hex>`) and the legacy `X-Hub-Signature` (`sha1=<hex>`); the algorithm is fixed by the header's
@@ -28,6 +36,10 @@ pub const SHA256_HEADER: &str = "x-hub-signature-256";
 pub const SHA1_HEADER: &str = "x-hub-signature";
 /// The header a reverse proxy uses to pass on the original client address.
 pub const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
+/// The header GitLab sends the webhook's secret token in.
+pub const GITLAB_TOKEN_HEADER: &str = "x-gitlab-token";
+/// The header Bitbucket Cloud sends its HMAC-SHA256 signature in (`sha256=<hex>`).
+pub const BITBUCKET_SIGNATURE_HEADER: &str = "x-hub-signature";
 
 /// How a webhook's trigger requests are authenticated (CodePipeline's `authentication` plus its configuration).
 #[derive(Debug, Clone)]
@@ -39,14 +51,19 @@ pub enum Authentication {
     Ip { range: IpNet },
     /// `UNAUTHENTICATED`: every request is accepted (the URL's unguessable token is the only protection).
     Unauthenticated,
+    /// GitLab: `X-Gitlab-Token` must equal one of these secrets (several during a rotation, current first).
+    GitlabToken { secrets: Vec<Secret<String>> },
+    /// Bitbucket Cloud: `X-Hub-Signature: sha256=<hex>` must be the HMAC-SHA256 of the body with one of these
+    /// secrets (several during a rotation, current first).
+    BitbucketHmac { secrets: Vec<Secret<String>> },
 }
 
 /// The result of [`authenticate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthOutcome {
-    /// The request is authentic. `method` is `"sha256"`, `"sha1"`, `"ip"` or `"none"`; `secret_index` says which
-    /// configured secret matched (HMAC only), so a caller can tell when the old secret of a rotation stops
-    /// being used.
+    /// The request is authentic. `method` is `"sha256"`, `"sha1"`, `"ip"`, `"none"`, `"gitlab-token"` or
+    /// `"bitbucket-sha256"`; `secret_index` says which configured secret matched (secrets only), so a caller can
+    /// tell when the old secret of a rotation stops being used.
     Passed { method: &'static str, secret_index: Option<usize> },
     /// The request is not authentic. `reason` is for the inbound log only and must never be sent to the
     /// caller, who should learn no more than "forbidden".
@@ -77,6 +94,8 @@ pub fn authenticate(
         Authentication::GithubHmac { secrets } => github_hmac(secrets, headers, body),
         Authentication::Ip { range } => ip_range(range, headers, peer, trust_forwarded_for),
         Authentication::Unauthenticated => AuthOutcome::Passed { method: "none", secret_index: None },
+        Authentication::GitlabToken { secrets } => gitlab_token(secrets, headers),
+        Authentication::BitbucketHmac { secrets } => bitbucket_hmac(secrets, headers, body),
     }
 }
 
@@ -145,20 +164,39 @@ fn github_hmac(secrets: &[Secret<String>], headers: &HeaderMap, body: &[u8]) -> 
     } else {
         return AuthOutcome::failed("no X-Hub-Signature-256 or X-Hub-Signature header");
     };
+    hmac_check(secrets, algorithm, algorithm.header(), value, body, algorithm.name())
+}
+
+fn bitbucket_hmac(secrets: &[Secret<String>], headers: &HeaderMap, body: &[u8]) -> AuthOutcome {
+    if !headers.contains_key(BITBUCKET_SIGNATURE_HEADER) {
+        return AuthOutcome::failed("no X-Hub-Signature header (is a secret set on the Bitbucket webhook?)");
+    }
+    let value = single_header(headers, BITBUCKET_SIGNATURE_HEADER);
+    hmac_check(secrets, Algorithm::Sha256, "X-Hub-Signature", value, body, "bitbucket-sha256")
+}
+
+/// Checks a `<algorithm>=<hex>` signature header's value against the body with every secret.
+fn hmac_check(
+    secrets: &[Secret<String>],
+    algorithm: Algorithm,
+    header: &str,
+    value: Result<&str, &'static str>,
+    body: &[u8],
+    method: &'static str,
+) -> AuthOutcome {
     let value = match value {
         Ok(value) => value,
-        Err(reason) => return AuthOutcome::failed(format!("{}: {reason}", algorithm.header())),
+        Err(reason) => return AuthOutcome::failed(format!("{header}: {reason}")),
     };
     let prefix = algorithm.name();
     let Some(hex_digest) = value.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('=')) else {
-        return AuthOutcome::failed(format!("{} does not start with {prefix}=", algorithm.header()));
+        return AuthOutcome::failed(format!("{header} does not start with {prefix}="));
     };
     let claimed = match hex::decode(hex_digest) {
         Ok(bytes) if bytes.len() == algorithm.digest_len() => bytes,
         _ => {
             return AuthOutcome::failed(format!(
-                "{} is not {} hex digits after {prefix}=",
-                algorithm.header(),
+                "{header} is not {} hex digits after {prefix}=",
                 algorithm.digest_len() * 2
             ))
         }
@@ -177,13 +215,47 @@ fn github_hmac(secrets: &[Secret<String>], headers: &HeaderMap, body: &[u8]) -> 
         }
     }
     match matched {
-        Some(index) => AuthOutcome::Passed { method: algorithm.name(), secret_index: Some(index) },
+        Some(index) => AuthOutcome::Passed { method, secret_index: Some(index) },
         None if secrets.iter().all(|s| s.expose().is_empty()) => {
             AuthOutcome::failed("the webhook has no usable secret configured")
         }
         None => AuthOutcome::failed(format!(
-            "{} does not match the body with any of the {} configured secret(s)",
-            algorithm.header(),
+            "{header} does not match the body with any of the {} configured secret(s)",
+            secrets.len()
+        )),
+    }
+}
+
+fn gitlab_token(secrets: &[Secret<String>], headers: &HeaderMap) -> AuthOutcome {
+    if !headers.contains_key(GITLAB_TOKEN_HEADER) {
+        return AuthOutcome::failed("no X-Gitlab-Token header (is a secret token set on the GitLab webhook?)");
+    }
+    // GitLab sends the token as it was entered, so it is compared untrimmed, byte for byte.
+    let mut values = headers.get_all(GITLAB_TOKEN_HEADER).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return AuthOutcome::failed("X-Gitlab-Token: header appears more than once");
+    };
+    let claimed = value.as_bytes();
+    // Every secret is compared, even after a match, so the time taken does not reveal which one matched.
+    // `ct_eq` on slices of different lengths returns false at once: only the length can leak, as with any
+    // token comparison.
+    let mut matched = None;
+    for (index, secret) in secrets.iter().enumerate() {
+        let key = secret.expose().as_bytes();
+        if key.is_empty() {
+            continue;
+        }
+        if bool::from(key.ct_eq(claimed)) && matched.is_none() {
+            matched = Some(index);
+        }
+    }
+    match matched {
+        Some(index) => AuthOutcome::Passed { method: "gitlab-token", secret_index: Some(index) },
+        None if secrets.iter().all(|s| s.expose().is_empty()) => {
+            AuthOutcome::failed("the webhook has no usable secret configured")
+        }
+        None => AuthOutcome::failed(format!(
+            "X-Gitlab-Token does not match any of the {} configured secret(s)",
             secrets.len()
         )),
     }
@@ -412,8 +484,120 @@ mod tests {
         check("fe80::1%eth0/64", None);
     }
 
+    fn check_provider(
+        name: &str,
+        auth: &Authentication,
+        request: &[(&'static str, String)],
+        want: Result<(&str, usize), &str>,
+    ) {
+        let outcome = authenticate(auth, &headers(request), BODY, PEER, false);
+        match (want, &outcome) {
+            (Ok((method, index)), AuthOutcome::Passed { method: m, secret_index }) => {
+                assert_eq!((*m, *secret_index), (method, Some(index)), "{name}")
+            }
+            (Err(words), AuthOutcome::Failed { reason }) => {
+                assert!(reason.contains(words), "{name}: reason {reason:?} lacks {words:?}")
+            }
+            (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
+        }
+    }
+
+    fn gitlab(values: &[&str]) -> Authentication {
+        Authentication::GitlabToken { secrets: values.iter().map(|v| Secret::new(v.to_string())).collect() }
+    }
+
+    fn bitbucket(values: &[&str]) -> Authentication {
+        Authentication::BitbucketHmac { secrets: values.iter().map(|v| Secret::new(v.to_string())).collect() }
+    }
+
+    #[test]
+    fn gitlab_token_table() {
+        let t = |v: &str| (GITLAB_TOKEN_HEADER, v.to_string());
+        check_provider("match", &gitlab(&["tok3n"]), &[t("tok3n")], Ok(("gitlab-token", 0)));
+        check_provider("rotation: old", &gitlab(&["new", "old"]), &[t("old")], Ok(("gitlab-token", 1)));
+        check_provider("rotation: new", &gitlab(&["new", "old"]), &[t("new")], Ok(("gitlab-token", 0)));
+        check_provider("wrong", &gitlab(&["tok3n"]), &[t("tok3m")], Err("does not match any of the 1"));
+        check_provider("prefix only", &gitlab(&["tok3n"]), &[t("tok3")], Err("does not match"));
+        check_provider("longer", &gitlab(&["tok3n"]), &[t("tok3nn")], Err("does not match"));
+        check_provider("case matters", &gitlab(&["tok3n"]), &[t("TOK3N")], Err("does not match"));
+        check_provider(
+            "missing",
+            &gitlab(&["tok3n"]),
+            &[("x-gitlab-event", "Push Hook".into())],
+            Err("no X-Gitlab-Token"),
+        );
+        check_provider("repeated", &gitlab(&["tok3n"]), &[t("tok3n"), t("tok3n")], Err("more than once"));
+        check_provider("empty secret never matches", &gitlab(&[""]), &[t("")], Err("no usable secret"));
+        check_provider("no secrets", &gitlab(&[]), &[t("x")], Err("no usable secret"));
+        // A GitHub signature is no GitLab token.
+        check_provider(
+            "github signature instead",
+            &gitlab(&["tok3n"]),
+            &[(SHA256_HEADER, sign256("tok3n", BODY))],
+            Err("no X-Gitlab-Token"),
+        );
+    }
+
+    #[test]
+    fn bitbucket_hmac_table() {
+        let h = |v: String| (BITBUCKET_SIGNATURE_HEADER, v);
+        check_provider("sha256", &bitbucket(&["s3cr3t"]), &[h(sign256("s3cr3t", BODY))], Ok(("bitbucket-sha256", 0)));
+        check_provider(
+            "rotation",
+            &bitbucket(&["new", "old"]),
+            &[h(sign256("old", BODY))],
+            Ok(("bitbucket-sha256", 1)),
+        );
+        check_provider("wrong secret", &bitbucket(&["s3cr3t"]), &[h(sign256("x", BODY))], Err("does not match"));
+        check_provider(
+            "tampered body",
+            &bitbucket(&["s3cr3t"]),
+            &[h(sign256("s3cr3t", br#"{"ref":"x"}"#))],
+            Err("does not match"),
+        );
+        // GitHub's legacy SHA-1 in the same header is not accepted from Bitbucket.
+        check_provider(
+            "sha1 refused",
+            &bitbucket(&["s3cr3t"]),
+            &[h(sign1("s3cr3t", BODY))],
+            Err("does not start with sha256="),
+        );
+        check_provider("missing", &bitbucket(&["s3cr3t"]), &[], Err("no X-Hub-Signature"));
+        // GitHub's SHA-256 header is not Bitbucket's header.
+        check_provider(
+            "github header",
+            &bitbucket(&["s3cr3t"]),
+            &[(SHA256_HEADER, sign256("s3cr3t", BODY))],
+            Err("no X-Hub-Signature"),
+        );
+        check_provider(
+            "repeated",
+            &bitbucket(&["s3cr3t"]),
+            &[h(sign256("s3cr3t", BODY)), h(sign256("s3cr3t", BODY))],
+            Err("more than once"),
+        );
+        check_provider("empty secret", &bitbucket(&[""]), &[h(sign256("", BODY))], Err("no usable secret"));
+    }
+
+    /// Bitbucket's signature is the same construction as GitHub's (HMAC-SHA256 of the raw body, lower-case
+    /// hex, `sha256=` prefix), so GitHub's documented vector, sent in Bitbucket's header, must verify.
+    #[test]
+    fn bitbucket_accepts_the_documented_hmac_vector() {
+        let request = headers(&[(
+            BITBUCKET_SIGNATURE_HEADER,
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".into(),
+        )]);
+        let outcome =
+            authenticate(&bitbucket(&["It's a Secret to Everybody"]), &request, b"Hello, World!", PEER, false);
+        assert_eq!(outcome, AuthOutcome::Passed { method: "bitbucket-sha256", secret_index: Some(0) });
+    }
+
     #[test]
     fn debug_never_shows_secrets() {
+        for auth in [gitlab(&["hunter2"]), bitbucket(&["hunter2"])] {
+            let text = format!("{auth:?}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
         let text = format!("{:?}", secrets(&["hunter2"]));
         assert!(!text.contains("hunter2"), "{text}");
     }

@@ -11,7 +11,23 @@
 //!   and BASE_REF patterns expect; `branch` is the short branch name, set only when the ref is a branch.
 //! - For a pull/merge request, `git_ref`, `branch` and `head_ref` are its source branch, `base_ref` its target,
 //!   `commit_id` the source head commit and `message` the title.
-//! - `actor` is the acting user's login (GitHub `sender.login`, GitLab username, Bitbucket nickname).
+//! - `actor` is the acting user's login (GitHub `sender.login`, GitLab username, Bitbucket nickname);
+//!   `actor_account_id` is the provider's stable account id, which CodeBuild's ACTOR_ACCOUNT_ID matches
+//!   (GitHub `sender.id`, GitLab `user_id`/`user.id`, Bitbucket `actor.account_id`), written as text.
+//! - `head_ref` is the ref a build of the event would build: a push's ref (branch or tag) or a pull request's
+//!   source branch; `base_ref` is set for pull requests only.
+//! - `codebuild_event` is the event's CodeBuild name ([`CodeBuildEvent`]), or `None` when CodeBuild has no
+//!   name for it (a ping, a pull request `edited`, a release `published`, a push that deletes a ref, ...).
+//!   The mapping is the one CodeBuild documents per provider; see each submodule.
+//! - `changed_files` is `None` when the payload does not list the changed files (every pull request payload,
+//!   every Bitbucket payload), and `Some` (maybe empty) when it does (GitHub and GitLab pushes: `added`,
+//!   `modified` and `removed` of every commit listed, without duplicates, in the order first seen). Likewise
+//!   `commit_message` (the head commit's message) is `None` when the payload lacks it (GitHub and Bitbucket
+//!   pull requests). CodeBuild reads these through the provider's API; a caller that can do I/O may fill them
+//!   in before evaluating filter groups (see `filter_groups::CompiledFilterGroups::uses`).
+//! - `repository_name` and `organization_name` split the repository's full name at its last `/`: the
+//!   repository's own name, and its owner (GitHub user or organization, GitLab namespace path, Bitbucket
+//!   workspace).
 
 mod bitbucket;
 mod github;
@@ -68,8 +84,133 @@ pub struct SourceEvent {
     pub pull_request: Option<u64>,
     /// A pull request's target branch, as a full ref.
     pub base_ref: Option<String>,
-    /// A pull request's source branch, as a full ref.
+    /// The ref the event builds, as a full ref: a push's ref, or a pull request's source branch.
     pub head_ref: Option<String>,
+    /// CodeBuild's name for the event, which its `EVENT` filter matches; `None` when CodeBuild has none.
+    pub codebuild_event: Option<CodeBuildEvent>,
+    /// The acting account's id as text (GitHub `sender.id`, GitLab user id, Bitbucket `actor.account_id`).
+    pub actor_account_id: Option<String>,
+    /// The paths the event changed, or `None` when the payload does not list them.
+    pub changed_files: Option<Vec<String>>,
+    /// The head commit's message, or `None` when the payload does not carry it.
+    pub commit_message: Option<String>,
+    /// A release's tag name (release events only).
+    pub tag_name: Option<String>,
+    /// A release's name (release events only).
+    pub release_name: Option<String>,
+    /// The repository's own name: the last segment of `repository`.
+    pub repository_name: Option<String>,
+    /// The repository's owner: `repository` without its last segment.
+    pub organization_name: Option<String>,
+    /// The commit a push moved its ref from (`before`), for `CODEBUILD_WEBHOOK_PREV_COMMIT`.
+    pub previous_commit: Option<String>,
+    /// The merge commit of a merged pull request, when the payload names it (GitLab, Bitbucket), for
+    /// `CODEBUILD_WEBHOOK_MERGE_COMMIT`.
+    pub merge_commit: Option<String>,
+}
+
+/// CodeBuild's webhook event types: the names an `EVENT` filter lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CodeBuildEvent {
+    Push,
+    PullRequestCreated,
+    PullRequestUpdated,
+    PullRequestClosed,
+    PullRequestReopened,
+    PullRequestMerged,
+    Released,
+    Prereleased,
+    WorkflowJobQueued,
+}
+
+impl CodeBuildEvent {
+    /// Every event, in the order CodeBuild's documentation lists them.
+    pub const ALL: [CodeBuildEvent; 9] = [
+        CodeBuildEvent::Push,
+        CodeBuildEvent::PullRequestCreated,
+        CodeBuildEvent::PullRequestUpdated,
+        CodeBuildEvent::PullRequestClosed,
+        CodeBuildEvent::PullRequestReopened,
+        CodeBuildEvent::PullRequestMerged,
+        CodeBuildEvent::Released,
+        CodeBuildEvent::Prereleased,
+        CodeBuildEvent::WorkflowJobQueued,
+    ];
+
+    /// The wire name, e.g. `PULL_REQUEST_CREATED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeBuildEvent::Push => "PUSH",
+            CodeBuildEvent::PullRequestCreated => "PULL_REQUEST_CREATED",
+            CodeBuildEvent::PullRequestUpdated => "PULL_REQUEST_UPDATED",
+            CodeBuildEvent::PullRequestClosed => "PULL_REQUEST_CLOSED",
+            CodeBuildEvent::PullRequestReopened => "PULL_REQUEST_REOPENED",
+            CodeBuildEvent::PullRequestMerged => "PULL_REQUEST_MERGED",
+            CodeBuildEvent::Released => "RELEASED",
+            CodeBuildEvent::Prereleased => "PRERELEASED",
+            CodeBuildEvent::WorkflowJobQueued => "WORKFLOW_JOB_QUEUED",
+        }
+    }
+
+    /// The event with this wire name (exact, upper case), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        CodeBuildEvent::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+
+    /// Whether this is one of the five pull request events.
+    pub fn is_pull_request(self) -> bool {
+        matches!(
+            self,
+            CodeBuildEvent::PullRequestCreated
+                | CodeBuildEvent::PullRequestUpdated
+                | CodeBuildEvent::PullRequestClosed
+                | CodeBuildEvent::PullRequestReopened
+                | CodeBuildEvent::PullRequestMerged
+        )
+    }
+
+    /// Whether this is a release event (RELEASED or PRERELEASED).
+    pub fn is_release(self) -> bool {
+        matches!(self, CodeBuildEvent::Released | CodeBuildEvent::Prereleased)
+    }
+}
+
+impl std::fmt::Display for CodeBuildEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl SourceEvent {
+    /// CodeBuild's `CODEBUILD_WEBHOOK_TRIGGER`: `pr/<number>` for a pull request event, `branch/<name>` for a
+    /// branch, `tag/<name>` for a tag push or a release; `None` when the event is about none of them.
+    pub fn webhook_trigger(&self) -> Option<String> {
+        if self.codebuild_event.is_some_and(CodeBuildEvent::is_pull_request) {
+            return self.pull_request.map(|n| format!("pr/{n}"));
+        }
+        if let Some(branch) = &self.branch {
+            return Some(format!("branch/{branch}"));
+        }
+        let tag = self.git_ref.as_deref().and_then(|r| r.strip_prefix("refs/tags/")).map(str::to_string);
+        tag.or_else(|| self.tag_name.clone()).filter(|t| !t.is_empty()).map(|t| format!("tag/{t}"))
+    }
+
+    /// The `CODEBUILD_WEBHOOK_*` variables CodeBuild sets in a build that this event started: `_EVENT`,
+    /// `_TRIGGER`, `_HEAD_REF`, `_BASE_REF`, `_ACTOR_ACCOUNT_ID`, `_PREV_COMMIT`, `_MERGE_COMMIT`, each only
+    /// when the event has a value for it.
+    pub fn codebuild_webhook_env(&self) -> Vec<(String, String)> {
+        let pairs = [
+            ("CODEBUILD_WEBHOOK_EVENT", self.codebuild_event.map(|e| e.as_str().to_string())),
+            ("CODEBUILD_WEBHOOK_TRIGGER", self.webhook_trigger()),
+            ("CODEBUILD_WEBHOOK_HEAD_REF", self.head_ref.clone()),
+            ("CODEBUILD_WEBHOOK_BASE_REF", self.base_ref.clone()),
+            ("CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID", self.actor_account_id.clone()),
+            ("CODEBUILD_WEBHOOK_PREV_COMMIT", self.previous_commit.clone()),
+            ("CODEBUILD_WEBHOOK_MERGE_COMMIT", self.merge_commit.clone()),
+        ];
+        pairs.into_iter().filter_map(|(name, value)| Some((name.to_string(), value?))).collect()
+    }
 }
 
 /// The headers that carry each provider's delivery id, in the order they are looked for.
@@ -125,6 +266,47 @@ fn number(value: &Value, path: &[&str]) -> Option<u64> {
     path.iter().try_fold(value, |v, key| v.get(key))?.as_u64()
 }
 
+/// An id at `path` written as text: a non-empty string as it is, an integer in decimal.
+fn id_text(value: &Value, path: &[&str]) -> Option<String> {
+    match path.iter().try_fold(value, |v, key| v.get(key))? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The paths `added`, `modified` or `removed` by the commits of a push, each once, in the order first seen;
+/// `None` when `commits` is not a list.
+fn changed_files(commits: &Value) -> Option<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut files = Vec::new();
+    for commit in commits.as_array()? {
+        for key in ["added", "modified", "removed"] {
+            let paths = commit[key].as_array().map(Vec::as_slice).unwrap_or_default();
+            for path in paths.iter().filter_map(Value::as_str) {
+                if seen.insert(path) {
+                    files.push(path.to_string());
+                }
+            }
+        }
+    }
+    Some(files)
+}
+
+/// Sets `repository` and the two names derived from it (split at the last `/`).
+fn set_repository(event: &mut SourceEvent, full_name: Option<String>) {
+    if let Some(full) = &full_name {
+        match full.rsplit_once('/') {
+            Some((owner, name)) => {
+                event.organization_name = Some(owner.to_string()).filter(|s| !s.is_empty());
+                event.repository_name = Some(name.to_string()).filter(|s| !s.is_empty());
+            }
+            None => event.repository_name = Some(full.clone()),
+        }
+    }
+    event.repository = full_name;
+}
+
 /// A commit id, or `None` for git's all-zero id, which providers send as the "after" of a deleted ref.
 fn commit(id: Option<String>) -> Option<String> {
     id.filter(|id| !id.bytes().all(|b| b == b'0'))
@@ -139,6 +321,12 @@ fn branch_of(git_ref: &str) -> Option<String> {
 fn set_ref(event: &mut SourceEvent, git_ref: Option<String>) {
     event.branch = git_ref.as_deref().and_then(branch_of);
     event.git_ref = git_ref;
+}
+
+/// Sets the ref fields of a push, whose ref is also the head ref a build would check out.
+fn set_push_ref(event: &mut SourceEvent, git_ref: Option<String>) {
+    event.head_ref = git_ref.clone();
+    set_ref(event, git_ref);
 }
 
 /// Sets the pull request fields from its number and short source/target branch names.

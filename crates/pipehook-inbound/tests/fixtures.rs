@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pipehook_domain::secret::Secret;
-use pipehook_inbound::{authenticate, compile, evaluate, normalize, AuthOutcome, Authentication, Rule};
+use pipehook_inbound::{
+    authenticate, compile, evaluate, normalize, AuthOutcome, Authentication, CodeBuildEvent, Rule, SourceEvent,
+};
 use serde_json::{json, Value};
 
 fn fixture_bytes(name: &str) -> Vec<u8> {
@@ -31,11 +33,28 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 }
 
 /// One normalization case: the fixture, the headers the provider would send with it, and the whole
-/// expected `SourceEvent` as JSON.
-fn check(name: &str, request: &[(&str, &str)], want: Value) {
+/// expected `SourceEvent` as JSON: `want` holds the fields every event has, `codebuild` the fields CodeBuild
+/// filter groups and build variables use (both are checked, so every field is written out once per case).
+fn check(name: &str, request: &[(&str, &str)], want: Value, codebuild: Value) {
     let event = normalize(&headers(request), &fixture(name));
-    let got = serde_json::to_value(&event).unwrap();
+    check_event(name, &event, want, codebuild);
+}
+
+fn check_event(name: &str, event: &SourceEvent, mut want: Value, codebuild: Value) {
+    want.as_object_mut().unwrap().extend(codebuild.as_object().unwrap().clone());
+    let got = serde_json::to_value(event).unwrap();
     assert_eq!(got, want, "{name}:\n got  {got:#}\n want {want:#}");
+}
+
+/// The CodeBuild fields of a GitHub event from the Codertocat/Hello-World examples.
+fn hello_world(codebuild_event: Option<&str>, head_ref: Option<&str>, extra: Value) -> Value {
+    let mut v = json!({
+        "codebuild_event": codebuild_event, "actor_account_id": "21031067", "changed_files": null,
+        "commit_message": null, "tag_name": null, "release_name": null, "repository_name": "Hello-World",
+        "organization_name": "Codertocat", "previous_commit": null, "merge_commit": null, "head_ref": head_ref,
+    });
+    v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    v
 }
 
 const DELIVERY: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
@@ -49,10 +68,16 @@ fn github_fixtures() {
         "provider": "github", "event": "push", "action": null, "delivery_id": DELIVERY, "is_ping": false,
         "commit_id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "git_ref": "refs/heads/master", "branch": "master",
         "message": "Initial commit", "actor": "Codertocat", "repository": "Codertocat/Hello-World",
-        "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null, "head_ref": null,
+        "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null,
     });
-    check("github/push-branch.json", &push("push"), branch_push.clone());
-    check("github/push-bench.json", &push("push"), branch_push);
+    // A new branch: `before` is all zeros, so there is no previous commit.
+    let branch_push_cb = hello_world(
+        Some("PUSH"),
+        Some("refs/heads/master"),
+        json!({"changed_files": ["README.md"], "commit_message": "Initial commit"}),
+    );
+    check("github/push-branch.json", &push("push"), branch_push.clone(), branch_push_cb.clone());
+    check("github/push-bench.json", &push("push"), branch_push, branch_push_cb);
     check(
         "github/push-tag.json",
         &push("push"),
@@ -60,8 +85,14 @@ fn github_fixtures() {
             "provider": "github", "event": "push", "action": null, "delivery_id": DELIVERY, "is_ping": false,
             "commit_id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "git_ref": "refs/tags/simple-tag", "branch": null,
             "message": "Adding a .gitignore file", "actor": "Codertocat", "repository": "Codertocat/Hello-World",
-            "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null, "head_ref": null,
+            "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null,
         }),
+        // A tag created on an existing commit lists no commits, hence no changed files.
+        hello_world(
+            Some("PUSH"),
+            Some("refs/tags/simple-tag"),
+            json!({"changed_files": [], "commit_message": "Adding a .gitignore file"}),
+        ),
     );
     check(
         "github/push-tag-deleted.json",
@@ -70,14 +101,21 @@ fn github_fixtures() {
             "provider": "github", "event": "push", "action": null, "delivery_id": DELIVERY, "is_ping": false,
             "commit_id": null, "git_ref": "refs/tags/simple-tag", "branch": null,
             "message": null, "actor": "Codertocat", "repository": "Codertocat/Hello-World",
-            "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null, "head_ref": null,
+            "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null,
         }),
+        // Deleting a ref leaves nothing to build: no CodeBuild event.
+        hello_world(
+            None,
+            Some("refs/tags/simple-tag"),
+            json!({"changed_files": [], "previous_commit": "6113728f27ae82c7b1a177c8d03f9e96e0adf246"}),
+        ),
     );
-    for (file, action) in [
-        ("github/pull_request-opened.json", "opened"),
-        ("github/pull_request-synchronize.json", "synchronize"),
-        ("github/pull_request-closed.json", "closed"),
-        ("github/pull_request-closed-merged.json", "closed"),
+    for (file, action, codebuild_event) in [
+        ("github/pull_request-opened.json", "opened", "PULL_REQUEST_CREATED"),
+        ("github/pull_request-synchronize.json", "synchronize", "PULL_REQUEST_UPDATED"),
+        ("github/pull_request-closed.json", "closed", "PULL_REQUEST_CLOSED"),
+        ("github/pull_request-closed-merged.json", "closed", "PULL_REQUEST_MERGED"),
+        ("github/pull_request-reopened.json", "reopened", "PULL_REQUEST_REOPENED"),
     ] {
         check(
             file,
@@ -87,10 +125,17 @@ fn github_fixtures() {
                 "commit_id": "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "git_ref": "refs/heads/changes", "branch": "changes",
                 "message": "Update the README with new information.", "actor": "Codertocat",
                 "repository": "Codertocat/Hello-World", "repository_url": "https://github.com/Codertocat/Hello-World",
-                "pull_request": 2, "base_ref": "refs/heads/master", "head_ref": "refs/heads/changes",
+                "pull_request": 2, "base_ref": "refs/heads/master",
             }),
+            // Pull request payloads carry neither the changed files nor the head commit's message.
+            hello_world(Some(codebuild_event), Some("refs/heads/changes"), json!({})),
         );
     }
+    // `edited` (title or body) is not an update of the code: CodeBuild names only `synchronize` UPDATED.
+    let mut edited = fixture("github/pull_request-synchronize.json");
+    edited["action"] = json!("edited");
+    let event = normalize(&headers(&push("pull_request")), &edited);
+    assert_eq!((event.action.as_deref(), event.codebuild_event), (Some("edited"), None));
     check(
         "github/ping.json",
         &push("ping"),
@@ -98,8 +143,9 @@ fn github_fixtures() {
             "provider": "github", "event": "ping", "action": null, "delivery_id": DELIVERY, "is_ping": true,
             "commit_id": null, "git_ref": null, "branch": null, "message": null, "actor": "Codertocat",
             "repository": "Octocoders/Hello-World", "repository_url": "https://github.com/Octocoders/Hello-World",
-            "pull_request": null, "base_ref": null, "head_ref": null,
+            "pull_request": null, "base_ref": null,
         }),
+        hello_world(None, None, json!({"organization_name": "Octocoders"})),
     );
     check(
         "github/ping-organization.json",
@@ -107,18 +153,40 @@ fn github_fixtures() {
         json!({
             "provider": "github", "event": "ping", "action": null, "delivery_id": DELIVERY, "is_ping": true,
             "commit_id": null, "git_ref": null, "branch": null, "message": null, "actor": "Codertocat",
-            "repository": null, "repository_url": null, "pull_request": null, "base_ref": null, "head_ref": null,
+            "repository": null, "repository_url": null, "pull_request": null, "base_ref": null,
         }),
+        hello_world(None, None, json!({"repository_name": null, "organization_name": null})),
     );
+    // `published` comes with every release beside `released` or `prereleased`; only those two have a
+    // CodeBuild name, so a release starts one build, not two.
+    for (file, action, codebuild_event) in [
+        ("github/release-published.json", "published", None),
+        ("github/release-released.json", "released", Some("RELEASED")),
+        ("github/release-prereleased.json", "prereleased", Some("PRERELEASED")),
+    ] {
+        check(
+            file,
+            &push("release"),
+            json!({
+                "provider": "github", "event": "release", "action": action, "delivery_id": DELIVERY, "is_ping": false,
+                "commit_id": null, "git_ref": "refs/tags/0.0.1", "branch": null, "message": null, "actor": "Codertocat",
+                "repository": "Codertocat/Hello-World", "repository_url": "https://github.com/Codertocat/Hello-World",
+                "pull_request": null, "base_ref": null,
+            }),
+            // These examples' releases have an empty or null name.
+            hello_world(codebuild_event, None, json!({"tag_name": "0.0.1"})),
+        );
+    }
     check(
-        "github/release-published.json",
-        &push("release"),
+        "github/workflow_job-queued.json",
+        &push("workflow_job"),
         json!({
-            "provider": "github", "event": "release", "action": "published", "delivery_id": DELIVERY, "is_ping": false,
-            "commit_id": null, "git_ref": "refs/tags/0.0.1", "branch": null, "message": null, "actor": "Codertocat",
-            "repository": "Codertocat/Hello-World", "repository_url": "https://github.com/Codertocat/Hello-World",
-            "pull_request": null, "base_ref": null, "head_ref": null,
+            "provider": "github", "event": "workflow_job", "action": "queued", "delivery_id": DELIVERY, "is_ping": false,
+            "commit_id": "3484a3fb816e0859fd6e1cea078d76385ff50625", "git_ref": "refs/heads/main", "branch": "main",
+            "message": null, "actor": "Codertocat", "repository": "Codertocat/Hello-World",
+            "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null,
         }),
+        hello_world(Some("WORKFLOW_JOB_QUEUED"), Some("refs/heads/main"), json!({})),
     );
 }
 
@@ -140,8 +208,13 @@ fn github_enterprise_fixtures() {
             "commit_id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "git_ref": "refs/tags/simple-tag", "branch": null,
             "message": "Adding a .gitignore file", "actor": "Codertocat", "repository": "Codertocat/Hello-World",
             "repository_url": "https://octocoders.github.io/Codertocat/Hello-World",
-            "pull_request": null, "base_ref": null, "head_ref": null,
+            "pull_request": null, "base_ref": null,
         }),
+        hello_world(
+            Some("PUSH"),
+            Some("refs/tags/simple-tag"),
+            json!({"actor_account_id": "4", "changed_files": [], "commit_message": "Adding a .gitignore file"}),
+        ),
     );
     check(
         "github/ghes-3.5-pull_request-opened.json",
@@ -151,9 +224,21 @@ fn github_enterprise_fixtures() {
             "commit_id": "14977a7b5485400124827221a04bfb474bcd72d1", "git_ref": "refs/heads/changes", "branch": "changes",
             "message": "Update the README with new information.", "actor": "Codertocat",
             "repository": "Codertocat/Hello-World", "repository_url": "https://octocoders.github.io/Codertocat/Hello-World",
-            "pull_request": 2, "base_ref": "refs/heads/master", "head_ref": "refs/heads/changes",
+            "pull_request": 2, "base_ref": "refs/heads/master",
         }),
+        hello_world(Some("PULL_REQUEST_CREATED"), Some("refs/heads/changes"), json!({"actor_account_id": "4"})),
     );
+}
+
+/// The CodeBuild fields of a GitLab or Bitbucket event.
+fn other(codebuild_event: Option<&str>, head_ref: &str, org: &str, repo: &str, extra: Value) -> Value {
+    let mut v = json!({
+        "codebuild_event": codebuild_event, "actor_account_id": null, "changed_files": null,
+        "commit_message": null, "tag_name": null, "release_name": null, "repository_name": repo,
+        "organization_name": org, "previous_commit": null, "merge_commit": null, "head_ref": head_ref,
+    });
+    v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    v
 }
 
 #[test]
@@ -169,8 +254,18 @@ fn gitlab_fixtures() {
             "provider": "gitlab", "event": "Push Hook", "action": null, "delivery_id": UUID, "is_ping": false,
             "commit_id": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", "git_ref": "refs/heads/master", "branch": "master",
             "message": "fixed readme\n", "actor": "jsmith", "repository": "mike/diaspora",
-            "repository_url": "http://example.com/mike/diaspora", "pull_request": null, "base_ref": null, "head_ref": null,
+            "repository_url": "http://example.com/mike/diaspora", "pull_request": null, "base_ref": null,
         }),
+        other(
+            Some("PUSH"),
+            "refs/heads/master",
+            "mike",
+            "diaspora",
+            json!({
+                "actor_account_id": "4", "changed_files": ["CHANGELOG", "app/controller/application.rb"],
+                "commit_message": "fixed readme\n", "previous_commit": "95790bf891e76fee5e1747ab589903a6a1f80f22",
+            }),
+        ),
     );
     check(
         "gitlab/tag_push.json",
@@ -180,8 +275,18 @@ fn gitlab_fixtures() {
             "commit_id": "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7", "git_ref": "refs/tags/v1.0.0", "branch": null,
             "message": "Merge branch 'some-feature' into 'master'\n\nRelease v1.0.0\n\nSee merge request jsmith/example!1",
             "actor": "jsmith", "repository": "jsmith/example", "repository_url": "http://example.com/jsmith/example",
-            "pull_request": null, "base_ref": null, "head_ref": null,
+            "pull_request": null, "base_ref": null,
         }),
+        other(
+            Some("PUSH"),
+            "refs/tags/v1.0.0",
+            "jsmith",
+            "example",
+            json!({
+                "actor_account_id": "1", "changed_files": ["CHANGELOG", "UPGRADE.md"],
+                "commit_message": "Merge branch 'some-feature' into 'master'\n\nRelease v1.0.0\n\nSee merge request jsmith/example!1",
+            }),
+        ),
     );
     check(
         "gitlab/merge_request.json",
@@ -191,8 +296,16 @@ fn gitlab_fixtures() {
             "commit_id": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", "git_ref": "refs/heads/ms-viewport", "branch": "ms-viewport",
             "message": "MS-Viewport", "actor": "user1", "repository": "gitlabhq/gitlab-test",
             "repository_url": "http://example.com/gitlabhq/gitlab-test",
-            "pull_request": 1, "base_ref": "refs/heads/master", "head_ref": "refs/heads/ms-viewport",
+            "pull_request": 1, "base_ref": "refs/heads/master",
         }),
+        // GitLab merge request payloads do carry the last commit's message.
+        other(
+            Some("PULL_REQUEST_CREATED"),
+            "refs/heads/ms-viewport",
+            "gitlabhq",
+            "gitlab-test",
+            json!({"actor_account_id": "42", "commit_message": "fixed readme"}),
+        ),
     );
     check(
         "gitlab/merge_request-update.json",
@@ -202,9 +315,40 @@ fn gitlab_fixtures() {
             "commit_id": "0ab96a10266b95b4b533dcfd98738015fbe70889", "git_ref": "refs/heads/next-feature", "branch": "next-feature",
             "message": "Update client.go 🎉", "actor": "test", "repository": "test/woodpecker",
             "repository_url": "http://10.40.8.5:3200/test/woodpecker",
-            "pull_request": 2, "base_ref": "refs/heads/master", "head_ref": "refs/heads/next-feature",
+            "pull_request": 2, "base_ref": "refs/heads/master",
         }),
+        other(
+            Some("PULL_REQUEST_UPDATED"),
+            "refs/heads/next-feature",
+            "test",
+            "woodpecker",
+            json!({"actor_account_id": "2", "commit_message": "Update state.go"}),
+        ),
     );
+    let merged = normalize(&headers(&hook("Merge Request Hook")), &fixture("gitlab/merge_request-merge.json"));
+    assert_eq!(merged.action.as_deref(), Some("merge"));
+    assert_eq!(merged.codebuild_event, Some(CodeBuildEvent::PullRequestMerged));
+    assert_eq!(merged.actor_account_id.as_deref(), Some("42"));
+    assert_eq!(merged.commit_message.as_deref(), Some("commit message"));
+    // The other actions, on the `open` example with only `object_attributes.action` changed.
+    for (action, want) in [
+        ("close", Some(CodeBuildEvent::PullRequestClosed)),
+        ("reopen", Some(CodeBuildEvent::PullRequestReopened)),
+        ("merge", Some(CodeBuildEvent::PullRequestMerged)),
+        ("approved", None),
+        ("unapproved", None),
+    ] {
+        let mut payload = fixture("gitlab/merge_request.json");
+        payload["object_attributes"]["action"] = json!(action);
+        let event = normalize(&headers(&hook("Merge Request Hook")), &payload);
+        assert_eq!(event.codebuild_event, want, "{action}");
+    }
+    // A push that deletes the branch: `checkout_sha` is null, nothing to build.
+    let mut deleted = fixture("gitlab/push.json");
+    deleted["checkout_sha"] = Value::Null;
+    deleted["after"] = json!("0000000000000000000000000000000000000000");
+    let event = normalize(&headers(&hook("Push Hook")), &deleted);
+    assert_eq!((event.commit_id, event.codebuild_event), (None, None));
 }
 
 #[test]
@@ -218,6 +362,8 @@ fn bitbucket_fixtures() {
             ("X-Attempt-Number", "1"),
         ]
     };
+    const EMMA: &str = "557058:0f3a9d5c-7b2e-4c61-9e8a-2d4b6f1a3c57";
+    const SAM: &str = "712020:5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9";
     check(
         "bitbucket/repo-push.json",
         &hook("repo:push"),
@@ -225,12 +371,59 @@ fn bitbucket_fixtures() {
             "provider": "bitbucket", "event": "repo:push", "action": null, "delivery_id": UUID, "is_ping": false,
             "commit_id": "7c9f3a2b5e1d4c8a9b0f6e2d3c4b5a69788f0e1d", "git_ref": "refs/heads/main", "branch": "main",
             "message": "Fix the widget count on the dashboard\n", "actor": "emma", "repository": "acme/widgets",
-            "repository_url": "https://bitbucket.org/acme/widgets", "pull_request": null, "base_ref": null, "head_ref": null,
+            "repository_url": "https://bitbucket.org/acme/widgets", "pull_request": null, "base_ref": null,
         }),
+        // Bitbucket push payloads do not list changed files.
+        other(
+            Some("PUSH"),
+            "refs/heads/main",
+            "acme",
+            "widgets",
+            json!({
+                "actor_account_id": EMMA, "commit_message": "Fix the widget count on the dashboard\n",
+                "previous_commit": "1e65c05c1d5171631d92438a13901ca7dae9618c",
+            }),
+        ),
     );
-    for (file, key, action, actor) in [
-        ("bitbucket/pullrequest-created.json", "pullrequest:created", "created", "emma"),
-        ("bitbucket/pullrequest-fulfilled.json", "pullrequest:fulfilled", "fulfilled", "sam"),
+    // Bitbucket's event is told by the header alone, so one body serves every pull request key.
+    for (file, key, action, actor, account, codebuild_event, merge_commit) in [
+        (
+            "bitbucket/pullrequest-created.json",
+            "pullrequest:created",
+            "created",
+            "emma",
+            EMMA,
+            Some("PULL_REQUEST_CREATED"),
+            None,
+        ),
+        (
+            "bitbucket/pullrequest-created.json",
+            "pullrequest:updated",
+            "updated",
+            "emma",
+            EMMA,
+            Some("PULL_REQUEST_UPDATED"),
+            None,
+        ),
+        (
+            "bitbucket/pullrequest-created.json",
+            "pullrequest:rejected",
+            "rejected",
+            "emma",
+            EMMA,
+            Some("PULL_REQUEST_CLOSED"),
+            None,
+        ),
+        ("bitbucket/pullrequest-created.json", "pullrequest:approved", "approved", "emma", EMMA, None, None),
+        (
+            "bitbucket/pullrequest-fulfilled.json",
+            "pullrequest:fulfilled",
+            "fulfilled",
+            "sam",
+            SAM,
+            Some("PULL_REQUEST_MERGED"),
+            Some("d4c3b2a1f0e9"),
+        ),
     ] {
         check(
             file,
@@ -240,10 +433,73 @@ fn bitbucket_fixtures() {
                 "commit_id": "3f8e2a1b9c7d", "git_ref": "refs/heads/feature/widget-count", "branch": "feature/widget-count",
                 "message": "Count widgets per workspace", "actor": actor, "repository": "acme/widgets",
                 "repository_url": "https://bitbucket.org/acme/widgets",
-                "pull_request": 7, "base_ref": "refs/heads/main", "head_ref": "refs/heads/feature/widget-count",
+                "pull_request": 7, "base_ref": "refs/heads/main",
             }),
+            other(
+                codebuild_event,
+                "refs/heads/feature/widget-count",
+                "acme",
+                "widgets",
+                json!({"actor_account_id": account, "merge_commit": merge_commit}),
+            ),
         );
     }
+}
+
+#[test]
+fn codebuild_webhook_variables() {
+    let github = |event: &'static str, name: &str| {
+        normalize(&headers(&[("X-GitHub-Event", event)]), &fixture(name)).codebuild_webhook_env()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    assert_eq!(
+        github("push", "github/push-branch.json"),
+        pairs(&[
+            ("CODEBUILD_WEBHOOK_EVENT", "PUSH"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "branch/master"),
+            ("CODEBUILD_WEBHOOK_HEAD_REF", "refs/heads/master"),
+            ("CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID", "21031067"),
+        ])
+    );
+    assert_eq!(
+        github("push", "github/push-tag.json"),
+        pairs(&[
+            ("CODEBUILD_WEBHOOK_EVENT", "PUSH"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "tag/simple-tag"),
+            ("CODEBUILD_WEBHOOK_HEAD_REF", "refs/tags/simple-tag"),
+            ("CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID", "21031067"),
+        ])
+    );
+    assert_eq!(
+        github("pull_request", "github/pull_request-opened.json"),
+        pairs(&[
+            ("CODEBUILD_WEBHOOK_EVENT", "PULL_REQUEST_CREATED"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "pr/2"),
+            ("CODEBUILD_WEBHOOK_HEAD_REF", "refs/heads/changes"),
+            ("CODEBUILD_WEBHOOK_BASE_REF", "refs/heads/master"),
+            ("CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID", "21031067"),
+        ])
+    );
+    assert_eq!(
+        github("release", "github/release-released.json"),
+        pairs(&[
+            ("CODEBUILD_WEBHOOK_EVENT", "RELEASED"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "tag/0.0.1"),
+            ("CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID", "21031067"),
+        ])
+    );
+    let gitlab = normalize(&headers(&[("X-Gitlab-Event", "Push Hook")]), &fixture("gitlab/push.json"));
+    assert!(gitlab
+        .codebuild_webhook_env()
+        .contains(&("CODEBUILD_WEBHOOK_PREV_COMMIT".into(), "95790bf891e76fee5e1747ab589903a6a1f80f22".into())));
+    let merged = normalize(
+        &headers(&[("X-Event-Key", "pullrequest:fulfilled")]),
+        &fixture("bitbucket/pullrequest-fulfilled.json"),
+    );
+    assert!(merged.codebuild_webhook_env().contains(&("CODEBUILD_WEBHOOK_MERGE_COMMIT".into(), "d4c3b2a1f0e9".into())));
+    assert!(merged.codebuild_webhook_env().contains(&("CODEBUILD_WEBHOOK_TRIGGER".into(), "pr/7".into())));
 }
 
 /// One signature case over the benchmark payload's raw bytes.

@@ -125,7 +125,7 @@ impl LogSink {
         self.0.subscribe()
     }
 
-    fn publish(&self, snapshot: String) {
+    pub(crate) fn publish(&self, snapshot: String) {
         // send_replace stores the value even when no receiver is left, which a caller that only
         // subscribes later (through subscribe) relies on.
         self.0.send_replace(snapshot);

@@ -1,30 +1,44 @@
 //! Bitbucket Cloud payloads: `repo:push` and `pullrequest:*`.
 //!
-//! Field sources: push `push.changes[].new.{type,name,target.hash,target.message}`; pull request
-//! `pullrequest.{id,title,source.branch.name,source.commit.hash,destination.branch.name}`; every event
-//! `actor.nickname` (else `display_name`), `repository.{full_name,links.html.href}`. A push may change several
-//! refs at once; the event describes the first change that still has a new head, because one delivery starts
-//! at most one execution. Bitbucket sends 12-character
-//! abbreviated commit hashes in pull request payloads, and they are passed on as they are.
+//! Field sources: push `push.changes[].{new.{type,name,target.hash,target.message},old.target.hash}`; pull
+//! request `pullrequest.{id,title,source.branch.name,source.commit.hash,destination.branch.name,
+//! merge_commit.hash}`; every event `actor.{nickname,display_name,account_id}`, `repository.{full_name,
+//! links.html.href}`. A push may change several refs at once; the event describes the first change that still
+//! has a new head, because one delivery starts at most one build. Bitbucket sends 12-character abbreviated
+//! commit hashes in pull request payloads, and they are passed on as they are. No Bitbucket payload lists
+//! changed files, and pull request payloads carry no commit message, so `changed_files` is always `None` and
+//! `commit_message` is `None` for pull requests.
+//!
+//! CodeBuild event names, as CodeBuild's Bitbucket page maps them: `repo:push` → PUSH (not when every change
+//! deleted its ref); `pullrequest:created` → PULL_REQUEST_CREATED, `pullrequest:updated` →
+//! PULL_REQUEST_UPDATED, `pullrequest:fulfilled` → PULL_REQUEST_MERGED, `pullrequest:rejected` (declined) →
+//! PULL_REQUEST_CLOSED.
 
 use serde_json::Value;
 
-use super::{number, set_pull_request, set_ref, text, SourceEvent};
+use super::{commit, number, set_pull_request, set_push_ref, set_repository, text, CodeBuildEvent, SourceEvent};
 
 pub(super) fn fill(event: &mut SourceEvent, key: &str, payload: &Value) {
     event.actor = text(payload, &["actor", "nickname"]).or_else(|| text(payload, &["actor", "display_name"]));
-    event.repository = text(payload, &["repository", "full_name"]);
+    event.actor_account_id = text(payload, &["actor", "account_id"]);
+    set_repository(event, text(payload, &["repository", "full_name"]));
     event.repository_url = text(payload, &["repository", "links", "html", "href"]);
     if key == "repo:push" {
         let changes = payload["push"]["changes"].as_array().map(Vec::as_slice).unwrap_or_default();
-        match changes.iter().map(|change| &change["new"]).find(|new| new.is_object()) {
-            Some(new) => {
-                set_ref(event, full_ref(new));
+        match changes.iter().find(|change| change["new"].is_object()) {
+            Some(change) => {
+                let new = &change["new"];
+                set_push_ref(event, full_ref(new));
                 event.commit_id = text(new, &["target", "hash"]);
                 event.message = text(new, &["target", "message"]);
+                event.commit_message = event.message.clone();
+                event.previous_commit = commit(text(&change["old"], &["target", "hash"]));
+                if event.commit_id.is_some() {
+                    event.codebuild_event = Some(CodeBuildEvent::Push);
+                }
             }
             // Every change deleted its ref: report the first one's ref, with no commit.
-            None => set_ref(event, changes.first().and_then(|change| full_ref(&change["old"]))),
+            None => set_push_ref(event, changes.first().and_then(|change| full_ref(&change["old"]))),
         }
     } else if let Some(action) = key.strip_prefix("pullrequest:") {
         let pr = &payload["pullrequest"];
@@ -33,6 +47,16 @@ pub(super) fn fill(event: &mut SourceEvent, key: &str, payload: &Value) {
         set_pull_request(event, number(pr, &["id"]), source, text(pr, &["destination", "branch", "name"]));
         event.commit_id = text(pr, &["source", "commit", "hash"]);
         event.message = text(pr, &["title"]);
+        event.codebuild_event = match action {
+            "created" => Some(CodeBuildEvent::PullRequestCreated),
+            "updated" => Some(CodeBuildEvent::PullRequestUpdated),
+            "fulfilled" => Some(CodeBuildEvent::PullRequestMerged),
+            "rejected" => Some(CodeBuildEvent::PullRequestClosed),
+            _ => None,
+        };
+        if event.codebuild_event == Some(CodeBuildEvent::PullRequestMerged) {
+            event.merge_commit = text(pr, &["merge_commit", "hash"]);
+        }
     } else if key == "diagnostics:ping" {
         // Bitbucket Data Center's "Test connection" request: about no commit, like GitHub's ping.
         event.is_ping = true;
