@@ -1,6 +1,7 @@
 //! The command line: `serve`, `migrate`, the administrative commands that work directly on the database
 //! (organizations, tokens, access keys), for bootstrapping and recovery, and the client commands
-//! (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`, in [`crate::client`]) that call a running server.
+//! (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`, `hooks`, `deliveries`, `events`, in
+//! [`crate::client`]) that call a running server.
 
 use clap::{Args, Parser, Subcommand};
 use pipehook_domain::credentials::{AccessKeyId, ApiToken, SecretAccessKey};
@@ -10,7 +11,10 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{prepare, run, StartError};
-use crate::client::{self, ExecutionsArgs, InboundArgs, LogsArgs, Output, PipelinesArgs, WebhooksArgs};
+use crate::client::{
+    self, DeliveriesArgs, EventsArgs, ExecutionsArgs, HooksArgs, InboundArgs, LogsArgs, Output, PipelinesArgs,
+    WebhooksArgs,
+};
 use crate::config::{Config, ConfigError, Overrides};
 
 #[derive(Debug, Parser)]
@@ -28,7 +32,8 @@ pub struct Cli {
     /// Folder for the SQLite database and the generated master key.
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Server the client commands (pipelines, executions, logs, webhooks, inbound) call.
+    /// Server the client commands (pipelines, executions, logs, webhooks, inbound, hooks, deliveries, events)
+    /// call.
     #[arg(long, global = true, env = "PIPEHOOK_SERVER", default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub server: String,
     /// REST API token for the client commands.
@@ -66,6 +71,12 @@ pub enum Command {
     Webhooks(WebhooksArgs),
     /// Inspect, replay and follow the requests that reached trigger URLs.
     Inbound(InboundArgs),
+    /// Manage outbound webhooks (hooks) of the organization, a stack (--stack) or an environment (--env).
+    Hooks(HooksArgs),
+    /// List, inspect and redeliver a hook's delivery attempts.
+    Deliveries(DeliveriesArgs),
+    /// Publish events to the outbound webhooks.
+    Events(EventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +158,9 @@ pub async fn main() -> i32 {
         Command::Logs(args) => return client::logs(&conn, args).await,
         Command::Webhooks(args) => return client::webhooks(&conn, args).await,
         Command::Inbound(args) => return client::inbound(&conn, args).await,
+        Command::Hooks(args) => return client::hooks(&conn, args).await,
+        Command::Deliveries(args) => return client::deliveries(&conn, args).await,
+        Command::Events(args) => return client::events(&conn, args).await,
         _ => {}
     }
     let listen_role = match &cli.command {
@@ -193,7 +207,10 @@ async fn execute(command: Command, config: Config) -> Result<(), StartError> {
         | Command::Executions(_)
         | Command::Logs(_)
         | Command::Webhooks(_)
-        | Command::Inbound(_) => {
+        | Command::Inbound(_)
+        | Command::Hooks(_)
+        | Command::Deliveries(_)
+        | Command::Events(_) => {
             unreachable!("client commands are run by `main` before the configuration is loaded")
         }
     }

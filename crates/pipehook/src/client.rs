@@ -1,5 +1,5 @@
-//! The client commands (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`): they call a running server's
-//! native REST API over HTTP with a token, unlike the administrative commands, which open the database directly.
+//! The client commands (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`, and for outbound webhooks
+//! `hooks`, `deliveries`, `events`): they call a running server's native REST API over HTTP with a token, unlike the administrative commands, which open the database directly.
 //!
 //! They never load the server configuration, because they run on machines that have none (a laptop, a CI job);
 //! everything they need comes from `--server`, `--token` and `--org` or the matching environment variables.
@@ -248,6 +248,208 @@ impl InboundFilter {
     }
 }
 
+/// Which hooks an outbound-webhook command acts on: the organization's (neither flag), a stack's or an
+/// environment's.
+#[derive(Debug, Args)]
+pub struct HookScopeArgs {
+    /// Act on the hooks of this stack instead of the organization's.
+    #[arg(long, global = true, value_name = "PROJECT/STACK")]
+    pub stack: Option<String>,
+    /// Act on the hooks of this environment instead of the organization's.
+    #[arg(long, global = true, value_name = "PROJECT/ENV")]
+    pub env: Option<String>,
+}
+
+/// A hook scope, parsed from [`HookScopeArgs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HookScope {
+    Org,
+    Stack { project: String, stack: String },
+    Env { project: String, env: String },
+}
+
+impl HookScopeArgs {
+    fn parse(&self) -> Outcome<HookScope> {
+        let split = |flag: &str, what: &str, v: &str| -> Outcome<(String, String)> {
+            match v.split_once('/') {
+                Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains('/') => Ok((a.to_owned(), b.to_owned())),
+                _ => Err(Failure::Usage(format!("{flag} '{v}': expected PROJECT/{what}, e.g. web/prod"))),
+            }
+        };
+        match (&self.stack, &self.env) {
+            (Some(_), Some(_)) => Err(Failure::Usage("give --stack or --env, not both".into())),
+            (Some(s), None) => split("--stack", "STACK", s).map(|(project, stack)| HookScope::Stack { project, stack }),
+            (None, Some(e)) => split("--env", "ENV", e).map(|(project, env)| HookScope::Env { project, env }),
+            (None, None) => Ok(HookScope::Org),
+        }
+    }
+}
+
+impl HookScope {
+    /// The path of the scope's hooks below `/api`.
+    fn segments<'a>(&'a self, org: &'a str) -> Vec<&'a str> {
+        match self {
+            HookScope::Org => vec!["orgs", org, "hooks"],
+            HookScope::Stack { project, stack } => vec!["stacks", org, project, stack, "hooks"],
+            HookScope::Env { project, env } => vec!["esc", "environments", org, project, env, "hooks"],
+        }
+    }
+
+    fn describe(&self, org: &str) -> String {
+        match self {
+            HookScope::Org => format!("organization {org}"),
+            HookScope::Stack { project, stack } => format!("stack {project}/{stack}"),
+            HookScope::Env { project, env } => format!("environment {project}/{env}"),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct HooksArgs {
+    #[command(flatten)]
+    pub org: OrgArg,
+    #[command(flatten)]
+    pub scope: HookScopeArgs,
+    #[command(subcommand)]
+    pub command: HooksCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// List the hooks of the organization (or of --stack / --env).
+    List,
+    /// Show a hook (never its secret).
+    Get {
+        /// Hook name.
+        name: String,
+    },
+    /// Create a hook, from a Webhook JSON file (--file) or from NAME --url URL and the options below.
+    Create {
+        /// Hook name (letters, digits, -, _ and .); with --file, fills the file's "name" when it has none.
+        name: Option<String>,
+        /// Webhook JSON file, or - for standard input; organizationName and the scope's names are filled in.
+        #[arg(long, short, value_name = "FILE",
+              conflicts_with_all = ["url", "display_name", "secret_env", "format", "filters", "groups", "inactive"])]
+        file: Option<PathBuf>,
+        /// Payload URL the events are POSTed to.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Display name (default: the name).
+        #[arg(long, value_name = "TEXT")]
+        display_name: Option<String>,
+        /// Name of an environment variable holding the signing secret (never the secret itself: a command
+        /// line lands in shell history and process listings).
+        #[arg(long, value_name = "VAR")]
+        secret_env: Option<String>,
+        /// raw (default), slack, ms_teams or pulumi_deployments (stack and environment hooks only).
+        #[arg(long)]
+        format: Option<String>,
+        /// Only this event kind (repeatable), e.g. build_failed.
+        #[arg(long = "filter", value_name = "KIND")]
+        filters: Vec<String>,
+        /// Only this group of event kinds (repeatable): stacks, deployments, policies, environments, builds,
+        /// pipelines.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Create it inactive (it receives nothing until updated with "active": true).
+        #[arg(long)]
+        inactive: bool,
+    },
+    /// Change a hook from a partial Webhook JSON file: fields it leaves out keep their value (the secret too).
+    Update {
+        /// Hook name.
+        name: String,
+        /// JSON file, or - for standard input.
+        #[arg(long, short, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Delete a hook.
+    Delete {
+        /// Hook name.
+        name: String,
+    },
+    /// Send a ping event to the hook's URL now, and show the answer.
+    Ping {
+        /// Hook name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeliveriesArgs {
+    #[command(flatten)]
+    pub org: OrgArg,
+    #[command(flatten)]
+    pub scope: HookScopeArgs,
+    #[command(subcommand)]
+    pub command: DeliveriesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List a hook's delivery attempts, newest first.
+    List {
+        /// Hook name.
+        hook: String,
+        /// How many to show (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Only attempts older than this one (the cursor printed after a full page).
+        #[arg(long, value_name = "ATTEMPT")]
+        before: Option<i64>,
+    },
+    /// Show one attempt in full: request headers, payload, response.
+    Get {
+        /// Hook name.
+        hook: String,
+        /// Attempt number (the ATTEMPT column of `deliveries list`).
+        attempt: i64,
+    },
+    /// Send a delivery's event again now (same Pulumi-Webhook-ID), and show the answer.
+    Redeliver {
+        /// Hook name.
+        hook: String,
+        /// Delivery id (the ID column of `deliveries list`).
+        delivery_id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub org: OrgArg,
+    #[command(subcommand)]
+    pub command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Publish an event to the matching hooks and print its id.
+    Publish {
+        /// Event kind, e.g. update_succeeded or build_failed.
+        #[arg(long)]
+        kind: String,
+        /// The payload, a JSON object in a file (- for standard input).
+        #[arg(long, value_name = "FILE", conflicts_with = "payload")]
+        payload_file: Option<PathBuf>,
+        /// The payload as JSON text (default {}).
+        #[arg(long, value_name = "JSON")]
+        payload: Option<String>,
+        /// Project: with --stack, the stack's hooks get the event too (every stack of it without --stack).
+        #[arg(long)]
+        project: Option<String>,
+        /// Stack (needs --project).
+        #[arg(long)]
+        stack: Option<String>,
+        /// Environment whose hooks get the event too.
+        #[arg(long)]
+        env: Option<String>,
+        /// Publishing again with the same key within 24 hours returns the first event's id and sends nothing.
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+    },
+}
+
 /// Why a client command failed, and so its exit code.
 #[derive(Debug)]
 enum Failure {
@@ -257,6 +459,8 @@ enum Failure {
     Server { status: StatusCode, message: String },
     /// The server could not be reached or answered nonsense (exit 1).
     Transport(String),
+    /// The server answered, but without what was asked for (exit 1).
+    Missing(String),
 }
 
 impl Failure {
@@ -270,7 +474,7 @@ impl Failure {
                 eprintln!("pipehook: {} {message}", status.as_u16());
                 1
             }
-            Failure::Transport(m) => {
+            Failure::Transport(m) | Failure::Missing(m) => {
                 eprintln!("pipehook: {m}");
                 1
             }
@@ -300,6 +504,30 @@ pub async fn inbound(conn: &Connection, args: InboundArgs) -> i32 {
     finish(async { Client::new(conn, &args.org.org)?.inbound(args.command).await }.await)
 }
 
+pub async fn hooks(conn: &Connection, args: HooksArgs) -> i32 {
+    finish(
+        async {
+            let scope = args.scope.parse()?;
+            Client::new(conn, &args.org.org)?.hooks(&scope, args.command).await
+        }
+        .await,
+    )
+}
+
+pub async fn deliveries(conn: &Connection, args: DeliveriesArgs) -> i32 {
+    finish(
+        async {
+            let scope = args.scope.parse()?;
+            Client::new(conn, &args.org.org)?.deliveries(&scope, args.command).await
+        }
+        .await,
+    )
+}
+
+pub async fn events(conn: &Connection, args: EventsArgs) -> i32 {
+    finish(async { Client::new(conn, &args.org.org)?.events(args.command).await }.await)
+}
+
 fn finish(result: Outcome) -> i32 {
     match result {
         Ok(()) => 0,
@@ -309,8 +537,12 @@ fn finish(result: Outcome) -> i32 {
 
 struct Client {
     http: reqwest::Client,
+    /// `<server>/api`.
+    api: Url,
     /// `<server>/api/orgs/<org>`.
     base: Url,
+    /// The organization, for the routes that are not below `/api/orgs/<org>` (stack and environment hooks).
+    org: String,
     token: String,
     output: Output,
 }
@@ -320,27 +552,43 @@ impl Client {
         let token = conn.token.as_deref().map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
             Failure::Usage("no API token: pass --token or set PIPEHOOK_TOKEN (see `pipehook token create`)".into())
         })?;
-        let mut base = Url::parse(&conn.server)
+        let mut api = Url::parse(&conn.server)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
             .ok_or_else(|| Failure::Usage(format!("--server: '{}' is not an http:// URL", conn.server)))?;
-        base.path_segments_mut()
+        api.path_segments_mut()
             .map_err(|_| Failure::Usage(format!("--server: '{}' cannot be a base URL", conn.server)))?
             .pop_if_empty()
-            .extend(["api", "orgs", org]);
+            .push("api");
+        let mut base = api.clone();
+        if let Ok(mut path) = base.path_segments_mut() {
+            path.extend(["orgs", org]);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("pipehook/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Failure::Transport(format!("cannot create the HTTP client: {e}")))?;
-        Ok(Client { http, base, token: token.to_owned(), output: conn.output })
+        Ok(Client { http, api, base, org: org.to_owned(), token: token.to_owned(), output: conn.output })
     }
 
     /// The URL of `segments` below the organization; each segment is percent-encoded, so a name can never
     /// change the path's structure.
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
+    /// The URL of `segments` below `/api` (each percent-encoded), for routes outside the organization's.
+    fn api_url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.api.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.extend(segments);
         }
@@ -358,12 +606,28 @@ impl Client {
 
     /// [`Client::call`], with the status of the successful answer.
     async fn send(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Outcome<(StatusCode, Value)> {
+        let (status, _, json) = self.exchange(method, url, body, &[]).await?;
+        Ok((status, json))
+    }
+
+    /// [`Client::send`] with extra request headers, returning the answer's headers too.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Outcome<(StatusCode, reqwest::header::HeaderMap, Value)> {
         let mut req = self.http.request(method, url.clone()).header("authorization", format!("token {}", self.token));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
         }
         let res = req.send().await.map_err(|e| Failure::Transport(format!("cannot reach {url}: {}", cause(&e))))?;
         let status = res.status();
+        let answer_headers = res.headers().clone();
         let text = res.text().await.map_err(|e| Failure::Transport(format!("reading the answer: {}", cause(&e))))?;
         let json: Option<Value> = serde_json::from_str(&text).ok();
         if !status.is_success() {
@@ -381,10 +645,10 @@ impl Client {
             return Err(Failure::Server { status, message });
         }
         if text.trim().is_empty() {
-            return Ok((status, Value::Null));
+            return Ok((status, answer_headers, Value::Null));
         }
         let json = json.ok_or_else(|| Failure::Transport(format!("the server's answer from {url} is not JSON")))?;
-        Ok((status, json))
+        Ok((status, answer_headers, json))
     }
 
     async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Outcome<Value> {
@@ -750,6 +1014,429 @@ impl Client {
         use std::io::Write;
         let _ = std::io::stdout().flush();
     }
+}
+
+/// The outbound-webhook commands: `hooks`, `deliveries`, `events`.
+impl Client {
+    fn hooks_url(&self, scope: &HookScope, rest: &[&str], query: &[(&str, String)]) -> Url {
+        let mut segments = scope.segments(&self.org);
+        segments.extend(rest);
+        self.api_url(&segments, query)
+    }
+
+    async fn hooks(&self, scope: &HookScope, command: HooksCommand) -> Outcome {
+        match command {
+            HooksCommand::List => {
+                let hooks = self.call(Method::GET, self.hooks_url(scope, &[], &[]), None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&hooks),
+                    Output::Table => print_table(
+                        &["NAME", "DISPLAY NAME", "ACTIVE", "FORMAT", "SECRET", "KINDS", "URL"],
+                        hooks.as_array().into_iter().flatten().map(hook_row).collect(),
+                    ),
+                }
+            }
+            HooksCommand::Get { name } => {
+                let h = self.call(Method::GET, self.hooks_url(scope, &[&name], &[]), None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&h),
+                    Output::Table => print_hook(&h, scope, &self.org),
+                }
+            }
+            HooksCommand::Create { name, file, url, display_name, secret_env, format, filters, groups, inactive } => {
+                let body = match (file, url) {
+                    (Some(file), _) => {
+                        let (_, doc) = read_json(&file)?;
+                        hook_from_file(doc, &file, name.as_deref(), scope, &self.org)?
+                    }
+                    (None, Some(url)) => {
+                        let name = name.ok_or_else(|| {
+                            Failure::Usage("give the hook's name: pipehook hooks create NAME --url URL".into())
+                        })?;
+                        let flags = HookFlags { display_name, secret_env, format, filters, groups, inactive };
+                        hook_from_flags(&name, &url, flags, scope, &self.org, &|k| std::env::var(k).ok())?
+                    }
+                    (None, None) => {
+                        return Err(Failure::Usage(
+                            "give --file FILE (a Webhook JSON), or NAME --url URL to create a hook".into(),
+                        ))
+                    }
+                };
+                let body = serde_json::to_vec(&body).unwrap_or_default();
+                let h = self.call(Method::POST, self.hooks_url(scope, &[], &[]), Some(body)).await?;
+                match self.output {
+                    Output::Json => self.print_json(&h),
+                    Output::Table => println!(
+                        "created hook {} ({}) -> {}",
+                        text(&h["name"]),
+                        scope.describe(&self.org),
+                        text(&h["payloadUrl"])
+                    ),
+                }
+            }
+            HooksCommand::Update { name, file } => {
+                let (body, doc) = read_json(&file)?;
+                if !doc.is_object() {
+                    return Err(Failure::Usage(format!("{}: a Webhook must be a JSON object", file.display())));
+                }
+                let h = self.call(Method::PATCH, self.hooks_url(scope, &[&name], &[]), Some(body)).await?;
+                match self.output {
+                    Output::Json => self.print_json(&h),
+                    Output::Table => println!("updated hook {} ({})", text(&h["name"]), scope.describe(&self.org)),
+                }
+            }
+            HooksCommand::Delete { name } => {
+                self.call(Method::DELETE, self.hooks_url(scope, &[&name], &[]), None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&json!({ "deleted": name })),
+                    Output::Table => println!("deleted hook {name} ({})", scope.describe(&self.org)),
+                }
+            }
+            HooksCommand::Ping { name } => {
+                let a = self.call(Method::POST, self.hooks_url(scope, &[&name, "ping"], &[]), None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&a),
+                    Output::Table => print_answer("ping", &name, &a),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliveries(&self, scope: &HookScope, command: DeliveriesCommand) -> Outcome {
+        match command {
+            DeliveriesCommand::List { hook, limit, before } => {
+                let mut query = vec![("limit", limit.to_string())];
+                query.extend(before.map(|b| ("before", b.to_string())));
+                let url = self.hooks_url(scope, &[&hook, "deliveries"], &query);
+                let (_, headers, list) = self.exchange(Method::GET, url, None, &[]).await?;
+                let next = headers.get("pipehook-next-before").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                match self.output {
+                    Output::Json => {
+                        let next = next.as_deref().and_then(|n| n.parse::<i64>().ok());
+                        self.print_json(&json!({ "deliveries": list, "nextBefore": next }))
+                    }
+                    Output::Table => {
+                        print_table(
+                            &["ATTEMPT", "ID", "KIND", "TIME", "DURATION MS", "RESPONSE", "TRIGGER"],
+                            list.as_array().into_iter().flatten().map(attempt_row).collect(),
+                        );
+                        if let Some(n) = next {
+                            eprintln!("pipehook: more attempts: add --before {n}");
+                        }
+                    }
+                }
+            }
+            DeliveriesCommand::Get { hook, attempt } => {
+                // The list is ordered by attempt number and `before` is exclusive, so the first row from
+                // `before = attempt + 1` is the attempt when it exists.
+                let query = [("limit", "1".to_owned()), ("before", attempt.saturating_add(1).to_string())];
+                let list = self.call(Method::GET, self.hooks_url(scope, &[&hook, "deliveries"], &query), None).await?;
+                let a = list
+                    .as_array()
+                    .and_then(|l| l.first())
+                    .filter(|a| a["attempt"].as_i64() == Some(attempt))
+                    .ok_or_else(|| Failure::Missing(format!("hook {hook} has no delivery attempt {attempt}")))?;
+                match self.output {
+                    Output::Json => self.print_json(a),
+                    Output::Table => print_attempt(a),
+                }
+            }
+            DeliveriesCommand::Redeliver { hook, delivery_id } => {
+                let url = self.hooks_url(scope, &[&hook, "deliveries", &delivery_id, "redeliver"], &[]);
+                let a = self.call(Method::POST, url, None).await?;
+                match self.output {
+                    Output::Json => self.print_json(&a),
+                    Output::Table => print_answer("redelivery", &hook, &a),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn events(&self, command: EventsCommand) -> Outcome {
+        match command {
+            EventsCommand::Publish { kind, payload_file, payload, project, stack, env, idempotency_key } => {
+                let payload = match (payload_file, payload) {
+                    (Some(file), _) => {
+                        let (_, doc) = read_json(&file)?;
+                        if !doc.is_object() {
+                            return Err(Failure::Usage(format!(
+                                "--payload-file {}: the payload must be a JSON object",
+                                file.display()
+                            )));
+                        }
+                        doc
+                    }
+                    (None, Some(text)) => match serde_json::from_str::<Value>(&text) {
+                        Ok(v) if v.is_object() => v,
+                        Ok(_) => return Err(Failure::Usage("--payload: the payload must be a JSON object".into())),
+                        Err(e) => return Err(Failure::Usage(format!("--payload is not valid JSON: {e}"))),
+                    },
+                    (None, None) => json!({}),
+                };
+                if kind.trim().is_empty() {
+                    return Err(Failure::Usage("--kind: give an event kind, e.g. update_succeeded".into()));
+                }
+                if stack.is_some() && project.is_none() {
+                    return Err(Failure::Usage("--stack needs --project".into()));
+                }
+                let mut headers = Vec::new();
+                if let Some(key) = idempotency_key {
+                    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(Failure::Usage(
+                            "--idempotency-key: use visible ASCII characters, without spaces".into(),
+                        ));
+                    }
+                    headers.push(("idempotency-key", key));
+                }
+                let mut body = json!({ "kind": kind, "payload": payload });
+                for (field, value) in [("projectName", project), ("stackName", stack), ("envName", env)] {
+                    if let Some(v) = value {
+                        body[field] = json!(v);
+                    }
+                }
+                let body = serde_json::to_vec(&body).unwrap_or_default();
+                let url = self.url(&["events"], &[]);
+                let (_, _, published) = self.exchange(Method::POST, url, Some(body), &headers).await?;
+                match self.output {
+                    Output::Json => self.print_json(&published),
+                    Output::Table => {
+                        // Only the id on standard output, so that a script can capture it.
+                        println!("{}", text(&published["id"]));
+                        if published["duplicate"].as_bool() == Some(true) {
+                            eprintln!("pipehook: already published with this idempotency key; nothing sent again");
+                        } else {
+                            eprintln!("pipehook: {} deliveries queued", text(&published["deliveries"]));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The options of `hooks create NAME --url URL`.
+struct HookFlags {
+    display_name: Option<String>,
+    secret_env: Option<String>,
+    format: Option<String>,
+    filters: Vec<String>,
+    groups: Vec<String>,
+    inactive: bool,
+}
+
+/// Fills `organizationName` and the scope's names into a body that does not give them.
+fn fill_place(body: &mut serde_json::Map<String, Value>, scope: &HookScope, org: &str) {
+    let mut fill = |k: &str, v: &str| {
+        body.entry(k.to_owned()).or_insert_with(|| json!(v));
+    };
+    fill("organizationName", org);
+    match scope {
+        HookScope::Org => {}
+        HookScope::Stack { project, stack } => {
+            fill("projectName", project);
+            fill("stackName", stack);
+        }
+        HookScope::Env { project, env } => {
+            fill("projectName", project);
+            fill("envName", env);
+        }
+    }
+}
+
+/// The body of `hooks create --file`: the file's Webhook with its place filled in. The server validates
+/// everything else (and says which field is wrong).
+fn hook_from_file(
+    doc: Value,
+    file: &std::path::Path,
+    name: Option<&str>,
+    scope: &HookScope,
+    org: &str,
+) -> Outcome<Value> {
+    let Value::Object(mut body) = doc else {
+        return Err(Failure::Usage(format!("{}: a Webhook must be a JSON object", file.display())));
+    };
+    match (name, body.get("name").and_then(Value::as_str)) {
+        (Some(given), Some(in_file)) if given != in_file => {
+            return Err(Failure::Usage(format!(
+                "the name {given} disagrees with the name {in_file} in {}",
+                file.display()
+            )))
+        }
+        (Some(given), None) => {
+            body.insert("name".into(), json!(given));
+        }
+        (None, None) => {
+            return Err(Failure::Usage(format!(
+                "{}: the Webhook has no \"name\"; give the hook's name after create",
+                file.display()
+            )))
+        }
+        _ => {}
+    }
+    fill_place(&mut body, scope, org);
+    Ok(Value::Object(body))
+}
+
+/// The body of `hooks create NAME --url URL ...`. The secret comes from the environment variable named by
+/// `--secret-env`, read through `env`.
+fn hook_from_flags(
+    name: &str,
+    url: &str,
+    flags: HookFlags,
+    scope: &HookScope,
+    org: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Outcome<Value> {
+    let mut body = serde_json::Map::new();
+    body.insert("name".into(), json!(name));
+    body.insert("displayName".into(), json!(flags.display_name.as_deref().unwrap_or(name)));
+    body.insert("payloadUrl".into(), json!(url));
+    body.insert("active".into(), json!(!flags.inactive));
+    if let Some(var) = flags.secret_env {
+        let secret = env(&var).filter(|s| !s.is_empty()).ok_or_else(|| {
+            Failure::Usage(format!("--secret-env {var}: the environment variable {var} is not set or empty"))
+        })?;
+        body.insert("secret".into(), json!(secret));
+    }
+    if let Some(format) = flags.format {
+        body.insert("format".into(), json!(format));
+    }
+    if !flags.filters.is_empty() {
+        body.insert("filters".into(), json!(flags.filters));
+    }
+    if !flags.groups.is_empty() {
+        body.insert("groups".into(), json!(flags.groups));
+    }
+    fill_place(&mut body, scope, org);
+    Ok(Value::Object(body))
+}
+
+/// What a hook receives, in one cell: its filters and groups, or `all`.
+fn hook_kinds(h: &Value) -> String {
+    let list = |k: &str| -> Vec<String> { h[k].as_array().into_iter().flatten().map(text).collect() };
+    let (filters, groups) = (list("filters"), list("groups"));
+    let mut parts = Vec::new();
+    if !filters.is_empty() {
+        parts.push(filters.join(","));
+    }
+    if !groups.is_empty() {
+        parts.push(format!("groups:{}", groups.join(",")));
+    }
+    if parts.is_empty() {
+        "all".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn yes_no(v: &Value) -> String {
+    match v.as_bool() {
+        Some(true) => "yes".to_owned(),
+        Some(false) => "no".to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+fn hook_row(h: &Value) -> Vec<String> {
+    vec![
+        text(&h["name"]),
+        text(&h["displayName"]),
+        yes_no(&h["active"]),
+        text(&h["format"]),
+        yes_no(&h["hasSecret"]),
+        hook_kinds(h),
+        text(&h["payloadUrl"]),
+    ]
+}
+
+fn print_hook(h: &Value, scope: &HookScope, org: &str) {
+    println!("Name:      {}", text(&h["name"]));
+    println!("Display:   {}", text(&h["displayName"]));
+    println!("Scope:     {}", scope.describe(org));
+    println!("URL:       {}", text(&h["payloadUrl"]));
+    match h["disabledReason"].as_str() {
+        Some(reason) => println!("Active:    {} (deactivated: {reason})", yes_no(&h["active"])),
+        None => println!("Active:    {}", yes_no(&h["active"])),
+    }
+    println!("Format:    {}", text(&h["format"]));
+    let secret = if h["hasSecret"].as_bool() == Some(true) { "set (never shown)" } else { "none (unsigned)" };
+    println!("Secret:    {secret}");
+    println!("Kinds:     {}", hook_kinds(h));
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+fn seconds(v: &Value) -> String {
+    v.as_i64().map_or_else(|| "-".to_owned(), |s| Timestamp(s.saturating_mul(1000)).to_rfc3339())
+}
+
+/// A response code as a cell: 0 means no answer (refused, timed out, unreachable).
+fn response(a: &Value) -> String {
+    match a["responseCode"].as_i64() {
+        Some(0) => "none".to_owned(),
+        _ => text(&a["responseCode"]),
+    }
+}
+
+fn attempt_row(a: &Value) -> Vec<String> {
+    vec![
+        text(&a["attempt"]),
+        text(&a["id"]),
+        text(&a["kind"]),
+        seconds(&a["timestamp"]),
+        text(&a["duration"]),
+        response(a),
+        text(&a["trigger"]),
+    ]
+}
+
+/// The outcome of a ping or a redelivery: the receiver's answer, with its body when it failed.
+fn print_answer(what: &str, hook: &str, a: &Value) {
+    let ok = a["responseCode"].as_i64().is_some_and(|c| (200..300).contains(&c));
+    println!(
+        "{what} of hook {hook} to {}: response {} in {} ms ({}; delivery {}, attempt {})",
+        text(&a["requestUrl"]),
+        response(a),
+        text(&a["duration"]),
+        if ok { "delivered" } else { "FAILED" },
+        text(&a["id"]),
+        text(&a["attempt"]),
+    );
+    if !ok {
+        let body = a["responseBody"].as_str().unwrap_or_default().trim();
+        if !body.is_empty() {
+            println!("{body}");
+        }
+    }
+}
+
+fn print_attempt(a: &Value) {
+    println!("Attempt:   {} ({})", text(&a["attempt"]), text(&a["trigger"]));
+    println!("Delivery:  {}", text(&a["id"]));
+    println!("Kind:      {}", text(&a["kind"]));
+    println!("Time:      {}", seconds(&a["timestamp"]));
+    println!("Duration:  {} ms", text(&a["duration"]));
+    println!("URL:       {}", text(&a["requestUrl"]));
+    println!("Response:  {}", response(a));
+    let block = |title: &str, v: &Value| {
+        let body = v.as_str().unwrap_or_default();
+        println!();
+        println!("{title}:");
+        for line in body.lines() {
+            println!("  {line}");
+        }
+    };
+    block("Request headers", &a["requestHeaders"]);
+    let payload = a["payload"].as_str().unwrap_or_default();
+    let pretty = serde_json::from_str::<Value>(payload)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| payload.to_owned());
+    block("Payload", &json!(pretty));
+    block("Response headers", &a["responseHeaders"]);
+    block("Response body", &a["responseBody"]);
 }
 
 /// How many of the newest requests `inbound tail` prints first, and how many it asks for per page afterwards.
