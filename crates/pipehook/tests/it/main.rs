@@ -6,6 +6,7 @@ mod aws;
 mod lifecycle;
 mod native_pipelines;
 mod outbound;
+mod outbound_cli;
 mod pipelines;
 mod support;
 mod webhooks;

@@ -17,24 +17,24 @@ use std::time::Duration;
 const SECRET: &str = "s3cr3t-hook-key-for-tests";
 
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     path: String,
     headers: HeaderMap,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Received {
-    fn header(&self, k: &str) -> Option<String> {
+    pub(crate) fn header(&self, k: &str) -> Option<String> {
         self.headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("JSON body")
     }
 }
 
 /// A scripted answer: status, extra delay, headers.
 #[derive(Debug, Clone)]
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     delay: Duration,
     retry_after: Option<&'static str>,
@@ -44,7 +44,7 @@ fn ok() -> Answer {
     Answer { status: 200, delay: Duration::ZERO, retry_after: None }
 }
 
-fn status(s: u16) -> Answer {
+pub(crate) fn status(s: u16) -> Answer {
     Answer { status: s, delay: Duration::ZERO, retry_after: None }
 }
 
@@ -55,13 +55,13 @@ struct ReceiverState {
     script: Mutex<std::collections::HashMap<String, VecDeque<Answer>>>,
 }
 
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     state: Arc<ReceiverState>,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let state = Arc::new(ReceiverState::default());
         let app = axum::Router::new().route("/{*path}", post(receive)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -70,16 +70,16 @@ impl Receiver {
         Receiver { url, state }
     }
 
-    fn script(&self, path: &str, answers: Vec<Answer>) {
+    pub(crate) fn script(&self, path: &str, answers: Vec<Answer>) {
         self.state.script.lock().unwrap().insert(format!("/{path}"), answers.into());
     }
 
-    fn got(&self, path: &str) -> Vec<Received> {
+    pub(crate) fn got(&self, path: &str) -> Vec<Received> {
         self.state.got.lock().unwrap().iter().filter(|r| r.path == format!("/{path}")).cloned().collect()
     }
 
     /// Waits until `path` received at least `n` requests.
-    async fn wait(&self, path: &str, n: usize) -> Vec<Received> {
+    pub(crate) async fn wait(&self, path: &str, n: usize) -> Vec<Received> {
         for _ in 0..300 {
             let got = self.got(path);
             if got.len() >= n {
