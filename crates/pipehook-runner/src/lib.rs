@@ -12,12 +12,15 @@
 //! - [`pipeline`]: the pipeline execution state machine: [`pipeline::start_execution`] and the
 //!   [`pipeline::PipelineRunner`] job handler.
 //! - [`buildspec`]: parses CodeBuild buildspec YAML (version 0.2 subset) into a [`buildspec::Buildspec`].
+//! - [`codebuild`]: builds in the store: [`codebuild::start_build`] and the [`codebuild::BuildRunner`] job
+//!   handler (`codebuild.build`), which runs [`build::run_build`] and records phases, log and outcome.
 //! - [`build`]: runs one CodeBuild build of a buildspec: [`build::run_build`] walks CodeBuild's phases
 //!   with real processes (through [`exec::run`]), a caller-supplied source step ([`build::GitSource`] for
 //!   git), a timeout, a stop token, a log sink and a phase observer.
 
 pub mod build;
 pub mod buildspec;
+pub mod codebuild;
 pub mod exec;
 pub mod git;
 pub mod pipeline;

@@ -831,3 +831,212 @@ pub async fn outbound_hooks_events_deliveries_and_relay(store: &dyn Store) {
     assert_eq!(store.list_hooks(acme.id, &HookScope::org()).await.unwrap().len(), 1);
     assert_eq!(store.list_hooks(other.id, &HookScope::org()).await.unwrap().len(), 1);
 }
+
+pub async fn build_projects_builds_and_webhooks(store: &dyn Store) {
+    use crate::builds::{inbound_webhook_id, inbound_webhook_name};
+    use crate::{
+        BuildStart, BuildTriggerWrite, BuildWebhookFields, DeliveryClaim, InboundRecord, NewBuild, NewBuildWebhook,
+        StopRequest, TriggerOutcome,
+    };
+    let a = org(store, "org-a").await;
+    let b = org(store, "org-b").await;
+
+    // Projects: unique per organization, isolated, updated in place.
+    let mut tx = store.begin().await.unwrap();
+    let p = tx.create_project(a.id, "web", &json!({"name": "web", "source": {"type": "NO_SOURCE"}})).await.unwrap();
+    tx.create_project(b.id, "web", &json!({"name": "web"})).await.unwrap();
+    tx.create_project(a.id, "api", &json!({"name": "api"})).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((p.name.as_str(), p.build_counter), ("web", 0));
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.create_project(a.id, "web", &json!({})).await, Err(StoreError::Conflict(_))));
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    let u = tx.update_project(a.id, "web", &json!({"name": "web", "description": "d"})).await.unwrap().unwrap();
+    assert!(tx.update_project(a.id, "nope", &json!({})).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+    assert_eq!(u.document["description"], "d");
+    let names: Vec<String> = store.list_projects(a.id).await.unwrap().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["api", "web"]);
+    assert_eq!(store.project(b.id, "web").await.unwrap().unwrap().document, json!({"name": "web"}));
+
+    // Builds: numbers per project, idempotency tokens, listing in both orders with cursors.
+    let new_build = |n: usize, token: Option<&str>| NewBuild {
+        id: format!("web:0000000{n}-0000-4000-8000-000000000000"),
+        org: a.id,
+        project_name: "web".into(),
+        source_version: Some("main".into()),
+        initiator: "alice".into(),
+        env_overrides: json!([{"name": "X", "value": "1", "type": "PLAINTEXT"}]),
+        buildspec_override: None,
+        idempotency_token: token.map(str::to_owned),
+        trigger: json!({}),
+        phases: json!([{"phaseType": "SUBMITTED"}]),
+        start_time: Timestamp::now(),
+        idempotency_since: Timestamp(0),
+    };
+    let mut tx = store.begin().await.unwrap();
+    let b1 = tx.insert_build(&new_build(1, Some("tok"))).await.unwrap();
+    let b2 = tx.insert_build(&new_build(2, None)).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((b1.build_number, b2.build_number), (1, 2));
+    assert_eq!((b1.status.as_str(), b1.current_phase.as_str()), ("IN_PROGRESS", "SUBMITTED"));
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.insert_build(&new_build(3, Some("tok"))).await, Err(StoreError::Conflict(_))));
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    let mut gone = new_build(4, None);
+    gone.project_name = "gone".into();
+    assert!(matches!(tx.insert_build(&gone).await, Err(StoreError::NotFound(_))));
+    drop(tx);
+    assert_eq!(store.build_by_token(a.id, "web", "tok", Timestamp(0)).await.unwrap().unwrap().id, b1.id);
+    assert!(store.build_by_token(a.id, "web", "tok", Timestamp(i64::MAX)).await.unwrap().is_none());
+    assert!(store.build(b.id, &b1.id).await.unwrap().is_none(), "org B does not see org A's builds");
+    let desc: Vec<i64> =
+        store.list_builds(a.id, Some("web"), false, None, 10).await.unwrap().iter().map(|b| b.build_number).collect();
+    assert_eq!(desc, [2, 1]);
+    let asc = store.list_builds(a.id, None, true, None, 1).await.unwrap();
+    assert_eq!(asc[0].id, b1.id);
+    let next = store.list_builds(a.id, None, true, Some(asc[0].seq), 10).await.unwrap();
+    assert_eq!(next.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), [b2.id.as_str()]);
+    assert!(store.list_builds(b.id, None, false, None, 10).await.unwrap().is_empty());
+
+    // Progress, stop requests, finishing.
+    let mut tx = store.begin().await.unwrap();
+    tx.set_build_progress(
+        a.id,
+        &b1.id,
+        Some(&json!([{"phaseType": "BUILD"}])),
+        Some("BUILD"),
+        Some("abc"),
+        Some("log1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tx.request_build_stop(a.id, &b1.id).await.unwrap(), StopRequest::Accepted);
+    assert_eq!(tx.request_build_stop(a.id, &b1.id).await.unwrap(), StopRequest::Duplicate);
+    assert_eq!(tx.request_build_stop(b.id, &b1.id).await.unwrap(), StopRequest::NotFound);
+    tx.finish_build(a.id, &b2.id, "SUCCEEDED", &json!([]), None, "done").await.unwrap();
+    assert_eq!(tx.request_build_stop(a.id, &b2.id).await.unwrap(), StopRequest::NotStoppable);
+    tx.commit().await.unwrap();
+    let got = store.build(a.id, &b1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.current_phase.as_str(), got.resolved_source_version.as_deref(), got.logs.as_str(), got.stop_requested),
+        ("BUILD", Some("abc"), "log1", true)
+    );
+    let done = store.build(a.id, &b2.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.current_phase.as_str(), done.logs.as_str()),
+        ("SUCCEEDED", "COMPLETED", "done")
+    );
+    assert!(done.end_time.is_some());
+
+    // Webhooks: one per project, by token, updated, deleted with the project.
+    let fields = |secret: &str| BuildWebhookFields {
+        secret_ciphertext: Some(secret.into()),
+        branch_filter: Some("^main$".into()),
+        filter_groups: json!([[{"type": "EVENT", "pattern": "PUSH", "excludeMatchedPattern": false}]]),
+        build_type: Some("BUILD".into()),
+        manual_creation: false,
+        status: "ACTIVE".into(),
+        status_message: None,
+        third_party_hook_id: Some("9".into()),
+        last_modified_secret: Timestamp(10),
+    };
+    let mut tx = store.begin().await.unwrap();
+    let w = tx
+        .insert_build_webhook(&NewBuildWebhook {
+            org: a.id,
+            project_id: p.id,
+            url_token_hash: "th".into(),
+            url_token_ciphertext: "v1:t".into(),
+            fields: fields("v1:s"),
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((w.project_name.as_str(), w.third_party_hook_id.as_deref()), ("web", Some("9")));
+    let mut tx = store.begin().await.unwrap();
+    let dup = NewBuildWebhook {
+        org: a.id,
+        project_id: p.id,
+        url_token_hash: "th2".into(),
+        url_token_ciphertext: "v1:t".into(),
+        fields: fields("v1:s"),
+    };
+    assert!(matches!(tx.insert_build_webhook(&dup).await, Err(StoreError::Conflict(_))), "one per project");
+    drop(tx);
+    assert_eq!(store.build_webhook_by_token("th").await.unwrap().unwrap().id, w.id);
+    assert!(store.build_webhook(b.id, "web").await.unwrap().is_none());
+    let mut tx = store.begin().await.unwrap();
+    let w2 = tx.update_build_webhook(w.id, &fields("v1:rotated")).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(w2.secret_ciphertext.as_deref(), Some("v1:rotated"));
+    assert_eq!(w2.filter_groups[0][0]["type"], "EVENT");
+
+    // A webhook request: delivery claim, build, job, start event and inbound record together.
+    let inbound = |id: &str, verdict: &str| InboundRecord {
+        seq: 0,
+        id: id.into(),
+        org: a.id,
+        webhook_id: inbound_webhook_id(w.id),
+        webhook_name: inbound_webhook_name("web"),
+        received_at: Timestamp::now(),
+        peer: "127.0.0.1".into(),
+        headers: json!({}),
+        body: "{}".into(),
+        body_truncated: false,
+        delivery_id: Some("d-1".into()),
+        verdict: verdict.into(),
+        detail: json!({}),
+        execution_id: None,
+    };
+    let start = BuildStart {
+        build: new_build(5, None),
+        job: NewJob::new("codebuild.build", json!({"org": a.id.0})).org(a.id),
+        event_kind: "build_started".into(),
+        event: json!({"projectName": "web"}),
+    };
+    let claim = DeliveryClaim { webhook_id: inbound_webhook_id(w.id), delivery_id: "d-1".into(), cutoff: Timestamp(0) };
+    let (outcome, built) = store
+        .record_build_trigger(BuildTriggerWrite {
+            inbound: inbound("r1", "triggered"),
+            delivery: Some(claim.clone()),
+            build: Some(start.clone()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome, TriggerOutcome::Recorded);
+    let built = built.unwrap();
+    assert_eq!(built.build_number, 3);
+    let events = store.run_events(a.id, &built.id).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].0.as_str(), &events[0].1["buildNumber"]), ("build_started", &json!(3)));
+    let jobs: u64 = store.depth().await.unwrap().iter().filter(|d| d.kind == "codebuild.build").map(|d| d.count).sum();
+    assert_eq!(jobs, 1, "the build's job");
+    let mut again = start.clone();
+    again.build.id = "web:other".into();
+    let (outcome, built) = store
+        .record_build_trigger(BuildTriggerWrite {
+            inbound: inbound("r2", "triggered"),
+            delivery: Some(claim),
+            build: Some(again),
+        })
+        .await
+        .unwrap();
+    assert_eq!((outcome, built), (TriggerOutcome::Duplicate, None));
+    assert!(store.build(a.id, "web:other").await.unwrap().is_none());
+    assert!(store.inbound(a.id, "r2").await.unwrap().is_none());
+    let logged = store.list_inbound(a.id, Some("project:web"), None, None, 10).await.unwrap();
+    assert_eq!(logged.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1"]);
+
+    // Deleting the project deletes its webhook; its builds stay.
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_project(a.id, "web").await.unwrap());
+    assert!(!tx.delete_project(a.id, "web").await.unwrap());
+    tx.commit().await.unwrap();
+    assert!(store.build_webhook_by_token("th").await.unwrap().is_none());
+    assert!(store.project(a.id, "web").await.unwrap().is_none());
+    assert!(store.build(a.id, &b1.id).await.unwrap().is_some());
+    assert!(store.project(b.id, "web").await.unwrap().is_some(), "org B's project is untouched");
+}

@@ -10,6 +10,8 @@
 //!   own migrations under `migrations/`.
 //! - [`conformance`] is one test body per behaviour, run against both backends by `tests/conformance.rs`.
 
+pub mod builds;
+mod builds_sql;
 pub mod conformance;
 mod error;
 mod group_commit;
@@ -26,10 +28,14 @@ pub mod testing;
 pub mod webhooks;
 mod webhooks_sql;
 
+pub use builds::{
+    BuildRecord, BuildStart, BuildStore, BuildTriggerWrite, BuildTx, BuildWebhookFields, BuildWebhookRecord, NewBuild,
+    NewBuildWebhook, ProjectRecord,
+};
 pub use error::{StoreError, StoreResult};
 pub use outbound::{
-    AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookRecord, HookScope, OutboundEvent, OutboundStore, OutboundTx,
-    Publication, RunEventRow,
+    AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookRecord, HookScope, OutboundEvent, OutboundStore,
+    OutboundTx, Publication, RunEventRow,
 };
 pub use pipelines::{
     ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord, PipelineStore, PipelineTx, StopRequest,

@@ -13,6 +13,8 @@ use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::builds_sql::*;
+use crate::outbound_sql::*;
 use crate::pipelines::{ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord};
 use crate::pipelines_sql::*;
 use crate::queue::{bound_error, lease_deadline, new_lease_token};
@@ -20,7 +22,6 @@ use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
 use crate::webhooks::{InboundRecord, WebhookRecord};
 use crate::webhooks_sql::*;
-use crate::outbound_sql::*;
 use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -546,5 +547,22 @@ impl PgStore {
         crate::outbound::record_attempt_in(&mut tx, &w).await?;
         tx.tx.commit().await?;
         Ok(())
+    }
+}
+
+build_store_impl!(PgStore, pg_sql);
+build_tx_impl!([] PgTx, pg_sql);
+
+impl PgStore {
+    async fn record_build_trigger_impl(
+        &self,
+        w: crate::builds::BuildTriggerWrite,
+    ) -> StoreResult<(crate::webhooks::TriggerOutcome, Option<crate::builds::BuildRecord>)> {
+        let mut tx = PgTx { tx: self.pool.begin().await? };
+        let outcome = crate::builds::record_build_trigger_in(&mut tx, &w).await?;
+        if outcome.0 == crate::webhooks::TriggerOutcome::Recorded {
+            tx.tx.commit().await?;
+        }
+        Ok(outcome)
     }
 }

@@ -15,7 +15,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::builds_sql::*;
 use crate::group_commit::GroupCommit;
+use crate::outbound_sql::*;
 use crate::pipelines::{ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord};
 use crate::pipelines_sql::*;
 use crate::queue::{bound_error, lease_deadline, new_lease_token};
@@ -23,7 +25,6 @@ use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
 use crate::webhooks::{InboundRecord, WebhookRecord};
 use crate::webhooks_sql::*;
-use crate::outbound_sql::*;
 use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -645,6 +646,26 @@ impl SqliteStore {
                 Box::pin(async move {
                     let mut tx = ConnTx { tx: conn };
                     crate::outbound::record_attempt_in(&mut tx, &w).await
+                })
+            })
+            .await
+    }
+}
+
+build_store_impl!(SqliteStore, sqlite_sql);
+build_tx_impl!([] SqliteTx, sqlite_sql);
+build_tx_impl!([<'c>] ConnTx<'c>, sqlite_sql);
+
+impl SqliteStore {
+    async fn record_build_trigger_impl(
+        &self,
+        w: crate::builds::BuildTriggerWrite,
+    ) -> StoreResult<(crate::webhooks::TriggerOutcome, Option<crate::builds::BuildRecord>)> {
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let mut tx = ConnTx { tx: conn };
+                    crate::builds::record_build_trigger_in(&mut tx, &w).await
                 })
             })
             .await

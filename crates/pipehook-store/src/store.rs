@@ -48,7 +48,11 @@ pub struct AccessKeyRecord {
 /// Reads, and the way in to writes. Every read of tenant data takes the organization.
 #[async_trait]
 pub trait Store:
-    Queue + crate::pipelines::PipelineStore + crate::webhooks::WebhookStore + crate::outbound::OutboundStore
+    Queue
+    + crate::pipelines::PipelineStore
+    + crate::webhooks::WebhookStore
+    + crate::outbound::OutboundStore
+    + crate::builds::BuildStore
 {
     fn backend(&self) -> Backend;
 
@@ -82,7 +86,9 @@ pub trait Store:
 
 /// One write transaction. Domain writes and [`Tx::enqueue`] commit together.
 #[async_trait]
-pub trait Tx: crate::pipelines::PipelineTx + crate::webhooks::WebhookTx + crate::outbound::OutboundTx + Send {
+pub trait Tx:
+    crate::pipelines::PipelineTx + crate::webhooks::WebhookTx + crate::outbound::OutboundTx + crate::builds::BuildTx + Send
+{
     /// Fails with `Conflict` when the name or the account id is taken.
     async fn create_org(&mut self, name: &OrgName, account: &AccountId) -> StoreResult<Organization>;
     async fn create_token(&mut self, org: OrgId, hash: &TokenHash, description: &str) -> StoreResult<TokenId>;

@@ -1,0 +1,399 @@
+//! CodeBuild builds in the store: [`prepare_build`] / [`start_build_in`] (a build, its `codebuild.build` job and
+//! its `build_started` run event, together), and [`BuildRunner`], the job handler that runs the build with
+//! [`crate::build::run_build`] and records its phases, log and outcome as it goes.
+//!
+//! - The buildspec is the StartBuild `buildspecOverride`, else the project's inline `source.buildspec`; a
+//!   build without one, or with one that does not parse, ends FAILED with the reason in its log (reading
+//!   `buildspec.yml` from the checked-out source is not supported yet).
+//! - The source is the project's `source.location` checked out with git ([`GitSource`]) at the commit the
+//!   webhook carried, else the build's `sourceVersion`, else the default branch; `NO_SOURCE` downloads nothing.
+//! - Environment, in order (a later one wins): the project's `environment.environmentVariables`, StartBuild's
+//!   `environmentVariablesOverride`, the `CODEBUILD_WEBHOOK_*` variables of the triggering event; the runner
+//!   then adds CodeBuild's own `CODEBUILD_*` (see [`crate::build`]).
+//! - Every phase transition is written to the build row (PhaseObserver); the log and stop requests are polled
+//!   every [`BuildRunnerConfig::poll`]. StopBuild sets `stop_requested`, which cancels the build: STOPPED.
+//! - Crash safety: a build found past QUEUED when its job starts was being run by a worker that died; it is
+//!   ended FAULT (its commands may have had effects) rather than run twice.
+//! - Run events `build_started` (at start), `build_succeeded` / `build_failed` (at the end; FAILED, FAULT,
+//!   TIMED_OUT and STOPPED are all `build_failed`, with `status` saying which), with `projectName`,
+//!   `buildNumber`, `buildId`, `pipeline` (null), `trigger` (`{"revision": {...}}` when known), `status`, `at`.
+
+use async_trait::async_trait;
+use pipehook_domain::org::OrgId;
+use pipehook_domain::time::Timestamp;
+use pipehook_store::{
+    BuildRecord, BuildStart, Job, JobFailure, JobHandler, NewBuild, NewJob, ProjectRecord, Store, StoreError,
+    StoreResult, Tx,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::build::{
+    run_build, BuildIdentity, BuildOutcome, BuildPhase, BuildRequest, GitSource, NoSource, PhaseObserver, SourceStep,
+};
+use crate::exec::LogSink;
+
+/// The queue kind of build jobs.
+pub const BUILD_JOB: &str = "codebuild.build";
+
+/// How long an idempotency token names the same build (CodeBuild: 5 minutes).
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+const MAX_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildJob {
+    pub org: i64,
+    pub build: String,
+}
+
+/// What starts a build.
+#[derive(Debug, Clone)]
+pub struct StartBuildRequest {
+    pub org: OrgId,
+    pub project: String,
+    pub source_version: Option<String>,
+    /// `CODEBUILD_INITIATOR`: the user, `GitHub-Hookshot/<hook id>`, `codepipeline/<pipeline>`.
+    pub initiator: String,
+    /// `[{"name", "value", "type"}]`.
+    pub env_overrides: Value,
+    pub buildspec_override: Option<String>,
+    pub idempotency_token: Option<String>,
+    /// `{"revision": {...}, "webhookEnv": [[name, value]], ...}`; `{}` when nothing is known.
+    pub trigger: Value,
+}
+
+/// The rows a new build needs, without touching the store.
+pub fn prepare_build(req: &StartBuildRequest) -> StoreResult<BuildStart> {
+    let id = format!("{}:{}", req.project, uuid::Uuid::new_v4());
+    let now = Timestamp::now();
+    let phases = json!([{"phaseType": "SUBMITTED", "startTime": now.millis()}]);
+    let job = BuildJob { org: req.org.0, build: id.clone() };
+    let payload = serde_json::to_value(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let event = json!({
+        "projectName": req.project,
+        "buildId": id,
+        "pipeline": null,
+        "trigger": trigger_for_event(&req.trigger),
+        "status": "IN_PROGRESS",
+        "initiator": req.initiator,
+        "at": now.millis(),
+    });
+    Ok(BuildStart {
+        build: NewBuild {
+            id,
+            org: req.org,
+            project_name: req.project.clone(),
+            source_version: req.source_version.clone(),
+            initiator: req.initiator.clone(),
+            env_overrides: req.env_overrides.clone(),
+            buildspec_override: req.buildspec_override.clone(),
+            idempotency_token: req.idempotency_token.clone(),
+            trigger: req.trigger.clone(),
+            phases,
+            start_time: now,
+            idempotency_since: now.saturating_sub(IDEMPOTENCY_WINDOW),
+        },
+        job: NewJob::new(BUILD_JOB, payload).org(req.org).max_attempts(MAX_ATTEMPTS),
+        event_kind: "build_started".into(),
+        event,
+    })
+}
+
+/// Writes a prepared build, its job and its start event inside `tx`.
+pub async fn start_build_in(tx: &mut dyn Tx, s: &BuildStart) -> StoreResult<BuildRecord> {
+    let record = tx.insert_build(&s.build).await?;
+    tx.enqueue(std::slice::from_ref(&s.job)).await?;
+    let mut event = s.event.clone();
+    event["buildNumber"] = json!(record.build_number);
+    tx.record_run_event(s.build.org, &s.event_kind, &record.id, &event).await?;
+    Ok(record)
+}
+
+/// Starts a build in its own transaction. A repeated idempotency token (within [`IDEMPOTENCY_WINDOW`]) returns
+/// the build it started the first time.
+pub async fn start_build(store: &dyn Store, req: &StartBuildRequest) -> StoreResult<BuildRecord> {
+    let start = prepare_build(req)?;
+    if let Some(token) = &req.idempotency_token {
+        if let Some(b) = store.build_by_token(req.org, &req.project, token, start.build.idempotency_since).await? {
+            return Ok(b);
+        }
+    }
+    let mut tx = store.begin().await?;
+    match start_build_in(&mut *tx, &start).await {
+        Ok(r) => {
+            tx.commit().await?;
+            Ok(r)
+        }
+        Err(StoreError::Conflict(_)) if req.idempotency_token.is_some() => {
+            drop(tx);
+            let token = req.idempotency_token.as_deref().unwrap_or_default();
+            store
+                .build_by_token(req.org, &req.project, token, start.build.idempotency_since)
+                .await?
+                .ok_or_else(|| StoreError::NotFound("build".into()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The part of a build's trigger the outbound relay reads (`trigger.revision`).
+fn trigger_for_event(trigger: &Value) -> Value {
+    match trigger.get("revision") {
+        Some(r) if !r.is_null() => json!({"revision": r}),
+        _ => json!({}),
+    }
+}
+
+fn end_event(b: &BuildRecord, status: &str) -> Value {
+    json!({
+        "projectName": b.project_name,
+        "buildNumber": b.build_number,
+        "buildId": b.id,
+        "pipeline": null,
+        "trigger": trigger_for_event(&b.trigger),
+        "status": status,
+        "initiator": b.initiator,
+        "startTime": b.start_time.millis(),
+        "at": Timestamp::now().millis(),
+    })
+}
+
+/// Runner settings.
+#[derive(Debug, Clone)]
+pub struct BuildRunnerConfig {
+    /// Builds get `<workspace_root>/<build uuid>`, removed when they end.
+    pub workspace_root: PathBuf,
+    /// AWS region and account-less ARNs: `arn:aws:codebuild:<region>:<account>:build/<id>`.
+    pub region: String,
+    /// Bytes of output kept per phase.
+    pub log_limit: usize,
+    /// How often a running build looks for a stop request and persists its log.
+    pub poll: Duration,
+    pub keep_workspaces: bool,
+}
+
+impl BuildRunnerConfig {
+    pub fn new(workspace_root: PathBuf, region: &str) -> Self {
+        Self {
+            workspace_root,
+            region: region.to_owned(),
+            log_limit: 256 * 1024,
+            poll: Duration::from_millis(500),
+            keep_workspaces: false,
+        }
+    }
+}
+
+/// The `codebuild.build` job handler.
+pub struct BuildRunner {
+    store: Arc<dyn Store>,
+    config: BuildRunnerConfig,
+}
+
+impl BuildRunner {
+    pub fn new(store: Arc<dyn Store>, config: BuildRunnerConfig) -> Self {
+        Self { store, config }
+    }
+}
+
+fn retry(e: StoreError) -> JobFailure {
+    JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(2) }
+}
+
+/// Persists phases as they change.
+struct StoreObserver {
+    store: Arc<dyn Store>,
+    org: OrgId,
+    id: String,
+}
+
+#[async_trait]
+impl PhaseObserver for StoreObserver {
+    async fn phases_changed(&self, phases: &[BuildPhase]) {
+        let current = phases.last().map_or("SUBMITTED", |p| p.phase_type.as_str());
+        let result = async {
+            let mut tx = self.store.begin().await?;
+            tx.set_build_progress(self.org, &self.id, Some(&phases_json(phases)), Some(current), None, None).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(build = %self.id, error = %e, "recording build phases failed");
+        }
+    }
+}
+
+fn phases_json(phases: &[BuildPhase]) -> Value {
+    serde_json::to_value(phases).unwrap_or_else(|_| json!([]))
+}
+
+/// The project's variables (`environment.environmentVariables`, PLAINTEXT values as given).
+fn env_pairs(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v["value"].as_str().unwrap_or_default().to_owned())))
+        .collect()
+}
+
+#[async_trait]
+impl JobHandler for BuildRunner {
+    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+        let j: BuildJob = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobFailure::Permanent(format!("bad build job payload: {e}")))?;
+        let org = OrgId(j.org);
+        let Some(build) = self.store.build(org, &j.build).await.map_err(retry)? else {
+            return Ok(());
+        };
+        if build.status != "IN_PROGRESS" {
+            return Ok(());
+        }
+        if build.current_phase != "SUBMITTED" {
+            let log = format!("{}\n[Container] The worker running this build stopped before it finished\n", build.logs);
+            return self.finish(&build, "FAULT", &build.phases, None, &log).await.map_err(retry);
+        }
+        if build.stop_requested {
+            return self
+                .finish(&build, "STOPPED", &build.phases, None, "Build stopped before it started\n")
+                .await
+                .map_err(retry);
+        }
+        let Some(project) = self.store.project(org, &build.project_name).await.map_err(retry)? else {
+            return self
+                .finish(&build, "FAULT", &build.phases, None, "The build's project no longer exists\n")
+                .await
+                .map_err(retry);
+        };
+        self.run(build, project).await.map_err(retry)
+    }
+}
+
+impl BuildRunner {
+    async fn finish(
+        &self,
+        b: &BuildRecord,
+        status: &str,
+        phases: &Value,
+        resolved: Option<&str>,
+        log: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.store.begin().await?;
+        tx.finish_build(b.org, &b.id, status, phases, resolved, log).await?;
+        let kind = if status == "SUCCEEDED" { "build_succeeded" } else { "build_failed" };
+        tx.record_run_event(b.org, kind, &b.id, &end_event(b, status)).await?;
+        tx.commit().await?;
+        tracing::info!(build = %b.id, status, "build ended");
+        Ok(())
+    }
+
+    async fn run(&self, build: BuildRecord, project: ProjectRecord) -> StoreResult<()> {
+        let doc = &project.document;
+        let spec_text = build
+            .buildspec_override
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| doc["source"]["buildspec"].as_str().map(str::to_owned).filter(|s| !s.trim().is_empty()));
+        let Some(spec_text) = spec_text else {
+            let log = "[Container] No buildspec: set the project's source.buildspec or StartBuild's buildspecOverride \
+                       (reading buildspec.yml from the source is not supported)\n";
+            return self.finish(&build, "FAILED", &build.phases, None, log).await;
+        };
+        let buildspec = match crate::buildspec::parse(&spec_text) {
+            Ok(b) => b,
+            Err(e) => {
+                let log = format!("[Container] Phase context status code: YAML_FILE_ERROR Message: {e}\n");
+                return self.finish(&build, "FAILED", &build.phases, None, &log).await;
+            }
+        };
+        let uuid = build.id.rsplit(':').next().unwrap_or(&build.id).to_owned();
+        let workspace = self.config.workspace_root.join(&uuid);
+        let mut env = env_pairs(&doc["environment"]["environmentVariables"]);
+        env.extend(env_pairs(&build.env_overrides));
+        if let Some(list) = build.trigger["webhookEnv"].as_array() {
+            for pair in list {
+                if let (Some(k), Some(v)) = (pair[0].as_str(), pair[1].as_str()) {
+                    env.push((k.to_owned(), v.to_owned()));
+                }
+            }
+        }
+        let account = self
+            .store
+            .org_by_id(build.org)
+            .await?
+            .map(|o| o.account_id.to_string())
+            .unwrap_or_else(|| "000000000000".into());
+        let location = doc["source"]["location"].as_str().filter(|l| !l.is_empty()).map(str::to_owned);
+        let source_type = doc["source"]["type"].as_str().unwrap_or("NO_SOURCE");
+        let revision =
+            build.trigger["revision"]["commitId"].as_str().map(str::to_owned).or_else(|| build.source_version.clone());
+        let source: Box<dyn SourceStep> = match (&location, source_type) {
+            (_, "NO_SOURCE") | (None, _) => Box::new(NoSource),
+            (Some(url), _) => Box::new(GitSource { url: url.clone(), revision: revision.clone(), extra_env: vec![] }),
+        };
+        let minutes = doc["timeoutInMinutes"].as_u64().unwrap_or(60);
+        let request = BuildRequest {
+            identity: BuildIdentity {
+                build_id: build.id.clone(),
+                build_arn: format!("arn:aws:codebuild:{}:{account}:build/{}", self.config.region, build.id),
+                build_number: build.build_number as u64,
+                initiator: build.initiator.clone(),
+                source_version: build.source_version.clone().or(revision),
+                source_repo_url: location,
+            },
+            buildspec,
+            source_dir: workspace.join("src"),
+            env,
+            timeout: Duration::from_secs(minutes * 60),
+            log_limit: self.config.log_limit,
+            submitted_at: Some(build.start_time),
+        };
+        let stop = CancellationToken::new();
+        let (sink, mut logs) = LogSink::new();
+        let observer = StoreObserver { store: self.store.clone(), org: build.org, id: build.id.clone() };
+        let watcher = {
+            let (store, org, id, every, stop) =
+                (self.store.clone(), build.org, build.id.clone(), self.config.poll, stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match store.build(org, &id).await {
+                        Ok(Some(b)) if b.stop_requested => stop.cancel(),
+                        Ok(None) => stop.cancel(),
+                        _ => {}
+                    }
+                    if logs.has_changed().unwrap_or(false) {
+                        // The phases are the observer's; only the log is written here.
+                        let snapshot = logs.borrow_and_update().clone();
+                        let write = async {
+                            let mut tx = store.begin().await?;
+                            tx.set_build_progress(org, &id, None, None, None, Some(&snapshot)).await?;
+                            tx.commit().await
+                        };
+                        if let Err(e) = write.await {
+                            tracing::warn!(build = %id, error = %e, "recording a build's log failed");
+                        }
+                    }
+                }
+            })
+        };
+        let outcome: BuildOutcome = run_build(&request, &*source, &observer, &stop, Some(&sink)).await;
+        watcher.abort();
+        if !self.config.keep_workspaces {
+            let _ = tokio::fs::remove_dir_all(&workspace).await;
+        }
+        let status = outcome.build_status;
+        self.finish(
+            &build,
+            status.as_str(),
+            &phases_json(&outcome.phases),
+            outcome.resolved_source_version.as_deref(),
+            &outcome.log,
+        )
+        .await
+    }
+}
