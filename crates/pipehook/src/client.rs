@@ -1984,6 +1984,74 @@ mod tests {
     }
 
     #[test]
+    fn hook_scopes() {
+        let scope = |stack: Option<&str>, env: Option<&str>| {
+            HookScopeArgs { stack: stack.map(str::to_owned), env: env.map(str::to_owned) }.parse()
+        };
+        assert_eq!(scope(None, None).unwrap(), HookScope::Org);
+        let stack = scope(Some("web/prod"), None).unwrap();
+        assert_eq!(stack.segments("acme"), ["stacks", "acme", "web", "prod", "hooks"]);
+        assert_eq!(stack.describe("acme"), "stack web/prod");
+        let env = scope(None, Some("web/production")).unwrap();
+        assert_eq!(env.segments("acme"), ["esc", "environments", "acme", "web", "production", "hooks"]);
+        assert_eq!(HookScope::Org.segments("acme"), ["orgs", "acme", "hooks"]);
+        for (stack, env) in [(Some("web"), None), (Some("/prod"), None), (Some("web/"), None), (None, Some("a/b/c"))] {
+            assert!(matches!(scope(stack, env), Err(Failure::Usage(_))), "{stack:?} {env:?}");
+        }
+        assert!(matches!(scope(Some("a/b"), Some("c/d")), Err(Failure::Usage(_))));
+        // The scope's URL: names are percent-encoded segments below /api.
+        let conn = Connection { server: "http://127.0.0.1:1".into(), token: Some("t".into()), output: Output::Table };
+        let c = Client::new(&conn, "acme").unwrap();
+        let url = c.hooks_url(&stack, &["a b", "deliveries"], &[("limit", "2".into())]);
+        assert_eq!(url.as_str(), "http://127.0.0.1:1/api/stacks/acme/web/prod/hooks/a%20b/deliveries?limit=2");
+    }
+
+    #[test]
+    fn hook_bodies() {
+        let flags = || HookFlags {
+            display_name: None,
+            secret_env: Some("SECRET_VAR".into()),
+            format: Some("slack".into()),
+            filters: vec!["build_failed".into()],
+            groups: vec![],
+            inactive: true,
+        };
+        let env = HookScope::Env { project: "web".into(), env: "prod".into() };
+        let set = |k: &str| (k == "SECRET_VAR").then(|| "s3cret".to_owned());
+        let body = hook_from_flags("ci", "https://h.example/", flags(), &env, "acme", &set).unwrap();
+        assert_eq!(
+            body,
+            json!({"name": "ci", "displayName": "ci", "payloadUrl": "https://h.example/", "active": false,
+                "secret": "s3cret", "format": "slack", "filters": ["build_failed"], "organizationName": "acme",
+                "projectName": "web", "envName": "prod"})
+        );
+        match hook_from_flags("ci", "https://h.example/", flags(), &env, "acme", &|_| Some(String::new())) {
+            Err(Failure::Usage(m)) => assert!(m.contains("SECRET_VAR is not set or empty") && !m.contains("s3cret")),
+            other => panic!("{other:?}"),
+        }
+        // A file's own values win; only what it leaves out is filled in.
+        let file = std::path::Path::new("h.json");
+        let doc = json!({"name": "ci", "organizationName": "acme", "projectName": "web"});
+        let stack = HookScope::Stack { project: "web".into(), stack: "dev".into() };
+        let body = hook_from_file(doc.clone(), file, None, &stack, "acme").unwrap();
+        assert_eq!(body, json!({"name": "ci", "organizationName": "acme", "projectName": "web", "stackName": "dev"}));
+        assert_eq!(hook_from_file(doc.clone(), file, Some("ci"), &stack, "acme").unwrap()["name"], "ci");
+        assert!(matches!(hook_from_file(doc, file, Some("other"), &stack, "acme"), Err(Failure::Usage(_))));
+        assert_eq!(hook_from_file(json!({}), file, Some("n"), &HookScope::Org, "acme").unwrap()["name"], "n");
+        assert!(matches!(hook_from_file(json!({}), file, None, &HookScope::Org, "acme"), Err(Failure::Usage(_))));
+        assert!(matches!(hook_from_file(json!([]), file, Some("n"), &HookScope::Org, "acme"), Err(Failure::Usage(_))));
+    }
+
+    #[test]
+    fn attempt_cells() {
+        let a = json!({"attempt": 7, "id": "d1", "kind": "ping", "timestamp": 1_714_564_800, "duration": 12,
+            "responseCode": 0, "trigger": "ping"});
+        assert_eq!(attempt_row(&a), ["7", "d1", "ping", "2024-05-01T12:00:00Z", "12", "none", "ping"]);
+        assert_eq!(hook_kinds(&json!({"filters": [], "groups": []})), "all");
+        assert_eq!(hook_kinds(&json!({"filters": ["a", "b"], "groups": ["builds"]})), "a,b groups:builds");
+    }
+
+    #[test]
     fn urls_encode_each_segment() {
         let conn = Connection { server: "http://127.0.0.1:1/".into(), token: Some("t".into()), output: Output::Table };
         let c = Client::new(&conn, "acme").unwrap();
