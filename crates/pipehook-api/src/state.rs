@@ -32,4 +32,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Publishing, ping and redelivery of outbound webhooks.
     pub outbound: Arc<pipehook_outbound::Outbound>,
+    /// Loaded pipeline webhooks for the trigger path.
+    pub inbound_cache: Arc<crate::inbound::LoadCache>,
 }

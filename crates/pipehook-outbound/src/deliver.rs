@@ -130,6 +130,29 @@ pub struct Outbound {
     policy: AddressPolicy,
     endpoints: Arc<Mutex<HashMap<String, Endpoint>>>,
     org_names: Mutex<HashMap<OrgId, String>>,
+    caches: Caches,
+}
+
+/// Short-lived read caches for the hot paths. Events never change, so they are kept until evicted. Hooks and
+/// the hooks an event reaches are kept for [`HOOK_TTL`]; this node forgets them at once when it changes a
+/// hook (API writes call [`Outbound::forget_hooks`], deactivations here do it themselves), so only changes made
+/// on another node take up to the TTL to apply.
+#[derive(Default)]
+struct Caches {
+    events: Mutex<HashMap<String, Arc<OutboundEvent>>>,
+    hooks: Mutex<HashMap<i64, (Instant, Arc<HookRecord>)>>,
+    reach: Mutex<HashMap<(OrgId, Option<String>, Option<String>, Option<String>), (Instant, Arc<Vec<HookRecord>>)>>,
+}
+
+/// How long a cached hook is trusted (changes made on other nodes apply within this).
+pub const HOOK_TTL: Duration = Duration::from_secs(1);
+const CACHE_MAX: usize = 4096;
+
+fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, k: K, v: V) {
+    if map.len() >= CACHE_MAX {
+        map.clear();
+    }
+    map.insert(k, v);
 }
 
 /// Holds one of an endpoint's concurrency slots.
@@ -169,7 +192,16 @@ impl Outbound {
             .user_agent(config.user_agent.clone())
             .build()
             .map_err(|e| format!("building the outbound HTTP client: {e}"))?;
-        Ok(Self { store, master_key, config, client, policy, endpoints: Arc::default(), org_names: Mutex::default() })
+        Ok(Self {
+            store,
+            master_key,
+            config,
+            client,
+            policy,
+            endpoints: Arc::default(),
+            org_names: Mutex::default(),
+            caches: Caches::default(),
+        })
     }
 
     pub fn config(&self) -> &OutboundConfig {
@@ -204,10 +236,7 @@ impl Outbound {
                 return Ok(PublishOutcome { event_id: e.id, deliveries: 0, duplicate: true });
             }
         }
-        let hooks = self
-            .store
-            .hooks_for_event(org, input.project.as_deref(), input.stack.as_deref(), input.env.as_deref())
-            .await?;
+        let hooks = self.reach(org, input.project.as_deref(), input.stack.as_deref(), input.env.as_deref()).await?;
         let event = OutboundEvent {
             id: uuid::Uuid::new_v4().to_string(),
             org,
@@ -331,6 +360,7 @@ impl Outbound {
         let ok = is_success(sent.record.response_code);
         let status = if ok { "succeeded".to_owned() } else { delivery.status.clone() };
         let health = self.health_after(hook, &sent.record);
+        let (changed, deactivated) = (health.is_some(), health.as_ref().is_some_and(|h| h.1.is_some()));
         self.store
             .record_attempt(AttemptWrite {
                 attempt: sent.record.clone(),
@@ -338,6 +368,9 @@ impl Outbound {
                 hook_health: health,
             })
             .await?;
+        if changed {
+            self.forget_hook(hook.id, deactivated);
+        }
         Ok(Some(sent.record))
     }
 
@@ -364,6 +397,62 @@ impl Outbound {
             return Some((Some(since), None));
         }
         None
+    }
+
+    /// Forgets cached hooks, after any hook was created, changed or deleted through this node.
+    pub fn forget_hooks(&self) {
+        lock(&self.caches.hooks).clear();
+        lock(&self.caches.reach).clear();
+    }
+
+    fn forget_hook(&self, id: i64, deactivated: bool) {
+        lock(&self.caches.hooks).remove(&id);
+        if deactivated {
+            lock(&self.caches.reach).clear();
+        }
+    }
+
+    /// The active hooks an event at this place reaches (cached for [`HOOK_TTL`]).
+    pub async fn reach(
+        &self,
+        org: OrgId,
+        project: Option<&str>,
+        stack: Option<&str>,
+        env: Option<&str>,
+    ) -> Result<Arc<Vec<HookRecord>>, StoreError> {
+        let key = (org, project.map(str::to_owned), stack.map(str::to_owned), env.map(str::to_owned));
+        if let Some((at, hooks)) = lock(&self.caches.reach).get(&key) {
+            if at.elapsed() < HOOK_TTL {
+                return Ok(hooks.clone());
+            }
+        }
+        let hooks = Arc::new(self.store.hooks_for_event(org, project, stack, env).await?);
+        bounded_insert(&mut lock(&self.caches.reach), key, (Instant::now(), hooks.clone()));
+        Ok(hooks)
+    }
+
+    async fn cached_hook(&self, id: i64) -> Result<Option<Arc<HookRecord>>, StoreError> {
+        if let Some((at, h)) = lock(&self.caches.hooks).get(&id) {
+            if at.elapsed() < HOOK_TTL {
+                return Ok(Some(h.clone()));
+            }
+        }
+        let Some(h) = self.store.hook_by_id(id).await? else { return Ok(None) };
+        let h = Arc::new(h);
+        bounded_insert(&mut lock(&self.caches.hooks), id, (Instant::now(), h.clone()));
+        Ok(Some(h))
+    }
+
+    async fn cached_event(&self, org: OrgId, id: &str) -> Result<Option<Arc<OutboundEvent>>, StoreError> {
+        if let Some(e) = lock(&self.caches.events).get(id) {
+            if e.org == org {
+                return Ok(Some(e.clone()));
+            }
+        }
+        let Some(e) = self.store.outbound_event(org, id).await? else { return Ok(None) };
+        let e = Arc::new(e);
+        bounded_insert(&mut lock(&self.caches.events), id.to_owned(), e.clone());
+        Ok(Some(e))
     }
 
     async fn org_name(&self, org: OrgId) -> String {
@@ -633,7 +722,7 @@ impl JobHandler for Outbound {
         };
         let store_err = |e: StoreError| JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(5) };
         // A deleted hook took its deliveries with it.
-        let Some(hook) = self.store.hook_by_id(hook_id).await.map_err(store_err)? else { return Ok(()) };
+        let Some(hook) = self.cached_hook(hook_id).await.map_err(store_err)? else { return Ok(()) };
         let attempts_before = i64::from(job.attempt.saturating_sub(1));
         if !hook.active {
             let record = skipped(&hook, &delivery_id, &event_id, job, "the hook is inactive; delivery abandoned");
@@ -651,7 +740,7 @@ impl JobHandler for Outbound {
             Ok(s) => s,
             Err(wait) => return Err(JobFailure::Defer { after: wait }),
         };
-        let Some(event) = self.store.outbound_event(hook.org, &event_id).await.map_err(store_err)? else {
+        let Some(event) = self.cached_event(hook.org, &event_id).await.map_err(store_err)? else {
             return Ok(());
         };
         let delivery = DeliveryRecord {
@@ -686,6 +775,7 @@ impl JobHandler for Outbound {
         } else {
             "failed"
         };
+        let health_changed = health.is_some();
         self.store
             .record_attempt(AttemptWrite {
                 attempt: sent.record.clone(),
@@ -694,6 +784,9 @@ impl JobHandler for Outbound {
             })
             .await
             .map_err(store_err)?;
+        if health_changed {
+            self.forget_hook(hook_id, deactivated);
+        }
         if ok || !retries_left {
             return Ok(());
         }
@@ -750,4 +843,8 @@ mod tests {
         assert_eq!(endpoint_key("https://a.example/x?y"), "https://a.example:443");
         assert_eq!(endpoint_key("http://a.example:8080/"), "http://a.example:8080");
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

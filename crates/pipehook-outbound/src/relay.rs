@@ -39,7 +39,7 @@ impl Outbound {
         for row in &rows {
             seqs.push(row.seq);
             let Some(mapped) = map_run_event(row) else { continue };
-            let hooks = store.hooks_for_event(row.org, mapped.project.as_deref(), None, mapped.env.as_deref()).await?;
+            let hooks = self.reach(row.org, mapped.project.as_deref(), None, mapped.env.as_deref()).await?;
             let event = OutboundEvent {
                 id: uuid::Uuid::new_v4().to_string(),
                 org: row.org,

@@ -434,7 +434,8 @@ macro_rules! outbound_tx_impl {
                 deactivate: Option<&str>,
             ) -> $crate::StoreResult<()> {
                 sqlx::query(&$sql(
-                    "UPDATE hooks SET failing_since = $1, \
+                    "UPDATE hooks SET failing_since = CASE WHEN CAST($1 AS BIGINT) IS NULL THEN NULL \
+                     ELSE COALESCE(failing_since, $1) END, \
                      active = CASE WHEN CAST($2 AS TEXT) IS NULL THEN active ELSE 0 END, \
                      disabled_reason = COALESCE($2, disabled_reason) WHERE id = $3",
                 ))

@@ -14,6 +14,8 @@ pub struct WebhookRecord {
     pub name: String,
     pub pipeline_id: i64,
     pub pipeline_name: String,
+    /// The target pipeline's current version (a loaded webhook is stale when it changes).
+    pub pipeline_version: i64,
     pub url_token_ciphertext: String,
     /// The definition as AWS shows it (secret redacted).
     pub definition: serde_json::Value,

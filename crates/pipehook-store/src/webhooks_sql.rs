@@ -15,6 +15,7 @@ pub(crate) struct WebhookRow {
     name: String,
     pipeline_id: i64,
     pipeline_name: String,
+    pipeline_version: i64,
     url_token_ciphertext: String,
     definition: String,
     secret_ciphertext: Option<String>,
@@ -31,7 +32,7 @@ pub(crate) struct WebhookRow {
 
 /// Webhook columns with the pipeline's name joined in (`w` = webhooks, `p` = pipelines).
 pub(crate) const WEBHOOK_SELECT: &str = "SELECT w.id, w.org_id, w.name, w.pipeline_id, p.name AS pipeline_name, \
-    w.url_token_ciphertext, w.definition, w.secret_ciphertext, w.previous_secret_ciphertext, \
+    p.version AS pipeline_version, w.url_token_ciphertext, w.definition, w.secret_ciphertext, w.previous_secret_ciphertext, \
     w.previous_secret_expires_at, w.revision, w.last_triggered, w.error_code, w.error_message, \
     w.third_party_hook_id, w.created_at, w.updated_at FROM webhooks w JOIN pipelines p ON p.id = w.pipeline_id";
 
@@ -44,6 +45,7 @@ impl TryFrom<WebhookRow> for WebhookRecord {
             name: r.name,
             pipeline_id: r.pipeline_id,
             pipeline_name: r.pipeline_name,
+            pipeline_version: r.pipeline_version,
             url_token_ciphertext: r.url_token_ciphertext,
             definition: json(&r.definition)?,
             secret_ciphertext: r.secret_ciphertext,

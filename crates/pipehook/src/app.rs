@@ -225,6 +225,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             }),
             metrics: metrics.clone(),
             outbound: outbound.clone(),
+            inbound_cache: Arc::default(),
         };
         let app = pipehook_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let (token, grace) = (shutdown.clone(), config.shutdown_grace);

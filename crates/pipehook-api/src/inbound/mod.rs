@@ -164,6 +164,58 @@ pub(crate) async fn load(state: &AppState, webhook: WebhookRecord) -> Result<Loa
     Ok(Loaded { webhook, pipeline, rules, auth, account_id })
 }
 
+/// Loaded webhooks by id, so the trigger path does not reload the pipeline and organization, re-parse the
+/// declaration, recompile the rules and decrypt the secret on every request. An entry is used only while the
+/// webhook row read for the request (always read: a deleted webhook's URL dies at once) still has the same
+/// revision, update time, pipeline and pipeline version, and for at most [`LOAD_TTL`], which bounds how long
+/// an expired rotation secret stays accepted.
+#[derive(Default)]
+pub struct LoadCache {
+    entries: std::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, std::sync::Arc<Loaded>)>>,
+}
+
+pub const LOAD_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+const LOAD_CACHE_MAX: usize = 10_000;
+
+impl LoadCache {
+    pub(crate) async fn get(
+        &self,
+        state: &AppState,
+        webhook: WebhookRecord,
+    ) -> Result<std::sync::Arc<Loaded>, LoadError> {
+        {
+            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, l)) = entries.get(&webhook.id) {
+                let w = &l.webhook;
+                if at.elapsed() < LOAD_TTL
+                    && w.revision == webhook.revision
+                    && w.updated_at == webhook.updated_at
+                    && w.pipeline_id == webhook.pipeline_id
+                    && w.pipeline_version == webhook.pipeline_version
+                {
+                    return Ok(l.clone());
+                }
+            }
+        }
+        let id = webhook.id;
+        let loaded = std::sync::Arc::new(load(state, webhook).await?);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= LOAD_CACHE_MAX {
+            entries.retain(|_, (at, _)| at.elapsed() < LOAD_TTL);
+            if entries.len() >= LOAD_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(id, (std::time::Instant::now(), loaded.clone()));
+        Ok(loaded)
+    }
+
+    /// Forgets a webhook (after a put or delete on this node, so the change applies at once here).
+    pub fn forget(&self, webhook_id: i64) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&webhook_id);
+    }
+}
+
 /// The filter step's outcome for a payload.
 pub(crate) struct Judgement {
     pub event: SourceEvent,

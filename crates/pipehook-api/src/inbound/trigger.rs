@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
-use super::{first_failure, judge, load, logged_body, logged_headers, start_request, LoadError, DEDUPE_WINDOW};
+use super::{first_failure, judge, logged_body, logged_headers, start_request, LoadError, DEDUPE_WINDOW};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -69,7 +69,7 @@ async fn trigger(
             return unavailable();
         }
     };
-    let loaded = match load(&state, webhook).await {
+    let loaded = match state.inbound_cache.get(&state, webhook).await {
         Ok(l) => l,
         Err(LoadError::Store(e)) => {
             tracing::error!(error = %e, "loading a webhook failed");

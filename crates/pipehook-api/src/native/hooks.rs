@@ -261,6 +261,7 @@ async fn create(
         Err(e) => return Err(RestError::from_store(e)),
     };
     tx.commit().await.map_err(RestError::from_store)?;
+    state.outbound.forget_hooks();
     Ok((StatusCode::CREATED, Json(view(hook, &principal.org.name.to_string()))))
 }
 
@@ -308,6 +309,7 @@ async fn update(
     let mut tx = state.store.begin().await.map_err(RestError::from_store)?;
     let updated = tx.update_hook(hook.id, &fields).await.map_err(RestError::from_store)?.ok_or_else(hook_not_found)?;
     tx.commit().await.map_err(RestError::from_store)?;
+    state.outbound.forget_hooks();
     Ok(Json(view(updated, &principal.org.name.to_string())))
 }
 
@@ -320,6 +322,7 @@ async fn remove(
     let mut tx = state.store.begin().await.map_err(RestError::from_store)?;
     tx.delete_hook(principal.org.id, &scope_of(&p), &p["name"]).await.map_err(RestError::from_store)?;
     tx.commit().await.map_err(RestError::from_store)?;
+    state.outbound.forget_hooks();
     Ok(StatusCode::NO_CONTENT)
 }
 
