@@ -141,8 +141,11 @@ pub struct Outbound {
 struct Caches {
     events: Mutex<HashMap<String, Arc<OutboundEvent>>>,
     hooks: Mutex<HashMap<i64, (Instant, Arc<HookRecord>)>>,
-    reach: Mutex<HashMap<(OrgId, Option<String>, Option<String>, Option<String>), (Instant, Arc<Vec<HookRecord>>)>>,
+    reach: Mutex<HashMap<ReachKey, (Instant, Arc<Vec<HookRecord>>)>>,
 }
+
+/// Organization, project, stack, environment.
+type ReachKey = (OrgId, Option<String>, Option<String>, Option<String>);
 
 /// How long a cached hook is trusted (changes made on other nodes apply within this).
 pub const HOOK_TTL: Duration = Duration::from_secs(1);
