@@ -141,11 +141,13 @@ pub struct Outbound {
 struct Caches {
     events: Mutex<HashMap<String, Arc<OutboundEvent>>>,
     hooks: Mutex<HashMap<i64, (Instant, Arc<HookRecord>)>>,
-    reach: Mutex<HashMap<ReachKey, (Instant, Arc<Vec<HookRecord>>)>>,
+    reach: Mutex<HashMap<ReachKey, Reached>>,
 }
 
 /// Organization, project, stack, environment.
 type ReachKey = (OrgId, Option<String>, Option<String>, Option<String>);
+/// When they were read, and the active hooks reached.
+type Reached = (Instant, Arc<Vec<HookRecord>>);
 
 /// How long a cached hook is trusted (changes made on other nodes apply within this).
 pub const HOOK_TTL: Duration = Duration::from_secs(1);
