@@ -829,6 +829,10 @@ fn skipped(hook: &HookRecord, delivery_id: &str, _event_id: &str, job: &Job, why
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,8 +852,4 @@ mod tests {
         assert_eq!(endpoint_key("https://a.example/x?y"), "https://a.example:443");
         assert_eq!(endpoint_key("http://a.example:8080/"), "http://a.example:8080");
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
