@@ -120,6 +120,10 @@ impl HookSecret {
 struct Endpoint {
     in_flight: usize,
     paused_until: Option<Instant>,
+    /// Deliveries turned away for lack of a slot, minus slots taken since: grows while the endpoint is slow,
+    /// and makes turned-away deliveries wait longer, so a large backlog for a slow receiver does not keep the
+    /// queue busy re-deferring it.
+    busy_streak: u32,
 }
 
 pub struct Outbound {
@@ -605,10 +609,13 @@ impl Outbound {
             }
             e.paused_until = None;
         }
-        if e.in_flight >= self.config.endpoint_concurrency.max(1) {
-            return Err(Duration::from_millis(rand::thread_rng().gen_range(100..400)));
+        let limit = self.config.endpoint_concurrency.max(1);
+        if e.in_flight >= limit {
+            e.busy_streak = e.busy_streak.saturating_add(1);
+            return Err(busy_wait(e.busy_streak, limit));
         }
         e.in_flight += 1;
+        e.busy_streak = e.busy_streak.saturating_sub(4);
         Ok(Slot { endpoints: self.endpoints.clone(), key })
     }
 
@@ -631,6 +638,14 @@ impl Outbound {
             None => jittered,
         }
     }
+}
+
+/// How long a delivery turned away from a full endpoint waits: 250 ms doubling for every `4 × limit` turned
+/// away (net of slots taken), up to 30 s, with jitter.
+fn busy_wait(streak: u32, limit: usize) -> Duration {
+    let doublings = (streak as usize / (4 * limit)).min(7) as u32;
+    let hi = (250u64 << doublings).min(30_000);
+    Duration::from_millis(rand::thread_rng().gen_range(hi / 2..=hi))
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -845,6 +860,13 @@ mod tests {
         assert_eq!(past, Some(Duration::ZERO), "a date in the past means now");
         let t = httpdate_parse("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
+    }
+
+    #[test]
+    fn busy_endpoints_push_deliveries_further_out() {
+        assert!(busy_wait(1, 16) <= Duration::from_millis(250));
+        assert!(busy_wait(16 * 4 * 3, 16) >= Duration::from_millis(1000));
+        assert!(busy_wait(u32::MAX, 16) <= Duration::from_secs(30));
     }
 
     #[test]

@@ -690,3 +690,36 @@ async fn a_worker_killed_mid_delivery_does_not_lose_it() {
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_delay_the_others() {
+    let slow = Receiver::start().await;
+    let fast = Receiver::start().await;
+    slow.script("s", vec![Answer { status: 200, delay: Duration::from_secs(2), retry_after: None }; 10]);
+    let s = server(&[
+        ("PIPEHOOK_OUTBOUND_ENDPOINT_CONCURRENCY", "2"),
+        ("PIPEHOOK_OUTBOUND_CONCURRENCY", "8"),
+        ("PIPEHOOK_OUTBOUND_TIMEOUT", "5"),
+    ])
+    .await;
+    create(&s, "/orgs/default/hooks", hook("slow", &format!("{}/s", slow.url))).await;
+    create(&s, "/orgs/default/hooks", hook("fast", &format!("{}/f", fast.url))).await;
+    let started = std::time::Instant::now();
+    for i in 0..10 {
+        publish(&s, json!({"kind": "build_started", "payload": {"i": i}})).await;
+    }
+    fast.wait("f", 10).await;
+    let took = started.elapsed();
+    let slow_so_far = slow.got("s").len();
+    assert!(took < Duration::from_secs(4), "the fast receiver waited behind the slow one: {took:?}");
+    assert!(slow_so_far <= 4, "the slow endpoint is limited to 2 at a time: {slow_so_far} already");
+    // Ten 2-second answers, two at a time: at least 10 s; they all arrive, later.
+    for _ in 0..40 {
+        if slow.got("s").len() >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(slow.got("s").len(), 10);
+    s.stop().await.unwrap();
+}
