@@ -13,6 +13,10 @@
 //!    matters for "how late is a webhook under normal load".
 //! 3. `fan-out`: `--fanout-events` events each delivered to 100 hooks.
 //!
+//! `--backlog-events N` runs only the memory scenario instead: N events to 100 hooks whose receiver takes
+//! 10 s to answer, so N × 100 deliveries wait while the workers keep claiming them; RSS is printed at every
+//! tenth.
+//!
 //! The receiver stamps each delivery's arrival; each event's payload carries its publish time. Peak RSS is
 //! the whole process (server, receiver and load generator) and is reset between scenarios.
 
@@ -36,6 +40,71 @@ struct Received {
     last: Mutex<Option<Instant>>,
 }
 
+/// The backlog scenario's receiver: answers after 10 s, so deliveries pile up.
+async fn slow(_body: axum::body::Bytes) -> &'static str {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    "ok"
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// Publishes `events` events to 100 hooks whose receiver takes 10 s to answer, printing RSS as the backlog
+/// of waiting deliveries grows (the workers keep claiming and deferring them meanwhile).
+async fn backlog(events: usize, concurrency: usize) -> Result<()> {
+    let app = axum::Router::new().route("/{*path}", post(slow));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let s = start_pipehook().await?;
+    create_hooks(&client, &s, &receiver, 100).await?;
+    let started = Instant::now();
+    let step = (events / 10).max(1);
+    let mut done = 0;
+    while done < events {
+        let chunk = step.min(events - done);
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let (client, next, url) = (client.clone(), next.clone(), s.url.clone());
+            tasks.spawn(async move {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < chunk {
+                    let r = client
+                        .post(format!("{url}/api/orgs/default/events"))
+                        .header("authorization", format!("token {TOKEN}"))
+                        .json(&serde_json::json!({"kind": "build_failed", "payload": {"app_name": "bench"}}))
+                        .send()
+                        .await?;
+                    ensure!(r.status() == 202, "publish answered {}", r.status());
+                }
+                Ok::<(), anyhow::Error>(())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        done += chunk;
+        println!(
+            "backlog     {:>9} deliveries waiting after {:>6.1} s | RSS {:>6.1} MiB (peak {:>6.1})",
+            done * 100,
+            started.elapsed().as_secs_f64(),
+            rss_mib(),
+            peak_rss_mib()
+        );
+    }
+    s.stop().await;
+    Ok(())
+}
+
 async fn receive(State(r): State<Arc<Received>>, body: axum::body::Bytes) -> &'static str {
     let now = now_us();
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
@@ -51,10 +120,12 @@ struct Args {
     events: usize,
     fanout_events: usize,
     concurrency: usize,
+    /// Events (×100 hooks) for the backlog scenario; 0 skips it.
+    backlog_events: usize,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args { events: 20_000, fanout_events: 200, concurrency: 32 };
+    let mut a = Args { events: 20_000, fanout_events: 200, concurrency: 32, backlog_events: 0 };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
@@ -63,6 +134,7 @@ fn parse_args() -> Result<Args> {
             "--events" => a.events = v,
             "--fanout-events" => a.fanout_events = v,
             "--concurrency" => a.concurrency = v,
+            "--backlog-events" => a.backlog_events = v,
             f => anyhow::bail!("unknown flag {f}"),
         }
         i += 2;
@@ -238,6 +310,9 @@ fn print(name: &str, o: &Outcome) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
+    if args.backlog_events > 0 {
+        return backlog(args.backlog_events, args.concurrency).await;
+    }
     let received = Arc::new(Received::default());
     let app = axum::Router::new().route("/{*path}", post(receive)).with_state(received.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
