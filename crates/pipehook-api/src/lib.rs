@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .merge(aws::routes())
         .merge(inbound::trigger_routes())
+        .merge(inbound::build_trigger_routes())
         .nest("/api", native::routes().merge(inbound::api_routes()))
         .fallback(native::not_found)
         // Extractors (`Json`, `Bytes`) refuse larger bodies with 413; the AWS endpoint checks its own.

@@ -335,7 +335,8 @@ impl BuildRunner {
             (_, "NO_SOURCE") | (None, _) => Box::new(NoSource),
             (Some(url), _) => Box::new(GitSource { url: url.clone(), revision: revision.clone(), extra_env: vec![] }),
         };
-        let minutes = doc["timeoutInMinutes"].as_u64().unwrap_or(60);
+        let minutes =
+            build.trigger["timeoutInMinutes"].as_u64().or_else(|| doc["timeoutInMinutes"].as_u64()).unwrap_or(60);
         let request = BuildRequest {
             identity: BuildIdentity {
                 build_id: build.id.clone(),

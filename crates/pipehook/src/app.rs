@@ -178,6 +178,16 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             pipehook_runner::pipeline::EXECUTION_JOB,
             Arc::new(pipehook_runner::pipeline::PipelineRunner::new(store.clone(), runner)),
         );
+        let mut builds = pipehook_runner::codebuild::BuildRunnerConfig::new(
+            config.runner.workspace_dir.join("builds"),
+            &config.aws_region,
+        );
+        builds.log_limit = config.runner.log_limit_bytes;
+        builds.keep_workspaces = config.runner.keep_workspaces;
+        handlers.register(
+            pipehook_runner::codebuild::BUILD_JOB,
+            Arc::new(pipehook_runner::codebuild::BuildRunner::new(store.clone(), builds)),
+        );
         tasks.spawn(prune_inbound_log(store.clone(), config.inbound.retention, shutdown.clone()));
         let queue: Arc<dyn Queue> = store.clone();
         let pool = WorkerPool::new(queue, handlers, config.worker.clone(), metrics.clone());

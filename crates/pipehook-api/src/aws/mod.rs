@@ -4,6 +4,7 @@
 //! parsed into a [`Target`] and dispatched per service. Every response, error or not, carries
 //! `x-amzn-RequestId`, and every error is `{"__type": "<Name>", "message": "..."}` as the SDKs expect.
 
+pub mod codebuild;
 pub mod codepipeline;
 
 use axum::body::Bytes;
@@ -98,8 +99,13 @@ async fn endpoint(State(state): State<AppState>, principal: Principal, headers: 
             }
             None => Err(unknown()),
         },
-        // CodeBuild's operations arrive with build projects.
-        Service::CodeBuild => Err(unknown()),
+        Service::CodeBuild => match codebuild::Operation::from_name(&target.operation) {
+            Some(op) => {
+                let ctx = codebuild::Ctx { state: &state, principal: &principal };
+                codebuild::dispatch(&ctx, op, &body).await
+            }
+            None => Err(unknown()),
+        },
     };
     match result {
         Ok(value) => {

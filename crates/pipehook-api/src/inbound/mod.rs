@@ -6,6 +6,7 @@
 //! module loads the webhook, calls it, and records the request, its verdict and any execution it starts in
 //! one transaction before answering.
 
+mod build_trigger;
 mod log;
 mod trigger;
 
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use crate::aws::codepipeline::webhooks::secret_context;
 use crate::AppState;
 
+pub use build_trigger::routes as build_trigger_routes;
 pub use trigger::routes as trigger_routes;
 
 /// `/api/orgs/{org}/...` routes of the inbound log and explain.
@@ -32,6 +34,8 @@ pub fn api_routes() -> Router<AppState> {
         .route("/orgs/{org}/inbound/{id}", get(log::get))
         .route("/orgs/{org}/inbound/{id}/replay", post(log::replay))
         .route("/orgs/{org}/webhooks/{name}/explain", post(log::explain))
+        .route("/orgs/{org}/projects/{name}/explain", post(build_trigger::explain))
+        .route("/orgs/{org}/builds/{id}/logs", get(build_trigger::build_logs))
 }
 
 /// Delivery ids are remembered this long: a redelivery within it starts nothing.

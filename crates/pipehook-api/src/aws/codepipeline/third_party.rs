@@ -35,7 +35,7 @@ async fn failure(res: reqwest::Response) -> HostError {
     HostError { code: format!("HTTP{}", status.as_u16()), message: format!("{status}: {message}") }
 }
 
-/// Creates the hook; returns its id.
+/// Creates the hook for `push` events; returns its id.
 pub async fn create_hook(
     api: &str,
     owner: &str,
@@ -44,11 +44,24 @@ pub async fn create_hook(
     url: &str,
     secret: Option<&str>,
 ) -> Result<String, HostError> {
+    create_hook_for(api, owner, repo, token, url, secret, &["push"]).await
+}
+
+/// Creates the hook for these GitHub events; returns its id.
+pub async fn create_hook_for(
+    api: &str,
+    owner: &str,
+    repo: &str,
+    token: &str,
+    url: &str,
+    secret: Option<&str>,
+    events: &[&str],
+) -> Result<String, HostError> {
     let mut config = json!({"url": url, "content_type": "json", "insecure_ssl": "0"});
     if let Some(s) = secret {
         config["secret"] = json!(s);
     }
-    let body = json!({"name": "web", "active": true, "events": ["push"], "config": config});
+    let body = json!({"name": "web", "active": true, "events": events, "config": config});
     let res = client()?
         .post(format!("{api}/repos/{}/{}/hooks", segment(owner), segment(repo)))
         .header("authorization", format!("token {token}"))
@@ -67,6 +80,32 @@ pub async fn create_hook(
             Ok(id.as_u64().map_or_else(|| id.as_str().unwrap_or_default().to_owned(), |n| n.to_string()))
         }
         _ => Err(HostError { code: "InvalidResponse".into(), message: "the created hook has no id".into() }),
+    }
+}
+
+/// Replaces the hook's secret (`PATCH /repos/{owner}/{repo}/hooks/{id}`), after a rotation.
+pub async fn set_hook_secret(
+    api: &str,
+    owner: &str,
+    repo: &str,
+    token: &str,
+    id: &str,
+    url: &str,
+    secret: &str,
+) -> Result<(), HostError> {
+    let body = json!({"config": {"url": url, "content_type": "json", "insecure_ssl": "0", "secret": secret}});
+    let res = client()?
+        .patch(format!("{api}/repos/{}/{}/hooks/{}", segment(owner), segment(repo), segment(id)))
+        .header("authorization", format!("token {token}"))
+        .header("accept", "application/vnd.github+json")
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| HostError { code: "ConnectionError".into(), message: e.to_string() })?;
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(failure(res).await)
     }
 }
 

@@ -1,0 +1,365 @@
+//! CreateWebhook, UpdateWebhook (with `rotateSecret`), DeleteWebhook (seed 002).
+//!
+//! - `filterGroups` and `branchFilter` are validated for the project's source provider by
+//!   `pipehook_inbound::filter_groups::compile_webhook`; every refusal is `InvalidInputException` with its message
+//!   (bad regex, a group without EVENT, an unknown event, a filter the provider cannot evaluate for an event).
+//!   They are stored normalized, so `excludeMatchedPattern: false` is echoed where it was left out.
+//! - `payloadUrl` is `<public URL>/webhooks?t=<opaque>&v=1`; the token's hash finds the webhook, the token itself
+//!   is kept encrypted so the URL can be shown again. A `secret` (40 random characters) is generated for GitHub,
+//!   GitHub Enterprise and GitLab and returned by CreateWebhook and by UpdateWebhook with `rotateSecret` only; it
+//!   is stored encrypted and never shown again. Bitbucket gets none ("A Bitbucket webhook does not support
+//!   secret"): its payload URL's token is its only protection.
+//! - Unless `manualCreation` is true, a GitHub / GitHub Enterprise project gets a repository hook created
+//!   through the git host's REST API (`PIPEHOOK_GITHUB_API_URL`), with the project's `source.auth` (`OAUTH`,
+//!   `resource` = the token); no token, or the host refusing, is `OAuthProviderException` and nothing is stored.
+//!   Rotating the secret updates the hook; deleting the webhook (or the project) deletes the hook. GitLab and
+//!   Bitbucket hooks are not registered by pipehook yet: the webhook says so in `statusMessage`.
+
+use pipehook_domain::credentials::TokenHash;
+use pipehook_domain::time::Timestamp;
+use pipehook_inbound::filter_groups::{compile_webhook, SourceType, WebhookFilter};
+use pipehook_store::{BuildWebhookFields, BuildWebhookRecord, NewBuildWebhook, ProjectRecord, StoreError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{already_exists, check_enum, check_project_name, invalid_input, not_found, oauth_provider, ts, Ctx};
+use crate::aws::codepipeline::third_party;
+use crate::aws::{parse, AwsError};
+
+const BUILD_TYPES: [&str; 3] = ["BUILD", "BUILD_BATCH", "RUNNER_BUILDKITE_BUILD"];
+
+pub fn payload_url(public_url: &str, token: &str) -> String {
+    format!("{public_url}/webhooks?t={token}&v=1")
+}
+
+/// Encryption contexts bind each ciphertext to its organization and project.
+pub fn url_context(org: i64, project_id: i64) -> String {
+    format!("build-webhook-url:{org}:{project_id}")
+}
+
+pub fn secret_context(org: i64, project_id: i64) -> String {
+    format!("build-webhook-secret:{org}:{project_id}")
+}
+
+/// The webhook as CodeBuild shows it; `secret` only right after it was generated.
+pub(crate) fn view(ctx: &Ctx<'_>, w: &BuildWebhookRecord, secret: Option<&str>) -> Result<Value, AwsError> {
+    let token =
+        ctx.state.master_key.decrypt(&url_context(w.org.0, w.project_id), &w.url_token_ciphertext).map_err(|e| {
+            tracing::error!(project = %w.project_name, error = %e, "build webhook URL token does not decrypt");
+            AwsError::internal()
+        })?;
+    let token = String::from_utf8(token).map_err(|_| AwsError::internal())?;
+    let payload = payload_url(&ctx.state.config.public_url, &token);
+    let mut out = json!({
+        "url": hook_api_url(ctx, w).unwrap_or_else(|| payload.clone()),
+        "payloadUrl": payload,
+        "filterGroups": w.filter_groups,
+        "manualCreation": w.manual_creation,
+        "lastModifiedSecret": ts(w.last_modified_secret),
+        "status": w.status,
+    });
+    if let Some(s) = secret {
+        out["secret"] = json!(s);
+    }
+    if let Some(b) = &w.branch_filter {
+        out["branchFilter"] = json!(b);
+    }
+    if let Some(b) = &w.build_type {
+        out["buildType"] = json!(b);
+    }
+    if let Some(m) = &w.status_message {
+        out["statusMessage"] = json!(m);
+    }
+    Ok(out)
+}
+
+/// The repository hook's API URL, when pipehook registered one (its id is stored as `owner/repo#id`).
+fn hook_api_url(ctx: &Ctx<'_>, w: &BuildWebhookRecord) -> Option<String> {
+    let (path, hook) = w.third_party_hook_id.as_ref()?.split_once('#')?;
+    Some(format!("{}/repos/{path}/hooks/{hook}", ctx.state.config.github_api_url))
+}
+
+/// `owner`, `repo` of a GitHub location (`https://github.com/owner/repo(.git)`).
+fn github_repo(location: &str) -> Option<(String, String)> {
+    let rest = location.split_once("://").map_or(location, |(_, r)| r);
+    let mut parts = rest.trim_end_matches('/').split('/').skip(1);
+    let owner = parts.next()?.to_owned();
+    let repo = parts.next()?.trim_end_matches(".git").to_owned();
+    (!owner.is_empty() && !repo.is_empty()).then_some((owner, repo))
+}
+
+/// The GitHub token of a project (`source.auth` of type OAUTH), or `OAuthProviderException`.
+fn github_token(p: &ProjectRecord) -> Result<String, AwsError> {
+    let auth = &p.document["source"]["auth"];
+    match (auth["type"].as_str(), auth["resource"].as_str()) {
+        (Some("OAUTH"), Some(t)) if !t.is_empty() => Ok(t.to_owned()),
+        _ => Err(oauth_provider(
+            "Access token not found in CodeBuild project. Please modify the project's source.auth (type OAUTH, \
+             resource = the token) or create the webhook with manualCreation.",
+        )),
+    }
+}
+
+/// The GitHub events a hook needs for these filter groups.
+fn github_events(groups: &[Vec<WebhookFilter>]) -> Vec<&'static str> {
+    let patterns: Vec<&str> =
+        groups.iter().flatten().filter(|f| f.filter_type == "EVENT").map(|f| f.pattern.as_str()).collect();
+    let mut events = vec!["push", "pull_request"];
+    if patterns.is_empty() || patterns.iter().any(|p| p.contains("RELEASED") || p.contains("PRERELEASED")) {
+        events.push("release");
+    }
+    if patterns.iter().any(|p| p.contains("WORKFLOW_JOB_QUEUED")) {
+        events.push("workflow_job");
+    }
+    events
+}
+
+fn source_type(p: &ProjectRecord) -> Result<SourceType, AwsError> {
+    let name = p.document["source"]["type"].as_str().unwrap_or_default();
+    SourceType::parse(name).map_err(|e| AwsError::new(http::StatusCode::BAD_REQUEST, e.aws_type(), e.to_string()))
+}
+
+fn new_secret(t: SourceType) -> Option<String> {
+    (t != SourceType::Bitbucket).then(|| pipehook_domain::credentials::random_url_token()[..40].to_owned())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookInput {
+    project_name: Option<String>,
+    branch_filter: Option<String>,
+    filter_groups: Option<Vec<Vec<WebhookFilter>>>,
+    build_type: Option<String>,
+    manual_creation: Option<bool>,
+    rotate_secret: Option<bool>,
+    scope_configuration: Option<Value>,
+}
+
+fn checked(input: &WebhookInput) -> Result<&str, AwsError> {
+    let name =
+        input.project_name.as_deref().ok_or_else(|| super::constraint("projectName", "Member must not be null"))?;
+    check_project_name("projectName", name)?;
+    if let Some(b) = &input.build_type {
+        check_enum("buildType", b, &BUILD_TYPES)?;
+    }
+    if input.scope_configuration.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(invalid_input(
+            "scopeConfiguration (organization and global webhooks) is not supported by pipehook",
+        ));
+    }
+    Ok(name)
+}
+
+fn compile(branch: Option<&str>, groups: &[Vec<WebhookFilter>], t: SourceType) -> Result<(), AwsError> {
+    compile_webhook(branch, groups, t)
+        .map(|_| ())
+        .map_err(|e| AwsError::new(http::StatusCode::BAD_REQUEST, e.aws_type(), e.to_string()))
+}
+
+pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
+    let input: WebhookInput = parse(body)?;
+    let name = checked(&input)?;
+    let project = ctx.project(name).await?;
+    let kind = source_type(&project)?;
+    let groups = input.filter_groups.clone().unwrap_or_default();
+    compile(input.branch_filter.as_deref(), &groups, kind)?;
+    if ctx.state.store.build_webhook(ctx.org(), name).await.map_err(AwsError::from_store)?.is_some() {
+        return Err(already_exists(format!(
+            "Webhook already exists for project: {}",
+            ctx.arn(&format!("project/{name}"))
+        )));
+    }
+    let manual = input.manual_creation.unwrap_or(false);
+    let token = pipehook_domain::credentials::random_url_token();
+    let secret = new_secret(kind);
+    let url = payload_url(&ctx.state.config.public_url, &token);
+
+    // The git host first (no transaction is open while the network is awaited).
+    let (mut hook_id, mut status_message) = (None, None);
+    if !manual {
+        match kind {
+            SourceType::Github | SourceType::GithubEnterprise => {
+                let location = project.document["source"]["location"].as_str().unwrap_or_default();
+                let (owner, repo) = github_repo(location).ok_or_else(|| {
+                    invalid_input(format!("The project's source location '{location}' is not a repository URL"))
+                })?;
+                let api_token = github_token(&project)?;
+                let id = third_party::create_hook_for(
+                    &ctx.state.config.github_api_url,
+                    &owner,
+                    &repo,
+                    &api_token,
+                    &url,
+                    secret.as_deref(),
+                    &github_events(&groups),
+                )
+                .await
+                .map_err(|e| oauth_provider(format!("Failed to create webhook on {owner}/{repo}: {}", e.message)))?;
+                hook_id = Some(format!("{owner}/{repo}#{id}"));
+            }
+            other => {
+                status_message = Some(format!(
+                    "pipehook does not create {} webhooks yet: add the payload URL to the repository yourself",
+                    other.display_name()
+                ));
+            }
+        }
+    }
+    let now = Timestamp::now();
+    let fields = BuildWebhookFields {
+        secret_ciphertext: secret
+            .as_ref()
+            .map(|s| ctx.state.master_key.encrypt(&secret_context(ctx.org().0, project.id), s.as_bytes())),
+        branch_filter: input.branch_filter.clone(),
+        filter_groups: serde_json::to_value(&groups).unwrap_or_else(|_| json!([])),
+        build_type: input.build_type.clone(),
+        manual_creation: manual,
+        status: "ACTIVE".into(),
+        status_message,
+        third_party_hook_id: hook_id,
+        last_modified_secret: now,
+    };
+    let new = NewBuildWebhook {
+        org: ctx.org(),
+        project_id: project.id,
+        url_token_hash: TokenHash::of(&token).0,
+        url_token_ciphertext: ctx.state.master_key.encrypt(&url_context(ctx.org().0, project.id), token.as_bytes()),
+        fields,
+    };
+    let inserted = async {
+        let mut tx = ctx.state.store.begin().await?;
+        let w = tx.insert_build_webhook(&new).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(w)
+    }
+    .await;
+    let w = match inserted {
+        Ok(w) => w,
+        Err(e) => {
+            if let Some(id) = &new.fields.third_party_hook_id {
+                let _ = remove_hook(ctx, &project, id).await;
+            }
+            return Err(match e {
+                StoreError::Conflict(_) => already_exists(format!("Webhook already exists for project: {name}")),
+                e => AwsError::from_store(e),
+            });
+        }
+    };
+    Ok(json!({"webhook": view(ctx, &w, secret.as_deref())?}))
+}
+
+pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
+    let input: WebhookInput = parse(body)?;
+    let name = checked(&input)?;
+    if input.manual_creation.is_some() {
+        return Err(invalid_input("manualCreation can only be set when the webhook is created"));
+    }
+    let project = ctx.project(name).await?;
+    let w = ctx.state.store.build_webhook(ctx.org(), name).await.map_err(AwsError::from_store)?.ok_or_else(|| {
+        not_found(format!("Webhook does not exist for project: {}", ctx.arn(&format!("project/{name}"))))
+    })?;
+    let kind = source_type(&project)?;
+    let groups: Vec<Vec<WebhookFilter>> = match &input.filter_groups {
+        Some(g) => g.clone(),
+        None => serde_json::from_value(w.filter_groups.clone()).unwrap_or_default(),
+    };
+    let branch = input.branch_filter.clone().or(w.branch_filter.clone());
+    compile(branch.as_deref(), &groups, kind)?;
+    let mut fields = BuildWebhookFields {
+        secret_ciphertext: w.secret_ciphertext.clone(),
+        branch_filter: branch,
+        filter_groups: serde_json::to_value(&groups).unwrap_or_else(|_| json!([])),
+        build_type: input.build_type.clone().or(w.build_type.clone()),
+        manual_creation: w.manual_creation,
+        status: w.status.clone(),
+        status_message: w.status_message.clone(),
+        third_party_hook_id: w.third_party_hook_id.clone(),
+        last_modified_secret: w.last_modified_secret,
+    };
+    let mut secret = None;
+    if input.rotate_secret.unwrap_or(false) && kind != SourceType::Bitbucket {
+        let s = new_secret(kind).unwrap_or_default();
+        if let Some(id) = &w.third_party_hook_id {
+            let (path, hook) = id.split_once('#').unwrap_or(("", id));
+            let (owner, repo) = path.split_once('/').unwrap_or(("", ""));
+            let token = view(ctx, &w, None)?["payloadUrl"].as_str().unwrap_or_default().to_owned();
+            third_party::set_hook_secret(
+                &ctx.state.config.github_api_url,
+                owner,
+                repo,
+                &github_token(&project)?,
+                hook,
+                &token,
+                &s,
+            )
+            .await
+            .map_err(|e| oauth_provider(format!("Failed to update the webhook on {owner}/{repo}: {}", e.message)))?;
+        }
+        fields.secret_ciphertext =
+            Some(ctx.state.master_key.encrypt(&secret_context(ctx.org().0, project.id), s.as_bytes()));
+        fields.last_modified_secret = Timestamp::now();
+        secret = Some(s);
+    }
+    let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
+    let updated = tx
+        .update_build_webhook(w.id, &fields)
+        .await
+        .map_err(AwsError::from_store)?
+        .ok_or_else(|| not_found(format!("Webhook does not exist for project: {name}")))?;
+    tx.commit().await.map_err(AwsError::from_store)?;
+    Ok(json!({"webhook": view(ctx, &updated, secret.as_deref())?}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteInput {
+    project_name: Option<String>,
+}
+
+pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
+    let input: DeleteInput = parse(body)?;
+    let name =
+        input.project_name.as_deref().ok_or_else(|| super::constraint("projectName", "Member must not be null"))?;
+    check_project_name("projectName", name)?;
+    let project = ctx.project(name).await?;
+    let w = ctx.state.store.build_webhook(ctx.org(), name).await.map_err(AwsError::from_store)?.ok_or_else(|| {
+        not_found(format!("Webhook does not exist for project: {}", ctx.arn(&format!("project/{name}"))))
+    })?;
+    deregister(ctx, &project, &w).await?;
+    let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
+    tx.delete_build_webhook(w.id).await.map_err(AwsError::from_store)?;
+    tx.commit().await.map_err(AwsError::from_store)?;
+    Ok(json!({}))
+}
+
+async fn remove_hook(ctx: &Ctx<'_>, project: &ProjectRecord, id: &str) -> Result<(), AwsError> {
+    let (path, hook) = id.split_once('#').unwrap_or(("", id));
+    let (owner, repo) = path.split_once('/').unwrap_or(("", ""));
+    let token = github_token(project)?;
+    third_party::delete_hook(&ctx.state.config.github_api_url, owner, repo, &token, hook)
+        .await
+        .map_err(|e| oauth_provider(format!("Failed to delete the webhook on {owner}/{repo}: {}", e.message)))
+}
+
+/// Deletes the repository hook pipehook created for this webhook, if any.
+pub(crate) async fn deregister(ctx: &Ctx<'_>, project: &ProjectRecord, w: &BuildWebhookRecord) -> Result<(), AwsError> {
+    match &w.third_party_hook_id {
+        Some(id) => remove_hook(ctx, project, id).await,
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_and_events() {
+        assert_eq!(github_repo("https://github.com/o/r.git"), Some(("o".into(), "r".into())));
+        assert_eq!(github_repo("https://ghe.example.com/o/r"), Some(("o".into(), "r".into())));
+        assert_eq!(github_repo("https://github.com/o"), None);
+        let groups = vec![vec![WebhookFilter::new("EVENT", "PUSH, RELEASED")]];
+        assert_eq!(github_events(&groups), ["push", "pull_request", "release"]);
+        assert_eq!(github_events(&[vec![WebhookFilter::new("EVENT", "PUSH")]]), ["push", "pull_request"]);
+    }
+}

@@ -1,0 +1,385 @@
+//! `POST /webhooks?t=<token>&v=1`: a build project's payload URL (CodeBuild CreateWebhook), and
+//! `POST /api/orgs/{org}/projects/{name}/explain`.
+//!
+//! The same steps as the pipeline trigger (`trigger.rs`), each recorded in the shared inbound log (webhook
+//! `project:<name>`, see `pipehook_store::builds`): read the body (capped), find the webhook by the token
+//! (unknown: 404), authenticate per provider (GitHub / GitHub Enterprise: HMAC `X-Hub-Signature-256`; GitLab:
+//! `X-Gitlab-Token`; Bitbucket: none, the URL's token is the credential, as CodeBuild gives Bitbucket no secret),
+//! recognise pings, deduplicate by the provider's delivery id, evaluate the filter groups, start the build. The
+//! request, its verdict (with the filter-group [`Evaluation`]) and the build with its job and `build_started`
+//! event commit together before the answer.
+//!
+//! The build: `initiator` is `GitHub-Hookshot/<X-GitHub-Hook-ID>` (or `GitHub-Hookshot`), `GitLab-Webhook`,
+//! `Bitbucket-Webhook`; `sourceVersion` is `pr/<n>` for pull request events, else the commit; the checkout uses
+//! the event's commit; the `CODEBUILD_WEBHOOK_*` variables come from the event.
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use pipehook_domain::credentials::TokenHash;
+use pipehook_domain::secret::Secret;
+use pipehook_domain::time::Timestamp;
+use pipehook_inbound::auth::{AuthOutcome, Authentication};
+use pipehook_inbound::event::{CodeBuildEvent, SourceEvent};
+use pipehook_inbound::filter_groups::{compile_webhook, evaluate, Evaluation, SourceType, WebhookFilter};
+use pipehook_runner::codebuild::{prepare_build, StartBuildRequest};
+use pipehook_store::builds::{inbound_webhook_id, inbound_webhook_name};
+use pipehook_store::{
+    BuildTriggerWrite, BuildWebhookRecord, DeliveryClaim, InboundRecord, ProjectRecord, TriggerOutcome,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+use super::{logged_body, logged_headers, revision_hint, DEDUPE_WINDOW};
+use crate::auth::{ensure_org, Principal};
+use crate::aws::codebuild::webhook_secret_context;
+use crate::native::RestError;
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/webhooks", post(trigger))
+}
+
+#[derive(Deserialize)]
+pub struct TriggerQuery {
+    t: Option<String>,
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn not_found() -> Response {
+    answer(StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
+}
+
+fn unavailable() -> Response {
+    answer(StatusCode::SERVICE_UNAVAILABLE, json!({"message": "Service Unavailable: retry later"}))
+}
+
+/// A build webhook ready to judge requests.
+struct LoadedBuildHook {
+    webhook: BuildWebhookRecord,
+    project: ProjectRecord,
+    source_type: SourceType,
+    compiled: pipehook_inbound::filter_groups::CompiledFilterGroups,
+    auth: Authentication,
+}
+
+async fn load(state: &AppState, webhook: BuildWebhookRecord) -> Result<LoadedBuildHook, String> {
+    let project = state
+        .store
+        .project(webhook.org, &webhook.project_name)
+        .await
+        .map_err(|e| format!("store: {e}"))?
+        .ok_or_else(|| "the project no longer exists".to_owned())?;
+    let source_type = SourceType::parse(project.document["source"]["type"].as_str().unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let groups: Vec<Vec<WebhookFilter>> =
+        serde_json::from_value(webhook.filter_groups.clone()).map_err(|e| format!("stored filter groups: {e}"))?;
+    let compiled =
+        compile_webhook(webhook.branch_filter.as_deref(), &groups, source_type).map_err(|e| e.to_string())?;
+    let secrets = match &webhook.secret_ciphertext {
+        Some(ct) => {
+            let plain = state
+                .master_key
+                .decrypt(&webhook_secret_context(webhook.org.0, webhook.project_id), ct)
+                .map_err(|e| format!("the webhook secret does not decrypt: {e}"))?;
+            vec![Secret::new(String::from_utf8(plain).map_err(|_| "the webhook secret is not UTF-8".to_owned())?)]
+        }
+        None => vec![],
+    };
+    let auth = match source_type {
+        SourceType::Github | SourceType::GithubEnterprise if !secrets.is_empty() => {
+            Authentication::GithubHmac { secrets }
+        }
+        SourceType::Gitlab | SourceType::GitlabSelfManaged if !secrets.is_empty() => {
+            Authentication::GitlabToken { secrets }
+        }
+        _ => Authentication::Unauthenticated,
+    };
+    Ok(LoadedBuildHook { webhook, project, source_type, compiled, auth })
+}
+
+/// What CodeBuild records as the build's initiator for a webhook build.
+fn initiator(headers: &HeaderMap, t: SourceType) -> String {
+    match t {
+        SourceType::Github | SourceType::GithubEnterprise => {
+            match headers.get("x-github-hook-id").and_then(|v| v.to_str().ok()) {
+                Some(id) if !id.is_empty() => format!("GitHub-Hookshot/{id}"),
+                _ => "GitHub-Hookshot".into(),
+            }
+        }
+        SourceType::Gitlab | SourceType::GitlabSelfManaged => "GitLab-Webhook".into(),
+        SourceType::Bitbucket => "Bitbucket-Webhook".into(),
+    }
+}
+
+/// The build a passing event starts.
+fn build_request(l: &LoadedBuildHook, headers: &HeaderMap, event: &SourceEvent) -> StartBuildRequest {
+    let pr = event.codebuild_event.is_some_and(CodeBuildEvent::is_pull_request);
+    let source_version = match (pr, event.pull_request) {
+        (true, Some(n)) => Some(format!("pr/{n}")),
+        _ => event.commit_id.clone(),
+    };
+    let env: Vec<Value> = event.codebuild_webhook_env().into_iter().map(|(k, v)| json!([k, v])).collect();
+    StartBuildRequest {
+        org: l.webhook.org,
+        project: l.project.name.clone(),
+        source_version,
+        initiator: initiator(headers, l.source_type),
+        env_overrides: json!([]),
+        buildspec_override: None,
+        idempotency_token: None,
+        trigger: json!({
+            "revision": revision_hint(event),
+            "webhookEnv": env,
+            "webhook": true,
+            "timeoutInMinutes": l.project.document["timeoutInMinutes"].as_i64().unwrap_or(60),
+        }),
+    }
+}
+
+async fn trigger(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<TriggerQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(token) = q.t.filter(|t| !t.is_empty() && t.len() <= 128) else { return not_found() };
+    let body = match to_bytes(body, state.config.trigger_max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"message": format!("Payload Too Large: the limit is {} bytes", state.config.trigger_max_body_bytes)}),
+            )
+        }
+    };
+    let webhook = match state.store.build_webhook_by_token(&TokenHash::of(&token).0).await {
+        Ok(Some(w)) => w,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "looking up a payload URL token failed");
+            return unavailable();
+        }
+    };
+    let (org, hook_id, project_name) = (webhook.org, webhook.id, webhook.project_name.clone());
+    let now = Timestamp::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (logged, truncated) = logged_body(&body);
+    let delivery_id = pipehook_inbound::event::delivery_id(&headers);
+    let mut record = InboundRecord {
+        seq: 0,
+        id: request_id.clone(),
+        org,
+        webhook_id: inbound_webhook_id(hook_id),
+        webhook_name: inbound_webhook_name(&project_name),
+        received_at: now,
+        peer: peer.ip().to_string(),
+        headers: logged_headers(&headers),
+        body: logged,
+        body_truncated: truncated,
+        delivery_id: delivery_id.clone(),
+        verdict: String::new(),
+        detail: Value::Null,
+        execution_id: None,
+    };
+    let loaded = match load(&state, webhook).await {
+        Ok(l) => l,
+        Err(reason) => {
+            tracing::warn!(%reason, project = %project_name, "a payload URL points at a webhook that cannot be evaluated");
+            record.verdict = "rejected".into();
+            record.detail = json!({"reason": reason});
+            return match save(&state, &record).await {
+                Ok(()) => answer(
+                    StatusCode::CONFLICT,
+                    json!({"result": "rejected", "message": "The webhook's configuration is not usable; see its inbound log", "requestId": request_id}),
+                ),
+                Err(r) => r,
+            };
+        }
+    };
+
+    // 1. Authenticate.
+    let auth = pipehook_inbound::auth::authenticate(
+        &loaded.auth,
+        &headers,
+        &body,
+        peer.ip(),
+        state.config.trust_forwarded_for,
+    );
+    if let AuthOutcome::Failed { reason } = &auth {
+        record.verdict = "unauthenticated".into();
+        record.detail = json!({"reason": reason});
+        return match save(&state, &record).await {
+            Ok(()) => answer(StatusCode::UNAUTHORIZED, json!({"result": "unauthenticated", "requestId": request_id})),
+            Err(r) => r,
+        };
+    }
+    let auth_detail = match &auth {
+        AuthOutcome::Passed { method, secret_index } => json!({"method": method, "secretIndex": secret_index}),
+        AuthOutcome::Failed { .. } => Value::Null,
+    };
+
+    // 2. The payload.
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            record.verdict = "rejected".into();
+            record.detail = json!({"reason": format!("the body is not JSON: {e}"), "authentication": auth_detail});
+            return match save(&state, &record).await {
+                Ok(()) => answer(
+                    StatusCode::BAD_REQUEST,
+                    json!({"result": "rejected", "message": "The body is not valid JSON", "requestId": request_id}),
+                ),
+                Err(r) => r,
+            };
+        }
+    };
+    let event = pipehook_inbound::event::normalize(&headers, &payload);
+    let evaluation = evaluate(&loaded.compiled, &event);
+
+    // 3. Dedupe (claimed with the request itself); 4. pings; 5. filter groups; 6. start.
+    let cutoff = Timestamp(now.0.saturating_sub(DEDUPE_WINDOW.as_millis() as i64));
+    let delivery = delivery_id.clone().map(|d| DeliveryClaim { webhook_id: record.webhook_id, delivery_id: d, cutoff });
+    let event_json = serde_json::to_value(&event).unwrap_or(Value::Null);
+    let mut build = None;
+    let (status, mut out) = if event.is_ping {
+        record.verdict = "filtered".into();
+        record.detail =
+            json!({"reason": "ping event: nothing to start", "event": event_json, "authentication": auth_detail});
+        (StatusCode::OK, json!({"result": "filtered", "reason": "ping", "requestId": request_id}))
+    } else if !evaluation.passed {
+        record.verdict = "filtered".into();
+        record.detail = json!({"reason": evaluation.reason, "evaluation": evaluation, "event": event_json, "authentication": auth_detail});
+        (StatusCode::OK, json!({"result": "filtered", "reason": evaluation.reason, "requestId": request_id}))
+    } else {
+        let start = match prepare_build(&build_request(&loaded, &headers, &event)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "preparing a build from a webhook failed");
+                return unavailable();
+            }
+        };
+        record.verdict = "triggered".into();
+        record.execution_id = Some(start.build.id.clone());
+        record.detail = json!({"evaluation": evaluation, "event": event_json, "authentication": auth_detail});
+        let out = json!({"result": "triggered", "buildId": start.build.id, "requestId": request_id});
+        build = Some(start);
+        (StatusCode::OK, out)
+    };
+    let write = BuildTriggerWrite { inbound: record.clone(), delivery, build };
+    match state.store.record_build_trigger(write).await {
+        Ok((TriggerOutcome::Recorded, built)) => {
+            if let Some(b) = built {
+                out["buildNumber"] = json!(b.build_number);
+            }
+            answer(status, out)
+        }
+        Ok((TriggerOutcome::Duplicate, _)) => {
+            let d = delivery_id.unwrap_or_default();
+            let first = state.store.first_delivery(record.webhook_id, &d, cutoff).await.ok().flatten();
+            record.verdict = "duplicate".into();
+            record.detail = json!({
+                "firstRequestId": first.as_ref().map(|f| f.id.clone()),
+                "firstVerdict": first.as_ref().map(|f| f.verdict.clone()),
+            });
+            record.execution_id = first.as_ref().and_then(|f| f.execution_id.clone());
+            match save(&state, &record).await {
+                Ok(()) => answer(
+                    StatusCode::OK,
+                    json!({
+                        "result": "duplicate",
+                        "firstVerdict": first.as_ref().map(|f| f.verdict.clone()),
+                        "buildId": record.execution_id,
+                        "requestId": request_id,
+                    }),
+                ),
+                Err(r) => r,
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "recording a build webhook request failed");
+            unavailable()
+        }
+    }
+}
+
+/// Records a request whose verdict needs no other write.
+async fn save(state: &AppState, record: &InboundRecord) -> Result<(), Response> {
+    let write = BuildTriggerWrite { inbound: record.clone(), delivery: None, build: None };
+    state.store.record_build_trigger(write).await.map(|_| ()).map_err(|e| {
+        tracing::error!(error = %e, "recording a build webhook request failed");
+        unavailable()
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ExplainQuery {
+    event: Option<String>,
+}
+
+/// How a payload would fare against a project's webhook, without starting anything: the normalized event and
+/// the filter-group [`Evaluation`], group by group and filter by filter. The provider is told by the usual event
+/// header; `?event=` sets `X-GitHub-Event` when the request has none.
+pub async fn explain(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, name)): Path<(String, String)>,
+    Query(q): Query<ExplainQuery>,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, RestError> {
+    ensure_org(&principal, &org)?;
+    let webhook =
+        state.store.build_webhook(principal.org.id, &name).await.map_err(RestError::from_store)?.ok_or_else(|| {
+            RestError::new(StatusCode::NOT_FOUND, format!("Not Found: project '{name}' has no webhook"))
+        })?;
+    let loaded = load(&state, webhook).await.map_err(|reason| RestError::new(StatusCode::CONFLICT, reason))?;
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|e| RestError::new(StatusCode::BAD_REQUEST, format!("the payload is not JSON: {e}")))?;
+    if let Some(event) = &q.event {
+        let v = axum::http::HeaderValue::from_str(event)
+            .map_err(|_| RestError::new(StatusCode::BAD_REQUEST, "invalid event name"))?;
+        headers.entry("x-github-event").or_insert(v);
+    }
+    let event = pipehook_inbound::event::normalize(&headers, &payload);
+    let evaluation: Evaluation = evaluate(&loaded.compiled, &event);
+    let verdict = if event.is_ping {
+        "filtered (ping: nothing to start)"
+    } else if evaluation.passed {
+        "would trigger"
+    } else {
+        "would be filtered"
+    };
+    Ok(Json(json!({
+        "project": loaded.project.name,
+        "sourceType": loaded.source_type.as_str(),
+        "event": event,
+        "webhookEnv": event.codebuild_webhook_env().into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "evaluation": evaluation,
+        "verdict": verdict,
+    })))
+}
+
+/// `GET /api/orgs/{org}/builds/{id}/logs`: a build's log so far, as text (the `logs.deepLink` of a build).
+pub async fn build_logs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Response, RestError> {
+    ensure_org(&principal, &org)?;
+    let b = state
+        .store
+        .build(principal.org.id, &id)
+        .await
+        .map_err(RestError::from_store)?
+        .ok_or_else(|| RestError::new(StatusCode::NOT_FOUND, format!("Not Found: no build '{id}'")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], b.logs).into_response())
+}
