@@ -140,6 +140,7 @@ fn build_request(l: &LoadedBuildHook, headers: &HeaderMap, event: &SourceEvent) 
             "webhookEnv": env,
             "webhook": true,
             "timeoutInMinutes": l.project.document["timeoutInMinutes"].as_i64().unwrap_or(60),
+            "environment": l.project.document["environment"],
         }),
     }
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod aws;
+mod codebuild;
 mod lifecycle;
 mod native_pipelines;
 mod outbound;

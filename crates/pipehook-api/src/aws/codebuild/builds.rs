@@ -37,6 +37,18 @@ fn phases_view(phases: &Value) -> Value {
     )
 }
 
+/// The environment the build ran in: the project's when it started (`trigger.environment`), with the
+/// StartBuild overrides appended to its variables.
+fn environment(b: &BuildRecord) -> Value {
+    let mut env = b.trigger.get("environment").cloned().filter(Value::is_object).unwrap_or_else(
+        || json!({"type": "LINUX_CONTAINER", "image": "pipehook/shell", "computeType": "BUILD_GENERAL1_SMALL"}),
+    );
+    let mut vars = env["environmentVariables"].as_array().cloned().unwrap_or_default();
+    vars.extend(b.env_overrides.as_array().cloned().unwrap_or_default());
+    env["environmentVariables"] = Value::Array(vars);
+    env
+}
+
 /// The build as CodeBuild shows it.
 pub(crate) fn view(ctx: &Ctx<'_>, b: &BuildRecord) -> Value {
     let done = b.status != "IN_PROGRESS";
@@ -51,7 +63,7 @@ pub(crate) fn view(ctx: &Ctx<'_>, b: &BuildRecord) -> Value {
         "phases": phases_view(&b.phases),
         "initiator": b.initiator,
         "buildComplete": done,
-        "environment": {"environmentVariables": b.env_overrides},
+        "environment": environment(b),
         "logs": {
             "deepLink": format!(
                 "{}/api/orgs/{}/builds/{}/logs",
@@ -123,7 +135,7 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         env_overrides: raw.get("environmentVariablesOverride").cloned().unwrap_or_else(|| json!([])),
         buildspec_override: input.buildspec_override,
         idempotency_token: input.idempotency_token.filter(|t| !t.is_empty()),
-        trigger: json!({"timeoutInMinutes": timeout}),
+        trigger: json!({"timeoutInMinutes": timeout, "environment": project.document["environment"]}),
     };
     let build = pipehook_runner::codebuild::start_build(&*ctx.state.store, &req).await.map_err(|e| match e {
         pipehook_store::StoreError::NotFound(_) => not_found(format!("Project cannot be found: {name}")),

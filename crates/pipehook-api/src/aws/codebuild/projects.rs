@@ -207,6 +207,10 @@ pub(crate) fn view(ctx: &Ctx<'_>, p: &ProjectRecord, webhook: Option<&BuildWebho
     let mut out = p.document.clone();
     let o = out.as_object_mut().ok_or_else(AwsError::internal)?;
     o.insert("arn".into(), json!(ctx.arn(&format!("project/{}", p.name))));
+    // An OAUTH token is a secret: shown as its type only.
+    if let Some(auth) = o.get_mut("source").and_then(|s| s.get_mut("auth")).and_then(Value::as_object_mut) {
+        auth.remove("resource");
+    }
     o.entry("timeoutInMinutes").or_insert(json!(60));
     o.entry("queuedTimeoutInMinutes").or_insert(json!(480));
     o.entry("tags").or_insert(json!([]));

@@ -1,0 +1,546 @@
+//! CodeBuild (seed 002, issue 5) end to end: the official `aws-sdk-codebuild` for every operation and the seed's
+//! errors, real builds running buildspecs with /bin/sh, StopBuild, and a real GitHub push payload (from
+//! @octokit/webhooks-examples, see pipehook-inbound's fixtures) signed with the webhook's secret and posted to
+//! its payload URL.
+
+use aws_sdk_codebuild::error::ProvideErrorMetadata;
+use aws_sdk_codebuild::types::{
+    ArtifactsType, Build, BuildPhaseType, ComputeType, EnvironmentType, EnvironmentVariable, ProjectArtifacts,
+    ProjectEnvironment, ProjectSource, SortOrderType, SourceAuth, SourceAuthType, SourceType, StatusType,
+    WebhookBuildType, WebhookFilter, WebhookFilterType,
+};
+use aws_sdk_codebuild::Client;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
+use crate::webhooks::{fixture, github, post, sign};
+
+fn client(s: &TestServer) -> Client {
+    let creds = aws_credential_types::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test");
+    let conf = aws_sdk_codebuild::Config::builder()
+        .behavior_version(aws_sdk_codebuild::config::BehaviorVersion::latest())
+        .endpoint_url(&s.url)
+        .region(aws_sdk_codebuild::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .build();
+    Client::from_conf(conf)
+}
+
+fn code<E: ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or("<none>").to_owned()
+}
+
+fn artifacts() -> ProjectArtifacts {
+    ProjectArtifacts::builder().r#type(ArtifactsType::NoArtifacts).build().unwrap()
+}
+
+fn environment(vars: &[(&str, &str)]) -> ProjectEnvironment {
+    let mut b = ProjectEnvironment::builder()
+        .r#type(EnvironmentType::LinuxContainer)
+        .image("aws/codebuild/standard:7.0")
+        .compute_type(ComputeType::BuildGeneral1Small);
+    for (k, v) in vars {
+        b = b.environment_variables(EnvironmentVariable::builder().name(*k).value(*v).build().unwrap());
+    }
+    b.build().unwrap()
+}
+
+const BUILDSPEC: &str = r#"version: 0.2
+env:
+  variables:
+    GREETING: hello
+phases:
+  install:
+    commands:
+      - export FROM_INSTALL=carried
+  build:
+    commands:
+      - echo "$GREETING from $PROJECT_VAR and $OVERRIDE_VAR, $FROM_INSTALL"
+      - echo "build $CODEBUILD_BUILD_NUMBER id $CODEBUILD_BUILD_ID by $CODEBUILD_INITIATOR"
+"#;
+
+async fn create_no_source(c: &Client, name: &str, buildspec: &str) {
+    c.create_project()
+        .name(name)
+        .source(ProjectSource::builder().r#type(SourceType::NoSource).buildspec(buildspec).build().unwrap())
+        .artifacts(artifacts())
+        .environment(environment(&[("PROJECT_VAR", "project-value")]))
+        .service_role("arn:aws:iam::123456789012:role/codebuild")
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn wait_build(c: &Client, id: &str) -> Build {
+    for _ in 0..400 {
+        let out = c.batch_get_builds().ids(id).send().await.unwrap();
+        let b = out.builds.unwrap_or_default().into_iter().next().expect("the build");
+        if b.build_complete {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("build {id} did not finish");
+}
+
+fn phase(b: &Build, t: BuildPhaseType) -> Option<StatusType> {
+    b.phases.as_ref()?.iter().find(|p| p.phase_type.as_ref() == Some(&t))?.phase_status.clone()
+}
+
+async fn logs(s: &TestServer, b: &Build) -> String {
+    let link = b.logs.as_ref().and_then(|l| l.deep_link.clone()).expect("logs.deepLink");
+    assert!(link.starts_with(&s.url) || link.contains("/api/orgs/"), "{link}");
+    let path = &link[link.find("/api/").unwrap()..];
+    let res = s
+        .client()
+        .get(format!("{}{path}", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn projects_and_builds_through_the_sdk() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    create_no_source(&c, "web-app", BUILDSPEC).await;
+
+    // CreateProject: defaults, ARN, errors.
+    let dup = c
+        .create_project()
+        .name("web-app")
+        .source(ProjectSource::builder().r#type(SourceType::NoSource).buildspec(BUILDSPEC).build().unwrap())
+        .artifacts(artifacts())
+        .environment(environment(&[]))
+        .service_role("r")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&dup), "ResourceAlreadyExistsException");
+    for (name, timeout) in [("x", 60), ("bad name", 60), ("ok-name", 3), ("ok-name", 2161)] {
+        let e = c
+            .create_project()
+            .name(name)
+            .source(ProjectSource::builder().r#type(SourceType::NoSource).buildspec(BUILDSPEC).build().unwrap())
+            .artifacts(artifacts())
+            .environment(environment(&[]))
+            .service_role("r")
+            .timeout_in_minutes(timeout)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), "InvalidInputException", "{name} {timeout}");
+    }
+    let no_location = c
+        .create_project()
+        .name("gh")
+        .source(ProjectSource::builder().r#type(SourceType::Github).build().unwrap())
+        .artifacts(artifacts())
+        .environment(environment(&[]))
+        .service_role("r")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&no_location), "InvalidInputException");
+
+    // UpdateProject, BatchGetProjects (with projectsNotFound), ListProjects.
+    let updated = c.update_project().name("web-app").description("the web app").send().await.unwrap();
+    assert_eq!(updated.project.unwrap().description.as_deref(), Some("the web app"));
+    let e = c.update_project().name("nope-project").description("x").send().await.unwrap_err();
+    assert_eq!(code(&e), "ResourceNotFoundException");
+    create_no_source(&c, "api", BUILDSPEC).await;
+    let got = c.batch_get_projects().names("web-app").names("missing").send().await.unwrap();
+    let p = &got.projects.as_ref().unwrap()[0];
+    assert_eq!(p.name.as_deref(), Some("web-app"));
+    assert_eq!(p.arn.as_deref(), Some("arn:aws:codebuild:us-east-1:123456789012:project/web-app"));
+    assert_eq!(p.timeout_in_minutes, Some(60));
+    assert_eq!(p.description.as_deref(), Some("the web app"));
+    assert!(p.webhook.is_none());
+    assert_eq!(got.projects_not_found.unwrap(), ["missing"]);
+    assert_eq!(c.list_projects().send().await.unwrap().projects.unwrap(), ["api", "web-app"]);
+    let desc = c.list_projects().sort_order(SortOrderType::Descending).send().await.unwrap();
+    assert_eq!(desc.projects.unwrap(), ["web-app", "api"]);
+
+    // A build that succeeds: phases, variables from every layer, the log.
+    let started = c
+        .start_build()
+        .project_name("web-app")
+        .environment_variables_override(
+            EnvironmentVariable::builder().name("OVERRIDE_VAR").value("ov").build().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .build_value
+        .unwrap();
+    let id = started.id.clone().unwrap();
+    assert!(id.starts_with("web-app:"), "{id}");
+    assert_eq!(started.build_number, Some(1));
+    assert_eq!(started.build_status, Some(StatusType::InProgress));
+    let b = wait_build(&c, &id).await;
+    assert_eq!(b.build_status, Some(StatusType::Succeeded), "{b:?}");
+    assert_eq!(b.current_phase.as_deref(), Some("COMPLETED"));
+    assert_eq!(b.arn.as_deref(), Some(format!("arn:aws:codebuild:us-east-1:123456789012:build/{id}").as_str()));
+    assert_eq!(b.initiator.as_deref(), Some(ACCESS_KEY_ID));
+    for t in [BuildPhaseType::Submitted, BuildPhaseType::Install, BuildPhaseType::Build, BuildPhaseType::Finalizing] {
+        assert_eq!(phase(&b, t.clone()), Some(StatusType::Succeeded), "{t:?}");
+    }
+    assert!(b.end_time.is_some());
+    let log = logs(&s, &b).await;
+    assert!(log.contains("hello from project-value and ov, carried"), "{log}");
+    assert!(log.contains(&format!("build 1 id {id} by {ACCESS_KEY_ID}")), "{log}");
+
+    // A build that fails, through buildspecOverride; a bad override is refused.
+    let failing = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo about to fail\n      - exit 3\n  post_build:\n    commands:\n      - echo post_build runs\n";
+    let f =
+        c.start_build().project_name("web-app").buildspec_override(failing).send().await.unwrap().build_value.unwrap();
+    assert_eq!(f.build_number, Some(2));
+    let f = wait_build(&c, f.id.as_deref().unwrap()).await;
+    assert_eq!(f.build_status, Some(StatusType::Failed));
+    assert_eq!(phase(&f, BuildPhaseType::Build), Some(StatusType::Failed));
+    assert_eq!(phase(&f, BuildPhaseType::PostBuild), Some(StatusType::Succeeded));
+    let log = logs(&s, &f).await;
+    assert!(log.contains("about to fail") && log.contains("post_build runs"), "{log}");
+    let e = c.start_build().project_name("web-app").buildspec_override("version: 0.2\nphases: 3\n").send().await;
+    assert_eq!(code(&e.unwrap_err()), "InvalidInputException");
+    let e = c.start_build().project_name("nope-project").send().await.unwrap_err();
+    assert_eq!(code(&e), "ResourceNotFoundException");
+
+    // idempotencyToken: the same build again.
+    let one = c.start_build().project_name("api").idempotency_token("tok-1").send().await.unwrap().build_value.unwrap();
+    let two = c.start_build().project_name("api").idempotency_token("tok-1").send().await.unwrap().build_value.unwrap();
+    assert_eq!(one.id, two.id);
+    wait_build(&c, one.id.as_deref().unwrap()).await;
+
+    // StopBuild: a long build ends STOPPED.
+    let long = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo sleeping\n      - sleep 30\n";
+    let l = c.start_build().project_name("web-app").buildspec_override(long).send().await.unwrap().build_value.unwrap();
+    let lid = l.id.clone().unwrap();
+    for _ in 0..100 {
+        let b = c.batch_get_builds().ids(&lid).send().await.unwrap().builds.unwrap().remove(0);
+        if b.current_phase.as_deref() == Some("BUILD") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopping = c.stop_build().id(&lid).send().await.unwrap().build_value.unwrap();
+    assert_eq!(stopping.id.as_deref(), Some(lid.as_str()));
+    let stopped = wait_build(&c, &lid).await;
+    assert_eq!(stopped.build_status, Some(StatusType::Stopped));
+    assert_eq!(phase(&stopped, BuildPhaseType::Build), Some(StatusType::Stopped));
+    let e = c.stop_build().id("web-app:00000000-0000-0000-0000-000000000000").send().await.unwrap_err();
+    assert_eq!(code(&e), "ResourceNotFoundException");
+
+    // BatchGetBuilds (buildsNotFound), ListBuilds, ListBuildsForProject (sortOrder, nextToken).
+    let got = c.batch_get_builds().ids(&id).ids("web-app:missing").send().await.unwrap();
+    assert_eq!(got.builds.unwrap().len(), 1);
+    assert_eq!(got.builds_not_found.unwrap(), ["web-app:missing"]);
+    let all = c.list_builds().send().await.unwrap().ids.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0], lid, "newest first");
+    let asc =
+        c.list_builds_for_project().project_name("web-app").sort_order(SortOrderType::Ascending).send().await.unwrap();
+    assert_eq!(asc.ids.as_ref().unwrap()[0], id);
+    assert_eq!(asc.ids.unwrap().len(), 3);
+    assert!(asc.next_token.is_none());
+    let e = c.list_builds_for_project().project_name("web-app").next_token("bogus").send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidNextTokenException");
+    let e = c.list_builds_for_project().project_name("nope-project").send().await.unwrap_err();
+    assert_eq!(code(&e), "ResourceNotFoundException");
+
+    // DeleteProject: gone, its builds stay.
+    c.delete_project().name("api").send().await.unwrap();
+    let got = c.batch_get_projects().names("api").send().await.unwrap();
+    assert_eq!(got.projects_not_found.unwrap(), ["api"]);
+    assert_eq!(c.batch_get_builds().ids(one.id.unwrap()).send().await.unwrap().builds.unwrap().len(), 1);
+}
+
+fn filter(t: WebhookFilterType, pattern: &str) -> WebhookFilter {
+    WebhookFilter::builder().r#type(t).pattern(pattern).build().unwrap()
+}
+
+async fn create_repo_project(c: &Client, name: &str, t: SourceType, location: &str, auth: Option<&str>) {
+    let mut source = ProjectSource::builder().r#type(t).location(location).buildspec(BUILDSPEC);
+    if let Some(token) = auth {
+        source = source.auth(SourceAuth::builder().r#type(SourceAuthType::Oauth).resource(token).build().unwrap());
+    }
+    c.create_project()
+        .name(name)
+        .source(source.build().unwrap())
+        .artifacts(artifacts())
+        .environment(environment(&[]))
+        .service_role("arn:aws:iam::123456789012:role/codebuild")
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn webhooks_follow_the_seed() {
+    let s = TestServer::builder().env("PIPEHOOK_PUBLIC_URL", "https://hooks.example.com").start().await.unwrap();
+    let c = client(&s);
+    create_repo_project(&c, "gh-app", SourceType::Github, "https://github.com/Codertocat/Hello-World", None).await;
+    create_repo_project(&c, "bb-app", SourceType::Bitbucket, "https://bitbucket.org/o/r", None).await;
+
+    let created = c
+        .create_webhook()
+        .project_name("gh-app")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PUSH, PULL_REQUEST_CREATED"),
+            filter(WebhookFilterType::HeadRef, "^refs/heads/"),
+        ])
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "RELEASED"),
+            WebhookFilter::builder()
+                .r#type(WebhookFilterType::TagName)
+                .pattern("-rc")
+                .exclude_matched_pattern(true)
+                .build()
+                .unwrap(),
+        ])
+        .build_type(WebhookBuildType::Build)
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    let payload_url = created.payload_url.clone().unwrap();
+    assert!(payload_url.starts_with("https://hooks.example.com/webhooks?t="), "{payload_url}");
+    assert!(payload_url.ends_with("&v=1"), "{payload_url}");
+    let secret = created.secret.clone().unwrap();
+    assert!(secret.len() >= 20, "{secret}");
+    let groups = created.filter_groups.clone().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0][1].pattern, "^refs/heads/");
+    assert_eq!(groups[0][0].exclude_matched_pattern, Some(false), "echoed when omitted");
+    assert_eq!(groups[1][1].exclude_matched_pattern, Some(true));
+    assert_eq!(created.build_type, Some(WebhookBuildType::Build));
+    assert_eq!(created.manual_creation, Some(true));
+    assert!(created.last_modified_secret.is_some());
+    assert_eq!(created.status.as_ref().map(|s| s.as_str()), Some("ACTIVE"));
+
+    // The seed's errors.
+    let again = c.create_webhook().project_name("gh-app").manual_creation(true).send().await.unwrap_err();
+    assert_eq!(code(&again), "ResourceAlreadyExistsException");
+    let missing = c.create_webhook().project_name("no-such-project").send().await.unwrap_err();
+    assert_eq!(code(&missing), "ResourceNotFoundException");
+    let invalid = [
+        vec![filter(WebhookFilterType::Event, "PUSH"), filter(WebhookFilterType::HeadRef, "([unclosed")],
+        vec![filter(WebhookFilterType::HeadRef, "^refs/heads/main$")],
+        vec![filter(WebhookFilterType::Event, "PUSH, PUSHED")],
+        vec![filter(WebhookFilterType::Event, "PUSH"), filter(WebhookFilterType::TagName, "v1")],
+    ];
+    for group in invalid {
+        let e = c.create_webhook().project_name("bb-app").filter_groups(group.clone()).send().await.unwrap_err();
+        assert_eq!(code(&e), "InvalidInputException", "{group:?}");
+        assert!(!e.message().unwrap_or_default().is_empty());
+    }
+    let released_on_bitbucket = c
+        .create_webhook()
+        .project_name("bb-app")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "RELEASED")])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&released_on_bitbucket), "InvalidInputException");
+    let bad_branch = c.create_webhook().project_name("bb-app").branch_filter("(").send().await.unwrap_err();
+    assert_eq!(code(&bad_branch), "InvalidInputException");
+
+    // Bitbucket: no secret.
+    let bb = c.create_webhook().project_name("bb-app").manual_creation(true).send().await.unwrap().webhook.unwrap();
+    assert!(bb.secret.is_none(), "A Bitbucket webhook does not support secret");
+    assert!(bb.payload_url.unwrap().starts_with("https://hooks.example.com/webhooks?t="));
+
+    // Registration on GitHub needs a token: OAuthProviderException, and nothing is stored.
+    create_repo_project(&c, "gh-auto", SourceType::Github, "https://github.com/Codertocat/Hello-World", None).await;
+    let e = c.create_webhook().project_name("gh-auto").send().await.unwrap_err();
+    assert_eq!(code(&e), "OAuthProviderException");
+    let p = c.batch_get_projects().names("gh-auto").send().await.unwrap().projects.unwrap().remove(0);
+    assert!(p.webhook.is_none());
+
+    // UpdateWebhook: rotateSecret returns a new secret once; otherwise none.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let rotated = c.update_webhook().project_name("gh-app").rotate_secret(true).send().await.unwrap().webhook.unwrap();
+    let new_secret = rotated.secret.clone().unwrap();
+    assert_ne!(new_secret, secret);
+    assert!(rotated.last_modified_secret.unwrap() > created.last_modified_secret.unwrap());
+    assert_eq!(rotated.payload_url.as_deref(), Some(payload_url.as_str()), "the URL stays");
+    let changed = c
+        .update_webhook()
+        .project_name("gh-app")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH")])
+        .branch_filter("^main$")
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert!(changed.secret.is_none());
+    assert_eq!(changed.filter_groups.unwrap().len(), 1);
+    assert_eq!(changed.branch_filter.as_deref(), Some("^main$"));
+    let e = c.update_webhook().project_name("gh-auto").rotate_secret(true).send().await.unwrap_err();
+    assert_eq!(code(&e), "ResourceNotFoundException");
+    let e = c
+        .update_webhook()
+        .project_name("gh-app")
+        .filter_groups(vec![filter(WebhookFilterType::BaseRef, "main")])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidInputException");
+
+    // BatchGetProjects shows the webhook, never its secret.
+    let p = c.batch_get_projects().names("gh-app").send().await.unwrap().projects.unwrap().remove(0);
+    let w = p.webhook.unwrap();
+    assert_eq!(w.payload_url.as_deref(), Some(payload_url.as_str()));
+    assert!(w.secret.is_none());
+    assert_eq!(w.branch_filter.as_deref(), Some("^main$"));
+
+    // DeleteWebhook; then it is gone; DeleteProject takes its webhook with it.
+    c.delete_webhook().project_name("gh-app").send().await.unwrap();
+    let e = c.delete_webhook().project_name("gh-app").send().await.unwrap_err();
+    assert_eq!(code(&e), "ResourceNotFoundException");
+    let (status, _) = post(&payload_url.replace("https://hooks.example.com", &s.url), b"{}", &[]).await;
+    assert_eq!(status, 404, "a deleted webhook's URL is dead");
+    c.delete_project().name("bb-app").send().await.unwrap();
+    let e = c.delete_webhook().project_name("bb-app").send().await.unwrap_err();
+    assert_eq!(code(&e), "ResourceNotFoundException");
+}
+
+/// A local repository whose `master` has one commit; returns (path, commit).
+fn git_repo(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=master"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "--quiet"]);
+    std::fs::write(dir.join("hello.txt"), "hello from the repository\n").unwrap();
+    git(&["add", "hello.txt"]);
+    git(&["commit", "--quiet", "-m", "first"]);
+    git(&["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_signed_github_push_starts_a_build_and_a_filtered_one_is_explained() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    let repo = tempfile::tempdir().unwrap();
+    let commit = git_repo(repo.path());
+    let location = repo.path().display().to_string();
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - cat hello.txt\n      - echo \"trigger=$CODEBUILD_WEBHOOK_TRIGGER event=$CODEBUILD_WEBHOOK_EVENT head=$CODEBUILD_WEBHOOK_HEAD_REF\"\n";
+    c.create_project()
+        .name("hello")
+        .source(
+            ProjectSource::builder().r#type(SourceType::Github).location(&location).buildspec(spec).build().unwrap(),
+        )
+        .artifacts(artifacts())
+        .environment(environment(&[]))
+        .service_role("r")
+        .send()
+        .await
+        .unwrap();
+    let w = c
+        .create_webhook()
+        .project_name("hello")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PUSH"),
+            filter(WebhookFilterType::HeadRef, "^refs/heads/"),
+        ])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    let secret = w.secret.unwrap();
+    let url = w.payload_url.unwrap();
+    assert!(url.starts_with(&s.url), "{url}");
+
+    // The real push payload, pointed at the local commit, signed with the webhook's secret.
+    let mut push: Value = serde_json::from_slice(&fixture("github/push-branch.json")).unwrap();
+    push["after"] = Value::from(commit.clone());
+    push["head_commit"]["id"] = Value::from(commit.clone());
+    let body = serde_json::to_vec(&push).unwrap();
+    let mut headers = github("push", "delivery-1", Some(sign(&secret, &body)));
+    headers.push(("x-github-hook-id", "4242".into()));
+    let (status, out) = post(&url, &body, &headers).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["result"], "triggered", "{out}");
+    assert_eq!(out["buildNumber"], 1);
+    let id = out["buildId"].as_str().unwrap().to_owned();
+    let b = wait_build(&c, &id).await;
+    assert_eq!(b.build_status, Some(StatusType::Succeeded), "{:?}", logs(&s, &b).await);
+    assert_eq!(b.initiator.as_deref(), Some("GitHub-Hookshot/4242"));
+    assert_eq!(b.source_version.as_deref(), Some(commit.as_str()));
+    assert_eq!(b.resolved_source_version.as_deref(), Some(commit.as_str()));
+    assert_eq!(phase(&b, BuildPhaseType::DownloadSource), Some(StatusType::Succeeded));
+    let log = logs(&s, &b).await;
+    assert!(log.contains("hello from the repository"), "{log}");
+    assert!(log.contains("trigger=branch/master event=PUSH head=refs/heads/master"), "{log}");
+
+    // The same delivery again starts nothing; a bad signature is refused.
+    let (status, out) = post(&url, &body, &headers).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("duplicate")), "{out}");
+    assert_eq!(out["buildId"].as_str(), Some(id.as_str()));
+    let (status, out) = post(&url, &body, &github("push", "delivery-2", Some(sign("wrong", &body)))).await;
+    assert_eq!((status, out["result"].as_str()), (401, Some("unauthenticated")));
+    let ids = c.list_builds_for_project().project_name("hello").send().await.unwrap().ids.unwrap();
+    assert_eq!(ids, std::slice::from_ref(&id));
+
+    // A tag push fails HEAD_REF ^refs/heads/: filtered, and the log and explain say why.
+    let tag = fixture("github/push-tag.json");
+    let (status, out) = post(&url, &tag, &github("push", "delivery-3", Some(sign(&secret, &tag)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "{out}");
+    let (status, log) = s.get("/api/orgs/default/inbound?webhook=project:hello", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{log}");
+    let requests = log["requests"].as_array().unwrap();
+    let verdicts: Vec<&str> = requests.iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["filtered", "unauthenticated", "duplicate", "triggered"]);
+    let filtered = &requests[0]["detail"]["evaluation"];
+    assert_eq!(filtered["passed"], false);
+    let head_ref = &filtered["groups"][0]["filters"][1];
+    assert_eq!((head_ref["type"].as_str(), head_ref["passed"].as_bool()), (Some("HEAD_REF"), Some(false)));
+    assert_eq!(head_ref["found"][0], "refs/tags/simple-tag");
+    assert_eq!(requests[3]["pipelineExecutionId"].as_str(), Some(id.as_str()));
+
+    let explain = s
+        .client()
+        .post(format!("{}/api/orgs/default/projects/hello/explain", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .header("x-github-event", "push")
+        .body(tag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(explain.status(), 200);
+    let explain: Value = explain.json().await.unwrap();
+    assert_eq!(explain["verdict"], "would be filtered");
+    assert_eq!(explain["evaluation"]["groups"][0]["filters"][0]["passed"], true, "EVENT PUSH passes");
+    assert_eq!(explain["evaluation"]["groups"][0]["filters"][1]["passed"], false);
+    let explain: Value = s
+        .client()
+        .post(format!("{}/api/orgs/default/projects/hello/explain", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .header("x-github-event", "push")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(explain["verdict"], "would trigger");
+    assert_eq!(explain["webhookEnv"][0], serde_json::json!(["CODEBUILD_WEBHOOK_EVENT", "PUSH"]));
+}
