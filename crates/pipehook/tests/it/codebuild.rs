@@ -434,8 +434,29 @@ fn git_repo(dir: &Path) -> String {
 
 #[tokio::test]
 async fn a_signed_github_push_starts_a_build_and_a_filtered_one_is_explained() {
-    let s = TestServer::start().await;
+    let s = TestServer::builder()
+        .env("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8")
+        .env("PIPEHOOK_WORKER_POLL_MS", "50")
+        .start()
+        .await
+        .unwrap();
     let c = client(&s);
+    // An outbound hook for build events: the run events of the build reach it through the relay.
+    let receiver = crate::outbound::Receiver::start().await;
+    let hook = serde_json::json!({
+        "organizationName": "default", "name": "builds", "displayName": "Builds", "active": true,
+        "payloadUrl": format!("{}/builds", receiver.url),
+        "filters": ["build_started", "build_succeeded", "build_failed"],
+    });
+    let res = s
+        .client()
+        .post(format!("{}/api/orgs/default/hooks", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let repo = tempfile::tempdir().unwrap();
     let commit = git_repo(repo.path());
     let location = repo.path().display().to_string();
@@ -543,4 +564,135 @@ async fn a_signed_github_push_starts_a_build_and_a_filtered_one_is_explained() {
         .unwrap();
     assert_eq!(explain["verdict"], "would trigger");
     assert_eq!(explain["webhookEnv"][0], serde_json::json!(["CODEBUILD_WEBHOOK_EVENT", "PUSH"]));
+
+    // build_started and build_succeeded, as outbound events with the project, number, id and commit.
+    let got = receiver.wait("builds", 2).await;
+    let mut kinds: Vec<String> = got.iter().map(|g| g.header("pulumi-webhook-kind").unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["build_started", "build_succeeded"]);
+    let done = got.iter().find(|g| g.header("pulumi-webhook-kind").as_deref() == Some("build_succeeded")).unwrap();
+    let done = done.json();
+    assert_eq!(done["app_name"], "hello");
+    assert_eq!(done["build_num"], 1);
+    assert_eq!(done["build_id"].as_str(), Some(id.as_str()));
+    assert_eq!(done["status"], "Success");
+    assert_eq!(done["commit"]["commit_id"].as_str(), Some(commit.as_str()));
+    assert_eq!(done["commit"]["branch"], "master");
+}
+
+/// A local fake of GitHub's repository-hooks API: what CreateWebhook, UpdateWebhook (rotateSecret),
+/// DeleteWebhook and DeleteProject ask of it.
+#[tokio::test]
+async fn hooks_are_registered_rotated_and_removed_on_a_github_compatible_api() {
+    use axum::extract::Path as P;
+    use axum::routing::{patch, post as axum_post};
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+    let seen: Seen = Arc::default();
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let record = |seen: &Seen, what: String, headers: &axum::http::HeaderMap, body: Value| {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        seen.lock().unwrap().push((what, auth, body));
+    };
+    let app = {
+        let (s1, s2, f) = (seen.clone(), seen.clone(), fail.clone());
+        axum::Router::new()
+            .route(
+                "/repos/{owner}/{repo}/hooks",
+                axum_post(move |h: axum::http::HeaderMap, P((o, r)): P<(String, String)>, b: axum::Json<Value>| {
+                    let (seen, fail) = (s1.clone(), f.clone());
+                    async move {
+                        record(&seen, format!("POST {o}/{r}"), &h, b.0);
+                        if fail.load(std::sync::atomic::Ordering::SeqCst) {
+                            return (
+                                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                                axum::Json(serde_json::json!({"message": "Validation Failed"})),
+                            );
+                        }
+                        (axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({"id": 4242})))
+                    }
+                }),
+            )
+            .route(
+                "/repos/{owner}/{repo}/hooks/{id}",
+                patch({
+                    let seen = s2.clone();
+                    move |h: axum::http::HeaderMap, P((o, r, id)): P<(String, String, String)>, b: axum::Json<Value>| {
+                        let seen = seen.clone();
+                        async move {
+                            record(&seen, format!("PATCH {o}/{r}/{id}"), &h, b.0);
+                            axum::Json(serde_json::json!({"id": 4242}))
+                        }
+                    }
+                })
+                .delete(
+                    move |h: axum::http::HeaderMap, P((o, r, id)): P<(String, String, String)>| {
+                        let seen = s2.clone();
+                        async move {
+                            record(&seen, format!("DELETE {o}/{r}/{id}"), &h, Value::Null);
+                            axum::http::StatusCode::NO_CONTENT
+                        }
+                    },
+                ),
+            )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = TestServer::builder().env("PIPEHOOK_GITHUB_API_URL", &fake).start().await.unwrap();
+    let c = client(&s);
+    let location = "https://github.com/Codertocat/Hello-World.git";
+    create_repo_project(&c, "gh-app", SourceType::Github, location, Some("gh-token-123")).await;
+
+    let w = c
+        .create_webhook()
+        .project_name("gh-app")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH, RELEASED")])
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert_eq!(w.manual_creation, Some(false));
+    assert_eq!(w.url.as_deref(), Some(format!("{fake}/repos/Codertocat/Hello-World/hooks/4242").as_str()));
+    let secret = w.secret.clone().unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        let (what, auth, body) = &seen[0];
+        assert_eq!((what.as_str(), auth.as_str()), ("POST Codertocat/Hello-World", "token gh-token-123"));
+        assert_eq!(body["config"]["url"].as_str(), w.payload_url.as_deref());
+        assert_eq!(body["config"]["secret"].as_str(), Some(secret.as_str()));
+        assert_eq!(body["events"], serde_json::json!(["push", "pull_request", "release"]));
+    }
+    // The token is never shown back.
+    let p = c.batch_get_projects().names("gh-app").send().await.unwrap().projects.unwrap().remove(0);
+    let auth = p.source.unwrap().auth.unwrap();
+    assert_eq!((auth.r#type, auth.resource), (SourceAuthType::Oauth, None));
+
+    let rotated = c.update_webhook().project_name("gh-app").rotate_secret(true).send().await.unwrap().webhook.unwrap();
+    let new_secret = rotated.secret.unwrap();
+    assert_ne!(new_secret, secret);
+    {
+        let seen = seen.lock().unwrap();
+        let (what, _, body) = &seen[1];
+        assert_eq!(what, "PATCH Codertocat/Hello-World/4242");
+        assert_eq!(body["config"]["secret"].as_str(), Some(new_secret.as_str()));
+    }
+    c.delete_webhook().project_name("gh-app").send().await.unwrap();
+    assert_eq!(seen.lock().unwrap()[2].0, "DELETE Codertocat/Hello-World/4242");
+
+    // The host refusing: OAuthProviderException with its message, nothing stored.
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = c.create_webhook().project_name("gh-app").send().await.unwrap_err();
+    assert_eq!(code(&e), "OAuthProviderException");
+    assert!(e.message().unwrap_or_default().contains("Validation Failed"), "{e:?}");
+    let p = c.batch_get_projects().names("gh-app").send().await.unwrap().projects.unwrap().remove(0);
+    assert!(p.webhook.is_none());
+
+    // DeleteProject removes the hook it registered.
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    c.create_webhook().project_name("gh-app").send().await.unwrap();
+    c.delete_project().name("gh-app").send().await.unwrap();
+    let last = seen.lock().unwrap().last().unwrap().0.clone();
+    assert_eq!(last, "DELETE Codertocat/Hello-World/4242");
 }
