@@ -348,7 +348,7 @@ impl Outbound {
         self.store
             .record_attempt(AttemptWrite {
                 attempt: sent.record.clone(),
-                delivery_status: (if ok { "succeeded" } else { "failed" }.into(), 1),
+                delivery_status: if ok { "succeeded" } else { "failed" }.into(),
                 hook_health: None,
             })
             .await?;
@@ -371,11 +371,7 @@ impl Outbound {
         let health = self.health_after(hook, &sent.record);
         let (changed, deactivated) = (health.is_some(), health.as_ref().is_some_and(|h| h.1.is_some()));
         self.store
-            .record_attempt(AttemptWrite {
-                attempt: sent.record.clone(),
-                delivery_status: (status, delivery.attempts + 1),
-                hook_health: health,
-            })
+            .record_attempt(AttemptWrite { attempt: sent.record.clone(), delivery_status: status, hook_health: health })
             .await?;
         if changed {
             self.forget_hook(hook.id, deactivated);
@@ -747,11 +743,7 @@ impl JobHandler for Outbound {
         if !hook.active {
             let record = skipped(&hook, &delivery_id, &event_id, job, "the hook is inactive; delivery abandoned");
             self.store
-                .record_attempt(AttemptWrite {
-                    attempt: record,
-                    delivery_status: ("failed".into(), attempts_before),
-                    hook_health: None,
-                })
+                .record_attempt(AttemptWrite { attempt: record, delivery_status: "failed".into(), hook_health: None })
                 .await
                 .map_err(store_err)?;
             return Ok(());
@@ -799,7 +791,7 @@ impl JobHandler for Outbound {
         self.store
             .record_attempt(AttemptWrite {
                 attempt: sent.record.clone(),
-                delivery_status: (status.into(), attempts_before + 1),
+                delivery_status: status.into(),
                 hook_health: health,
             })
             .await

@@ -767,7 +767,7 @@ pub async fn outbound_hooks_events_deliveries_and_relay(store: &dyn Store) {
     assert_eq!(jobs[0].payload["delivery"], "d1");
 
     // Attempts, newest first, with the delivery's status.
-    for (i, code) in [500, 200].into_iter().enumerate() {
+    for code in [500, 200] {
         let attempt = AttemptRecord {
             seq: 0,
             delivery_id: "d1".into(),
@@ -788,7 +788,7 @@ pub async fn outbound_hooks_events_deliveries_and_relay(store: &dyn Store) {
         store
             .record_attempt(AttemptWrite {
                 attempt,
-                delivery_status: (status.into(), i as i64 + 1),
+                delivery_status: status.into(),
                 hook_health: Some((if code == 200 { None } else { Some(Timestamp(7)) }, None)),
             })
             .await

@@ -132,8 +132,8 @@ pub struct Publication {
 #[derive(Debug, Clone)]
 pub struct AttemptWrite {
     pub attempt: AttemptRecord,
-    /// The delivery's new status and attempt count.
-    pub delivery_status: (String, i64),
+    /// The delivery's new status; its attempt count goes up by one.
+    pub delivery_status: String,
     /// The hook's new failure run start, and a deactivation reason; `None` leaves the hook alone.
     pub hook_health: Option<(Option<Timestamp>, Option<String>)>,
 }
@@ -208,7 +208,8 @@ pub trait OutboundTx: Send {
     /// `Conflict` on a live idempotency key (see [`Publication::idempotency_since`]).
     async fn insert_outbound_event(&mut self, e: &OutboundEvent, idempotency_since: Timestamp) -> StoreResult<()>;
     async fn insert_deliveries(&mut self, d: &[DeliveryRecord]) -> StoreResult<()>;
-    async fn set_delivery_status(&mut self, id: &str, status: &str, attempts: i64) -> StoreResult<()>;
+    /// Sets the status and counts one more attempt.
+    async fn set_delivery_status(&mut self, id: &str, status: &str) -> StoreResult<()>;
     async fn insert_attempt(&mut self, a: &AttemptRecord) -> StoreResult<()>;
     /// The oldest run transitions not yet relayed; on PostgreSQL locked (SKIP LOCKED) until commit.
     async fn unrelayed_run_events(&mut self, limit: u32) -> StoreResult<Vec<RunEventRow>>;
@@ -232,7 +233,7 @@ pub(crate) async fn publish_in<T: OutboundTx + crate::webhooks::TriggerTx + ?Siz
 
 pub(crate) async fn record_attempt_in<T: OutboundTx + ?Sized>(tx: &mut T, w: &AttemptWrite) -> StoreResult<()> {
     tx.insert_attempt(&w.attempt).await?;
-    tx.set_delivery_status(&w.attempt.delivery_id, &w.delivery_status.0, w.delivery_status.1).await?;
+    tx.set_delivery_status(&w.attempt.delivery_id, &w.delivery_status).await?;
     if let Some((failing_since, deactivate)) = &w.hook_health {
         tx.set_hook_health(w.attempt.hook_id, *failing_since, deactivate.as_deref()).await?;
     }

@@ -498,14 +498,15 @@ macro_rules! outbound_tx_impl {
                 Ok(())
             }
 
-            async fn set_delivery_status(&mut self, id: &str, status: &str, attempts: i64) -> $crate::StoreResult<()> {
-                sqlx::query(&$sql("UPDATE deliveries SET status = $1, attempts = $2, updated_at = $3 WHERE id = $4"))
-                    .bind(status)
-                    .bind(attempts)
-                    .bind(pipehook_domain::time::Timestamp::now().0)
-                    .bind(id)
-                    .execute(&mut *self.tx)
-                    .await?;
+            async fn set_delivery_status(&mut self, id: &str, status: &str) -> $crate::StoreResult<()> {
+                sqlx::query(&$sql(
+                    "UPDATE deliveries SET status = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3",
+                ))
+                .bind(status)
+                .bind(pipehook_domain::time::Timestamp::now().0)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
                 Ok(())
             }
 
