@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
+use crate::support::{Backend, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
 use crate::webhooks::{fixture, github, post, sign};
 
 fn client(s: &TestServer) -> Client {
@@ -106,7 +106,16 @@ async fn logs(s: &TestServer, b: &Build) -> String {
 
 #[tokio::test]
 async fn projects_and_builds_through_the_sdk() {
-    let s = TestServer::start().await;
+    projects_and_builds(TestServer::start().await).await;
+}
+
+#[tokio::test]
+async fn projects_and_builds_through_the_sdk_on_postgres() {
+    let Some(s) = TestServer::builder().backend(Backend::Postgres).start().await else { return };
+    projects_and_builds(s).await;
+}
+
+async fn projects_and_builds(s: TestServer) {
     let c = client(&s);
     create_no_source(&c, "web-app", BUILDSPEC).await;
 
@@ -434,12 +443,24 @@ fn git_repo(dir: &Path) -> String {
 
 #[tokio::test]
 async fn a_signed_github_push_starts_a_build_and_a_filtered_one_is_explained() {
-    let s = TestServer::builder()
+    signed_push(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_signed_github_push_starts_a_build_on_postgres() {
+    signed_push(Backend::Postgres).await;
+}
+
+async fn signed_push(backend: Backend) {
+    let Some(s) = TestServer::builder()
+        .backend(backend)
         .env("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8")
         .env("PIPEHOOK_WORKER_POLL_MS", "50")
         .start()
         .await
-        .unwrap();
+    else {
+        return;
+    };
     let c = client(&s);
     // An outbound hook for build events: the run events of the build reach it through the relay.
     let receiver = crate::outbound::Receiver::start().await;
@@ -695,4 +716,103 @@ async fn hooks_are_registered_rotated_and_removed_on_a_github_compatible_api() {
     c.delete_project().name("gh-app").send().await.unwrap();
     let last = seen.lock().unwrap().last().unwrap().0.clone();
     assert_eq!(last, "DELETE Codertocat/Hello-World/4242");
+}
+
+/// GitLab (`X-Gitlab-Token` is the webhook's secret) and Bitbucket (no secret: the URL's token) deliveries of
+/// real payloads through the payload URL; a checkout that fails fails the build in DOWNLOAD_SOURCE.
+#[tokio::test]
+async fn gitlab_and_bitbucket_deliveries_through_the_payload_url() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    let missing_repo = "/nonexistent/pipehook-test/repo.git";
+    create_repo_project(&c, "gl-app", SourceType::Gitlab, missing_repo, None).await;
+    create_repo_project(&c, "bb-app", SourceType::Bitbucket, missing_repo, None).await;
+
+    let gl = c
+        .create_webhook()
+        .project_name("gl-app")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PUSH"),
+            filter(WebhookFilterType::HeadRef, "^refs/heads/master$"),
+        ])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    let (gl_url, gl_secret) = (gl.payload_url.unwrap(), gl.secret.expect("GitLab webhooks have a secret"));
+    let push = fixture("gitlab/push.json");
+    let gitlab = |event: &str, uuid: &str, token: &str| {
+        vec![
+            ("x-gitlab-event", event.to_owned()),
+            ("x-gitlab-event-uuid", uuid.to_owned()),
+            ("x-gitlab-token", token.to_owned()),
+        ]
+    };
+    let (status, out) = post(&gl_url, &push, &gitlab("Push Hook", "gl-1", "wrong-token")).await;
+    assert_eq!((status, out["result"].as_str()), (401, Some("unauthenticated")), "{out}");
+    let (status, out) = post(&gl_url, &push, &gitlab("Push Hook", "gl-2", &gl_secret)).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let b = wait_build(&c, out["buildId"].as_str().unwrap()).await;
+    assert_eq!(b.initiator.as_deref(), Some("GitLab-Webhook"));
+    assert_eq!(b.source_version.as_deref(), Some("da1560886d4f094c3e6c9ef40349f7d38b5d27d7"));
+    assert_eq!(b.build_status, Some(StatusType::Failed));
+    assert_eq!(phase(&b, BuildPhaseType::DownloadSource), Some(StatusType::Failed));
+    assert_eq!(phase(&b, BuildPhaseType::Build), None, "nothing runs after a failed checkout");
+    let download =
+        b.phases.unwrap().into_iter().find(|p| p.phase_type == Some(BuildPhaseType::DownloadSource)).unwrap();
+    let context = download.contexts.unwrap_or_default();
+    assert!(!context.is_empty() && !context[0].message.clone().unwrap_or_default().is_empty(), "{context:?}");
+    let tag = fixture("gitlab/tag_push.json");
+    let (status, out) = post(&gl_url, &tag, &gitlab("Tag Push Hook", "gl-3", &gl_secret)).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "{out}");
+
+    let bb = c
+        .create_webhook()
+        .project_name("bb-app")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PUSH"),
+            filter(WebhookFilterType::ActorAccountId, "^557058:"),
+        ])
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PULL_REQUEST_CREATED"),
+            WebhookFilter::builder()
+                .r#type(WebhookFilterType::HeadRef)
+                .pattern("^refs/heads/feature")
+                .exclude_matched_pattern(true)
+                .build()
+                .unwrap(),
+        ])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert!(bb.secret.is_none());
+    let bb_url = bb.payload_url.unwrap();
+    let bitbucket = |key: &str, uuid: &str| vec![("x-event-key", key.to_owned()), ("x-request-uuid", uuid.to_owned())];
+    let body = fixture("bitbucket/repo-push.json");
+    let (status, out) = post(&bb_url, &body, &bitbucket("repo:push", "bb-1")).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let b = wait_build(&c, out["buildId"].as_str().unwrap()).await;
+    assert_eq!(b.initiator.as_deref(), Some("Bitbucket-Webhook"));
+    assert_eq!(b.source_version.as_deref(), Some("7c9f3a2b5e1d4c8a9b0f6e2d3c4b5a69788f0e1d"));
+    let (status, out) = post(&bb_url, &body, &bitbucket("repo:push", "bb-1")).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("duplicate")), "{out}");
+
+    // The pull request's source branch decides group 2 (excludeMatchedPattern): the log says which filter.
+    let pr: Value = serde_json::from_slice(&fixture("bitbucket/pullrequest-created.json")).unwrap();
+    let branch = pr["pullrequest"]["source"]["branch"]["name"].as_str().unwrap().to_owned();
+    let (status, out) =
+        post(&bb_url, &serde_json::to_vec(&pr).unwrap(), &bitbucket("pullrequest:created", "bb-2")).await;
+    let expected = if branch.starts_with("feature") { "filtered" } else { "triggered" };
+    assert_eq!((status, out["result"].as_str()), (200, Some(expected)), "{branch}: {out}");
+    let (_, log) = s.get("/api/orgs/default/inbound?webhook=project:bb-app", Some(TOKEN)).await;
+    let latest = &log["requests"][0]["detail"]["evaluation"];
+    let head_ref = &latest["groups"][1]["filters"][1];
+    assert_eq!(head_ref["excludeMatchedPattern"], true);
+    assert_eq!(head_ref["found"][0].as_str(), Some(format!("refs/heads/{branch}").as_str()));
+    assert_eq!(latest["groups"][0]["passed"], false, "group 1 wants PUSH");
 }
