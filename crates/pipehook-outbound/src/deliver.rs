@@ -135,6 +135,31 @@ pub struct Outbound {
     endpoints: Arc<Mutex<HashMap<String, Endpoint>>>,
     org_names: Mutex<HashMap<OrgId, String>>,
     caches: Caches,
+    recorder: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<(AttemptWrite, Ack)>>,
+}
+
+type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Attempts written per transaction by the recorder.
+const RECORD_BATCH: usize = 256;
+
+/// Writes the attempts of concurrent deliveries together: one transaction for whatever is waiting, like the
+/// worker pool's completer, instead of one per delivery.
+async fn record_batches(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::UnboundedReceiver<(AttemptWrite, Ack)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let (writes, acks): (Vec<AttemptWrite>, Vec<Ack>) = batch.into_iter().unzip();
+        let result = store.record_attempts(writes).await.map_err(|e| e.to_string());
+        for ack in acks {
+            let _ = ack.send(result.clone());
+        }
+    }
 }
 
 /// Short-lived read caches for the hot paths. Events never change, so they are kept until evicted. Hooks and
@@ -210,6 +235,7 @@ impl Outbound {
             endpoints: Arc::default(),
             org_names: Mutex::default(),
             caches: Caches::default(),
+            recorder: std::sync::OnceLock::new(),
         })
     }
 
@@ -370,8 +396,7 @@ impl Outbound {
         let status = if ok { "succeeded".to_owned() } else { delivery.status.clone() };
         let health = self.health_after(hook, &sent.record);
         let (changed, deactivated) = (health.is_some(), health.as_ref().is_some_and(|h| h.1.is_some()));
-        self.store
-            .record_attempt(AttemptWrite { attempt: sent.record.clone(), delivery_status: status, hook_health: health })
+        self.record(AttemptWrite { attempt: sent.record.clone(), delivery_status: status, hook_health: health })
             .await?;
         if changed {
             self.forget_hook(hook.id, deactivated);
@@ -408,6 +433,23 @@ impl Outbound {
     pub fn forget_hooks(&self) {
         lock(&self.caches.hooks).clear();
         lock(&self.caches.reach).clear();
+    }
+
+    /// Records an attempt through the batching recorder (started on first use).
+    async fn record(&self, w: AttemptWrite) -> Result<(), StoreError> {
+        let sender = self.recorder.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(record_batches(self.store.clone(), rx));
+            tx
+        });
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let lost = || StoreError::failed("the attempt recorder stopped");
+        sender.send((w, ack)).map_err(|_| lost())?;
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::failed(e)),
+            Err(_) => Err(lost()),
+        }
     }
 
     fn forget_hook(&self, id: i64, deactivated: bool) {
@@ -788,12 +830,7 @@ impl JobHandler for Outbound {
             "failed"
         };
         let health_changed = health.is_some();
-        self.store
-            .record_attempt(AttemptWrite {
-                attempt: sent.record.clone(),
-                delivery_status: status.into(),
-                hook_health: health,
-            })
+        self.record(AttemptWrite { attempt: sent.record.clone(), delivery_status: status.into(), hook_health: health })
             .await
             .map_err(store_err)?;
         if health_changed {

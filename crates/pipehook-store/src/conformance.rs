@@ -794,6 +794,11 @@ pub async fn outbound_hooks_events_deliveries_and_relay(store: &dyn Store) {
             .await
             .unwrap();
     }
+    // An attempt for a delivery deleted meanwhile is skipped without failing its batch.
+    let mut orphan = store.list_attempts(dev.id, None, 1).await.unwrap().remove(0);
+    orphan.delivery_id = "deleted-meanwhile".into();
+    let batch = vec![AttemptWrite { attempt: orphan, delivery_status: "failed".into(), hook_health: None }];
+    store.record_attempts(batch).await.unwrap();
     let attempts = store.list_attempts(dev.id, None, 10).await.unwrap();
     assert_eq!(attempts.iter().map(|a| a.response_code).collect::<Vec<_>>(), vec![200, 500]);
     assert_eq!(store.list_attempts(dev.id, Some(attempts[0].seq), 10).await.unwrap().len(), 1);

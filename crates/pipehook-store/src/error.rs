@@ -35,6 +35,11 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// A database failure known only by its message (e.g. relayed from a task that did the write).
+    pub fn failed(message: impl Into<String>) -> Self {
+        StoreError::Database(sqlx::Error::Protocol(message.into()))
+    }
+
     /// True when retrying the same call later may succeed (the database was unreachable or busy).
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed))

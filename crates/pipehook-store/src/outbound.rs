@@ -180,8 +180,13 @@ pub trait OutboundStore: Send + Sync {
     /// Writes an event, its deliveries and their jobs in one transaction (group-committed on SQLite).
     /// `Conflict` when an event with the same idempotency key exists since `idempotency_since`.
     async fn publish(&self, p: Publication) -> StoreResult<()>;
-    /// Records an attempt with its delivery's status and the hook's health in one transaction.
-    async fn record_attempt(&self, w: AttemptWrite) -> StoreResult<()>;
+    /// Records attempts, each with its delivery's status and the hook's health, in one transaction
+    /// (group-committed on SQLite).
+    async fn record_attempts(&self, ws: Vec<AttemptWrite>) -> StoreResult<()>;
+
+    async fn record_attempt(&self, w: AttemptWrite) -> StoreResult<()> {
+        self.record_attempts(vec![w]).await
+    }
 }
 
 #[async_trait]
@@ -231,7 +236,14 @@ pub(crate) async fn publish_in<T: OutboundTx + crate::webhooks::TriggerTx + ?Siz
     Ok(())
 }
 
-pub(crate) async fn record_attempt_in<T: OutboundTx + ?Sized>(tx: &mut T, w: &AttemptWrite) -> StoreResult<()> {
+pub(crate) async fn record_attempts_in<T: OutboundTx + ?Sized>(tx: &mut T, ws: &[AttemptWrite]) -> StoreResult<()> {
+    for w in ws {
+        record_attempt_in(tx, w).await?;
+    }
+    Ok(())
+}
+
+async fn record_attempt_in<T: OutboundTx + ?Sized>(tx: &mut T, w: &AttemptWrite) -> StoreResult<()> {
     tx.insert_attempt(&w.attempt).await?;
     tx.set_delivery_status(&w.attempt.delivery_id, &w.delivery_status).await?;
     if let Some((failing_since, deactivate)) = &w.hook_health {

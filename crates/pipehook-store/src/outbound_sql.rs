@@ -340,8 +340,8 @@ macro_rules! outbound_store_impl {
                 self.publish_impl(p).await
             }
 
-            async fn record_attempt(&self, w: $crate::outbound::AttemptWrite) -> $crate::StoreResult<()> {
-                self.record_attempt_impl(w).await
+            async fn record_attempts(&self, ws: Vec<$crate::outbound::AttemptWrite>) -> $crate::StoreResult<()> {
+                self.record_attempts_impl(ws).await
             }
         }
     };
@@ -512,9 +512,12 @@ macro_rules! outbound_tx_impl {
 
             async fn insert_attempt(&mut self, a: &$crate::outbound::AttemptRecord) -> $crate::StoreResult<()> {
                 sqlx::query(&$sql(
+                    // A delivery deleted meanwhile (its hook was deleted) takes no attempt, and does not fail
+                    // the other attempts written with this one.
                     "INSERT INTO delivery_attempts (delivery_id, org_id, hook_id, kind, attempt_trigger, payload, \
                      attempted_at, duration_ms, request_url, request_headers, response_code, response_headers, \
-                     response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     response_body) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+                     WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $1)",
                 ))
                 .bind(&a.delivery_id)
                 .bind(a.org.0)

@@ -542,9 +542,9 @@ impl PgStore {
         Ok(())
     }
 
-    async fn record_attempt_impl(&self, w: crate::outbound::AttemptWrite) -> StoreResult<()> {
+    async fn record_attempts_impl(&self, ws: Vec<crate::outbound::AttemptWrite>) -> StoreResult<()> {
         let mut tx = PgTx { tx: self.pool.begin().await? };
-        crate::outbound::record_attempt_in(&mut tx, &w).await?;
+        crate::outbound::record_attempts_in(&mut tx, &ws).await?;
         tx.tx.commit().await?;
         Ok(())
     }

@@ -640,12 +640,12 @@ impl SqliteStore {
             .await
     }
 
-    async fn record_attempt_impl(&self, w: crate::outbound::AttemptWrite) -> StoreResult<()> {
+    async fn record_attempts_impl(&self, ws: Vec<crate::outbound::AttemptWrite>) -> StoreResult<()> {
         self.combiner
             .submit(&self.write, move |conn| {
                 Box::pin(async move {
                     let mut tx = ConnTx { tx: conn };
-                    crate::outbound::record_attempt_in(&mut tx, &w).await
+                    crate::outbound::record_attempts_in(&mut tx, &ws).await
                 })
             })
             .await
