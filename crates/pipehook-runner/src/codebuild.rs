@@ -2,9 +2,11 @@
 //! its `build_started` run event, together), and [`BuildRunner`], the job handler that runs the build with
 //! [`crate::build::run_build`] and records its phases, log and outcome as it goes.
 //!
-//! - The buildspec is the StartBuild `buildspecOverride`, else the project's inline `source.buildspec`; a
-//!   build without one, or with one that does not parse, ends FAILED with the reason in its log (reading
-//!   `buildspec.yml` from the checked-out source is not supported yet).
+//! - The buildspec is the StartBuild `buildspecOverride`, else the project's inline `source.buildspec`, else
+//!   `buildspec.yml` (or `.yaml`) from the checked-out source: the source is then checked out before the phases
+//!   start (the checkout's time counts in QUEUED) and DOWNLOAD_SOURCE reports it; a missing or invalid file
+//!   fails DOWNLOAD_SOURCE with `YAML_FILE_ERROR`. An inline buildspec that does not parse ends the build FAILED
+//!   before it runs, with the reason in its log.
 //! - The source is the project's `source.location` checked out with git ([`GitSource`]) at the commit the
 //!   webhook carried, else the build's `sourceVersion`, else the default branch; `NO_SOURCE` downloads nothing.
 //! - Environment, in order (a later one wins): the project's `environment.environmentVariables`, StartBuild's
@@ -205,6 +207,24 @@ fn retry(e: StoreError) -> JobFailure {
     JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(2) }
 }
 
+/// `buildspec.yml` (or `buildspec.yaml`) at the root of the checked-out source, parsed.
+async fn read_buildspec(dir: &std::path::Path) -> Result<crate::buildspec::Buildspec, String> {
+    for name in ["buildspec.yml", "buildspec.yaml"] {
+        match tokio::fs::read_to_string(dir.join(name)).await {
+            Ok(text) => return crate::buildspec::parse(&text).map_err(|e| format!("{name}: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    }
+    Err("no buildspec.yml at the root of the source, and the project has no inline buildspec".into())
+}
+
+/// A buildspec for a build whose DOWNLOAD_SOURCE fails (so no command ever runs).
+fn placeholder_buildspec() -> crate::buildspec::Buildspec {
+    crate::buildspec::parse("version: 0.2\nphases:\n  build:\n    commands:\n      - 'true'\n")
+        .expect("a valid buildspec")
+}
+
 /// Persists phases as they change.
 struct StoreObserver {
     store: Arc<dyn Store>,
@@ -298,20 +318,9 @@ impl BuildRunner {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .or_else(|| doc["source"]["buildspec"].as_str().map(str::to_owned).filter(|s| !s.trim().is_empty()));
-        let Some(spec_text) = spec_text else {
-            let log = "[Container] No buildspec: set the project's source.buildspec or StartBuild's buildspecOverride \
-                       (reading buildspec.yml from the source is not supported)\n";
-            return self.finish(&build, "FAILED", &build.phases, None, log).await;
-        };
-        let buildspec = match crate::buildspec::parse(&spec_text) {
-            Ok(b) => b,
-            Err(e) => {
-                let log = format!("[Container] Phase context status code: YAML_FILE_ERROR Message: {e}\n");
-                return self.finish(&build, "FAILED", &build.phases, None, &log).await;
-            }
-        };
         let uuid = build.id.rsplit(':').next().unwrap_or(&build.id).to_owned();
         let workspace = self.config.workspace_root.join(&uuid);
+        let source_dir = workspace.join("src");
         let mut env = env_pairs(&doc["environment"]["environmentVariables"]);
         env.extend(env_pairs(&build.env_overrides));
         if let Some(list) = build.trigger["webhookEnv"].as_array() {
@@ -331,12 +340,46 @@ impl BuildRunner {
         let source_type = doc["source"]["type"].as_str().unwrap_or("NO_SOURCE");
         let revision =
             build.trigger["revision"]["commitId"].as_str().map(str::to_owned).or_else(|| build.source_version.clone());
-        let source: Box<dyn SourceStep> = match (&location, source_type) {
-            (_, "NO_SOURCE") | (None, _) => Box::new(NoSource),
-            (Some(url), _) => Box::new(GitSource { url: url.clone(), revision: revision.clone(), extra_env: vec![] }),
+        let git = match (&location, source_type) {
+            (_, "NO_SOURCE") | (None, _) => None,
+            (Some(url), _) => Some(GitSource { url: url.clone(), revision: revision.clone(), extra_env: vec![] }),
         };
         let minutes =
             build.trigger["timeoutInMinutes"].as_u64().or_else(|| doc["timeoutInMinutes"].as_u64()).unwrap_or(60);
+        let timeout = Duration::from_secs(minutes * 60);
+
+        // The buildspec: inline, or `buildspec.yml` from the source, which is then checked out first (its time
+        // counts in QUEUED) and DOWNLOAD_SOURCE reports that checkout; a missing or bad file fails DOWNLOAD_SOURCE
+        // with YAML_FILE_ERROR, as in CodeBuild.
+        let (buildspec, source): (crate::buildspec::Buildspec, Box<dyn SourceStep>) = match (spec_text, git) {
+            (Some(text), git) => match crate::buildspec::parse(&text) {
+                Ok(b) => (b, git.map_or_else(|| Box::new(NoSource) as Box<dyn SourceStep>, |g| Box::new(g))),
+                Err(e) => {
+                    let log = format!("[Container] Phase context status code: YAML_FILE_ERROR Message: {e}\n");
+                    return self.finish(&build, "FAILED", &build.phases, None, &log).await;
+                }
+            },
+            (None, None) => {
+                let log = "[Container] Phase context status code: YAML_FILE_ERROR Message: no buildspec: the project \
+                           has no source to read buildspec.yml from; set source.buildspec or buildspecOverride\n";
+                return self.finish(&build, "FAILED", &build.phases, None, log).await;
+            }
+            (None, Some(g)) => {
+                let downloaded = g.download(&source_dir, timeout).await;
+                let (spec, result) = match downloaded {
+                    Err(message) => (placeholder_buildspec(), Err(message)),
+                    Ok(d) => match read_buildspec(&source_dir).await {
+                        Ok(spec) => (spec, Ok(d)),
+                        Err(message) => (placeholder_buildspec(), Err(format!("YAML_FILE_ERROR: {message}"))),
+                    },
+                };
+                let step = crate::build::FnSource(move |_dest: PathBuf, _timeout: Duration| {
+                    let result = result.clone();
+                    async move { result }
+                });
+                (spec, Box::new(step))
+            }
+        };
         let request = BuildRequest {
             identity: BuildIdentity {
                 build_id: build.id.clone(),
@@ -347,9 +390,9 @@ impl BuildRunner {
                 source_repo_url: location,
             },
             buildspec,
-            source_dir: workspace.join("src"),
+            source_dir,
             env,
-            timeout: Duration::from_secs(minutes * 60),
+            timeout,
             log_limit: self.config.log_limit,
             submitted_at: Some(build.start_time),
         };

@@ -424,6 +424,11 @@ async fn webhooks_follow_the_seed() {
 
 /// A local repository whose `master` has one commit; returns (path, commit).
 fn git_repo(dir: &Path) -> String {
+    git_repo_with(dir, &[("hello.txt", "hello from the repository\n")])
+}
+
+/// A local repository whose `master` has one commit with these files; returns the commit.
+fn git_repo_with(dir: &Path, files: &[(&str, &str)]) -> String {
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=master"])
@@ -435,8 +440,10 @@ fn git_repo(dir: &Path) -> String {
         String::from_utf8(out.stdout).unwrap()
     };
     git(&["init", "--quiet"]);
-    std::fs::write(dir.join("hello.txt"), "hello from the repository\n").unwrap();
-    git(&["add", "hello.txt"]);
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    git(&["add", "."]);
     git(&["commit", "--quiet", "-m", "first"]);
     git(&["rev-parse", "HEAD"]).trim().to_owned()
 }
@@ -815,4 +822,49 @@ async fn gitlab_and_bitbucket_deliveries_through_the_payload_url() {
     assert_eq!(head_ref["excludeMatchedPattern"], true);
     assert_eq!(head_ref["found"][0].as_str(), Some(format!("refs/heads/{branch}").as_str()));
     assert_eq!(latest["groups"][0]["passed"], false, "group 1 wants PUSH");
+}
+
+/// Without an inline buildspec, `buildspec.yml` comes from the checked-out source; without one there, the build
+/// fails in DOWNLOAD_SOURCE with YAML_FILE_ERROR.
+#[tokio::test]
+async fn the_buildspec_comes_from_the_source_when_the_project_has_none() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    let with = tempfile::tempdir().unwrap();
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"from the repo $(cat data.txt)\"\n";
+    let commit = git_repo_with(with.path(), &[("buildspec.yml", spec), ("data.txt", "42")]);
+    let without = tempfile::tempdir().unwrap();
+    git_repo(without.path());
+    for (name, dir) in [("with-spec", with.path()), ("without-spec", without.path())] {
+        c.create_project()
+            .name(name)
+            .source(
+                ProjectSource::builder()
+                    .r#type(SourceType::Github)
+                    .location(dir.display().to_string())
+                    .build()
+                    .unwrap(),
+            )
+            .artifacts(artifacts())
+            .environment(environment(&[]))
+            .service_role("r")
+            .send()
+            .await
+            .unwrap();
+    }
+    let b = c.start_build().project_name("with-spec").send().await.unwrap().build_value.unwrap();
+    let b = wait_build(&c, b.id.as_deref().unwrap()).await;
+    assert_eq!(b.build_status, Some(StatusType::Succeeded), "{}", logs(&s, &b).await);
+    assert_eq!(b.resolved_source_version.as_deref(), Some(commit.as_str()));
+    assert_eq!(phase(&b, BuildPhaseType::DownloadSource), Some(StatusType::Succeeded));
+    assert!(logs(&s, &b).await.contains("from the repo 42"));
+
+    let b = c.start_build().project_name("without-spec").send().await.unwrap().build_value.unwrap();
+    let b = wait_build(&c, b.id.as_deref().unwrap()).await;
+    assert_eq!(b.build_status, Some(StatusType::Failed));
+    let download =
+        b.phases.unwrap().into_iter().find(|p| p.phase_type == Some(BuildPhaseType::DownloadSource)).unwrap();
+    assert_eq!(download.phase_status, Some(StatusType::Failed));
+    let message = download.contexts.unwrap()[0].message.clone().unwrap();
+    assert!(message.contains("YAML_FILE_ERROR") && message.contains("buildspec.yml"), "{message}");
 }
