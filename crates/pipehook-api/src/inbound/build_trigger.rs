@@ -369,6 +369,47 @@ pub async fn explain(
     })))
 }
 
+/// Replays a logged request to a build webhook: evaluates it against the webhook's filter groups as they are now
+/// and, if it passes, starts a build (authentication and dedupe are not repeated, as for pipeline webhooks).
+pub(super) async fn replay(state: &AppState, original: &InboundRecord) -> Result<(StatusCode, Json<Value>), RestError> {
+    let project = original.webhook_name.strip_prefix("project:").unwrap_or_default();
+    let webhook =
+        state.store.build_webhook(original.org, project).await.map_err(RestError::from_store)?.ok_or_else(|| {
+            RestError::new(StatusCode::NOT_FOUND, format!("Not Found: project '{project}' has no webhook any more"))
+        })?;
+    let loaded = load(state, webhook).await.map_err(|reason| RestError::new(StatusCode::CONFLICT, reason))?;
+    let headers = super::log::headers_of(&original.headers);
+    let payload: Value = serde_json::from_str(&original.body).unwrap_or(Value::Null);
+    let event = pipehook_inbound::event::normalize(&headers, &payload);
+    let evaluation = evaluate(&loaded.compiled, &event);
+    let mut record = original.clone();
+    record.id = uuid::Uuid::new_v4().to_string();
+    record.received_at = Timestamp::now();
+    record.delivery_id = None;
+    record.execution_id = None;
+    let mut build = None;
+    if evaluation.passed && !event.is_ping {
+        let start = prepare_build(&build_request(&loaded, &headers, &event)).map_err(RestError::from_store)?;
+        record.verdict = "triggered".into();
+        record.execution_id = Some(start.build.id.clone());
+        build = Some(start);
+    } else {
+        record.verdict = "filtered".into();
+    }
+    record.detail = json!({"replayOf": original.id, "reason": evaluation.reason, "evaluation": evaluation});
+    let write = BuildTriggerWrite { inbound: record.clone(), delivery: None, build };
+    let (_, built) = state.store.record_build_trigger(write).await.map_err(RestError::from_store)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "requestId": record.id,
+            "verdict": record.verdict,
+            "buildId": record.execution_id,
+            "buildNumber": built.map(|b| b.build_number),
+        })),
+    ))
+}
+
 /// `GET /api/orgs/{org}/builds/{id}/logs`: a build's log so far, as text (the `logs.deepLink` of a build).
 pub async fn build_logs(
     State(state): State<AppState>,

@@ -132,6 +132,10 @@ pub async fn replay(
             "the logged body was truncated, so the request cannot be replayed",
         ));
     }
+    if original.webhook_id < 0 {
+        // A build project's webhook (see `pipehook_store::builds`).
+        return super::build_trigger::replay(&state, &original).await;
+    }
     let webhook = state
         .store
         .webhook(principal.org.id, &original.webhook_name)
@@ -231,7 +235,7 @@ fn load_error(e: LoadError) -> RestError {
     }
 }
 
-fn headers_of(logged: &Value) -> HeaderMap {
+pub(super) fn headers_of(logged: &Value) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in logged.as_object().into_iter().flatten() {
         if let (Ok(name), Some(Ok(value))) =

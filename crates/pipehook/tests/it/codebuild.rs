@@ -564,6 +564,23 @@ async fn signed_push(backend: Backend) {
     assert_eq!(head_ref["found"][0], "refs/tags/simple-tag");
     assert_eq!(requests[3]["pipelineExecutionId"].as_str(), Some(id.as_str()));
 
+    // Replay: the triggered request starts build 2; the filtered one stays filtered.
+    let replay = |request: String| {
+        let (url, client) = (format!("{}/api/orgs/default/inbound/{request}/replay", s.url), s.client());
+        async move {
+            let res = client.post(url).header("authorization", format!("token {TOKEN}")).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let again = replay(requests[3]["id"].as_str().unwrap().to_owned()).await;
+    assert_eq!((again["verdict"].as_str(), again["buildNumber"].as_i64()), (Some("triggered"), Some(2)), "{again}");
+    let replayed = wait_build(&c, again["buildId"].as_str().unwrap()).await;
+    assert_eq!(replayed.build_status, Some(StatusType::Succeeded));
+    assert_eq!(replayed.initiator.as_deref(), Some("GitHub-Hookshot/4242"));
+    let still = replay(requests[0]["id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(still["verdict"], "filtered", "{still}");
+
     let explain = s
         .client()
         .post(format!("{}/api/orgs/default/projects/hello/explain", s.url))
@@ -594,11 +611,14 @@ async fn signed_push(backend: Backend) {
     assert_eq!(explain["webhookEnv"][0], serde_json::json!(["CODEBUILD_WEBHOOK_EVENT", "PUSH"]));
 
     // build_started and build_succeeded, as outbound events with the project, number, id and commit.
-    let got = receiver.wait("builds", 2).await;
+    let got = receiver.wait("builds", 4).await;
     let mut kinds: Vec<String> = got.iter().map(|g| g.header("pulumi-webhook-kind").unwrap()).collect();
     kinds.sort();
-    assert_eq!(kinds, ["build_started", "build_succeeded"]);
-    let done = got.iter().find(|g| g.header("pulumi-webhook-kind").as_deref() == Some("build_succeeded")).unwrap();
+    assert_eq!(kinds, ["build_started", "build_started", "build_succeeded", "build_succeeded"]);
+    let done = got
+        .iter()
+        .find(|g| g.header("pulumi-webhook-kind").as_deref() == Some("build_succeeded") && g.json()["build_num"] == 1)
+        .unwrap();
     let done = done.json();
     assert_eq!(done["app_name"], "hello");
     assert_eq!(done["build_num"], 1);
