@@ -18,7 +18,8 @@
 //!   ended FAULT (its commands may have had effects) rather than run twice.
 //! - Run events `build_started` (at start), `build_succeeded` / `build_failed` (at the end; FAILED, FAULT,
 //!   TIMED_OUT and STOPPED are all `build_failed`, with `status` saying which), with `projectName`,
-//!   `buildNumber`, `buildId`, `pipeline` (null), `trigger` (`{"revision": {...}}` when known), `status`, `at`.
+//!   `buildNumber`, `buildId`, `pipeline` (null unless a pipeline's CodeBuild action started it; then also
+//!   `executionId`, `stage`, `action`), `trigger` (`{"revision": {...}}` when known), `status`, `at`.
 
 use async_trait::async_trait;
 use pipehook_domain::org::OrgId;
@@ -79,7 +80,10 @@ pub fn prepare_build(req: &StartBuildRequest) -> StoreResult<BuildStart> {
     let event = json!({
         "projectName": req.project,
         "buildId": id,
-        "pipeline": null,
+        "pipeline": req.trigger.get("pipeline"),
+        "executionId": req.trigger.get("executionId"),
+        "stage": req.trigger.get("stage"),
+        "action": req.trigger.get("action"),
         "trigger": trigger_for_event(&req.trigger),
         "status": "IN_PROGRESS",
         "initiator": req.initiator,
@@ -156,7 +160,10 @@ fn end_event(b: &BuildRecord, status: &str) -> Value {
         "projectName": b.project_name,
         "buildNumber": b.build_number,
         "buildId": b.id,
-        "pipeline": null,
+        "pipeline": b.trigger.get("pipeline"),
+        "executionId": b.trigger.get("executionId"),
+        "stage": b.trigger.get("stage"),
+        "action": b.trigger.get("action"),
         "trigger": trigger_for_event(&b.trigger),
         "status": status,
         "initiator": b.initiator,

@@ -475,6 +475,8 @@ impl Run<'_> {
 
         let outcome = if action.action_type_id.is_source() {
             self.source(exec, stage, action, workspace).await?
+        } else if action.action_type_id.is_codebuild() {
+            self.codebuild(exec, stage, action, kill).await?
         } else {
             self.command(exec, stage, action, &id, workspace, kill).await?
         };
@@ -581,6 +583,106 @@ impl Run<'_> {
             }),
             error: None,
             log,
+        })
+    }
+
+    /// An `AWS`/`CodeBuild` action: a build of the `ProjectName` project (initiator `codepipeline/<pipeline>`, the
+    /// source revision the execution resolved, `EnvironmentVariables` as overrides), started as its own
+    /// `codebuild.build` job and waited for; the action ends as the build does. The build's own `build_*` events
+    /// (with the pipeline and execution) stand for the action's. Abandoning the execution stops the build.
+    async fn codebuild(
+        &self,
+        exec: &ExecutionRecord,
+        stage: &str,
+        action: &ActionDeclaration,
+        kill: &CancellationToken,
+    ) -> StoreResult<ActionOutcome> {
+        let config = action.configuration.clone().unwrap_or_default();
+        let project = config.get("ProjectName").cloned().unwrap_or_default();
+        let latest = self.store().execution(self.org, &exec.id).await?.unwrap_or_else(|| exec.clone());
+        let source_version = latest
+            .source_revisions
+            .as_array()
+            .and_then(|a| a.iter().find_map(|r| r["revisionId"].as_str().map(str::to_owned)));
+        let env_overrides = match config.get("EnvironmentVariables") {
+            None => json!([]),
+            Some(text) => match serde_json::from_str::<Value>(text) {
+                Ok(v @ Value::Array(_)) => v,
+                _ => {
+                    return Ok(ActionOutcome {
+                        output: json!({"summary": "Invalid EnvironmentVariables"}),
+                        error: Some((
+                            "JobFailed".into(),
+                            "EnvironmentVariables must be a JSON array of {name, value, type}".into(),
+                        )),
+                        log: String::new(),
+                    })
+                }
+            },
+        };
+        let req = crate::codebuild::StartBuildRequest {
+            org: self.org,
+            project: project.clone(),
+            source_version,
+            initiator: format!("codepipeline/{}", exec.pipeline_name),
+            env_overrides,
+            buildspec_override: None,
+            idempotency_token: None,
+            trigger: json!({
+                "revision": exec.trigger.get("revision"),
+                "pipeline": exec.pipeline_name,
+                "executionId": exec.id,
+                "stage": stage,
+                "action": action.name,
+            }),
+        };
+        let build = match crate::codebuild::start_build(self.store(), &req).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound(_)) => {
+                return Ok(ActionOutcome {
+                    output: json!({"summary": format!("CodeBuild project '{project}' not found")}),
+                    error: Some(("JobFailed".into(), format!("CodeBuild project '{project}' does not exist"))),
+                    log: String::new(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut stopping = false;
+        let ended = loop {
+            tokio::time::sleep(self.runner.config.poll).await;
+            if kill.is_cancelled() && !stopping {
+                let mut tx = self.store().begin().await?;
+                tx.request_build_stop(self.org, &build.id).await?;
+                tx.commit().await?;
+                stopping = true;
+            }
+            match self.store().build(self.org, &build.id).await? {
+                Some(b) if b.status == "IN_PROGRESS" => {}
+                Some(b) => break b,
+                None => {
+                    return Ok(ActionOutcome {
+                        output: json!({"summary": "The build disappeared", "buildId": build.id}),
+                        error: Some(("JobFailed".into(), format!("Build {} no longer exists", build.id))),
+                        log: String::new(),
+                    })
+                }
+            }
+        };
+        let summary = format!("Build {} (#{}) {}", ended.id, ended.build_number, ended.status);
+        let error = match ended.status.as_str() {
+            "SUCCEEDED" => None,
+            "STOPPED" if stopping => Some(("Abandoned".to_owned(), summary.clone())),
+            _ => Some(("JobFailed".to_owned(), summary.clone())),
+        };
+        Ok(ActionOutcome {
+            output: json!({
+                "summary": summary,
+                "buildId": ended.id,
+                "buildNumber": ended.build_number,
+                "buildStatus": ended.status,
+            }),
+            error,
+            log: ended.logs,
         })
     }
 
@@ -697,6 +799,9 @@ fn output_variables(pairs: &[(&str, &Value)]) -> Value {
 /// Build-category actions are "builds" and Deploy-category actions "deploys" for the run events
 /// (Puppet Pipelines' build and deploy hooks).
 fn run_kind(action: &ActionDeclaration) -> Option<&'static str> {
+    if action.action_type_id.is_codebuild() {
+        return None; // The build records its own build_* events.
+    }
     match action.action_type_id.category {
         ActionCategory::Build => Some("build"),
         ActionCategory::Deploy => Some("deploy"),

@@ -28,17 +28,22 @@ pub const MAX_START_VARIABLES: usize = 50;
 pub const MAX_STOP_REASON_LEN: usize = 200;
 
 /// pipehook runs actions itself, so a declaration may only use action types it can run: source actions of the
-/// git hosts, and `Custom`/`Command` actions (which need a `Command`). Anything else is refused at create/update
+/// git hosts, `Custom`/`Command` actions (which need a `Command`) and `AWS`/`CodeBuild` actions (which need a
+/// `ProjectName`; the project is looked up when the action runs, as in CodePipeline). Anything else is refused at create/update
 /// time rather than failing every execution later.
 pub fn supported_actions(decl: &PipelineDeclaration) -> Result<(), PipelineError> {
     for (si, stage) in decl.stages.iter().enumerate() {
         for (ai, action) in stage.actions.iter().enumerate() {
             let t = &action.action_type_id;
-            let ok = if t.is_source() { SOURCE_PROVIDERS.contains(&t.provider.as_str()) } else { t.is_command() };
+            let ok = if t.is_source() {
+                SOURCE_PROVIDERS.contains(&t.provider.as_str())
+            } else {
+                t.is_command() || t.is_codebuild()
+            };
             if !ok {
                 return Err(PipelineError::InvalidActionDeclaration(format!(
                     "ActionType (Category: '{:?}', Provider: '{}', Owner: '{:?}', Version: '{}') in action '{}' of stage '{}' \
-                     is not available: pipehook runs source actions ({}) and Custom/Command actions",
+                     is not available: pipehook runs source actions ({}), Custom/Command and AWS/CodeBuild actions",
                     t.category,
                     t.provider,
                     t.owner,
@@ -53,6 +58,15 @@ pub fn supported_actions(decl: &PipelineDeclaration) -> Result<(), PipelineError
                 return Err(PipelineError::InvalidActionDeclaration(format!(
                     "Action configuration for action '{}' (pipeline.stages.{}.member.actions.{}) is missing required \
                      configuration key 'Command'",
+                    action.name,
+                    si + 1,
+                    ai + 1
+                )));
+            }
+            if t.is_codebuild() && config.and_then(|c| c.get("ProjectName")).is_none_or(|c| c.trim().is_empty()) {
+                return Err(PipelineError::InvalidActionDeclaration(format!(
+                    "Action configuration for action '{}' (pipeline.stages.{}.member.actions.{}) is missing required \
+                     configuration key 'ProjectName'",
                     action.name,
                     si + 1,
                     ai + 1
@@ -144,7 +158,10 @@ mod tests {
         let cases = [
             (action("Build", "Custom", "Command", json!({"Command": "echo hi"})), None),
             (action("Source", "ThirdParty", "GitHub", json!({"Owner": "o"})), None),
-            (action("Build", "AWS", "CodeBuild", json!({"ProjectName": "x"})), Some("is not available")),
+            (action("Build", "AWS", "CodeBuild", json!({"ProjectName": "x"})), None),
+            (action("Test", "AWS", "CodeBuild", json!({"ProjectName": "x"})), None),
+            (action("Build", "AWS", "CodeBuild", json!({})), Some("'ProjectName'")),
+            (action("Build", "AWS", "CodeDeploy", json!({"ProjectName": "x"})), Some("is not available")),
             (action("Source", "AWS", "S3", json!({"S3Bucket": "b"})), Some("is not available")),
             (action("Build", "Custom", "Command", json!({"Command": "  "})), Some("'Command'")),
             (action("Build", "Custom", "Command", json!({"Command": "x", "TimeoutSeconds": "0"})), Some("Timeout")),

@@ -888,3 +888,88 @@ async fn the_buildspec_comes_from_the_source_when_the_project_has_none() {
     let message = download.contexts.unwrap()[0].message.clone().unwrap();
     assert!(message.contains("YAML_FILE_ERROR") && message.contains("buildspec.yml"), "{message}");
 }
+
+/// A pipeline action `AWS`/`CodeBuild` runs a build of its `ProjectName` (initiator `codepipeline/<pipeline>`)
+/// and ends as the build does.
+#[tokio::test]
+async fn a_pipeline_codebuild_action_runs_a_build() {
+    use aws_sdk_codepipeline::types::{
+        ActionCategory, ActionDeclaration, ActionOwner, ActionTypeId, ArtifactStore, ArtifactStoreType,
+        PipelineDeclaration, PipelineExecutionStatus, StageDeclaration,
+    };
+    let s = TestServer::start().await;
+    let c = client(&s);
+    let cp = crate::support::codepipeline(&s.url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "us-east-1");
+    create_no_source(&c, "web-app", BUILDSPEC).await;
+    let pipeline = |name: &str, project: &str| {
+        let source = ActionDeclaration::builder()
+            .name("Source")
+            .action_type_id(
+                ActionTypeId::builder()
+                    .category(ActionCategory::Source)
+                    .owner(ActionOwner::ThirdParty)
+                    .provider("GitHub")
+                    .version("1")
+                    .build()
+                    .unwrap(),
+            )
+            .configuration("Owner", "Codertocat")
+            .configuration("Repo", "Hello-World")
+            .configuration("Branch", "master")
+            .configuration("OAuthToken", "gh-token")
+            .configuration("PollForSourceChanges", "false")
+            .build()
+            .unwrap();
+        let build = ActionDeclaration::builder()
+            .name("Build")
+            .action_type_id(
+                ActionTypeId::builder()
+                    .category(ActionCategory::Build)
+                    .owner(ActionOwner::Aws)
+                    .provider("CodeBuild")
+                    .version("1")
+                    .build()
+                    .unwrap(),
+            )
+            .configuration("ProjectName", project)
+            .configuration(
+                "EnvironmentVariables",
+                r#"[{"name":"OVERRIDE_VAR","value":"from-pipeline","type":"PLAINTEXT"}]"#,
+            )
+            .build()
+            .unwrap();
+        PipelineDeclaration::builder()
+            .name(name)
+            .role_arn("arn:aws:iam::123456789012:role/pipehook")
+            .artifact_store(ArtifactStore::builder().r#type(ArtifactStoreType::S3).location("bucket").build().unwrap())
+            .stages(StageDeclaration::builder().name("Source").actions(source).build().unwrap())
+            .stages(StageDeclaration::builder().name("Build").actions(build).build().unwrap())
+            .build()
+            .unwrap()
+    };
+    cp.create_pipeline().pipeline(pipeline("ship", "web-app")).send().await.unwrap();
+    cp.create_pipeline().pipeline(pipeline("broken", "no-such-project")).send().await.unwrap();
+
+    let id = cp.start_pipeline_execution().name("ship").send().await.unwrap().pipeline_execution_id.unwrap();
+    let e = crate::support::wait_done(&cp, "ship", &id).await;
+    assert_eq!(e.status, Some(PipelineExecutionStatus::Succeeded), "{e:?}");
+    let builds = c.list_builds_for_project().project_name("web-app").send().await.unwrap().ids.unwrap();
+    assert_eq!(builds.len(), 1);
+    let b = c.batch_get_builds().ids(&builds[0]).send().await.unwrap().builds.unwrap().remove(0);
+    assert_eq!(b.initiator.as_deref(), Some("codepipeline/ship"));
+    assert_eq!(b.build_status, Some(StatusType::Succeeded));
+    assert!(logs(&s, &b).await.contains("hello from project-value and from-pipeline"));
+
+    let id = cp.start_pipeline_execution().name("broken").send().await.unwrap().pipeline_execution_id.unwrap();
+    let e = crate::support::wait_done(&cp, "broken", &id).await;
+    assert_eq!(e.status, Some(PipelineExecutionStatus::Failed));
+    let actions = cp.list_action_executions().pipeline_name("broken").send().await.unwrap();
+    let build = actions
+        .action_execution_details
+        .unwrap()
+        .into_iter()
+        .find(|a| a.action_name.as_deref() == Some("Build"))
+        .unwrap();
+    let message = build.output.and_then(|o| o.execution_result).and_then(|r| r.external_execution_summary);
+    assert!(format!("{message:?}").contains("no-such-project"), "{message:?}");
+}

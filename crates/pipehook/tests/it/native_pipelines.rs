@@ -138,7 +138,7 @@ async fn pipeline_crud_validation_and_pagination() {
     assert!(error(400, &body).contains("validation error"), "{body}");
     let mut codebuild = declaration("cb", &[("Compile", "true")]);
     codebuild["stages"][1]["actions"][0]["actionTypeId"] =
-        json!({"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"});
+        json!({"category": "Build", "owner": "AWS", "provider": "CodeDeploy", "version": "1"});
     let (status, body) = post(&s, "default/pipelines", codebuild).await;
     assert_eq!(status, 400);
     assert!(error(400, &body).contains("is not available"), "{body}");
