@@ -960,6 +960,17 @@ async fn a_pipeline_codebuild_action_runs_a_build() {
     assert_eq!(b.build_status, Some(StatusType::Succeeded));
     assert!(logs(&s, &b).await.contains("hello from project-value and from-pipeline"));
 
+    // The seed's warning: the project also has a webhook, so each commit would build twice.
+    create_repo_project(&c, "gh-built", SourceType::Github, "https://github.com/Codertocat/Hello-World", None).await;
+    let alone = c.create_webhook().project_name("gh-built").manual_creation(true).send().await.unwrap();
+    assert!(alone.webhook.unwrap().status_message.is_none());
+    cp.create_pipeline().pipeline(pipeline("also-builds", "gh-built")).send().await.unwrap();
+    let w = c.update_webhook().project_name("gh-built").send().await.unwrap().webhook.unwrap();
+    let warning = w.status_message.unwrap_or_default();
+    assert!(warning.contains("also-builds") && warning.contains("twice"), "{warning}");
+    let p = c.batch_get_projects().names("gh-built").send().await.unwrap().projects.unwrap().remove(0);
+    assert!(p.webhook.unwrap().status_message.unwrap_or_default().contains("also-builds"));
+
     let id = cp.start_pipeline_execution().name("broken").send().await.unwrap().pipeline_execution_id.unwrap();
     let e = crate::support::wait_done(&cp, "broken", &id).await;
     assert_eq!(e.status, Some(PipelineExecutionStatus::Failed));

@@ -269,7 +269,11 @@ pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         .ok_or_else(|| super::not_found(format!("Project cannot be found: {name}")))?;
     tx.commit().await.map_err(AwsError::from_store)?;
     let webhook = ctx.state.store.build_webhook(ctx.org(), &name).await.map_err(AwsError::from_store)?;
-    Ok(json!({"project": view(ctx, &p, webhook.as_ref())?}))
+    let mut out = view(ctx, &p, webhook.as_ref())?;
+    if webhook.is_some() {
+        super::webhooks::add_pipeline_warning(ctx, &p.name, &mut out["webhook"]).await?;
+    }
+    Ok(json!({"project": out}))
 }
 
 /// A project name, or its ARN in this account and region.
@@ -298,7 +302,11 @@ pub async fn batch_get(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         match ctx.state.store.project(ctx.org(), name).await.map_err(AwsError::from_store)? {
             Some(p) => {
                 let w = ctx.state.store.build_webhook(ctx.org(), &p.name).await.map_err(AwsError::from_store)?;
-                found.push(view(ctx, &p, w.as_ref())?);
+                let mut out = view(ctx, &p, w.as_ref())?;
+                if w.is_some() {
+                    super::webhooks::add_pipeline_warning(ctx, &p.name, &mut out["webhook"]).await?;
+                }
+                found.push(out);
             }
             None => missing.push(given.clone()),
         }

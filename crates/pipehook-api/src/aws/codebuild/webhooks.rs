@@ -16,6 +16,7 @@
 //!   Bitbucket hooks are not registered by pipehook yet: the webhook says so in `statusMessage`.
 
 use pipehook_domain::credentials::TokenHash;
+use pipehook_domain::pipeline::PipelineDeclaration;
 use pipehook_domain::time::Timestamp;
 use pipehook_inbound::filter_groups::{compile_webhook, SourceType, WebhookFilter};
 use pipehook_store::{BuildWebhookFields, BuildWebhookRecord, NewBuildWebhook, ProjectRecord, StoreError};
@@ -71,6 +72,49 @@ pub(crate) fn view(ctx: &Ctx<'_>, w: &BuildWebhookRecord, secret: Option<&str>) 
         out["statusMessage"] = json!(m);
     }
     Ok(out)
+}
+
+/// The pipelines of the organization with an `AWS`/`CodeBuild` action building this project.
+pub(crate) async fn pipelines_using(ctx: &Ctx<'_>, project: &str) -> Result<Vec<String>, AwsError> {
+    const PAGE: u32 = 100;
+    let (mut found, mut after) = (Vec::new(), None::<String>);
+    loop {
+        let page =
+            ctx.state.store.list_pipelines(ctx.org(), after.as_deref(), PAGE).await.map_err(AwsError::from_store)?;
+        for p in &page {
+            let Ok(decl) = serde_json::from_value::<PipelineDeclaration>(p.declaration.clone()) else { continue };
+            let uses = decl.stages.iter().flat_map(|s| &s.actions).any(|a| {
+                a.action_type_id.is_codebuild()
+                    && a.configuration.as_ref().and_then(|c| c.get("ProjectName")).map(String::as_str) == Some(project)
+            });
+            if uses {
+                found.push(p.name.clone());
+            }
+        }
+        if page.len() < PAGE as usize {
+            return Ok(found);
+        }
+        after = page.last().map(|p| p.name.clone());
+    }
+}
+
+/// The seed's warning, as the webhook's `statusMessage`: a project built by a pipeline that also has its own
+/// webhook builds every commit twice.
+pub(crate) async fn add_pipeline_warning(ctx: &Ctx<'_>, project: &str, webhook: &mut Value) -> Result<(), AwsError> {
+    let pipelines = pipelines_using(ctx, project).await?;
+    if pipelines.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "Warning: this project is also built by pipeline(s) {} (AWS/CodeBuild action), so each commit is built twice: \
+         once through this webhook and once through the pipeline. If you use CodePipeline, delete this webhook.",
+        pipelines.join(", ")
+    );
+    if let Some(previous) = webhook["statusMessage"].as_str() {
+        message = format!("{message} {previous}");
+    }
+    webhook["statusMessage"] = json!(message);
+    Ok(())
 }
 
 /// The repository hook's API URL, when pipehook registered one (its id is stored as `owner/repo#id`).
@@ -245,7 +289,9 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
             });
         }
     };
-    Ok(json!({"webhook": view(ctx, &w, secret.as_deref())?}))
+    let mut out = view(ctx, &w, secret.as_deref())?;
+    add_pipeline_warning(ctx, name, &mut out).await?;
+    Ok(json!({"webhook": out}))
 }
 
 pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
@@ -307,7 +353,9 @@ pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         .map_err(AwsError::from_store)?
         .ok_or_else(|| not_found(format!("Webhook does not exist for project: {name}")))?;
     tx.commit().await.map_err(AwsError::from_store)?;
-    Ok(json!({"webhook": view(ctx, &updated, secret.as_deref())?}))
+    let mut out = view(ctx, &updated, secret.as_deref())?;
+    add_pipeline_warning(ctx, name, &mut out).await?;
+    Ok(json!({"webhook": out}))
 }
 
 #[derive(Deserialize)]
