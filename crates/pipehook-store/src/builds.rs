@@ -156,6 +156,15 @@ pub trait BuildStore: Send + Sync {
     async fn list_projects(&self, org: OrgId) -> StoreResult<Vec<ProjectRecord>>;
 
     async fn build(&self, org: OrgId, id: &str) -> StoreResult<Option<BuildRecord>>;
+    /// Builds of the project for this commit (`sourceVersion` or `resolvedSourceVersion`) started at or after
+    /// `since`, oldest first.
+    async fn builds_of_commit(
+        &self,
+        org: OrgId,
+        project: &str,
+        commit: &str,
+        since: Timestamp,
+    ) -> StoreResult<Vec<BuildRecord>>;
     /// The build started with this idempotency token at or after `since`.
     async fn build_by_token(
         &self,

@@ -176,6 +176,27 @@ macro_rules! build_store_impl {
                 row.map($crate::builds::BuildRecord::try_from).transpose()
             }
 
+            async fn builds_of_commit(
+                &self,
+                org: pipehook_domain::org::OrgId,
+                project: &str,
+                commit: &str,
+                since: pipehook_domain::time::Timestamp,
+            ) -> $crate::StoreResult<Vec<$crate::builds::BuildRecord>> {
+                let sql = format!(
+                    "SELECT {BUILD_COLUMNS} FROM builds WHERE org_id = $1 AND project_name = $2 \
+                     AND (source_version = $3 OR resolved_source_version = $3) AND start_time >= $4 ORDER BY seq"
+                );
+                let rows: Vec<$crate::builds_sql::BuildRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(org.0)
+                    .bind(project)
+                    .bind(commit)
+                    .bind(since.0)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.into_iter().map($crate::builds::BuildRecord::try_from).collect()
+            }
+
             async fn build_by_token(
                 &self,
                 org: pipehook_domain::org::OrgId,

@@ -897,6 +897,16 @@ pub async fn build_projects_builds_and_webhooks(store: &dyn Store) {
     assert_eq!(store.build_by_token(a.id, "web", "tok", Timestamp(0)).await.unwrap().unwrap().id, b1.id);
     assert!(store.build_by_token(a.id, "web", "tok", Timestamp(i64::MAX)).await.unwrap().is_none());
     assert!(store.build(b.id, &b1.id).await.unwrap().is_none(), "org B does not see org A's builds");
+    let same: Vec<i64> = store
+        .builds_of_commit(a.id, "web", "main", Timestamp(0))
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.build_number)
+        .collect();
+    assert_eq!(same, [1, 2], "by sourceVersion, oldest first");
+    assert!(store.builds_of_commit(a.id, "web", "main", Timestamp(i64::MAX)).await.unwrap().is_empty());
+    assert!(store.builds_of_commit(b.id, "web", "main", Timestamp(0)).await.unwrap().is_empty());
     let desc: Vec<i64> =
         store.list_builds(a.id, Some("web"), false, None, 10).await.unwrap().iter().map(|b| b.build_number).collect();
     assert_eq!(desc, [2, 1]);

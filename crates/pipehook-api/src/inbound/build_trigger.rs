@@ -271,7 +271,11 @@ async fn trigger(
         record.verdict = "triggered".into();
         record.execution_id = Some(start.build.id.clone());
         record.detail = json!({"evaluation": evaluation, "event": event_json, "authentication": auth_detail});
-        let out = json!({"result": "triggered", "buildId": start.build.id, "requestId": request_id});
+        let mut out = json!({"result": "triggered", "buildId": start.build.id, "requestId": request_id});
+        if let Some(first) = pipeline_build_of(&state, &loaded, &event, now).await {
+            record.detail["duplicateOf"] = first.clone();
+            out["duplicateOf"] = first;
+        }
         build = Some(start);
         (StatusCode::OK, out)
     };
@@ -310,6 +314,32 @@ async fn trigger(
             unavailable()
         }
     }
+}
+
+/// The seed's warning in the log: a build of the same commit by a pipeline's CodeBuild action (within a day)
+/// makes this webhook build the second of that commit.
+async fn pipeline_build_of(
+    state: &AppState,
+    l: &LoadedBuildHook,
+    event: &SourceEvent,
+    now: Timestamp,
+) -> Option<Value> {
+    let commit = event.commit_id.as_deref()?;
+    let since = Timestamp(now.0.saturating_sub(24 * 3600 * 1000));
+    let builds = match state.store.builds_of_commit(l.webhook.org, &l.project.name, commit, since).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for earlier builds of a commit failed");
+            return None;
+        }
+    };
+    let first = builds.into_iter().find(|b| b.initiator.starts_with("codepipeline/"))?;
+    Some(json!({
+        "buildId": first.id,
+        "buildNumber": first.build_number,
+        "initiator": first.initiator,
+        "reason": "this commit was already built by a pipeline's CodeBuild action: the webhook builds it a second time",
+    }))
 }
 
 /// Records a request whose verdict needs no other write.

@@ -971,6 +971,68 @@ async fn a_pipeline_codebuild_action_runs_a_build() {
     let p = c.batch_get_projects().names("gh-built").send().await.unwrap().projects.unwrap().remove(0);
     assert!(p.webhook.unwrap().status_message.unwrap_or_default().contains("also-builds"));
 
+    // The pipeline builds a commit, then the webhook receives a push of the same commit: the second build is
+    // marked in the inbound log.
+    let repo = tempfile::tempdir().unwrap();
+    let commit = git_repo(repo.path());
+    c.update_project()
+        .name("gh-built")
+        .source(
+            ProjectSource::builder()
+                .r#type(SourceType::Github)
+                .location(repo.path().display().to_string())
+                .buildspec(BUILDSPEC)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let id = cp
+        .start_pipeline_execution()
+        .name("also-builds")
+        .source_revisions(
+            aws_sdk_codepipeline::types::SourceRevisionOverride::builder()
+                .action_name("Source")
+                .revision_type(aws_sdk_codepipeline::types::SourceRevisionType::CommitId)
+                .revision_value(&commit)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id
+        .unwrap();
+    let e = crate::support::wait_done(&cp, "also-builds", &id).await;
+    assert_eq!(e.status, Some(PipelineExecutionStatus::Succeeded), "{e:?}");
+    let first = c.list_builds_for_project().project_name("gh-built").send().await.unwrap().ids.unwrap().remove(0);
+    let mut push: Value = serde_json::from_slice(&fixture("github/push-branch.json")).unwrap();
+    push["after"] = Value::from(commit.clone());
+    push["head_commit"]["id"] = Value::from(commit.clone());
+    let body = serde_json::to_vec(&push).unwrap();
+    let secret = c
+        .update_webhook()
+        .project_name("gh-built")
+        .rotate_secret(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .secret
+        .unwrap();
+    let (status, out) =
+        post(&w.payload_url.clone().unwrap(), &body, &github("push", "dup-1", Some(sign(&secret, &body)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    assert_eq!(out["duplicateOf"]["buildId"].as_str(), Some(first.as_str()), "{out}");
+    let (_, log) = s.get("/api/orgs/default/inbound?webhook=project:gh-built", Some(TOKEN)).await;
+    let marked = &log["requests"][0]["detail"]["duplicateOf"];
+    assert_eq!(
+        (marked["buildId"].as_str(), marked["initiator"].as_str()),
+        (Some(first.as_str()), Some("codepipeline/also-builds"))
+    );
+
     let id = cp.start_pipeline_execution().name("broken").send().await.unwrap().pipeline_execution_id.unwrap();
     let e = crate::support::wait_done(&cp, "broken", &id).await;
     assert_eq!(e.status, Some(PipelineExecutionStatus::Failed));
