@@ -722,6 +722,8 @@ fn quote(text: &str) -> String {
 
 /// The script of one command phase. Its variables are prefixed `__phk_` to stay out of the commands' way.
 ///
+/// Its stderr goes to its stdout (`exec 2>&1`), so the log keeps each command's output in order after its
+/// `Running command` line: two pipes read concurrently do not keep the order of writes across them.
 /// It restores the state the previous phase saved (exported variables, working directory), runs `commands`
 /// until one fails, then `finally` until one fails. On exit, also through a command's own `exit`, it runs
 /// `finally` if that has not run yet, records the first failed command with its status in `failed`, and saves
@@ -756,6 +758,7 @@ fn phase_script(
     };
     let mut s = format!(
         "# pipehook: buildspec phase {phase_type}\n\
+         exec 2>&1\n\
          __phk_state={state}\n\
          if [ -f \"$__phk_state/env\" ]; then . \"$__phk_state/env\"; fi\n\
          __phk_dir=$(cat \"$__phk_state/pwd\" 2>/dev/null)\n\
