@@ -21,6 +21,8 @@ pub struct ApiConfig {
     pub secret_rotation_overlap: std::time::Duration,
     /// GitHub-compatible REST API base URL (RegisterWebhookWithThirdParty).
     pub github_api_url: String,
+    /// GitLab REST API v4 base URL (CodeBuild webhooks of GitLab projects).
+    pub gitlab_api_url: String,
 }
 
 /// Shared by every handler.

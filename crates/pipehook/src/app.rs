@@ -232,6 +232,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
                 trust_forwarded_for: config.inbound.trust_proxy,
                 secret_rotation_overlap: config.inbound.secret_rotation_overlap,
                 github_api_url: config.inbound.github_api_url.clone(),
+                gitlab_api_url: config.inbound.gitlab_api_url.clone(),
             }),
             metrics: metrics.clone(),
             outbound: outbound.clone(),

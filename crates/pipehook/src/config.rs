@@ -52,6 +52,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_SECRET_ROTATION_OVERLAP", "inbound.secret_rotation_overlap_seconds"),
     ("PIPEHOOK_INBOUND_RETENTION", "inbound.retention_seconds"),
     ("PIPEHOOK_GITHUB_API_URL", "inbound.github_api_url"),
+    ("PIPEHOOK_GITLAB_API_URL", "inbound.gitlab_api_url"),
     ("PIPEHOOK_OUTBOUND_TIMEOUT", "outbound.timeout_seconds"),
     ("PIPEHOOK_OUTBOUND_RETRY_SCHEDULE", "outbound.retry_schedule"),
     ("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "outbound.allowed_networks"),
@@ -108,6 +109,7 @@ struct RawInbound {
     secret_rotation_overlap_seconds: u64,
     retention_seconds: u64,
     github_api_url: String,
+    gitlab_api_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +250,7 @@ pub struct InboundSettings {
     pub secret_rotation_overlap: Duration,
     pub retention: Duration,
     pub github_api_url: String,
+    pub gitlab_api_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -445,6 +448,8 @@ impl Config {
             )?),
             github_api_url: parse_public_url(&raw.inbound.github_api_url)
                 .map_err(|e| ConfigError::new("inbound.github_api_url (PIPEHOOK_GITHUB_API_URL)", e.problem))?,
+            gitlab_api_url: parse_public_url(&raw.inbound.gitlab_api_url)
+                .map_err(|e| ConfigError::new("inbound.gitlab_api_url (PIPEHOOK_GITLAB_API_URL)", e.problem))?,
         };
         let o = &raw.outbound;
         let retry_schedule = o
@@ -700,6 +705,7 @@ mod tests {
             (&[("PIPEHOOK_POSTGRES_SCHEMA", "a;drop")], None, "postgres.schema"),
             (&[("PIPEHOOK_TRUST_PROXY", "maybe")], None, "inbound.trust_proxy"),
             (&[("PIPEHOOK_GITHUB_API_URL", "ftp://x")], None, "inbound.github_api_url"),
+            (&[("PIPEHOOK_GITLAB_API_URL", "ftp://x")], None, "inbound.gitlab_api_url"),
             (&[("PIPEHOOK_OUTBOUND_RETRY_SCHEDULE", "5,soon")], None, "outbound.retry_schedule"),
             (&[("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/33")], None, "outbound.allowed_networks"),
             (&[("PIPEHOOK_OUTBOUND_TIMEOUT", "0")], None, "outbound.timeout_seconds"),

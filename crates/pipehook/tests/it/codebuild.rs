@@ -745,6 +745,126 @@ async fn hooks_are_registered_rotated_and_removed_on_a_github_compatible_api() {
     assert_eq!(last, "DELETE Codertocat/Hello-World/4242");
 }
 
+/// A local fake of GitLab's REST API v4 project hooks: CreateWebhook registers the hook on the URL-encoded
+/// project path with `PRIVATE-TOKEN`, rotation re-keys it, DeleteWebhook and DeleteProject remove it, a 401 is
+/// `OAuthProviderException` with nothing stored, and `manualCreation` registers nothing.
+#[tokio::test]
+async fn gitlab_hooks_are_registered_rotated_and_removed_through_the_gitlab_api() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+    let seen: Seen = Arc::default();
+    let fail = Arc::new(AtomicBool::new(false));
+    let app = {
+        let (seen, fail) = (seen.clone(), fail.clone());
+        axum::Router::new().fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  h: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let (seen, fail) = (seen.clone(), fail.clone());
+                async move {
+                    let token = h.get("private-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    seen.lock().unwrap().push((format!("{method} {}", uri.path()), token, body));
+                    if fail.load(Ordering::SeqCst) {
+                        let out = serde_json::json!({"message": "401 Unauthorized"});
+                        return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(out));
+                    }
+                    match method {
+                        axum::http::Method::POST => {
+                            (axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({"id": 77})))
+                        }
+                        axum::http::Method::PUT => {
+                            (axum::http::StatusCode::OK, axum::Json(serde_json::json!({"id": 77})))
+                        }
+                        _ => (axum::http::StatusCode::NO_CONTENT, axum::Json(Value::Null)),
+                    }
+                }
+            },
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = format!("http://{}/api/v4", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = TestServer::builder().env("PIPEHOOK_GITLAB_API_URL", &fake).start().await.unwrap();
+    let c = client(&s);
+    let location = "https://gitlab.com/group/sub/repo.git";
+    create_repo_project(&c, "gl-app", SourceType::Gitlab, location, Some("glpat-123")).await;
+    let hooks = "/api/v4/projects/group%2Fsub%2Frepo/hooks";
+
+    let w = c
+        .create_webhook()
+        .project_name("gl-app")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH")])
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert_eq!(w.manual_creation, Some(false));
+    assert_eq!(w.status_message, None, "nothing left to do by hand");
+    assert_eq!(w.url.as_deref(), Some(format!("{fake}/projects/group%2Fsub%2Frepo/hooks/77").as_str()));
+    let secret = w.secret.clone().unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        let (what, token, body) = &seen[0];
+        assert_eq!((what.as_str(), token.as_str()), (format!("POST {hooks}").as_str(), "glpat-123"));
+        assert_eq!(body["url"].as_str(), w.payload_url.as_deref());
+        assert_eq!(body["token"].as_str(), Some(secret.as_str()));
+        for flag in ["push_events", "merge_requests_events", "tag_push_events", "enable_ssl_verification"] {
+            assert_eq!(body[flag], true, "{flag}: {body}");
+        }
+    }
+    // The registered webhook still authenticates GitLab's deliveries with the secret it was given.
+    let p = c.batch_get_projects().names("gl-app").send().await.unwrap().projects.unwrap().remove(0);
+    assert_eq!(p.webhook.unwrap().url, w.url);
+
+    let rotated = c.update_webhook().project_name("gl-app").rotate_secret(true).send().await.unwrap().webhook.unwrap();
+    let new_secret = rotated.secret.unwrap();
+    assert_ne!(new_secret, secret);
+    {
+        let seen = seen.lock().unwrap();
+        let (what, token, body) = &seen[1];
+        assert_eq!((what.as_str(), token.as_str()), (format!("PUT {hooks}/77").as_str(), "glpat-123"));
+        assert_eq!(body["token"].as_str(), Some(new_secret.as_str()));
+        assert_eq!(body["url"].as_str(), w.payload_url.as_deref());
+    }
+    c.delete_webhook().project_name("gl-app").send().await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!((seen[2].0.as_str(), seen[2].1.as_str()), (format!("DELETE {hooks}/77").as_str(), "glpat-123"));
+    }
+
+    // GitLab refusing the token: OAuthProviderException with its message, nothing stored.
+    fail.store(true, Ordering::SeqCst);
+    let e = c.create_webhook().project_name("gl-app").send().await.unwrap_err();
+    assert_eq!(code(&e), "OAuthProviderException");
+    assert!(e.message().unwrap_or_default().contains("401 Unauthorized"), "{e:?}");
+    let p = c.batch_get_projects().names("gl-app").send().await.unwrap().projects.unwrap().remove(0);
+    assert!(p.webhook.is_none());
+    fail.store(false, Ordering::SeqCst);
+
+    // manualCreation: nothing is asked of GitLab, and nothing is asked of it on deletion either.
+    let before = seen.lock().unwrap().len();
+    let manual = c.create_webhook().project_name("gl-app").manual_creation(true).send().await.unwrap().webhook.unwrap();
+    assert!(manual.secret.is_some());
+    c.delete_webhook().project_name("gl-app").send().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), before);
+
+    // GitLab self-managed, and DeleteProject removing the hook it registered.
+    create_repo_project(&c, "glsm-app", SourceType::GitlabSelfManaged, "https://git.example.com/team/app", Some("t-2"))
+        .await;
+    c.create_webhook().project_name("glsm-app").send().await.unwrap();
+    c.delete_project().name("glsm-app").send().await.unwrap();
+    let seen = seen.lock().unwrap();
+    let calls: Vec<(&str, &str)> = seen[before..].iter().map(|(w, t, _)| (w.as_str(), t.as_str())).collect();
+    assert_eq!(
+        calls,
+        [("POST /api/v4/projects/team%2Fapp/hooks", "t-2"), ("DELETE /api/v4/projects/team%2Fapp/hooks/77", "t-2")]
+    );
+}
+
 /// GitLab (`X-Gitlab-Token` is the webhook's secret) and Bitbucket (no secret: the URL's token) deliveries of
 /// real payloads through the payload URL; a checkout that fails fails the build in DOWNLOAD_SOURCE.
 #[tokio::test]

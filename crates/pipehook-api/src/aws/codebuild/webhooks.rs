@@ -12,8 +12,11 @@
 //! - Unless `manualCreation` is true, a GitHub / GitHub Enterprise project gets a repository hook created
 //!   through the git host's REST API (`PIPEHOOK_GITHUB_API_URL`), with the project's `source.auth` (`OAUTH`,
 //!   `resource` = the token); no token, or the host refusing, is `OAuthProviderException` and nothing is stored.
-//!   Rotating the secret updates the hook; deleting the webhook (or the project) deletes the hook. GitLab and
+//!   A GitLab / GitLab self-managed project gets a project hook through GitLab's REST API v4
+//!   (`PIPEHOOK_GITLAB_API_URL`, the token sent as `PRIVATE-TOKEN`, the secret as the hook's `token`), the same
+//!   way. Rotating the secret updates the hook; deleting the webhook (or the project) deletes the hook.
 //!   Bitbucket hooks are not registered by pipehook yet: the webhook says so in `statusMessage`.
+//! - The registered hook is stored as `owner/repo#id` (GitHub) or `gitlab:group/sub/repo#id` (GitLab).
 
 use pipehook_domain::credentials::TokenHash;
 use pipehook_domain::pipeline::PipelineDeclaration;
@@ -117,10 +120,60 @@ pub(crate) async fn add_pipeline_warning(ctx: &Ctx<'_>, project: &str, webhook: 
     Ok(())
 }
 
-/// The repository hook's API URL, when pipehook registered one (its id is stored as `owner/repo#id`).
+const GITLAB_PREFIX: &str = "gitlab:";
+
+/// A repository hook pipehook registered, parsed from its stored id.
+#[derive(Debug, PartialEq)]
+enum Hook<'a> {
+    Github { owner: &'a str, repo: &'a str, id: &'a str },
+    Gitlab { path: &'a str, id: &'a str },
+}
+
+impl<'a> Hook<'a> {
+    fn parse(stored: &'a str) -> Self {
+        if let Some(rest) = stored.strip_prefix(GITLAB_PREFIX) {
+            let (path, id) = rest.rsplit_once('#').unwrap_or(("", rest));
+            return Hook::Gitlab { path, id };
+        }
+        let (path, id) = stored.split_once('#').unwrap_or(("", stored));
+        let (owner, repo) = path.split_once('/').unwrap_or(("", ""));
+        Hook::Github { owner, repo, id }
+    }
+
+    fn repository(&self) -> String {
+        match self {
+            Hook::Github { owner, repo, .. } => format!("{owner}/{repo}"),
+            Hook::Gitlab { path, .. } => (*path).to_owned(),
+        }
+    }
+}
+
+/// The repository hook's API URL, when pipehook registered one.
 fn hook_api_url(ctx: &Ctx<'_>, w: &BuildWebhookRecord) -> Option<String> {
-    let (path, hook) = w.third_party_hook_id.as_ref()?.split_once('#')?;
-    Some(format!("{}/repos/{path}/hooks/{hook}", ctx.state.config.github_api_url))
+    let stored = w.third_party_hook_id.as_deref()?;
+    if !stored.starts_with(GITLAB_PREFIX) && !stored.contains('#') {
+        return None;
+    }
+    Some(match Hook::parse(stored) {
+        Hook::Github { owner, repo, id } => {
+            format!("{}/repos/{owner}/{repo}/hooks/{id}", ctx.state.config.github_api_url)
+        }
+        Hook::Gitlab { path, id } => format!(
+            "{}/projects/{}/hooks/{id}",
+            ctx.state.config.gitlab_api_url,
+            percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
+        ),
+    })
+}
+
+/// The full path of a GitLab project (`https://gitlab.com/group/sub/repo(.git)` → `group/sub/repo`).
+fn gitlab_path(location: &str) -> Option<String> {
+    let rest = location.split_once("://").map_or(location, |(_, r)| r);
+    let (_, path) = rest.split_once('/')?;
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    (segments.len() >= 2 && segments.iter().all(|s| !s.is_empty())).then(|| path.to_owned())
 }
 
 /// `owner`, `repo` of a GitHub location (`https://github.com/owner/repo(.git)`).
@@ -132,8 +185,8 @@ fn github_repo(location: &str) -> Option<(String, String)> {
     (!owner.is_empty() && !repo.is_empty()).then_some((owner, repo))
 }
 
-/// The GitHub token of a project (`source.auth` of type OAUTH), or `OAuthProviderException`.
-fn github_token(p: &ProjectRecord) -> Result<String, AwsError> {
+/// The git host token of a project (`source.auth` of type OAUTH), or `OAuthProviderException`.
+fn host_token(p: &ProjectRecord) -> Result<String, AwsError> {
     let auth = &p.document["source"]["auth"];
     match (auth["type"].as_str(), auth["resource"].as_str()) {
         (Some("OAUTH"), Some(t)) if !t.is_empty() => Ok(t.to_owned()),
@@ -224,10 +277,8 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         match kind {
             SourceType::Github | SourceType::GithubEnterprise => {
                 let location = project.document["source"]["location"].as_str().unwrap_or_default();
-                let (owner, repo) = github_repo(location).ok_or_else(|| {
-                    invalid_input(format!("The project's source location '{location}' is not a repository URL"))
-                })?;
-                let api_token = github_token(&project)?;
+                let (owner, repo) = github_repo(location).ok_or_else(|| not_a_repository(location))?;
+                let api_token = host_token(&project)?;
                 let id = third_party::create_hook_for(
                     &ctx.state.config.github_api_url,
                     &owner,
@@ -240,6 +291,21 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
                 .await
                 .map_err(|e| oauth_provider(format!("Failed to create webhook on {owner}/{repo}: {}", e.message)))?;
                 hook_id = Some(format!("{owner}/{repo}#{id}"));
+            }
+            SourceType::Gitlab | SourceType::GitlabSelfManaged => {
+                let location = project.document["source"]["location"].as_str().unwrap_or_default();
+                let path = gitlab_path(location).ok_or_else(|| not_a_repository(location))?;
+                let api_token = host_token(&project)?;
+                let id = third_party::gitlab::create_hook(
+                    &ctx.state.config.gitlab_api_url,
+                    &path,
+                    &api_token,
+                    &url,
+                    secret.as_deref().unwrap_or_default(),
+                )
+                .await
+                .map_err(|e| oauth_provider(format!("Failed to create webhook on {path}: {}", e.message)))?;
+                hook_id = Some(format!("{GITLAB_PREFIX}{path}#{id}"));
             }
             other => {
                 status_message = Some(format!(
@@ -326,20 +392,22 @@ pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     if input.rotate_secret.unwrap_or(false) && kind != SourceType::Bitbucket {
         let s = new_secret(kind).unwrap_or_default();
         if let Some(id) = &w.third_party_hook_id {
-            let (path, hook) = id.split_once('#').unwrap_or(("", id));
-            let (owner, repo) = path.split_once('/').unwrap_or(("", ""));
-            let token = view(ctx, &w, None)?["payloadUrl"].as_str().unwrap_or_default().to_owned();
-            third_party::set_hook_secret(
-                &ctx.state.config.github_api_url,
-                owner,
-                repo,
-                &github_token(&project)?,
-                hook,
-                &token,
-                &s,
-            )
-            .await
-            .map_err(|e| oauth_provider(format!("Failed to update the webhook on {owner}/{repo}: {}", e.message)))?;
+            let hook = Hook::parse(id);
+            let url = view(ctx, &w, None)?["payloadUrl"].as_str().unwrap_or_default().to_owned();
+            let api_token = host_token(&project)?;
+            let rekeyed = match hook {
+                Hook::Github { owner, repo, id } => {
+                    let api = &ctx.state.config.github_api_url;
+                    third_party::set_hook_secret(api, owner, repo, &api_token, id, &url, &s).await
+                }
+                Hook::Gitlab { path, id } => {
+                    let api = &ctx.state.config.gitlab_api_url;
+                    third_party::gitlab::set_hook_token(api, path, &api_token, id, &url, &s).await
+                }
+            };
+            rekeyed.map_err(|e| {
+                oauth_provider(format!("Failed to update the webhook on {}: {}", hook.repository(), e.message))
+            })?;
         }
         fields.secret_ciphertext =
             Some(ctx.state.master_key.encrypt(&secret_context(ctx.org().0, project.id), s.as_bytes()));
@@ -380,13 +448,22 @@ pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     Ok(json!({}))
 }
 
-async fn remove_hook(ctx: &Ctx<'_>, project: &ProjectRecord, id: &str) -> Result<(), AwsError> {
-    let (path, hook) = id.split_once('#').unwrap_or(("", id));
-    let (owner, repo) = path.split_once('/').unwrap_or(("", ""));
-    let token = github_token(project)?;
-    third_party::delete_hook(&ctx.state.config.github_api_url, owner, repo, &token, hook)
-        .await
-        .map_err(|e| oauth_provider(format!("Failed to delete the webhook on {owner}/{repo}: {}", e.message)))
+async fn remove_hook(ctx: &Ctx<'_>, project: &ProjectRecord, stored: &str) -> Result<(), AwsError> {
+    let hook = Hook::parse(stored);
+    let token = host_token(project)?;
+    let removed = match hook {
+        Hook::Github { owner, repo, id } => {
+            third_party::delete_hook(&ctx.state.config.github_api_url, owner, repo, &token, id).await
+        }
+        Hook::Gitlab { path, id } => {
+            third_party::gitlab::delete_hook(&ctx.state.config.gitlab_api_url, path, &token, id).await
+        }
+    };
+    removed.map_err(|e| oauth_provider(format!("Failed to delete the webhook on {}: {}", hook.repository(), e.message)))
+}
+
+fn not_a_repository(location: &str) -> AwsError {
+    invalid_input(format!("The project's source location '{location}' is not a repository URL"))
 }
 
 /// Deletes the repository hook pipehook created for this webhook, if any.
@@ -409,5 +486,11 @@ mod tests {
         let groups = vec![vec![WebhookFilter::new("EVENT", "PUSH, RELEASED")]];
         assert_eq!(github_events(&groups), ["push", "pull_request", "release"]);
         assert_eq!(github_events(&[vec![WebhookFilter::new("EVENT", "PUSH")]]), ["push", "pull_request"]);
+        assert_eq!(gitlab_path("https://gitlab.com/group/sub/repo.git").as_deref(), Some("group/sub/repo"));
+        assert_eq!(gitlab_path("https://gitlab.example.com/g/r/").as_deref(), Some("g/r"));
+        assert_eq!(gitlab_path("https://gitlab.com/g"), None);
+        assert_eq!(gitlab_path("https://gitlab.com/g//r"), None);
+        assert_eq!(Hook::parse("o/r#42"), Hook::Github { owner: "o", repo: "r", id: "42" });
+        assert_eq!(Hook::parse("gitlab:g/s/r#7"), Hook::Gitlab { path: "g/s/r", id: "7" });
     }
 }

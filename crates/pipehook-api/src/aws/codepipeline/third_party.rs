@@ -1,6 +1,7 @@
 //! The git host's repository-hooks API (GitHub-compatible: `POST /repos/{owner}/{repo}/hooks`,
 //! `DELETE /repos/{owner}/{repo}/hooks/{id}`), for RegisterWebhookWithThirdParty and its inverse. The base
 //! URL is configurable (`PIPEHOOK_GITHUB_API_URL`): GitHub Enterprise, or a local fake in tests.
+//! [`gitlab`] is the same for GitLab's REST API v4 (`PIPEHOOK_GITLAB_API_URL`), used by CodeBuild webhooks.
 
 use serde_json::json;
 use std::time::Duration;
@@ -28,11 +29,50 @@ fn segment(s: &str) -> String {
 async fn failure(res: reqwest::Response) -> HostError {
     let status = res.status();
     let body = res.text().await.unwrap_or_default();
+    // GitHub: `{"message": "..."}`; GitLab: `{"message": "..." | {field: [...]}}` or `{"error": "..."}`.
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            let m = v.get("message").or_else(|| v.get("error"))?;
+            Some(m.as_str().map_or_else(|| m.to_string(), str::to_owned))
+        })
         .unwrap_or_else(|| body.chars().take(500).collect());
     HostError { code: format!("HTTP{}", status.as_u16()), message: format!("{status}: {message}") }
+}
+
+/// Sends a request; the connection failing is `ConnectionError`.
+async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, HostError> {
+    req.send().await.map_err(|e| HostError { code: "ConnectionError".into(), message: e.to_string() })
+}
+
+/// A success, or the host's failure.
+async fn succeeded(res: reqwest::Response) -> Result<reqwest::Response, HostError> {
+    if res.status().is_success() {
+        Ok(res)
+    } else {
+        Err(failure(res).await)
+    }
+}
+
+/// The `id` of a created hook (a number or a string).
+async fn created_id(res: reqwest::Response) -> Result<String, HostError> {
+    let v: serde_json::Value =
+        res.json().await.map_err(|e| HostError { code: "InvalidResponse".into(), message: e.to_string() })?;
+    match v.get("id") {
+        Some(id) if id.is_u64() || id.is_string() => {
+            Ok(id.as_u64().map_or_else(|| id.as_str().unwrap_or_default().to_owned(), |n| n.to_string()))
+        }
+        _ => Err(HostError { code: "InvalidResponse".into(), message: "the created hook has no id".into() }),
+    }
+}
+
+/// A deletion's outcome: a hook that is already gone counts as deleted.
+async fn deleted(res: reqwest::Response) -> Result<(), HostError> {
+    if res.status().is_success() || res.status() == reqwest::StatusCode::NOT_FOUND {
+        Ok(())
+    } else {
+        Err(failure(res).await)
+    }
 }
 
 /// Creates the hook for `push` events; returns its id.
@@ -62,25 +102,12 @@ pub async fn create_hook_for(
         config["secret"] = json!(s);
     }
     let body = json!({"name": "web", "active": true, "events": events, "config": config});
-    let res = client()?
+    let req = client()?
         .post(format!("{api}/repos/{}/{}/hooks", segment(owner), segment(repo)))
         .header("authorization", format!("token {token}"))
         .header("accept", "application/vnd.github+json")
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| HostError { code: "ConnectionError".into(), message: e.to_string() })?;
-    if !res.status().is_success() {
-        return Err(failure(res).await);
-    }
-    let v: serde_json::Value =
-        res.json().await.map_err(|e| HostError { code: "InvalidResponse".into(), message: e.to_string() })?;
-    match v.get("id") {
-        Some(id) if id.is_u64() || id.is_string() => {
-            Ok(id.as_u64().map_or_else(|| id.as_str().unwrap_or_default().to_owned(), |n| n.to_string()))
-        }
-        _ => Err(HostError { code: "InvalidResponse".into(), message: "the created hook has no id".into() }),
-    }
+        .json(&body);
+    created_id(succeeded(send(req).await?).await?).await
 }
 
 /// Replaces the hook's secret (`PATCH /repos/{owner}/{repo}/hooks/{id}`), after a rotation.
@@ -94,33 +121,71 @@ pub async fn set_hook_secret(
     secret: &str,
 ) -> Result<(), HostError> {
     let body = json!({"config": {"url": url, "content_type": "json", "insecure_ssl": "0", "secret": secret}});
-    let res = client()?
+    let req = client()?
         .patch(format!("{api}/repos/{}/{}/hooks/{}", segment(owner), segment(repo), segment(id)))
         .header("authorization", format!("token {token}"))
         .header("accept", "application/vnd.github+json")
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| HostError { code: "ConnectionError".into(), message: e.to_string() })?;
-    if res.status().is_success() {
-        Ok(())
-    } else {
-        Err(failure(res).await)
-    }
+        .json(&body);
+    succeeded(send(req).await?).await.map(drop)
 }
 
 /// Deletes the hook; a hook that is already gone counts as deleted.
 pub async fn delete_hook(api: &str, owner: &str, repo: &str, token: &str, id: &str) -> Result<(), HostError> {
-    let res = client()?
+    let req = client()?
         .delete(format!("{api}/repos/{}/{}/hooks/{}", segment(owner), segment(repo), segment(id)))
         .header("authorization", format!("token {token}"))
-        .header("accept", "application/vnd.github+json")
-        .send()
-        .await
-        .map_err(|e| HostError { code: "ConnectionError".into(), message: e.to_string() })?;
-    if res.status().is_success() || res.status() == reqwest::StatusCode::NOT_FOUND {
-        Ok(())
-    } else {
-        Err(failure(res).await)
+        .header("accept", "application/vnd.github+json");
+    deleted(send(req).await?).await
+}
+
+/// GitLab's project hooks (REST API v4): `POST /projects/{path}/hooks`, `PUT` and `DELETE
+/// /projects/{path}/hooks/{id}`, the project addressed by its URL-encoded full path (`group%2Fsub%2Frepo`) and
+/// the caller authenticated by `PRIVATE-TOKEN`. The hook's `token` comes back as `X-Gitlab-Token`.
+pub mod gitlab {
+    use super::{client, created_id, deleted, segment, send, succeeded, HostError};
+    use serde_json::json;
+
+    fn hooks(api: &str, path: &str) -> String {
+        format!("{api}/projects/{}/hooks", segment(path))
+    }
+
+    /// The hook's settings: push, merge request and tag push events, TLS verified.
+    fn settings(url: &str, secret: &str) -> serde_json::Value {
+        json!({
+            "url": url,
+            "token": secret,
+            "push_events": true,
+            "merge_requests_events": true,
+            "tag_push_events": true,
+            "enable_ssl_verification": true,
+        })
+    }
+
+    /// Creates the hook of project `path` (`group/sub/repo`); returns its id.
+    pub async fn create_hook(api: &str, path: &str, token: &str, url: &str, secret: &str) -> Result<String, HostError> {
+        let req = client()?.post(hooks(api, path)).header("PRIVATE-TOKEN", token).json(&settings(url, secret));
+        created_id(succeeded(send(req).await?).await?).await
+    }
+
+    /// Replaces the hook's token after a rotation.
+    pub async fn set_hook_token(
+        api: &str,
+        path: &str,
+        token: &str,
+        id: &str,
+        url: &str,
+        secret: &str,
+    ) -> Result<(), HostError> {
+        let req = client()?
+            .put(format!("{}/{}", hooks(api, path), segment(id)))
+            .header("PRIVATE-TOKEN", token)
+            .json(&settings(url, secret));
+        succeeded(send(req).await?).await.map(drop)
+    }
+
+    /// Deletes the hook; a hook that is already gone counts as deleted.
+    pub async fn delete_hook(api: &str, path: &str, token: &str, id: &str) -> Result<(), HostError> {
+        let req = client()?.delete(format!("{}/{}", hooks(api, path), segment(id))).header("PRIVATE-TOKEN", token);
+        deleted(send(req).await?).await
     }
 }
