@@ -1,7 +1,8 @@
 //! The command line: `serve`, `migrate`, the administrative commands that work directly on the database
 //! (organizations, tokens, access keys), for bootstrapping and recovery, and the client commands
 //! (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`, `hooks`, `deliveries`, `events`, in
-//! [`crate::client`]) that call a running server.
+//! [`crate::client`]; `projects`, `builds`, `project-webhooks`, in [`crate::client::codebuild`]) that call a
+//! running server.
 
 use clap::{Args, Parser, Subcommand};
 use pipehook_domain::credentials::{AccessKeyId, ApiToken, SecretAccessKey};
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{prepare, run, StartError};
+use crate::client::codebuild::{BuildsArgs, ProjectWebhooksArgs, ProjectsArgs};
 use crate::client::{
     self, DeliveriesArgs, EventsArgs, ExecutionsArgs, HooksArgs, InboundArgs, LogsArgs, Output, PipelinesArgs,
     WebhooksArgs,
@@ -77,6 +79,13 @@ pub enum Command {
     Deliveries(DeliveriesArgs),
     /// Publish events to the outbound webhooks.
     Events(EventsArgs),
+    /// Manage CodeBuild projects (AWS JSON API, signed with an access key pair).
+    Projects(ProjectsArgs),
+    /// List, start, inspect, stop and follow CodeBuild builds.
+    Builds(BuildsArgs),
+    /// Manage CodeBuild project webhooks (payload URLs).
+    #[command(name = "project-webhooks")]
+    ProjectWebhooks(ProjectWebhooksArgs),
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +170,9 @@ pub async fn main() -> i32 {
         Command::Hooks(args) => return client::hooks(&conn, args).await,
         Command::Deliveries(args) => return client::deliveries(&conn, args).await,
         Command::Events(args) => return client::events(&conn, args).await,
+        Command::Projects(args) => return client::codebuild::projects(&conn, args).await,
+        Command::Builds(args) => return client::codebuild::builds(&conn, args).await,
+        Command::ProjectWebhooks(args) => return client::codebuild::project_webhooks(&conn, args).await,
         _ => {}
     }
     let listen_role = match &cli.command {
@@ -210,7 +222,10 @@ async fn execute(command: Command, config: Config) -> Result<(), StartError> {
         | Command::Inbound(_)
         | Command::Hooks(_)
         | Command::Deliveries(_)
-        | Command::Events(_) => {
+        | Command::Events(_)
+        | Command::Projects(_)
+        | Command::Builds(_)
+        | Command::ProjectWebhooks(_) => {
             unreachable!("client commands are run by `main` before the configuration is loaded")
         }
     }

@@ -1,5 +1,5 @@
 //! The client commands (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`, and for outbound webhooks
-//! `hooks`, `deliveries`, `events`): they call a running server's native REST API over HTTP with a token, unlike the administrative commands, which open the database directly.
+//! `hooks`, `deliveries`, `events`; the CodeBuild commands are in [`codebuild`]): they call a running server's native REST API over HTTP with a token, unlike the administrative commands, which open the database directly.
 //!
 //! They never load the server configuration, because they run on machines that have none (a laptop, a CI job);
 //! everything they need comes from `--server`, `--token` and `--org` or the matching environment variables.
@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+pub mod codebuild;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -461,6 +463,8 @@ enum Failure {
     Transport(String),
     /// The server answered, but without what was asked for (exit 1).
     Missing(String),
+    /// The AWS-compatible API answered with an error (`__type`, `message`) (exit 1).
+    Aws { kind: String, message: String },
 }
 
 impl Failure {
@@ -476,6 +480,10 @@ impl Failure {
             }
             Failure::Transport(m) | Failure::Missing(m) => {
                 eprintln!("pipehook: {m}");
+                1
+            }
+            Failure::Aws { kind, message } => {
+                eprintln!("pipehook: {kind}: {message}");
                 1
             }
         }
@@ -649,6 +657,26 @@ impl Client {
         }
         let json = json.ok_or_else(|| Failure::Transport(format!("the server's answer from {url} is not JSON")))?;
         Ok((status, answer_headers, json))
+    }
+
+    /// A GET whose successful answer is text (a log), with error answers as in [`Client::exchange`].
+    async fn text(&self, url: Url) -> Outcome<String> {
+        let req = self.http.get(url.clone()).header("authorization", format!("token {}", self.token));
+        let res = req.send().await.map_err(|e| Failure::Transport(format!("cannot reach {url}: {}", cause(&e))))?;
+        let status = res.status();
+        let text = res.text().await.map_err(|e| Failure::Transport(format!("reading the answer: {}", cause(&e))))?;
+        if !status.is_success() {
+            let json: Option<Value> = serde_json::from_str(&text).ok();
+            let message = json
+                .as_ref()
+                .and_then(|v| v.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| text.trim().lines().next().map(str::to_owned))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+            return Err(Failure::Server { status, message });
+        }
+        Ok(text)
     }
 
     async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Outcome<Value> {

@@ -4,6 +4,7 @@
 mod auth;
 mod aws;
 mod codebuild;
+mod codebuild_cli;
 mod lifecycle;
 mod native_pipelines;
 mod outbound;

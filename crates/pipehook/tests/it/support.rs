@@ -155,6 +155,17 @@ impl TestServer {
         let mut cmd = tokio::process::Command::from(pipehook_cmd());
         cmd.envs(&self.env).args(args).output().await.expect("run pipehook")
     }
+
+    /// [`TestServer::cli`] as a client of this server: `PIPEHOOK_SERVER` set, the caller's `AWS_*` credentials
+    /// removed, and `env` added (e.g. the token and the access key pair).
+    pub async fn cli_with(&self, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+        let mut cmd = tokio::process::Command::from(pipehook_cmd());
+        for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION"] {
+            cmd.env_remove(k);
+        }
+        cmd.envs(&self.env).env("PIPEHOOK_SERVER", &self.url).envs(env.iter().copied());
+        cmd.args(args).output().await.expect("run pipehook")
+    }
 }
 
 impl Drop for TestServer {
