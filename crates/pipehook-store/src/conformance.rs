@@ -4,7 +4,7 @@
 //! reachable (required in CI). A body panics on the first broken expectation.
 
 use pipehook_domain::credentials::{AccessKeyId, ApiToken, TokenHash};
-use pipehook_domain::org::{AccountId, OrgName, Organization};
+use pipehook_domain::org::{AccountId, OrgId, OrgName, Organization};
 use pipehook_domain::time::Timestamp;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -37,6 +37,14 @@ pub async fn orgs_crud_and_uniqueness(store: &dyn Store) {
     assert_eq!(store.org_by_name(&name).await.unwrap(), Some(created.clone()));
     assert_eq!(store.org_by_id(created.id).await.unwrap(), Some(created.clone()));
     assert_eq!(store.org_by_name(&OrgName::parse("nope").unwrap()).await.unwrap(), None);
+
+    // Settings: `{}` until set, then what was stored.
+    assert_eq!(store.org_settings(created.id).await.unwrap(), serde_json::json!({}));
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.set_org_settings(created.id, &serde_json::json!({"suppressDuplicateBuilds": true})).await.unwrap());
+    assert!(!tx.set_org_settings(OrgId(i64::MAX), &serde_json::json!({})).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.org_settings(created.id).await.unwrap(), serde_json::json!({"suppressDuplicateBuilds": true}));
 
     let mut tx = store.begin().await.unwrap();
     let dup_name = tx.create_org(&name, &AccountId::parse("999999999999").unwrap()).await;

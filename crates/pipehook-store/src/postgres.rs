@@ -331,6 +331,17 @@ impl Store for PgStore {
         row.map(Organization::try_from).transpose()
     }
 
+    async fn org_settings(&self, org: OrgId) -> StoreResult<serde_json::Value> {
+        let raw: Option<String> = sqlx::query_scalar("SELECT settings FROM organizations WHERE id = $1")
+            .bind(org.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(raw
+            .and_then(|r| serde_json::from_str(&r).ok())
+            .filter(serde_json::Value::is_object)
+            .unwrap_or_else(|| serde_json::json!({})))
+    }
+
     async fn list_orgs(&self) -> StoreResult<Vec<Organization>> {
         let rows: Vec<OrgRow> = sqlx::query_as(&format!("SELECT {ORG_COLUMNS} FROM organizations ORDER BY name"))
             .fetch_all(&self.pool)
@@ -426,6 +437,15 @@ impl Tx for PgTx {
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(TokenId(id))
+    }
+
+    async fn set_org_settings(&mut self, org: OrgId, settings: &serde_json::Value) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE organizations SET settings = $1 WHERE id = $2")
+            .bind(settings.to_string())
+            .bind(org.0)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn revoke_token(&mut self, org: OrgId, id: TokenId) -> StoreResult<bool> {

@@ -68,6 +68,8 @@ pub trait Store:
     async fn org_by_name(&self, name: &OrgName) -> StoreResult<Option<Organization>>;
     async fn org_by_id(&self, id: OrgId) -> StoreResult<Option<Organization>>;
     async fn list_orgs(&self) -> StoreResult<Vec<Organization>>;
+    /// The organization's settings (a JSON object; `{}` when none were set or the organization is unknown).
+    async fn org_settings(&self, org: OrgId) -> StoreResult<serde_json::Value>;
 
     /// The organization of an unrevoked token with this hash.
     async fn token_principal(&self, hash: &TokenHash) -> StoreResult<Option<TokenPrincipal>>;
@@ -94,6 +96,8 @@ pub trait Tx:
     async fn create_token(&mut self, org: OrgId, hash: &TokenHash, description: &str) -> StoreResult<TokenId>;
     /// Revokes a token of this organization; false when it has no such unrevoked token.
     async fn revoke_token(&mut self, org: OrgId, id: TokenId) -> StoreResult<bool>;
+    /// Replaces the organization's settings; false when there is no such organization.
+    async fn set_org_settings(&mut self, org: OrgId, settings: &serde_json::Value) -> StoreResult<bool>;
     async fn create_access_key(
         &mut self,
         org: OrgId,

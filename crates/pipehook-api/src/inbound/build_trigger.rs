@@ -260,6 +260,16 @@ async fn trigger(
         record.verdict = "filtered".into();
         record.detail = json!({"reason": evaluation.reason, "evaluation": evaluation, "event": event_json, "authentication": auth_detail});
         (StatusCode::OK, json!({"result": "filtered", "reason": evaluation.reason, "requestId": request_id}))
+    } else if let Some(first) = suppressed_duplicate(&state, &loaded, &event, now).await {
+        record.verdict = "duplicate".into();
+        record.detail = json!({
+            "reason": "this commit was already built by a pipeline's CodeBuild action and the organization suppresses duplicate builds",
+            "duplicateOf": first,
+            "evaluation": evaluation,
+            "event": event_json,
+            "authentication": auth_detail,
+        });
+        (StatusCode::OK, json!({"result": "duplicate", "duplicateOf": first, "requestId": request_id}))
     } else {
         let start = match prepare_build(&build_request(&loaded, &headers, &event)) {
             Ok(s) => s,
@@ -340,6 +350,23 @@ async fn pipeline_build_of(
         "initiator": first.initiator,
         "reason": "this commit was already built by a pipeline's CodeBuild action: the webhook builds it a second time",
     }))
+}
+
+/// The pipeline build this delivery would duplicate, when the organization suppresses such duplicates.
+async fn suppressed_duplicate(
+    state: &AppState,
+    l: &LoadedBuildHook,
+    event: &SourceEvent,
+    now: Timestamp,
+) -> Option<Value> {
+    match crate::native::settings::suppress_duplicate_builds(&*state.store, l.webhook.org).await {
+        Ok(true) => pipeline_build_of(state, l, event, now).await,
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the organization's settings failed");
+            None
+        }
+    }
 }
 
 /// Records a request whose verdict needs no other write.

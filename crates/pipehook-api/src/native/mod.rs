@@ -16,6 +16,7 @@ use crate::AppState;
 
 mod hooks;
 mod pipelines;
+pub mod settings;
 mod webhooks;
 
 pub fn routes() -> Router<AppState> {
@@ -24,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .merge(pipelines::routes())
         .merge(hooks::routes())
         .merge(webhooks::routes())
+        .merge(settings::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -1153,6 +1153,44 @@ async fn a_pipeline_codebuild_action_runs_a_build() {
         (Some(first.as_str()), Some("codepipeline/also-builds"))
     );
 
+    // The organization setting suppresses that second build: verdict `duplicate`, nothing started.
+    let settings = format!("{}/api/orgs/default/settings", s.url);
+    let patch = |body: &'static str, token: &'static str| {
+        let settings = settings.clone();
+        async move {
+            let res = reqwest::Client::new()
+                .patch(settings)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, out) = s.get("/api/orgs/default/settings", Some(TOKEN)).await;
+    assert_eq!((status, &out), (200, &serde_json::json!({"suppressDuplicateBuilds": false})));
+    assert_eq!(s.get("/api/orgs/default/settings", None).await.0, 401);
+    assert_eq!(patch(r#"{"suppressDuplicateBuilds": "yes"}"#, TOKEN).await.0, 400);
+    assert_eq!(patch(r#"{"unknownSetting": true}"#, TOKEN).await.0, 400);
+    assert_eq!(patch("not json", TOKEN).await.0, 400);
+    let (status, out) = patch(r#"{"suppressDuplicateBuilds": true}"#, TOKEN).await;
+    assert_eq!((status, &out), (200, &serde_json::json!({"suppressDuplicateBuilds": true})), "{out}");
+    assert_eq!(s.get("/api/orgs/default/settings", Some(TOKEN)).await.1["suppressDuplicateBuilds"], true);
+    let builds_before = c.list_builds_for_project().project_name("gh-built").send().await.unwrap().ids.unwrap().len();
+    let (status, out) =
+        post(&w.payload_url.clone().unwrap(), &body, &github("push", "dup-2", Some(sign(&secret, &body)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("duplicate")), "{out}");
+    assert_eq!(out["duplicateOf"]["buildId"].as_str(), Some(first.as_str()), "{out}");
+    assert!(out.get("buildId").is_none(), "{out}");
+    let (_, log) = s.get("/api/orgs/default/inbound?webhook=project:gh-built", Some(TOKEN)).await;
+    assert_eq!(log["requests"][0]["verdict"], "duplicate", "{log}");
+    assert_eq!(log["requests"][0]["detail"]["duplicateOf"]["buildId"].as_str(), Some(first.as_str()));
+    let builds_after = c.list_builds_for_project().project_name("gh-built").send().await.unwrap().ids.unwrap().len();
+    assert_eq!(builds_after, builds_before, "a suppressed duplicate starts no build");
+    assert_eq!(patch(r#"{"suppressDuplicateBuilds": false}"#, TOKEN).await.0, 200);
+
     let id = cp.start_pipeline_execution().name("broken").send().await.unwrap().pipeline_execution_id.unwrap();
     let e = crate::support::wait_done(&cp, "broken", &id).await;
     assert_eq!(e.status, Some(PipelineExecutionStatus::Failed));
