@@ -184,6 +184,9 @@ pub struct BuildRunnerConfig {
     /// How often a running build looks for a stop request and persists its log.
     pub poll: Duration,
     pub keep_workspaces: bool,
+    /// The operator's cap on any build's timeout (`None`: the project's `timeoutInMinutes` or the
+    /// override, 5 to 2160 minutes, as in CodeBuild).
+    pub max_timeout: Option<Duration>,
 }
 
 impl BuildRunnerConfig {
@@ -194,6 +197,7 @@ impl BuildRunnerConfig {
             log_limit: 256 * 1024,
             poll: Duration::from_millis(500),
             keep_workspaces: false,
+            max_timeout: None,
         }
     }
 }
@@ -353,7 +357,10 @@ impl BuildRunner {
         };
         let minutes =
             build.trigger["timeoutInMinutes"].as_u64().or_else(|| doc["timeoutInMinutes"].as_u64()).unwrap_or(60);
-        let timeout = Duration::from_secs(minutes * 60);
+        let mut timeout = Duration::from_secs(minutes * 60);
+        if let Some(cap) = self.config.max_timeout {
+            timeout = timeout.min(cap);
+        }
 
         // The buildspec: inline, or `buildspec.yml` from the source, which is then checked out first (its time
         // counts in QUEUED) and DOWNLOAD_SOURCE reports that checkout; a missing or bad file fails DOWNLOAD_SOURCE

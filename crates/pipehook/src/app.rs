@@ -184,6 +184,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         );
         builds.log_limit = config.runner.log_limit_bytes;
         builds.keep_workspaces = config.runner.keep_workspaces;
+        builds.max_timeout = config.runner.max_build_timeout;
         handlers.register(
             pipehook_runner::codebuild::BUILD_JOB,
             Arc::new(pipehook_runner::codebuild::BuildRunner::new(store.clone(), builds)),

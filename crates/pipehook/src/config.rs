@@ -63,6 +63,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_RUNNER_WORKSPACE_DIR", "runner.workspace_dir"),
     ("PIPEHOOK_RUNNER_LOG_LIMIT_BYTES", "runner.log_limit_bytes"),
     ("PIPEHOOK_RUNNER_KEEP_WORKSPACES", "runner.keep_workspaces"),
+    ("PIPEHOOK_RUNNER_MAX_BUILD_TIMEOUT", "runner.max_build_timeout_seconds"),
     ("PIPEHOOK_BOOTSTRAP_ORG", "bootstrap.org"),
     ("PIPEHOOK_BOOTSTRAP_ACCOUNT_ID", "bootstrap.account_id"),
     ("PIPEHOOK_BOOTSTRAP_TOKEN", "bootstrap.token"),
@@ -130,6 +131,7 @@ struct RawRunner {
     workspace_dir: String,
     log_limit_bytes: u64,
     keep_workspaces: String,
+    max_build_timeout_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +269,8 @@ pub struct RunnerSettings {
     pub workspace_dir: PathBuf,
     pub log_limit_bytes: usize,
     pub keep_workspaces: bool,
+    /// Caps every CodeBuild build's timeout (`None`: no cap).
+    pub max_build_timeout: Option<Duration>,
 }
 
 /// Sets `dotted.key` in `table` to `value`, typed like the default already there.
@@ -505,6 +509,8 @@ impl Config {
                 .map_or_else(|| raw.data_dir.join("workspaces"), PathBuf::from),
             log_limit_bytes: usize::try_from(log_limit).unwrap_or(usize::MAX),
             keep_workspaces,
+            max_build_timeout: (raw.runner.max_build_timeout_seconds > 0)
+                .then(|| Duration::from_secs(raw.runner.max_build_timeout_seconds)),
         };
         let b = &raw.bootstrap;
         let org =

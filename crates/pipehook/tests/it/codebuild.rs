@@ -1204,3 +1204,23 @@ async fn a_pipeline_codebuild_action_runs_a_build() {
     let message = build.output.and_then(|o| o.execution_result).and_then(|r| r.external_execution_summary);
     assert!(format!("{message:?}").contains("no-such-project"), "{message:?}");
 }
+
+/// A build that outlives its timeout ends TIMED_OUT in the phase that was running, and the phases after it
+/// do not run. The operator's cap (`PIPEHOOK_RUNNER_MAX_BUILD_TIMEOUT`) makes the timeout 2 s here; the
+/// project's own minimum is 5 minutes.
+#[tokio::test]
+async fn a_build_past_its_timeout_times_out() {
+    let s = TestServer::builder().env("PIPEHOOK_RUNNER_MAX_BUILD_TIMEOUT", "2").start().await.unwrap();
+    let c = client(&s);
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started\n      - sleep 30\n  post_build:\n    commands:\n      - echo never\n";
+    create_no_source(&c, "slowpoke", spec).await;
+    let started = std::time::Instant::now();
+    let id = c.start_build().project_name("slowpoke").send().await.unwrap().build_value.unwrap().id.unwrap();
+    let b = wait_build(&c, &id).await;
+    assert!(started.elapsed() < Duration::from_secs(25), "the 30 s command was cut short");
+    assert_eq!(b.build_status, Some(StatusType::TimedOut), "{b:?}");
+    assert_eq!(phase(&b, BuildPhaseType::Build), Some(StatusType::TimedOut));
+    let log = logs(&s, &b).await;
+    assert!(log.contains("started") && !log.contains("never"), "{log}");
+    s.stop().await.unwrap();
+}
