@@ -13,7 +13,7 @@
 //! `Bitbucket-Webhook`; `sourceVersion` is `pr/<n>` for pull request events, else the commit; the checkout uses
 //! the event's commit; the `CODEBUILD_WEBHOOK_*` variables come from the event.
 
-use axum::body::{to_bytes, Body, Bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
-use super::{logged_body, logged_headers, revision_hint, DEDUPE_WINDOW};
+use super::{answer, logged_body, logged_headers, not_found, revision_hint, unavailable, DEDUPE_WINDOW};
 use crate::auth::{ensure_org, Principal};
 use crate::aws::codebuild::webhook_secret_context;
 use crate::native::RestError;
@@ -47,18 +47,6 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 pub struct TriggerQuery {
     t: Option<String>,
-}
-
-fn answer(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
-}
-
-fn not_found() -> Response {
-    answer(StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
-}
-
-fn unavailable() -> Response {
-    answer(StatusCode::SERVICE_UNAVAILABLE, json!({"message": "Service Unavailable: retry later"}))
 }
 
 /// A build webhook ready to judge requests.
@@ -152,15 +140,9 @@ async fn trigger(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(token) = q.t.filter(|t| !t.is_empty() && t.len() <= 128) else { return not_found() };
-    let body = match to_bytes(body, state.config.trigger_max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            return answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"message": format!("Payload Too Large: the limit is {} bytes", state.config.trigger_max_body_bytes)}),
-            )
-        }
+    let (token, body) = match super::read_trigger(&state, q.t, body).await {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     let webhook = match state.store.build_webhook_by_token(&TokenHash::of(&token).0).await {
         Ok(Some(w)) => w,

@@ -38,6 +38,39 @@ pub fn api_routes() -> Router<AppState> {
         .route("/orgs/{org}/builds/{id}/logs", get(build_trigger::build_logs))
 }
 
+/// A trigger URL's JSON answer.
+pub(crate) fn answer(status: axum::http::StatusCode, body: Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, axum::Json(body)).into_response()
+}
+
+/// Unknown or deleted token: nothing revealed.
+pub(crate) fn not_found() -> axum::response::Response {
+    answer(axum::http::StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
+}
+
+/// A 5xx makes the git host retry the delivery later: nothing was accepted.
+pub(crate) fn unavailable() -> axum::response::Response {
+    answer(axum::http::StatusCode::SERVICE_UNAVAILABLE, json!({"message": "Service Unavailable: retry later"}))
+}
+
+/// The token from `?t=` and the body read up to the trigger cap: what every trigger URL does first.
+pub(crate) async fn read_trigger(
+    state: &AppState,
+    token: Option<String>,
+    body: axum::body::Body,
+) -> Result<(String, axum::body::Bytes), axum::response::Response> {
+    let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 128) else { return Err(not_found()) };
+    let cap = state.config.trigger_max_body_bytes;
+    match axum::body::to_bytes(body, cap).await {
+        Ok(b) => Ok((token, b)),
+        Err(_) => Err(answer(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"message": format!("Payload Too Large: the limit is {cap} bytes")}),
+        )),
+    }
+}
+
 /// Delivery ids are remembered this long: a redelivery within it starts nothing.
 pub const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
 

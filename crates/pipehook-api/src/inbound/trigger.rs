@@ -5,12 +5,12 @@
 //! rules, start the execution. The request, its verdict and the execution commit in one transaction before
 //! the response is sent, so an answered delivery is never lost and an unanswered one is retried by the host.
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use pipehook_domain::credentials::TokenHash;
 use pipehook_domain::time::Timestamp;
 use pipehook_inbound::auth::AuthOutcome;
@@ -19,7 +19,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
-use super::{first_failure, judge, logged_body, logged_headers, start_request, LoadError, DEDUPE_WINDOW};
+use super::{
+    answer, first_failure, judge, logged_body, logged_headers, not_found, start_request, unavailable, LoadError,
+    DEDUPE_WINDOW,
+};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -31,19 +34,6 @@ struct TriggerQuery {
     t: Option<String>,
 }
 
-fn answer(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
-}
-
-fn not_found() -> Response {
-    answer(StatusCode::NOT_FOUND, json!({"message": "Not Found"}))
-}
-
-fn unavailable() -> Response {
-    // A 5xx makes the git host retry the delivery later: nothing was accepted.
-    answer(StatusCode::SERVICE_UNAVAILABLE, json!({"message": "Service Unavailable: retry later"}))
-}
-
 async fn trigger(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -51,15 +41,9 @@ async fn trigger(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(token) = q.t.filter(|t| !t.is_empty() && t.len() <= 128) else { return not_found() };
-    let body = match to_bytes(body, state.config.trigger_max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            return answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"message": format!("Payload Too Large: the limit is {} bytes", state.config.trigger_max_body_bytes)}),
-            )
-        }
+    let (token, body) = match super::read_trigger(&state, q.t, body).await {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     let webhook = match state.store.webhook_by_token(&TokenHash::of(&token).0).await {
         Ok(Some(w)) => w,
