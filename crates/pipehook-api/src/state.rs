@@ -19,10 +19,12 @@ pub struct ApiConfig {
     pub trust_forwarded_for: bool,
     /// How long a replaced webhook secret stays valid.
     pub secret_rotation_overlap: std::time::Duration,
-    /// GitHub-compatible REST API base URL (RegisterWebhookWithThirdParty).
+    /// GitHub-compatible REST API base URL (RegisterWebhookWithThirdParty, CodeBuild webhooks).
     pub github_api_url: String,
     /// GitLab REST API v4 base URL (CodeBuild webhooks of GitLab projects).
     pub gitlab_api_url: String,
+    /// Bitbucket Cloud API 2.0 base URL (CodeBuild webhooks of Bitbucket projects).
+    pub bitbucket_api_url: String,
 }
 
 /// Shared by every handler.

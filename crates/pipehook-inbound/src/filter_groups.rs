@@ -359,6 +359,21 @@ impl CompiledFilterGroups {
         self.groups.iter().flatten().any(|f| f.filter_type == filter_type)
     }
 
+    /// Whether the outcome for `event` can depend on a filter of this type: some group has one and that group's
+    /// EVENT filters let the event through (every other filter in the group is still unknown). A caller fetches
+    /// what the payload lacks (changed files, the head commit message) only when this is true, so a delivery
+    /// no group could build costs no call to the git host.
+    pub fn needs(&self, filter_type: FilterType, event: &SourceEvent) -> bool {
+        let Some(name) = event.codebuild_event else { return false };
+        self.groups.iter().any(|group| {
+            group.iter().any(|f| f.filter_type == filter_type)
+                && group.iter().all(|f| match &f.test {
+                    Test::Events(events) => events.contains(&name) != f.exclude,
+                    Test::Regex(_) => true,
+                })
+        })
+    }
+
     /// Sets the legacy `branchFilter` (an empty one means none, as in CodeBuild: "all branches are built").
     pub fn with_branch_filter(mut self, pattern: Option<&str>) -> Result<Self, FilterGroupError> {
         self.branch_filter = match pattern.filter(|p| !p.is_empty()) {

@@ -320,6 +320,36 @@ fn a_caller_may_fill_in_what_pull_request_payloads_lack() {
     assert!(!evaluate(&groups, &event).passed);
 }
 
+/// `needs` asks for a fetch only when a group that could let the event through has the filter.
+#[test]
+fn needs_tells_when_a_fetch_can_change_the_outcome() {
+    let groups = compile(
+        &[
+            vec![f("EVENT", "PULL_REQUEST_CREATED"), f("FILE_PATH", "^src/")],
+            vec![f("EVENT", "PUSH"), f("HEAD_REF", "^refs/heads/main$")],
+            vec![
+                f("EVENT", "PULL_REQUEST_UPDATED, PULL_REQUEST_MERGED"),
+                x("EVENT", "PULL_REQUEST_MERGED"),
+                f("COMMIT_MESSAGE", "^Fix"),
+            ],
+        ],
+        Github,
+    )
+    .unwrap();
+    let opened = event("github/pull_request-opened.json", "pull_request");
+    let updated = event("github/pull_request-synchronize.json", "pull_request");
+    let merged = event("github/pull_request-closed-merged.json", "pull_request");
+    let push = event("github/push-branch.json", "push");
+    assert!(groups.needs(FilterType::FilePath, &opened));
+    assert!(!groups.needs(FilterType::CommitMessage, &opened));
+    assert!(groups.needs(FilterType::CommitMessage, &updated));
+    assert!(!groups.needs(FilterType::FilePath, &updated));
+    assert!(!groups.needs(FilterType::CommitMessage, &merged), "group 3 excludes merged pull requests");
+    assert!(!groups.needs(FilterType::FilePath, &push) && !groups.needs(FilterType::CommitMessage, &push));
+    let ping = event("github/ping.json", "ping");
+    assert!(!groups.needs(FilterType::FilePath, &ping), "no CodeBuild event: nothing to fetch");
+}
+
 /// OR across groups, AND within a group: the AWS CLI's update-webhook example (pull requests from any branch
 /// but one into any branch but main; pushes to any branch but one) plus a group for releases.
 #[test]

@@ -620,6 +620,21 @@ impl Run<'_> {
                 }
             },
         };
+        // The seed's warning, seen from this side: a webhook of the project already built this commit.
+        let duplicate_of = match &source_version {
+            Some(commit) => self.webhook_build_of(&project, commit).await,
+            None => None,
+        };
+        let mut trigger = json!({
+            "revision": exec.trigger.get("revision"),
+            "pipeline": exec.pipeline_name,
+            "executionId": exec.id,
+            "stage": stage,
+            "action": action.name,
+        });
+        if let Some(first) = &duplicate_of {
+            trigger["duplicateOf"] = first.clone();
+        }
         let req = crate::codebuild::StartBuildRequest {
             org: self.org,
             project: project.clone(),
@@ -628,13 +643,7 @@ impl Run<'_> {
             env_overrides,
             buildspec_override: None,
             idempotency_token: None,
-            trigger: json!({
-                "revision": exec.trigger.get("revision"),
-                "pipeline": exec.pipeline_name,
-                "executionId": exec.id,
-                "stage": stage,
-                "action": action.name,
-            }),
+            trigger,
         };
         let build = match crate::codebuild::start_build(self.store(), &req).await {
             Ok(b) => b,
@@ -668,7 +677,13 @@ impl Run<'_> {
                 }
             }
         };
-        let summary = format!("Build {} (#{}) {}", ended.id, ended.build_number, ended.status);
+        let mut summary = format!("Build {} (#{}) {}", ended.id, ended.build_number, ended.status);
+        if let Some(first) = &duplicate_of {
+            summary.push_str(&format!(
+                "; a second build of this commit: the project's webhook already started build {}",
+                first["buildId"].as_str().unwrap_or_default()
+            ));
+        }
         let error = match ended.status.as_str() {
             "SUCCEEDED" => None,
             "STOPPED" if stopping => Some(("Abandoned".to_owned(), summary.clone())),
@@ -680,10 +695,30 @@ impl Run<'_> {
                 "buildId": ended.id,
                 "buildNumber": ended.build_number,
                 "buildStatus": ended.status,
+                "duplicateOf": duplicate_of,
             }),
             error,
             log: ended.logs,
         })
+    }
+
+    /// The first build of `commit` a webhook of `project` started within the last day, as `duplicateOf`.
+    async fn webhook_build_of(&self, project: &str, commit: &str) -> Option<Value> {
+        let since = Timestamp(Timestamp::now().0.saturating_sub(24 * 3600 * 1000));
+        let builds = match self.store().builds_of_commit(self.org, project, commit, since).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for earlier builds of a commit failed");
+                return None;
+            }
+        };
+        let first = builds.into_iter().find(|b| b.trigger["webhook"] == json!(true))?;
+        Some(json!({
+            "buildId": first.id,
+            "buildNumber": first.build_number,
+            "initiator": first.initiator,
+            "reason": "this commit was already built by the project's webhook: the pipeline builds it a second time",
+        }))
     }
 
     /// A `Custom`/`Command` action: the configured command in the workspace, with the run in its environment.

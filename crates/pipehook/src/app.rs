@@ -234,6 +234,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
                 secret_rotation_overlap: config.inbound.secret_rotation_overlap,
                 github_api_url: config.inbound.github_api_url.clone(),
                 gitlab_api_url: config.inbound.gitlab_api_url.clone(),
+                bitbucket_api_url: config.inbound.bitbucket_api_url.clone(),
             }),
             metrics: metrics.clone(),
             outbound: outbound.clone(),

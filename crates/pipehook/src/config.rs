@@ -53,6 +53,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_INBOUND_RETENTION", "inbound.retention_seconds"),
     ("PIPEHOOK_GITHUB_API_URL", "inbound.github_api_url"),
     ("PIPEHOOK_GITLAB_API_URL", "inbound.gitlab_api_url"),
+    ("PIPEHOOK_BITBUCKET_API_URL", "inbound.bitbucket_api_url"),
     ("PIPEHOOK_OUTBOUND_TIMEOUT", "outbound.timeout_seconds"),
     ("PIPEHOOK_OUTBOUND_RETRY_SCHEDULE", "outbound.retry_schedule"),
     ("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "outbound.allowed_networks"),
@@ -111,6 +112,7 @@ struct RawInbound {
     retention_seconds: u64,
     github_api_url: String,
     gitlab_api_url: String,
+    bitbucket_api_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +255,7 @@ pub struct InboundSettings {
     pub retention: Duration,
     pub github_api_url: String,
     pub gitlab_api_url: String,
+    pub bitbucket_api_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -454,6 +457,8 @@ impl Config {
                 .map_err(|e| ConfigError::new("inbound.github_api_url (PIPEHOOK_GITHUB_API_URL)", e.problem))?,
             gitlab_api_url: parse_public_url(&raw.inbound.gitlab_api_url)
                 .map_err(|e| ConfigError::new("inbound.gitlab_api_url (PIPEHOOK_GITLAB_API_URL)", e.problem))?,
+            bitbucket_api_url: parse_public_url(&raw.inbound.bitbucket_api_url)
+                .map_err(|e| ConfigError::new("inbound.bitbucket_api_url (PIPEHOOK_BITBUCKET_API_URL)", e.problem))?,
         };
         let o = &raw.outbound;
         let retry_schedule = o
@@ -712,6 +717,7 @@ mod tests {
             (&[("PIPEHOOK_TRUST_PROXY", "maybe")], None, "inbound.trust_proxy"),
             (&[("PIPEHOOK_GITHUB_API_URL", "ftp://x")], None, "inbound.github_api_url"),
             (&[("PIPEHOOK_GITLAB_API_URL", "ftp://x")], None, "inbound.gitlab_api_url"),
+            (&[("PIPEHOOK_BITBUCKET_API_URL", "ftp://x")], None, "inbound.bitbucket_api_url"),
             (&[("PIPEHOOK_OUTBOUND_RETRY_SCHEDULE", "5,soon")], None, "outbound.retry_schedule"),
             (&[("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/33")], None, "outbound.allowed_networks"),
             (&[("PIPEHOOK_OUTBOUND_TIMEOUT", "0")], None, "outbound.timeout_seconds"),

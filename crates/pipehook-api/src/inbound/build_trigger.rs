@@ -4,8 +4,11 @@
 //! The same steps as the pipeline trigger (`trigger.rs`), each recorded in the shared inbound log (webhook
 //! `project:<name>`, see `pipehook_store::builds`): read the body (capped), find the webhook by the token
 //! (unknown: 404), authenticate per provider (GitHub / GitHub Enterprise: HMAC `X-Hub-Signature-256`; GitLab:
-//! `X-Gitlab-Token`; Bitbucket: none, the URL's token is the credential, as CodeBuild gives Bitbucket no secret),
-//! recognise pings, deduplicate by the provider's delivery id, evaluate the filter groups, start the build. The
+//! `X-Gitlab-Token`; Bitbucket: `X-Hub-Signature` when pipehook registered the hook with its own secret, else
+//! none, the URL's token being the credential, as CodeBuild gives Bitbucket no secret), recognise pings, read
+//! from the git host what FILE_PATH / COMMIT_MESSAGE filters need and the payload lacks (`githost::changes`; a
+//! failure answers 502 and claims nothing, so the host's redelivery is judged afresh), deduplicate by the
+//! provider's delivery id, evaluate the filter groups, start the build. The
 //! request, its verdict (with the filter-group [`Evaluation`]) and the build with its job and `build_started`
 //! event commit together before the answer.
 //!
@@ -23,8 +26,9 @@ use pipehook_domain::credentials::TokenHash;
 use pipehook_domain::secret::Secret;
 use pipehook_domain::time::Timestamp;
 use pipehook_inbound::auth::{AuthOutcome, Authentication};
+use pipehook_inbound::event::Provider;
 use pipehook_inbound::event::{CodeBuildEvent, SourceEvent};
-use pipehook_inbound::filter_groups::{compile_webhook, evaluate, Evaluation, SourceType, WebhookFilter};
+use pipehook_inbound::filter_groups::{compile_webhook, evaluate, Evaluation, FilterType, SourceType, WebhookFilter};
 use pipehook_runner::codebuild::{prepare_build, StartBuildRequest};
 use pipehook_store::builds::{inbound_webhook_id, inbound_webhook_name};
 use pipehook_store::{
@@ -37,6 +41,8 @@ use std::net::SocketAddr;
 use super::{answer, logged_body, logged_headers, not_found, revision_hint, unavailable, DEDUPE_WINDOW};
 use crate::auth::{ensure_org, Principal};
 use crate::aws::codebuild::webhook_secret_context;
+use crate::githost::changes::{self, Apis, Wanted};
+use crate::githost::HostError;
 use crate::native::RestError;
 use crate::AppState;
 
@@ -88,6 +94,8 @@ async fn load(state: &AppState, webhook: BuildWebhookRecord) -> Result<LoadedBui
         SourceType::Gitlab | SourceType::GitlabSelfManaged if !secrets.is_empty() => {
             Authentication::GitlabToken { secrets }
         }
+        // A hook pipehook registered on Bitbucket carries a secret pipehook kept; a manual one has none.
+        SourceType::Bitbucket if !secrets.is_empty() => Authentication::BitbucketHmac { secrets },
         _ => Authentication::Unauthenticated,
     };
     Ok(LoadedBuildHook { webhook, project, source_type, compiled, auth })
@@ -131,6 +139,49 @@ fn build_request(l: &LoadedBuildHook, headers: &HeaderMap, event: &SourceEvent) 
             "environment": l.project.document["environment"],
         }),
     }
+}
+
+/// Reads from the git host what the filter groups need and the payload lacks (see `githost::changes`); `None`
+/// when nothing was needed. Only a delivery from the project's own provider is completed, so the project's
+/// token is never sent to another host.
+async fn complete_from_host(
+    state: &AppState,
+    l: &LoadedBuildHook,
+    event: &mut SourceEvent,
+    payload: &Value,
+) -> Result<Option<Value>, HostError> {
+    if event.is_ping {
+        return Ok(None);
+    }
+    let wanted = Wanted {
+        files: l.compiled.needs(FilterType::FilePath, event) && changes::files_missing(event, payload),
+        commit_message: l.compiled.needs(FilterType::CommitMessage, event) && event.commit_message.is_none(),
+    };
+    if !wanted.any() {
+        return Ok(None);
+    }
+    let provider = match l.source_type {
+        SourceType::Github | SourceType::GithubEnterprise => Provider::GitHub,
+        SourceType::Gitlab | SourceType::GitlabSelfManaged => Provider::GitLab,
+        SourceType::Bitbucket => Provider::Bitbucket,
+    };
+    if event.provider != provider {
+        return Err(HostError {
+            code: "ProviderMismatch".into(),
+            message: format!("a {:?} delivery to a {} project", event.provider, l.source_type.display_name()),
+        });
+    }
+    let c = &state.config;
+    let apis = Apis { github: &c.github_api_url, gitlab: &c.gitlab_api_url, bitbucket: &c.bitbucket_api_url };
+    let token = crate::githost::project_token(&l.project.document);
+    changes::complete(apis, token, wanted, event).await.map(Some)
+}
+
+fn host_failed(e: &HostError) -> RestError {
+    RestError::new(
+        StatusCode::BAD_GATEWAY,
+        format!("the filter groups need what the payload lacks, and reading it from the git host failed: {e}"),
+    )
 }
 
 async fn trigger(
@@ -225,7 +276,27 @@ async fn trigger(
             };
         }
     };
-    let event = pipehook_inbound::event::normalize(&headers, &payload);
+    let mut event = pipehook_inbound::event::normalize(&headers, &payload);
+    let fetched = match complete_from_host(&state, &loaded, &mut event, &payload).await {
+        Ok(f) => f,
+        Err(e) => {
+            // Nothing is claimed: the git host's redelivery of this request is judged afresh.
+            tracing::warn!(error = %e, project = %project_name, "reading a delivery's changed files or commit message failed");
+            record.verdict = "rejected".into();
+            record.detail = json!({
+                "reason": format!("the filter groups need what the payload lacks, and reading it from the git host failed: {e}"),
+                "event": serde_json::to_value(&event).unwrap_or(Value::Null),
+                "authentication": auth_detail,
+            });
+            return match save(&state, &record).await {
+                Ok(()) => answer(
+                    StatusCode::BAD_GATEWAY,
+                    json!({"result": "rejected", "message": "The git host's API could not be read to evaluate the filter groups; redeliver later", "requestId": request_id}),
+                ),
+                Err(r) => r,
+            };
+        }
+    };
     let evaluation = evaluate(&loaded.compiled, &event);
 
     // 3. Dedupe (claimed with the request itself); 4. pings; 5. filter groups; 6. start.
@@ -271,6 +342,9 @@ async fn trigger(
         build = Some(start);
         (StatusCode::OK, out)
     };
+    if let Some(f) = fetched {
+        record.detail["fetched"] = f;
+    }
     let write = BuildTriggerWrite { inbound: record.clone(), delivery, build };
     match state.store.record_build_trigger(write).await {
         Ok((TriggerOutcome::Recorded, built)) => {
@@ -389,7 +463,8 @@ pub async fn explain(
             .map_err(|_| RestError::new(StatusCode::BAD_REQUEST, "invalid event name"))?;
         headers.entry("x-github-event").or_insert(v);
     }
-    let event = pipehook_inbound::event::normalize(&headers, &payload);
+    let mut event = pipehook_inbound::event::normalize(&headers, &payload);
+    let fetched = complete_from_host(&state, &loaded, &mut event, &payload).await.map_err(|e| host_failed(&e))?;
     let evaluation: Evaluation = evaluate(&loaded.compiled, &event);
     let verdict = if event.is_ping {
         "filtered (ping: nothing to start)"
@@ -404,6 +479,7 @@ pub async fn explain(
         "event": event,
         "webhookEnv": event.codebuild_webhook_env().into_iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
         "evaluation": evaluation,
+        "fetched": fetched,
         "verdict": verdict,
     })))
 }
@@ -419,7 +495,8 @@ pub(super) async fn replay(state: &AppState, original: &InboundRecord) -> Result
     let loaded = load(state, webhook).await.map_err(|reason| RestError::new(StatusCode::CONFLICT, reason))?;
     let headers = super::log::headers_of(&original.headers);
     let payload: Value = serde_json::from_str(&original.body).unwrap_or(Value::Null);
-    let event = pipehook_inbound::event::normalize(&headers, &payload);
+    let mut event = pipehook_inbound::event::normalize(&headers, &payload);
+    let fetched = complete_from_host(state, &loaded, &mut event, &payload).await.map_err(|e| host_failed(&e))?;
     let evaluation = evaluate(&loaded.compiled, &event);
     let mut record = original.clone();
     record.id = uuid::Uuid::new_v4().to_string();
@@ -436,6 +513,9 @@ pub(super) async fn replay(state: &AppState, original: &InboundRecord) -> Result
         record.verdict = "filtered".into();
     }
     record.detail = json!({"replayOf": original.id, "reason": evaluation.reason, "evaluation": evaluation});
+    if let Some(f) = fetched {
+        record.detail["fetched"] = f;
+    }
     let write = BuildTriggerWrite { inbound: record.clone(), delivery: None, build };
     let (_, built) = state.store.record_build_trigger(write).await.map_err(RestError::from_store)?;
     Ok((

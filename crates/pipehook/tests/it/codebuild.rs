@@ -224,7 +224,21 @@ async fn projects_and_builds(s: TestServer) {
     let one = c.start_build().project_name("api").idempotency_token("tok-1").send().await.unwrap().build_value.unwrap();
     let two = c.start_build().project_name("api").idempotency_token("tok-1").send().await.unwrap().build_value.unwrap();
     assert_eq!(one.id, two.id);
-    wait_build(&c, one.id.as_deref().unwrap()).await;
+    // The same token with another parameter: refused, and no build started.
+    let e = c
+        .start_build()
+        .project_name("api")
+        .idempotency_token("tok-1")
+        .source_version("other")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidInputException");
+    assert!(e.message().unwrap_or_default().contains("tok-1"), "{e:?}");
+    let done = wait_build(&c, one.id.as_deref().unwrap()).await;
+    // Stopping a build that has ended is refused.
+    let e = c.stop_build().id(done.id.as_deref().unwrap()).send().await.unwrap_err();
+    assert_eq!(code(&e), "InvalidInputException");
 
     // StopBuild: a long build ends STOPPED.
     let long = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo sleeping\n      - sleep 30\n";
@@ -1146,6 +1160,7 @@ async fn a_pipeline_codebuild_action_runs_a_build() {
         post(&w.payload_url.clone().unwrap(), &body, &github("push", "dup-1", Some(sign(&secret, &body)))).await;
     assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
     assert_eq!(out["duplicateOf"]["buildId"].as_str(), Some(first.as_str()), "{out}");
+    let webhook_build = out["buildId"].as_str().unwrap().to_owned();
     let (_, log) = s.get("/api/orgs/default/inbound?webhook=project:gh-built", Some(TOKEN)).await;
     let marked = &log["requests"][0]["detail"]["duplicateOf"];
     assert_eq!(
@@ -1190,6 +1205,42 @@ async fn a_pipeline_codebuild_action_runs_a_build() {
     let builds_after = c.list_builds_for_project().project_name("gh-built").send().await.unwrap().ids.unwrap().len();
     assert_eq!(builds_after, builds_before, "a suppressed duplicate starts no build");
     assert_eq!(patch(r#"{"suppressDuplicateBuilds": false}"#, TOKEN).await.0, 200);
+
+    // The other order: the webhook built the commit, then the pipeline builds it again; its action says so.
+    let id = cp
+        .start_pipeline_execution()
+        .name("also-builds")
+        .source_revisions(
+            aws_sdk_codepipeline::types::SourceRevisionOverride::builder()
+                .action_name("Source")
+                .revision_type(aws_sdk_codepipeline::types::SourceRevisionType::CommitId)
+                .revision_value(&commit)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id
+        .unwrap();
+    let e = crate::support::wait_done(&cp, "also-builds", &id).await;
+    assert_eq!(e.status, Some(PipelineExecutionStatus::Succeeded), "{e:?}");
+    let actions = cp
+        .list_action_executions()
+        .pipeline_name("also-builds")
+        .filter(aws_sdk_codepipeline::types::ActionExecutionFilter::builder().pipeline_execution_id(&id).build())
+        .send()
+        .await
+        .unwrap();
+    let build = actions
+        .action_execution_details
+        .unwrap()
+        .into_iter()
+        .find(|a| a.action_name.as_deref() == Some("Build"))
+        .unwrap();
+    let summary = build.output.and_then(|o| o.execution_result).and_then(|r| r.external_execution_summary);
+    let summary = summary.unwrap_or_default();
+    assert!(summary.contains("second build") && summary.contains(&webhook_build), "{summary}");
 
     let id = cp.start_pipeline_execution().name("broken").send().await.unwrap().pipeline_execution_id.unwrap();
     let e = crate::support::wait_done(&cp, "broken", &id).await;

@@ -5,6 +5,7 @@ mod auth;
 mod aws;
 mod codebuild;
 mod codebuild_cli;
+mod codebuild_githost;
 mod lifecycle;
 mod native_pipelines;
 mod outbound;

@@ -2,7 +2,8 @@
 //!
 //! StartBuild stores the build, its `codebuild.build` job and its `build_started` run event in one transaction
 //! (`pipehook_runner::codebuild::start_build`); the worker runs it. A repeated `idempotencyToken` within five
-//! minutes returns the first build. StopBuild records a stop request, which the running build polls.
+//! minutes returns the first build, or `InvalidInputException` when the parameters differ. StopBuild records a
+//! stop request, which the running build polls; stopping a build that has ended is `InvalidInputException`.
 
 use pipehook_domain::time::Timestamp;
 use pipehook_runner::codebuild::StartBuildRequest;
@@ -141,7 +142,26 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         pipehook_store::StoreError::NotFound(_) => not_found(format!("Project cannot be found: {name}")),
         e => AwsError::from_store(e),
     })?;
+    if req.idempotency_token.is_some() && !same_parameters(&build, &req) {
+        return Err(invalid_input(format!(
+            "Parameter mismatch: idempotency token {} was used within the last 5 minutes by build {} with different \
+             parameters",
+            req.idempotency_token.as_deref().unwrap_or_default(),
+            build.id
+        )));
+    }
     Ok(json!({"build": view(ctx, &build)}))
+}
+
+/// Whether a build (maybe the one an idempotency token names) was started with these parameters: CodeBuild
+/// returns the first build for a repeated token only when nothing changed, and refuses a changed request.
+fn same_parameters(b: &BuildRecord, req: &StartBuildRequest) -> bool {
+    let overrides = |v: &Value| if v.is_null() { json!([]) } else { v.clone() };
+    b.project_name == req.project
+        && b.source_version == req.source_version
+        && b.buildspec_override == req.buildspec_override
+        && overrides(&b.env_overrides) == overrides(&req.env_overrides)
+        && b.trigger["timeoutInMinutes"] == req.trigger["timeoutInMinutes"]
 }
 
 #[derive(Deserialize)]
@@ -168,6 +188,13 @@ pub async fn stop(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         .await
         .map_err(AwsError::from_store)?
         .ok_or_else(|| not_found(format!("Build {id} does not exist")))?;
+    if outcome == StopRequest::NotStoppable {
+        // CodeBuild refuses to stop a build that has ended; a second stop of a running build is accepted.
+        return Err(invalid_input(format!(
+            "Failed to stop build {id}: the build has already completed with status {}",
+            build.status
+        )));
+    }
     Ok(json!({"build": view(ctx, &build)}))
 }
 

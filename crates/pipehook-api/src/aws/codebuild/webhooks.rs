@@ -15,8 +15,13 @@
 //!   A GitLab / GitLab self-managed project gets a project hook through GitLab's REST API v4
 //!   (`PIPEHOOK_GITLAB_API_URL`, the token sent as `PRIVATE-TOKEN`, the secret as the hook's `token`), the same
 //!   way. Rotating the secret updates the hook; deleting the webhook (or the project) deletes the hook.
-//!   Bitbucket hooks are not registered by pipehook yet: the webhook says so in `statusMessage`.
-//! - The registered hook is stored as `owner/repo#id` (GitHub) or `gitlab:group/sub/repo#id` (GitLab).
+//!   A Bitbucket project gets a repository hook through Bitbucket Cloud's API 2.0 (`PIPEHOOK_BITBUCKET_API_URL`)
+//!   the same way, with a secret pipehook generates and keeps to itself (CodeBuild returns none for Bitbucket),
+//!   so the deliveries of a registered Bitbucket hook are signed and checked; a `manualCreation` Bitbucket
+//!   webhook has no secret and its URL's token is its only protection. `rotateSecret` is ignored for
+//!   Bitbucket, as in CodeBuild.
+//! - The registered hook is stored as `owner/repo#id` (GitHub), `gitlab:group/sub/repo#id` (GitLab) or
+//!   `bitbucket:workspace/repo#{uuid}` (Bitbucket).
 
 use pipehook_domain::credentials::TokenHash;
 use pipehook_domain::pipeline::PipelineDeclaration;
@@ -27,8 +32,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{already_exists, check_enum, check_project_name, invalid_input, not_found, oauth_provider, ts, Ctx};
-use crate::aws::codepipeline::third_party;
 use crate::aws::{parse, AwsError};
+use crate::githost;
 
 const BUILD_TYPES: [&str; 3] = ["BUILD", "BUILD_BATCH", "RUNNER_BUILDKITE_BUILD"];
 
@@ -121,12 +126,14 @@ pub(crate) async fn add_pipeline_warning(ctx: &Ctx<'_>, project: &str, webhook: 
 }
 
 const GITLAB_PREFIX: &str = "gitlab:";
+const BITBUCKET_PREFIX: &str = "bitbucket:";
 
 /// A repository hook pipehook registered, parsed from its stored id.
 #[derive(Debug, PartialEq)]
 enum Hook<'a> {
     Github { owner: &'a str, repo: &'a str, id: &'a str },
     Gitlab { path: &'a str, id: &'a str },
+    Bitbucket { repo: &'a str, id: &'a str },
 }
 
 impl<'a> Hook<'a> {
@@ -134,6 +141,10 @@ impl<'a> Hook<'a> {
         if let Some(rest) = stored.strip_prefix(GITLAB_PREFIX) {
             let (path, id) = rest.rsplit_once('#').unwrap_or(("", rest));
             return Hook::Gitlab { path, id };
+        }
+        if let Some(rest) = stored.strip_prefix(BITBUCKET_PREFIX) {
+            let (repo, id) = rest.split_once('#').unwrap_or(("", rest));
+            return Hook::Bitbucket { repo, id };
         }
         let (path, id) = stored.split_once('#').unwrap_or(("", stored));
         let (owner, repo) = path.split_once('/').unwrap_or(("", ""));
@@ -143,7 +154,7 @@ impl<'a> Hook<'a> {
     fn repository(&self) -> String {
         match self {
             Hook::Github { owner, repo, .. } => format!("{owner}/{repo}"),
-            Hook::Gitlab { path, .. } => (*path).to_owned(),
+            Hook::Gitlab { path, .. } | Hook::Bitbucket { repo: path, .. } => (*path).to_owned(),
         }
     }
 }
@@ -151,17 +162,20 @@ impl<'a> Hook<'a> {
 /// The repository hook's API URL, when pipehook registered one.
 fn hook_api_url(ctx: &Ctx<'_>, w: &BuildWebhookRecord) -> Option<String> {
     let stored = w.third_party_hook_id.as_deref()?;
-    if !stored.starts_with(GITLAB_PREFIX) && !stored.contains('#') {
+    if !stored.starts_with(GITLAB_PREFIX) && !stored.starts_with(BITBUCKET_PREFIX) && !stored.contains('#') {
         return None;
     }
     Some(match Hook::parse(stored) {
         Hook::Github { owner, repo, id } => {
             format!("{}/repos/{owner}/{repo}/hooks/{id}", ctx.state.config.github_api_url)
         }
-        Hook::Gitlab { path, id } => format!(
-            "{}/projects/{}/hooks/{id}",
-            ctx.state.config.gitlab_api_url,
-            percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
+        Hook::Gitlab { path, id } => {
+            format!("{}/projects/{}/hooks/{id}", ctx.state.config.gitlab_api_url, githost::segment(path))
+        }
+        Hook::Bitbucket { repo, id } => format!(
+            "{}/hooks/{}",
+            githost::bitbucket::repository_url(&ctx.state.config.bitbucket_api_url, repo),
+            githost::segment(id)
         ),
     })
 }
@@ -187,10 +201,9 @@ fn github_repo(location: &str) -> Option<(String, String)> {
 
 /// The git host token of a project (`source.auth` of type OAUTH), or `OAuthProviderException`.
 fn host_token(p: &ProjectRecord) -> Result<String, AwsError> {
-    let auth = &p.document["source"]["auth"];
-    match (auth["type"].as_str(), auth["resource"].as_str()) {
-        (Some("OAUTH"), Some(t)) if !t.is_empty() => Ok(t.to_owned()),
-        _ => Err(oauth_provider(
+    match githost::project_token(&p.document) {
+        Some(t) => Ok(t.to_owned()),
+        None => Err(oauth_provider(
             "Access token not found in CodeBuild project. Please modify the project's source.auth (type OAUTH, \
              resource = the token) or create the webhook with manualCreation.",
         )),
@@ -269,17 +282,19 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let manual = input.manual_creation.unwrap_or(false);
     let token = pipehook_domain::credentials::random_url_token();
     let secret = new_secret(kind);
+    // What deliveries are checked with: the secret returned, or for a registered Bitbucket hook one never shown.
+    let mut kept_secret = secret.clone();
     let url = payload_url(&ctx.state.config.public_url, &token);
 
     // The git host first (no transaction is open while the network is awaited).
-    let (mut hook_id, mut status_message) = (None, None);
+    let mut hook_id = None;
     if !manual {
         match kind {
             SourceType::Github | SourceType::GithubEnterprise => {
                 let location = project.document["source"]["location"].as_str().unwrap_or_default();
                 let (owner, repo) = github_repo(location).ok_or_else(|| not_a_repository(location))?;
                 let api_token = host_token(&project)?;
-                let id = third_party::create_hook_for(
+                let id = githost::create_hook_for(
                     &ctx.state.config.github_api_url,
                     &owner,
                     &repo,
@@ -296,7 +311,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
                 let location = project.document["source"]["location"].as_str().unwrap_or_default();
                 let path = gitlab_path(location).ok_or_else(|| not_a_repository(location))?;
                 let api_token = host_token(&project)?;
-                let id = third_party::gitlab::create_hook(
+                let id = githost::gitlab::create_hook(
                     &ctx.state.config.gitlab_api_url,
                     &path,
                     &api_token,
@@ -307,17 +322,29 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
                 .map_err(|e| oauth_provider(format!("Failed to create webhook on {path}: {}", e.message)))?;
                 hook_id = Some(format!("{GITLAB_PREFIX}{path}#{id}"));
             }
-            other => {
-                status_message = Some(format!(
-                    "pipehook does not create {} webhooks yet: add the payload URL to the repository yourself",
-                    other.display_name()
-                ));
+            SourceType::Bitbucket => {
+                let location = project.document["source"]["location"].as_str().unwrap_or_default();
+                let (workspace, repo) = github_repo(location).ok_or_else(|| not_a_repository(location))?;
+                let full_name = format!("{workspace}/{repo}");
+                let api_token = host_token(&project)?;
+                let internal = pipehook_domain::credentials::random_url_token()[..40].to_owned();
+                let id = githost::bitbucket::create_hook(
+                    &ctx.state.config.bitbucket_api_url,
+                    &full_name,
+                    &api_token,
+                    &url,
+                    &internal,
+                )
+                .await
+                .map_err(|e| oauth_provider(format!("Failed to create webhook on {full_name}: {}", e.message)))?;
+                hook_id = Some(format!("{BITBUCKET_PREFIX}{full_name}#{id}"));
+                kept_secret = Some(internal);
             }
         }
     }
     let now = Timestamp::now();
     let fields = BuildWebhookFields {
-        secret_ciphertext: secret
+        secret_ciphertext: kept_secret
             .as_ref()
             .map(|s| ctx.state.master_key.encrypt(&secret_context(ctx.org().0, project.id), s.as_bytes())),
         branch_filter: input.branch_filter.clone(),
@@ -325,7 +352,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         build_type: input.build_type.clone(),
         manual_creation: manual,
         status: "ACTIVE".into(),
-        status_message,
+        status_message: None,
         third_party_hook_id: hook_id,
         last_modified_secret: now,
     };
@@ -398,12 +425,13 @@ pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
             let rekeyed = match hook {
                 Hook::Github { owner, repo, id } => {
                     let api = &ctx.state.config.github_api_url;
-                    third_party::set_hook_secret(api, owner, repo, &api_token, id, &url, &s).await
+                    githost::set_hook_secret(api, owner, repo, &api_token, id, &url, &s).await
                 }
                 Hook::Gitlab { path, id } => {
                     let api = &ctx.state.config.gitlab_api_url;
-                    third_party::gitlab::set_hook_token(api, path, &api_token, id, &url, &s).await
+                    githost::gitlab::set_hook_token(api, path, &api_token, id, &url, &s).await
                 }
+                Hook::Bitbucket { .. } => Ok(()),
             };
             rekeyed.map_err(|e| {
                 oauth_provider(format!("Failed to update the webhook on {}: {}", hook.repository(), e.message))
@@ -453,10 +481,13 @@ async fn remove_hook(ctx: &Ctx<'_>, project: &ProjectRecord, stored: &str) -> Re
     let token = host_token(project)?;
     let removed = match hook {
         Hook::Github { owner, repo, id } => {
-            third_party::delete_hook(&ctx.state.config.github_api_url, owner, repo, &token, id).await
+            githost::delete_hook(&ctx.state.config.github_api_url, owner, repo, &token, id).await
         }
         Hook::Gitlab { path, id } => {
-            third_party::gitlab::delete_hook(&ctx.state.config.gitlab_api_url, path, &token, id).await
+            githost::gitlab::delete_hook(&ctx.state.config.gitlab_api_url, path, &token, id).await
+        }
+        Hook::Bitbucket { repo, id } => {
+            githost::bitbucket::delete_hook(&ctx.state.config.bitbucket_api_url, repo, &token, id).await
         }
     };
     removed.map_err(|e| oauth_provider(format!("Failed to delete the webhook on {}: {}", hook.repository(), e.message)))
@@ -492,5 +523,6 @@ mod tests {
         assert_eq!(gitlab_path("https://gitlab.com/g//r"), None);
         assert_eq!(Hook::parse("o/r#42"), Hook::Github { owner: "o", repo: "r", id: "42" });
         assert_eq!(Hook::parse("gitlab:g/s/r#7"), Hook::Gitlab { path: "g/s/r", id: "7" });
+        assert_eq!(Hook::parse("bitbucket:w/r#{a-b}"), Hook::Bitbucket { repo: "w/r", id: "{a-b}" });
     }
 }

@@ -15,7 +15,6 @@ mod list_pipelines;
 mod start_pipeline_execution;
 mod stop_pipeline_execution;
 mod tags;
-pub(crate) mod third_party;
 mod update_pipeline;
 pub(crate) mod views;
 pub(crate) mod webhooks;

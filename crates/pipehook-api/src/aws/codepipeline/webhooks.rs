@@ -470,7 +470,7 @@ pub(crate) async fn register_webhook(ctx: &Ctx<'_>, member: &str, name: &str) ->
         None => None,
     };
     let api = &ctx.state.config.github_api_url;
-    let outcome = super::third_party::create_hook(api, &owner, &repo, &token, &url, secret.as_deref()).await;
+    let outcome = crate::githost::create_hook(api, &owner, &repo, &token, &url, secret.as_deref()).await;
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
     let result = match &outcome {
         Ok(id) => {
@@ -510,7 +510,7 @@ pub(crate) async fn deregister_webhook(ctx: &Ctx<'_>, member: &str, name: &str) 
     let decl: PipelineDeclaration = serde_json::from_value(pipeline.declaration).map_err(|_| AwsError::internal())?;
     let (owner, repo, token) = source_of(&w, &decl)?;
     let api = &ctx.state.config.github_api_url;
-    let outcome = super::third_party::delete_hook(api, &owner, &repo, &token, &hook_id).await;
+    let outcome = crate::githost::delete_hook(api, &owner, &repo, &token, &hook_id).await;
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
     let result = match &outcome {
         Ok(()) => {

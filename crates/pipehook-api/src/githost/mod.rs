@@ -1,7 +1,18 @@
-//! The git host's repository-hooks API (GitHub-compatible: `POST /repos/{owner}/{repo}/hooks`,
-//! `DELETE /repos/{owner}/{repo}/hooks/{id}`), for RegisterWebhookWithThirdParty and its inverse. The base
-//! URL is configurable (`PIPEHOOK_GITHUB_API_URL`): GitHub Enterprise, or a local fake in tests.
-//! [`gitlab`] is the same for GitLab's REST API v4 (`PIPEHOOK_GITLAB_API_URL`), used by CodeBuild webhooks.
+//! The git hosts' REST APIs, for the few things pipehook asks of them: creating, re-keying and deleting the
+//! repository hook that delivers to a trigger URL, and reading what a delivery's payload lacks (a pull request's
+//! changed files and head commit message, see [`changes`]).
+//!
+//! - GitHub and GitHub Enterprise (`PIPEHOOK_GITHUB_API_URL`): `POST /repos/{owner}/{repo}/hooks`, `PATCH` and
+//!   `DELETE /repos/{owner}/{repo}/hooks/{id}`, for RegisterWebhookWithThirdParty and CodeBuild webhooks.
+//! - [`gitlab`]: GitLab's REST API v4 (`PIPEHOOK_GITLAB_API_URL`).
+//! - [`bitbucket`]: Bitbucket Cloud's API 2.0 (`PIPEHOOK_BITBUCKET_API_URL`).
+//!
+//! Every base URL is the operator's (a GitHub Enterprise server, a self-managed GitLab, or a local fake in
+//! tests), so these calls are not subject to the outbound webhooks' address policy. Redirects are not followed
+//! and every call has a timeout.
+
+pub mod bitbucket;
+pub mod changes;
 
 use serde_json::json;
 use std::time::Duration;
@@ -13,17 +24,49 @@ pub struct HostError {
     pub message: String,
 }
 
-fn client() -> Result<reqwest::Client, HostError> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("pipehook/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| HostError { code: "ClientError".into(), message: e.to_string() })
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
 }
 
-fn segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+/// One client for every call (connections are reused across deliveries): 15 s per call, no redirects.
+fn client() -> Result<reqwest::Client, HostError> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .connect_timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("pipehook/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|message| HostError { code: "ClientError".into(), message })
+}
+
+/// The git host token of a CodeBuild project: its `source.auth` when of type `OAUTH`, `resource` being the token.
+pub(crate) fn project_token(document: &serde_json::Value) -> Option<&str> {
+    let auth = &document["source"]["auth"];
+    match (auth["type"].as_str(), auth["resource"].as_str()) {
+        (Some("OAUTH"), Some(t)) if !t.is_empty() => Some(t),
+        _ => None,
+    }
+}
+
+/// What a path segment keeps as it is: RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// One path segment, encoded (`group/sub` → `group%2Fsub`); `.` and `..` are encoded too, so a name taken from
+/// a payload cannot climb the API's path.
+pub(crate) fn segment(s: &str) -> String {
+    if s.bytes().all(|b| b == b'.') {
+        return s.replace('.', "%2E");
+    }
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 async fn failure(res: reqwest::Response) -> HostError {

@@ -1,0 +1,480 @@
+//! CodeBuild webhooks and the git hosts' APIs, against one local fake of GitHub (`/gh`), GitLab (`/gl`, API v4)
+//! and Bitbucket Cloud (`/bb`, API 2.0): FILE_PATH and COMMIT_MESSAGE on events whose payload lacks the changed
+//! files or the head commit message (pull requests, Bitbucket pushes, GitLab pushes listing 20 of more commits)
+//! read them from the host, with the project's token, only when a group could pass; a host failure answers 502,
+//! claims nothing and the redelivery is judged afresh. Bitbucket hooks are registered with a secret pipehook
+//! keeps, so the deliveries are signed and checked. Projects point at local paths that do not exist, so a
+//! build that starts fails its checkout without reaching any host.
+
+use aws_sdk_codebuild::error::ProvideErrorMetadata;
+use aws_sdk_codebuild::types::{
+    ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment, ProjectSource, SourceAuth,
+    SourceAuthType, SourceType, WebhookFilter, WebhookFilterType,
+};
+use aws_sdk_codebuild::Client;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::support::{TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
+use crate::webhooks::{fixture, github, post, sign};
+
+const BUILDSPEC: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n";
+const NO_REPO: &str = "/nonexistent/pipehook-test/repo.git";
+
+fn client(s: &TestServer) -> Client {
+    let creds = aws_credential_types::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test");
+    let conf = aws_sdk_codebuild::Config::builder()
+        .behavior_version(aws_sdk_codebuild::config::BehaviorVersion::latest())
+        .endpoint_url(&s.url)
+        .region(aws_sdk_codebuild::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .build();
+    Client::from_conf(conf)
+}
+
+fn filter(t: WebhookFilterType, pattern: &str) -> WebhookFilter {
+    WebhookFilter::builder().r#type(t).pattern(pattern).build().unwrap()
+}
+
+fn exclude(t: WebhookFilterType, pattern: &str) -> WebhookFilter {
+    WebhookFilter::builder().r#type(t).pattern(pattern).exclude_matched_pattern(true).build().unwrap()
+}
+
+async fn project(c: &Client, name: &str, t: SourceType, location: &str, token: Option<&str>) {
+    let mut source = ProjectSource::builder().r#type(t).location(location).buildspec(BUILDSPEC);
+    if let Some(token) = token {
+        source = source.auth(SourceAuth::builder().r#type(SourceAuthType::Oauth).resource(token).build().unwrap());
+    }
+    c.create_project()
+        .name(name)
+        .source(source.build().unwrap())
+        .artifacts(ProjectArtifacts::builder().r#type(ArtifactsType::NoArtifacts).build().unwrap())
+        .environment(
+            ProjectEnvironment::builder()
+                .r#type(EnvironmentType::LinuxContainer)
+                .image("aws/codebuild/standard:7.0")
+                .compute_type(ComputeType::BuildGeneral1Small)
+                .build()
+                .unwrap(),
+        )
+        .service_role("arn:aws:iam::123456789012:role/codebuild")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// One request the fake received: method and path with query, the credential header, the JSON body.
+#[derive(Debug, Clone)]
+struct Call {
+    what: String,
+    credential: String,
+    body: Value,
+}
+
+/// The fake git host: answers from a table of `METHOD /path?query` → (status, JSON), records every call.
+#[derive(Clone, Default)]
+struct Fake {
+    calls: Arc<Mutex<Vec<Call>>>,
+    routes: Arc<Mutex<Vec<(String, u16, Value)>>>,
+    fail: Arc<AtomicBool>,
+}
+
+impl Fake {
+    async fn start(&self) -> String {
+        let me = self.clone();
+        let app = axum::Router::new().fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  h: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let me = me.clone();
+                async move {
+                    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                    let credential = [header("authorization"), header("private-token")].concat();
+                    let what = format!("{method} {uri}");
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    me.calls.lock().unwrap().push(Call { what: what.clone(), credential, body });
+                    if me.fail.load(Ordering::SeqCst) {
+                        let out = json!({"message": "Server Error"});
+                        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(out));
+                    }
+                    let routes = me.routes.lock().unwrap();
+                    match routes.iter().find(|(w, _, _)| *w == what) {
+                        Some((_, status, out)) => {
+                            (axum::http::StatusCode::from_u16(*status).unwrap(), axum::Json(out.clone()))
+                        }
+                        None => (axum::http::StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))),
+                    }
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn route(&self, what: &str, status: u16, out: Value) {
+        self.routes.lock().unwrap().push((what.to_owned(), status, out));
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+async fn server(fake: &str) -> TestServer {
+    TestServer::builder()
+        .env("PIPEHOOK_GITHUB_API_URL", &format!("{fake}/gh"))
+        .env("PIPEHOOK_GITLAB_API_URL", &format!("{fake}/gl/api/v4"))
+        .env("PIPEHOOK_BITBUCKET_API_URL", &format!("{fake}/bb/2.0"))
+        .start()
+        .await
+        .unwrap()
+}
+
+/// The newest inbound log entry of a project's webhook.
+async fn last_logged(s: &TestServer, project: &str) -> Value {
+    let (_, log) = s.get(&format!("/api/orgs/default/inbound?webhook=project:{project}"), Some(TOKEN)).await;
+    log["requests"][0].clone()
+}
+
+#[tokio::test]
+async fn github_pull_requests_read_their_files_and_head_commit_message_from_the_api() {
+    let fake = Fake::default();
+    let base = fake.start().await;
+    let s = server(&base).await;
+    let c = client(&s);
+    project(&c, "gh", SourceType::Github, NO_REPO, Some("gh-token")).await;
+    let w = c
+        .create_webhook()
+        .project_name("gh")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PULL_REQUEST_CREATED"),
+            filter(WebhookFilterType::FilePath, "^src/"),
+        ])
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PULL_REQUEST_UPDATED"),
+            exclude(WebhookFilterType::CommitMessage, "\\[skip ci\\]"),
+        ])
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH"), filter(WebhookFilterType::FilePath, "^README")])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    let (url, secret) = (w.payload_url.unwrap(), w.secret.unwrap());
+    let repo = "/gh/repos/Codertocat/Hello-World";
+    // Pull request 2: 100 documentation files on the first page, a source file (renamed) on the second.
+    let page: Vec<Value> =
+        (0..100).map(|i| json!({"filename": format!("docs/{i}.md"), "status": "modified"})).collect();
+    fake.route(&format!("GET {repo}/pulls/2/files?per_page=100&page=1"), 200, json!(page));
+    fake.route(
+        &format!("GET {repo}/pulls/2/files?per_page=100&page=2"),
+        200,
+        json!([{"filename": "src/parser.rs", "previous_filename": "src/parse.rs", "status": "renamed"}]),
+    );
+
+    let opened = fixture("github/pull_request-opened.json");
+    let (status, out) = post(&url, &opened, &github("pull_request", "pr-1", Some(sign(&secret, &opened)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let logged = last_logged(&s, "gh").await;
+    assert_eq!(logged["detail"]["fetched"]["files"], 102, "{logged}");
+    assert_eq!(logged["detail"]["fetched"]["calls"], 2, "{logged}");
+    let file_filter = &logged["detail"]["evaluation"]["groups"][0]["filters"][1];
+    assert_eq!(file_filter["matchedValue"], "src/parser.rs", "{logged}");
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.credential == "token gh-token"), "{calls:?}");
+
+    // Only documentation changed: filtered, with what FILE_PATH saw.
+    fake.routes.lock().unwrap().retain(|(w, _, _)| !w.contains("page=2"));
+    fake.route(&format!("GET {repo}/pulls/2/files?per_page=100&page=2"), 200, json!([]));
+    let (status, out) = post(&url, &opened, &github("pull_request", "pr-2", Some(sign(&secret, &opened)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "{out}");
+    let logged = last_logged(&s, "gh").await;
+    assert_eq!(logged["detail"]["evaluation"]["groups"][0]["filters"][1]["foundCount"], 100, "{logged}");
+
+    // The host failing: 502, nothing claimed, so the same delivery is judged again once the host is back.
+    fake.fail.store(true, Ordering::SeqCst);
+    let (status, out) = post(&url, &opened, &github("pull_request", "pr-3", Some(sign(&secret, &opened)))).await;
+    assert_eq!((status, out["result"].as_str()), (502, Some("rejected")), "{out}");
+    let logged = last_logged(&s, "gh").await;
+    assert_eq!(logged["verdict"], "rejected");
+    assert!(logged["detail"]["reason"].as_str().unwrap().contains("500"), "{logged}");
+    fake.fail.store(false, Ordering::SeqCst);
+    let (status, out) = post(&url, &opened, &github("pull_request", "pr-3", Some(sign(&secret, &opened)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "not a duplicate: {out}");
+
+    // PULL_REQUEST_UPDATED with an excluded COMMIT_MESSAGE: the head commit is read, files are not.
+    let head = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+    let sync = fixture("github/pull_request-synchronize.json");
+    fake.route(
+        &format!("GET {repo}/commits/{head}"),
+        200,
+        json!({"sha": head, "commit": {"message": "Fix it [skip ci]"}}),
+    );
+    let before = fake.calls().len();
+    let (status, out) = post(&url, &sync, &github("pull_request", "pr-4", Some(sign(&secret, &sync)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "{out}");
+    let calls = fake.calls();
+    assert_eq!(
+        calls[before..].iter().map(|c| c.what.as_str()).collect::<Vec<_>>(),
+        [format!("GET {repo}/commits/{head}")]
+    );
+    let logged = last_logged(&s, "gh").await;
+    assert_eq!(logged["detail"]["evaluation"]["groups"][1]["filters"][1]["matchedValue"], "Fix it [skip ci]");
+
+    // A push lists its files: no call. A delivery no group can pass (a closed pull request): no call.
+    let before = fake.calls().len();
+    let push = fixture("github/push-branch.json");
+    let (status, out) = post(&url, &push, &github("push", "push-1", Some(sign(&secret, &push)))).await;
+    assert_eq!(status, 200, "{out}");
+    let closed = fixture("github/pull_request-closed.json");
+    let (status, out) = post(&url, &closed, &github("pull_request", "pr-5", Some(sign(&secret, &closed)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "{out}");
+    assert_eq!(fake.calls().len(), before, "{:?}", &fake.calls()[before..]);
+
+    // explain reads the same way, and says what it read.
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/orgs/default/projects/gh/explain", s.url))
+        .bearer_auth(TOKEN)
+        .header("x-github-event", "pull_request")
+        .body(opened.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let explained: Value = res.json().await.unwrap();
+    assert_eq!(explained["fetched"]["files"], 100, "{explained}");
+    assert_eq!(explained["verdict"], "would be filtered");
+}
+
+#[tokio::test]
+async fn gitlab_and_bitbucket_changes_come_from_their_apis() {
+    let fake = Fake::default();
+    let base = fake.start().await;
+    let s = server(&base).await;
+    let c = client(&s);
+    project(&c, "gl", SourceType::Gitlab, NO_REPO, Some("glpat-1")).await;
+    project(&c, "bb", SourceType::Bitbucket, NO_REPO, Some("bb-user:app-pass")).await;
+    let gl = c
+        .create_webhook()
+        .project_name("gl")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PUSH, PULL_REQUEST_CREATED"),
+            filter(WebhookFilterType::FilePath, "^app/"),
+        ])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    let (gl_url, gl_secret) = (gl.payload_url.unwrap(), gl.secret.unwrap());
+    let gitlab = |event: &str, uuid: &str| {
+        vec![
+            ("x-gitlab-event", event.to_owned()),
+            ("x-gitlab-event-uuid", uuid.to_owned()),
+            ("x-gitlab-token", gl_secret.clone()),
+        ]
+    };
+    // The merge request's diffs (GitLab 15.7+).
+    let project_path = "/gl/api/v4/projects/gitlabhq%2Fgitlab-test";
+    fake.route(
+        &format!("GET {project_path}/merge_requests/1/diffs?per_page=100&page=1"),
+        200,
+        json!([{"old_path": "app/models/user.rb", "new_path": "app/models/user.rb"}, {"old_path": "README", "new_path": "README.md"}]),
+    );
+    let mr = fixture("gitlab/merge_request.json");
+    let (status, out) = post(&gl_url, &mr, &gitlab("Merge Request Hook", "gl-1")).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let logged = last_logged(&s, "gl").await;
+    assert_eq!(logged["detail"]["fetched"]["files"], 3, "new and old paths: {logged}");
+    assert_eq!(fake.calls().last().unwrap().credential, "glpat-1");
+
+    // A push listing 2 of its 4 commits: the compare API completes the list.
+    let push: Value = serde_json::from_slice(&fixture("gitlab/push.json")).unwrap();
+    let compare = format!(
+        "GET /gl/api/v4/projects/mike%2Fdiaspora/repository/compare?from={}&to={}",
+        push["before"].as_str().unwrap(),
+        push["after"].as_str().unwrap()
+    );
+    fake.route(&compare, 200, json!({"diffs": [{"old_path": "app/views/x.erb", "new_path": "app/views/x.erb"}]}));
+    let (status, out) = post(&gl_url, &fixture("gitlab/push.json"), &gitlab("Push Hook", "gl-2")).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    assert_eq!(fake.calls().last().unwrap().what, compare);
+
+    // Bitbucket: a pull request's diffstat over two pages, the push's diffstat between its old and new heads,
+    // and the head commit's message; app passwords go as HTTP Basic.
+    let bb = c
+        .create_webhook()
+        .project_name("bb")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PULL_REQUEST_CREATED"),
+            filter(WebhookFilterType::FilePath, "\\.rs$"),
+            filter(WebhookFilterType::CommitMessage, "^Add"),
+        ])
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH"), exclude(WebhookFilterType::FilePath, "^docs/")])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    let bb_url = bb.payload_url.unwrap();
+    let repo = "/bb/2.0/repositories/acme/widgets";
+    fake.route(
+        &format!("GET {repo}/pullrequests/7/diffstat?pagelen=100"),
+        200,
+        json!({"values": [{"new": {"path": "README.md"}, "old": {"path": "README.md"}}], "next": format!("{base}{repo}/pullrequests/7/diffstat?pagelen=100&page=2")}),
+    );
+    fake.route(
+        &format!("GET {repo}/pullrequests/7/diffstat?pagelen=100&page=2"),
+        200,
+        json!({"values": [{"new": {"path": "src/lib.rs"}, "old": null}]}),
+    );
+    fake.route(
+        &format!("GET {repo}/commit/3f8e2a1b9c7d"),
+        200,
+        json!({"hash": "3f8e2a1b9c7d", "message": "Add the widget API\n"}),
+    );
+    let bitbucket = |key: &str, uuid: &str| vec![("x-event-key", key.to_owned()), ("x-request-uuid", uuid.to_owned())];
+    let pr = fixture("bitbucket/pullrequest-created.json");
+    let before = fake.calls().len();
+    let (status, out) = post(&bb_url, &pr, &bitbucket("pullrequest:created", "bb-1")).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let calls = fake.calls();
+    assert_eq!(calls.len() - before, 3, "{:?}", &calls[before..]);
+    assert!(calls[before..].iter().all(|c| c.credential == "Basic YmItdXNlcjphcHAtcGFzcw=="), "{calls:?}");
+
+    let (new, old) = ("7c9f3a2b5e1d4c8a9b0f6e2d3c4b5a69788f0e1d", "1e65c05c1d5171631d92438a13901ca7dae9618c");
+    fake.route(
+        &format!("GET {repo}/diffstat/{new}..{old}?pagelen=100"),
+        200,
+        json!({"values": [{"new": {"path": "docs/guide.md"}, "old": {"path": "docs/guide.md"}}]}),
+    );
+    let (status, out) = post(&bb_url, &fixture("bitbucket/repo-push.json"), &bitbucket("repo:push", "bb-2")).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "only docs changed: {out}");
+    let logged = last_logged(&s, "bb").await;
+    assert_eq!(logged["detail"]["evaluation"]["groups"][1]["filters"][1]["matchedValue"], "docs/guide.md", "{logged}");
+}
+
+/// CreateWebhook on a Bitbucket project registers a repository hook through API 2.0 with a secret that is never
+/// returned; Bitbucket signs deliveries with it (`X-Hub-Signature: sha256=`), so an unsigned or badly signed
+/// delivery is refused. `rotateSecret` is ignored as in CodeBuild; DeleteWebhook removes the hook; the host
+/// refusing is `OAuthProviderException` with nothing stored.
+#[tokio::test]
+async fn bitbucket_hooks_are_registered_with_a_kept_secret() {
+    let fake = Fake::default();
+    let base = fake.start().await;
+    let s = server(&base).await;
+    let c = client(&s);
+    project(&c, "bb", SourceType::Bitbucket, "https://bitbucket.org/acme/widgets.git", Some("bb-access-token")).await;
+    let hooks = "/bb/2.0/repositories/acme/widgets/hooks";
+    fake.route(&format!("POST {hooks}"), 201, json!({"uuid": "{4f1c-99}", "url": "x"}));
+    fake.route(&format!("DELETE {hooks}/%7B4f1c-99%7D"), 204, Value::Null);
+
+    let w = c
+        .create_webhook()
+        .project_name("bb")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PULL_REQUEST_CREATED")])
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert!(w.secret.is_none(), "CodeBuild returns no secret for Bitbucket");
+    assert_eq!(w.status_message, None);
+    assert_eq!(w.url.as_deref(), Some(format!("{base}{hooks}/%7B4f1c-99%7D").as_str()));
+    let call = fake.calls()[0].clone();
+    assert_eq!(
+        (call.what.as_str(), call.credential.as_str()),
+        (format!("POST {hooks}").as_str(), "Bearer bb-access-token")
+    );
+    assert_eq!(call.body["url"].as_str(), w.payload_url.as_deref());
+    assert_eq!(call.body["active"], true);
+    assert_eq!(
+        call.body["events"],
+        json!([
+            "repo:push",
+            "pullrequest:created",
+            "pullrequest:updated",
+            "pullrequest:fulfilled",
+            "pullrequest:rejected"
+        ])
+    );
+    let secret = call.body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 40);
+
+    // Deliveries are checked against that secret.
+    let url = w.payload_url.clone().unwrap();
+    let body = fixture("bitbucket/repo-push.json");
+    let delivery = std::sync::atomic::AtomicUsize::new(0);
+    let headers = |sig: Option<String>| {
+        let n = delivery.fetch_add(1, Ordering::SeqCst);
+        let mut h = vec![("x-event-key", "repo:push".to_owned()), ("x-request-uuid", format!("bb-delivery-{n}"))];
+        if let Some(sig) = sig {
+            h.push(("x-hub-signature", sig));
+        }
+        h
+    };
+    let (status, out) = post(&url, &body, &headers(None)).await;
+    assert_eq!((status, out["result"].as_str()), (401, Some("unauthenticated")), "{out}");
+    let (status, _) = post(&url, &body, &headers(Some(sign("not-the-secret", &body)))).await;
+    assert_eq!(status, 401);
+    let (status, out) = post(&url, &body, &headers(Some(sign(&secret, &body)))).await;
+    assert_eq!(
+        (status, out["result"].as_str()),
+        (200, Some("filtered")),
+        "authentic, and not an event it builds: {out}"
+    );
+    let p = c.batch_get_projects().names("bb").send().await.unwrap().projects.unwrap().remove(0);
+    assert!(p.webhook.unwrap().secret.is_none());
+
+    // rotateSecret is ignored for Bitbucket: no secret, nothing asked of Bitbucket.
+    let calls = fake.calls().len();
+    let rotated = c.update_webhook().project_name("bb").rotate_secret(true).send().await.unwrap().webhook.unwrap();
+    assert!(rotated.secret.is_none());
+    assert_eq!(fake.calls().len(), calls);
+    let (status, _) = post(&url, &body, &headers(Some(sign(&secret, &body)))).await;
+    assert_eq!(status, 200, "the kept secret still signs");
+
+    c.delete_webhook().project_name("bb").send().await.unwrap();
+    let last = fake.calls().last().unwrap().clone();
+    assert_eq!(
+        (last.what.as_str(), last.credential.as_str()),
+        (format!("DELETE {hooks}/%7B4f1c-99%7D").as_str(), "Bearer bb-access-token")
+    );
+
+    // Bitbucket refusing: OAuthProviderException with its message, nothing stored.
+    fake.fail.store(true, Ordering::SeqCst);
+    let e = c.create_webhook().project_name("bb").send().await.unwrap_err();
+    assert_eq!(e.code(), Some("OAuthProviderException"));
+    assert!(e.message().unwrap_or_default().contains("Server Error"), "{e:?}");
+    let p = c.batch_get_projects().names("bb").send().await.unwrap().projects.unwrap().remove(0);
+    assert!(p.webhook.is_none());
+    fake.fail.store(false, Ordering::SeqCst);
+
+    // No token: OAuthProviderException unless manualCreation, which registers nothing and has no secret at all.
+    project(&c, "bb-manual", SourceType::Bitbucket, "https://bitbucket.org/acme/other", None).await;
+    let e = c.create_webhook().project_name("bb-manual").send().await.unwrap_err();
+    assert_eq!(e.code(), Some("OAuthProviderException"));
+    let calls = fake.calls().len();
+    let manual = c
+        .create_webhook()
+        .project_name("bb-manual")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PULL_REQUEST_CREATED")])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert!(manual.secret.is_none());
+    assert_eq!(fake.calls().len(), calls);
+    let (status, out) = post(&manual.payload_url.unwrap(), &body, &headers(None)).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "protected by its URL alone: {out}");
+}
