@@ -106,7 +106,7 @@ pub struct BuildspecError {
 }
 
 impl BuildspecError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         BuildspecError { path: path.into(), message: message.into() }
     }
 
@@ -162,7 +162,7 @@ pub fn parse(text: &str) -> Result<Buildspec, BuildspecError> {
     Ok(Buildspec { version, variables, shell, phases })
 }
 
-fn key_text(key: &Value, parent: &str) -> Result<String, BuildspecError> {
+pub(crate) fn key_text(key: &Value, parent: &str) -> Result<String, BuildspecError> {
     match key {
         Value::String(s) => Ok(s.clone()),
         other => Err(BuildspecError::new(parent, format!("has a key that is not a string: {}", show(other)))),
@@ -170,7 +170,7 @@ fn key_text(key: &Value, parent: &str) -> Result<String, BuildspecError> {
 }
 
 /// A short rendering of a value for messages.
-fn show(value: &Value) -> String {
+pub(crate) fn show(value: &Value) -> String {
     match value {
         Value::Null => "null".to_string(),
         Value::Bool(b) => b.to_string(),
@@ -271,7 +271,7 @@ fn parse_variables(value: &Value) -> Result<Vec<(String, String)>, BuildspecErro
 }
 
 /// A string, number or boolean as text.
-fn scalar_text(value: &Value) -> Option<String> {
+pub(crate) fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

@@ -218,12 +218,20 @@ fn retry(e: StoreError) -> JobFailure {
     JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(2) }
 }
 
-/// `buildspec.yml` (or `buildspec.yaml`) at the root of the checked-out source, parsed.
-async fn read_buildspec(dir: &std::path::Path) -> Result<crate::buildspec::Buildspec, String> {
-    for name in ["buildspec.yml", "buildspec.yaml"] {
+/// The buildspec file of the checked-out source, parsed, with its text: `path` (a batch build's own buildspec)
+/// or `buildspec.yml` (or `buildspec.yaml`) at the root.
+async fn read_buildspec(
+    dir: &std::path::Path,
+    path: Option<&str>,
+) -> Result<(crate::buildspec::Buildspec, String), String> {
+    let names: Vec<&str> = match path {
+        Some(p) => vec![p],
+        None => vec!["buildspec.yml", "buildspec.yaml"],
+    };
+    for name in &names {
         match tokio::fs::read_to_string(dir.join(name)).await {
-            Ok(text) => return crate::buildspec::parse(&text).map_err(|e| format!("{name}: {e}")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Ok(text) => return crate::buildspec::parse(&text).map(|b| (b, text)).map_err(|e| format!("{name}: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.is_none() => continue,
             Err(e) => return Err(format!("{name}: {e}")),
         }
     }
@@ -324,11 +332,14 @@ impl BuildRunner {
 
     async fn run(&self, build: BuildRecord, project: ProjectRecord) -> StoreResult<()> {
         let doc = &project.document;
+        // A batch build with its own buildspec file reads it from the source, whatever the project says.
+        let spec_path = build.trigger["buildspecPath"].as_str().map(str::to_owned);
         let spec_text = build
             .buildspec_override
             .clone()
             .filter(|s| !s.trim().is_empty())
-            .or_else(|| doc["source"]["buildspec"].as_str().map(str::to_owned).filter(|s| !s.trim().is_empty()));
+            .or_else(|| doc["source"]["buildspec"].as_str().map(str::to_owned).filter(|s| !s.trim().is_empty()))
+            .filter(|_| spec_path.is_none());
         let uuid = build.id.rsplit(':').next().unwrap_or(&build.id).to_owned();
         let workspace = self.config.workspace_root.join(&uuid);
         let source_dir = workspace.join("src");
@@ -365,9 +376,13 @@ impl BuildRunner {
         // The buildspec: inline, or `buildspec.yml` from the source, which is then checked out first (its time
         // counts in QUEUED) and DOWNLOAD_SOURCE reports that checkout; a missing or bad file fails DOWNLOAD_SOURCE
         // with YAML_FILE_ERROR, as in CodeBuild.
+        let mut read_text = None;
         let (buildspec, source): (crate::buildspec::Buildspec, Box<dyn SourceStep>) = match (spec_text, git) {
             (Some(text), git) => match crate::buildspec::parse(&text) {
-                Ok(b) => (b, git.map_or_else(|| Box::new(NoSource) as Box<dyn SourceStep>, |g| Box::new(g))),
+                Ok(b) => {
+                    read_text = Some(text);
+                    (b, git.map_or_else(|| Box::new(NoSource) as Box<dyn SourceStep>, |g| Box::new(g)))
+                }
                 Err(e) => {
                     let log = format!("[Container] Phase context status code: YAML_FILE_ERROR Message: {e}\n");
                     return self.finish(&build, "FAILED", &build.phases, None, &log).await;
@@ -382,8 +397,11 @@ impl BuildRunner {
                 let downloaded = g.download(&source_dir, timeout).await;
                 let (spec, result) = match downloaded {
                     Err(message) => (placeholder_buildspec(), Err(message)),
-                    Ok(d) => match read_buildspec(&source_dir).await {
-                        Ok(spec) => (spec, Ok(d)),
+                    Ok(d) => match read_buildspec(&source_dir, spec_path.as_deref()).await {
+                        Ok((spec, text)) => {
+                            read_text = Some(text);
+                            (spec, Ok(d))
+                        }
                         Err(message) => (placeholder_buildspec(), Err(format!("YAML_FILE_ERROR: {message}"))),
                     },
                 };
@@ -394,6 +412,24 @@ impl BuildRunner {
                 (spec, Box::new(step))
             }
         };
+        // A webhook's BUILD_BATCH: the buildspec's `batch` section says which builds to run.
+        if build.trigger["buildType"] == "BUILD_BATCH" {
+            if let Some(text) = &read_text {
+                match crate::batch::parse_batch(text) {
+                    Ok(Some(batch)) => {
+                        let _ = tokio::fs::remove_dir_all(&workspace).await;
+                        return self.run_batch(build, batch).await;
+                    }
+                    // No batch section: the batch is this one build, as in CodeBuild.
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = tokio::fs::remove_dir_all(&workspace).await;
+                        let log = format!("[Container] Phase context status code: YAML_FILE_ERROR Message: {e}\n");
+                        return self.finish(&build, "FAILED", &build.phases, None, &log).await;
+                    }
+                }
+            }
+        }
         let request = BuildRequest {
             identity: BuildIdentity {
                 build_id: build.id.clone(),
@@ -453,5 +489,144 @@ impl BuildRunner {
             &outcome.log,
         )
         .await
+    }
+
+    /// Runs a batch: the builds of `batch`, each an ordinary build of the same project and commit, started as
+    /// their dependencies allow and waited for (see `batch.rs`). This build is the batch's coordinator; its
+    /// BUILD phase lasts as long as the batch and its log lists every build with how it ended.
+    async fn run_batch(&self, build: BuildRecord, batch: crate::batch::Batch) -> StoreResult<()> {
+        use crate::batch::{blocked, outcome, ready, status_name, Slot};
+        use std::fmt::Write as _;
+        let started = Timestamp::now();
+        let mut phases = build.phases.as_array().cloned().unwrap_or_default();
+        if let Some(last) = phases.last_mut() {
+            let begun = last["startTime"].as_i64().unwrap_or(started.millis());
+            last["endTime"] = json!(started.millis());
+            last["phaseStatus"] = json!("SUCCEEDED");
+            last["durationInSeconds"] = json!((started.millis() - begun) / 1000);
+        }
+        phases.push(json!({"phaseType": "BUILD", "startTime": started.millis()}));
+        let mut tx = self.store.begin().await?;
+        tx.set_build_progress(build.org, &build.id, Some(&Value::Array(phases.clone())), Some("BUILD"), None, None)
+            .await?;
+        tx.commit().await?;
+
+        let n = batch.builds.len();
+        let mut log = format!(
+            "[Batch] {n} build(s), fast-fail {}: {}\n",
+            batch.fast_fail,
+            batch.builds.iter().map(|b| b.identifier.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        let (mut slots, mut ids) = (vec![Slot::Waiting; n], vec![None::<String>; n]);
+        let (mut stopped, mut failing) = (false, false);
+        loop {
+            let me = self.store.build(build.org, &build.id).await?;
+            if !stopped && me.as_ref().is_none_or(|b| b.stop_requested) {
+                stopped = true;
+                let _ = writeln!(log, "[Batch] stop requested: stopping the running builds");
+            }
+            if stopped || failing {
+                for i in 0..n {
+                    match slots[i] {
+                        Slot::Waiting => slots[i] = Slot::Skipped,
+                        Slot::Running => {
+                            let mut tx = self.store.begin().await?;
+                            tx.request_build_stop(build.org, ids[i].as_deref().unwrap_or_default()).await?;
+                            tx.commit().await?;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                for i in blocked(&batch.builds, &slots) {
+                    slots[i] = Slot::Skipped;
+                    let _ = writeln!(
+                        log,
+                        "[Batch] {} not started: a build it depends on failed",
+                        batch.builds[i].identifier
+                    );
+                }
+                for i in ready(&batch.builds, &slots) {
+                    let child = self.start_batch_build(&build, &batch.builds[i]).await?;
+                    let _ = writeln!(
+                        log,
+                        "[Batch] {} started as build {} (#{})",
+                        batch.builds[i].identifier, child.id, child.build_number
+                    );
+                    ids[i] = Some(child.id);
+                    slots[i] = Slot::Running;
+                }
+            }
+            for i in 0..n {
+                if slots[i] != Slot::Running {
+                    continue;
+                }
+                let id = ids[i].clone().unwrap_or_default();
+                let status = match self.store.build(build.org, &id).await? {
+                    Some(b) if b.status == "IN_PROGRESS" => continue,
+                    Some(b) => status_name(&b.status),
+                    None => "FAULT",
+                };
+                slots[i] = Slot::Ended(status);
+                let b = &batch.builds[i];
+                let note = if status != "SUCCEEDED" && b.ignore_failure { " (failure ignored)" } else { "" };
+                let _ = writeln!(log, "[Batch] {} ({id}) {status}{note}", b.identifier);
+                if status != "SUCCEEDED" && !b.ignore_failure && batch.fast_fail && !failing {
+                    failing = true;
+                    let _ = writeln!(log, "[Batch] fast-fail: stopping the other builds");
+                }
+            }
+            if slots.iter().all(|s| matches!(s, Slot::Ended(_) | Slot::Skipped)) {
+                break;
+            }
+            if !slots.contains(&Slot::Running) && ready(&batch.builds, &slots).is_empty() && !stopped && !failing {
+                // Nothing runs and nothing can start: whatever waits never will.
+                for s in slots.iter_mut().filter(|s| **s == Slot::Waiting) {
+                    *s = Slot::Skipped;
+                }
+                continue;
+            }
+            tokio::time::sleep(self.config.poll).await;
+        }
+        let status = outcome(&batch.builds, &slots, stopped);
+        let _ = writeln!(log, "[Batch] the batch {status}");
+        let ended = Timestamp::now();
+        if let Some(last) = phases.last_mut() {
+            last["endTime"] = json!(ended.millis());
+            last["phaseStatus"] = json!(status);
+            last["durationInSeconds"] = json!((ended.millis() - started.millis()) / 1000);
+        }
+        phases.push(json!({"phaseType": "COMPLETED", "startTime": ended.millis()}));
+        self.finish(&build, status, &Value::Array(phases), None, &log).await
+    }
+
+    /// Starts one build of a batch: the coordinator's commit, initiator and webhook variables, the batch build's
+    /// variables (and `CODEBUILD_BATCH_BUILD_IDENTIFIER`) as overrides, its own buildspec file when it names one.
+    async fn start_batch_build(&self, batch: &BuildRecord, b: &crate::batch::BatchBuild) -> StoreResult<BuildRecord> {
+        let mut env: Vec<Value> = batch.env_overrides.as_array().cloned().unwrap_or_default();
+        for (name, value) in &b.variables {
+            env.push(json!({"name": name, "value": value, "type": "PLAINTEXT"}));
+        }
+        env.push(json!({"name": "CODEBUILD_BATCH_BUILD_IDENTIFIER", "value": b.identifier, "type": "PLAINTEXT"}));
+        let mut trigger = batch.trigger.clone();
+        if let Some(t) = trigger.as_object_mut() {
+            t.remove("buildType");
+            t.remove("duplicateOf");
+        }
+        trigger["batch"] = json!({"coordinator": batch.id, "identifier": b.identifier});
+        if let Some(path) = &b.buildspec {
+            trigger["buildspecPath"] = json!(path);
+        }
+        let req = StartBuildRequest {
+            org: batch.org,
+            project: batch.project_name.clone(),
+            source_version: batch.source_version.clone(),
+            initiator: batch.initiator.clone(),
+            env_overrides: Value::Array(env),
+            buildspec_override: batch.buildspec_override.clone(),
+            idempotency_token: None,
+            trigger,
+        };
+        start_build(&*self.store, &req).await
     }
 }

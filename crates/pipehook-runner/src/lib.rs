@@ -18,6 +18,7 @@
 //!   with real processes (through [`exec::run`]), a caller-supplied source step ([`build::GitSource`] for
 //!   git), a timeout, a stop token, a log sink and a phase observer.
 
+pub mod batch;
 pub mod build;
 pub mod buildspec;
 pub mod codebuild;

@@ -135,6 +135,7 @@ fn build_request(l: &LoadedBuildHook, headers: &HeaderMap, event: &SourceEvent) 
             "revision": revision_hint(event),
             "webhookEnv": env,
             "webhook": true,
+            "buildType": l.webhook.build_type.as_deref().unwrap_or("BUILD"),
             "timeoutInMinutes": l.project.document["timeoutInMinutes"].as_i64().unwrap_or(60),
             "environment": l.project.document["environment"],
         }),

@@ -1275,3 +1275,134 @@ async fn a_build_past_its_timeout_times_out() {
     assert!(log.contains("started") && !log.contains("never"), "{log}");
     s.stop().await.unwrap();
 }
+
+/// A webhook with `buildType: BUILD_BATCH` runs the buildspec's `batch` section: a build graph whose builds start
+/// as their dependencies succeed, each an ordinary build with `buildBatchArn`, its own variables and
+/// `CODEBUILD_BATCH_BUILD_IDENTIFIER`, one with its own buildspec file, one whose failure is ignored; the batch
+/// (the build the webhook started) ends SUCCEEDED and lists them. The same delivery with `BUILD` is one build.
+#[tokio::test]
+async fn a_build_batch_webhook_runs_the_batch_section() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    let repo = tempfile::tempdir().unwrap();
+    let spec = "version: 0.2
+batch:
+  build-graph:
+    - identifier: first
+      env:
+        variables:
+          MODE: first
+    - identifier: second
+      depend-on: [first]
+      env:
+        variables:
+          MODE: second
+    - identifier: other
+      buildspec: ci/other.yml
+    - identifier: flaky
+      ignore-failure: true
+      env:
+        variables:
+          MODE: fail
+phases:
+  build:
+    commands:
+      - echo \"mode=$MODE id=$CODEBUILD_BATCH_BUILD_IDENTIFIER\"
+      - test \"$MODE\" != fail
+";
+    std::fs::create_dir(repo.path().join("ci")).unwrap();
+    let other = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo from the other buildspec\n";
+    let commit = git_repo_with(repo.path(), &[("buildspec.yml", spec), ("ci/other.yml", other)]);
+    c.create_project()
+        .name("batched")
+        .source(
+            ProjectSource::builder()
+                .r#type(SourceType::Github)
+                .location(repo.path().display().to_string())
+                .build()
+                .unwrap(),
+        )
+        .artifacts(artifacts())
+        .environment(environment(&[]))
+        .service_role("r")
+        .send()
+        .await
+        .unwrap();
+    let w = c
+        .create_webhook()
+        .project_name("batched")
+        .build_type(WebhookBuildType::BuildBatch)
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH")])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert_eq!(w.build_type, Some(WebhookBuildType::BuildBatch));
+    let (url, secret) = (w.payload_url.unwrap(), w.secret.unwrap());
+    let mut push: Value = serde_json::from_slice(&fixture("github/push-branch.json")).unwrap();
+    push["after"] = Value::from(commit.clone());
+    let body = serde_json::to_vec(&push).unwrap();
+    let (status, out) = post(&url, &body, &github("push", "batch-1", Some(sign(&secret, &body)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let coordinator = out["buildId"].as_str().unwrap().to_owned();
+    let batch = wait_build(&c, &coordinator).await;
+    let batch_log = logs(&s, &batch).await;
+    assert_eq!(batch.build_status, Some(StatusType::Succeeded), "{batch_log}");
+    assert_eq!(phase(&batch, BuildPhaseType::Build), Some(StatusType::Succeeded));
+    for line in ["first started", "second started", "other started", "flaky started", "FAILED (failure ignored)"] {
+        assert!(batch_log.contains(line), "{line}: {batch_log}");
+    }
+    assert!(batch_log.find("first (").unwrap() < batch_log.find("second started").unwrap(), "{batch_log}");
+
+    let ids = c.list_builds_for_project().project_name("batched").send().await.unwrap().ids.unwrap();
+    assert_eq!(ids.len(), 5, "the batch and its four builds");
+    let children: Vec<_> = c
+        .batch_get_builds()
+        .set_ids(Some(ids.into_iter().filter(|i| *i != coordinator).collect()))
+        .send()
+        .await
+        .unwrap()
+        .builds
+        .unwrap();
+    let mut seen = Vec::new();
+    for b in &children {
+        let b = wait_build(&c, b.id.as_deref().unwrap()).await;
+        assert!(
+            b.build_batch_arn.as_deref().unwrap_or_default().ends_with(&format!(":build-batch/{coordinator}")),
+            "{b:?}"
+        );
+        assert_eq!(b.resolved_source_version.as_deref(), Some(commit.as_str()));
+        let log = logs(&s, &b).await;
+        let status = b.build_status.clone().unwrap();
+        let which = [
+            ("other", "from the other buildspec"),
+            ("first", "mode=first id=first"),
+            ("second", "mode=second id=second"),
+            ("flaky", "mode=fail id=flaky"),
+        ]
+        .into_iter()
+        .find(|(_, line)| log.contains(line))
+        .map_or("?", |(id, _)| id);
+        seen.push((which.to_owned(), status));
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            ("first".to_owned(), StatusType::Succeeded),
+            ("flaky".to_owned(), StatusType::Failed),
+            ("other".to_owned(), StatusType::Succeeded),
+            ("second".to_owned(), StatusType::Succeeded),
+        ]
+    );
+
+    // BUILD: the batch section is not read, one build runs the phases.
+    c.update_webhook().project_name("batched").build_type(WebhookBuildType::Build).send().await.unwrap();
+    let (_, out) = post(&url, &body, &github("push", "batch-2", Some(sign(&secret, &body)))).await;
+    let single = wait_build(&c, out["buildId"].as_str().unwrap()).await;
+    assert_eq!(single.build_status, Some(StatusType::Succeeded), "{}", logs(&s, &single).await);
+    assert!(single.build_batch_arn.is_none());
+    assert!(logs(&s, &single).await.contains("mode= id="));
+}

@@ -84,6 +84,10 @@ pub(crate) fn view(ctx: &Ctx<'_>, b: &BuildRecord) -> Value {
     if let Some(v) = &b.resolved_source_version {
         out["resolvedSourceVersion"] = json!(v);
     }
+    // A build of a batch points at the batch (its coordinator build, see pipehook_runner::batch).
+    if let Some(coordinator) = b.trigger["batch"]["coordinator"].as_str() {
+        out["buildBatchArn"] = json!(ctx.arn(&format!("build-batch/{coordinator}")));
+    }
     if let Some(o) = out.as_object_mut() {
         o.retain(|_, v| !v.is_null());
     }
