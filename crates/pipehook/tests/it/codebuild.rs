@@ -244,11 +244,14 @@ async fn projects_and_builds(s: TestServer) {
     let long = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo sleeping\n      - sleep 30\n";
     let l = c.start_build().project_name("web-app").buildspec_override(long).send().await.unwrap().build_value.unwrap();
     let lid = l.id.clone().unwrap();
-    for _ in 0..100 {
+    // Wait (generously: a loaded machine is slow to start a build) until the 30 s command runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
         let b = c.batch_get_builds().ids(&lid).send().await.unwrap().builds.unwrap().remove(0);
         if b.current_phase.as_deref() == Some("BUILD") {
             break;
         }
+        assert!(std::time::Instant::now() < deadline, "the build never reached BUILD: {b:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let stopping = c.stop_build().id(&lid).send().await.unwrap().build_value.unwrap();
