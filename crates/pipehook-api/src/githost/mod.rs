@@ -47,13 +47,32 @@ fn client() -> Result<reqwest::Client, HostError> {
         .map_err(|message| HostError { code: "ClientError".into(), message })
 }
 
-/// The git host token of a CodeBuild project: its `source.auth` when of type `OAUTH`, `resource` being the token.
-pub(crate) fn project_token(document: &serde_json::Value) -> Option<&str> {
-    let auth = &document["source"]["auth"];
-    match (auth["type"].as_str(), auth["resource"].as_str()) {
-        (Some("OAUTH"), Some(t)) if !t.is_empty() => Some(t),
-        _ => None,
+/// The encryption context of a project's git host token: bound to its organization and name.
+pub(crate) fn token_context(org: i64, project: &str) -> String {
+    format!("project-source-token:{org}:{project}")
+}
+
+/// The git host token of a CodeBuild project: its `source.auth` of type `OAUTH`, whose `resource` is stored
+/// encrypted as `resourceCiphertext` (see `aws::codebuild::projects`); a plain `resource` stored before
+/// tokens were encrypted is still read. `None` when there is none or it does not decrypt (logged).
+pub(crate) fn project_token(
+    key: &pipehook_domain::secret::MasterKey,
+    project: &pipehook_store::ProjectRecord,
+) -> Option<String> {
+    let auth = &project.document["source"]["auth"];
+    if auth["type"].as_str() != Some("OAUTH") {
+        return None;
     }
+    if let Some(ct) = auth["resourceCiphertext"].as_str() {
+        return match key.decrypt(&token_context(project.org.0, &project.name), ct) {
+            Ok(plain) => String::from_utf8(plain).ok().filter(|t| !t.is_empty()),
+            Err(e) => {
+                tracing::error!(project = %project.name, error = %e, "a project's git host token does not decrypt");
+                None
+            }
+        };
+    }
+    auth["resource"].as_str().filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
 /// What a path segment keeps as it is: RFC 3986's unreserved characters.

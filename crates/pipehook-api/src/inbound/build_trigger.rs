@@ -174,8 +174,8 @@ async fn complete_from_host(
     }
     let c = &state.config;
     let apis = Apis { github: &c.github_api_url, gitlab: &c.gitlab_api_url, bitbucket: &c.bitbucket_api_url };
-    let token = crate::githost::project_token(&l.project.document);
-    changes::complete(apis, token, wanted, event).await.map(Some)
+    let token = crate::githost::project_token(&state.master_key, &l.project);
+    changes::complete(apis, token.as_deref(), wanted, event).await.map(Some)
 }
 
 fn host_failed(e: &HostError) -> RestError {

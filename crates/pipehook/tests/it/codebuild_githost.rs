@@ -146,7 +146,25 @@ async fn github_pull_requests_read_their_files_and_head_commit_message_from_the_
     let base = fake.start().await;
     let s = server(&base).await;
     let c = client(&s);
-    project(&c, "gh", SourceType::Github, NO_REPO, Some("gh-token")).await;
+    project(&c, "gh", SourceType::Github, NO_REPO, Some("ghp-canary-token-4711")).await;
+    // The token is stored encrypted, and an update that cannot send it back (the API never shows it) keeps it.
+    let stored: Vec<u8> = ["pipehook.db", "pipehook.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::read(s.data_dir.join(f)).ok())
+        .flatten()
+        .collect();
+    assert!(stored.windows(18).any(|w| w == b"resourceCiphertext"), "the project is in the files read");
+    assert!(!stored.windows(21).any(|w| w == b"ghp-canary-token-4711"), "the token is in the database in plain text");
+    let source = ProjectSource::builder()
+        .r#type(SourceType::Github)
+        .location(NO_REPO)
+        .buildspec(BUILDSPEC)
+        .auth(SourceAuth::builder().r#type(SourceAuthType::Oauth).build().unwrap())
+        .build()
+        .unwrap();
+    let updated = c.update_project().name("gh").source(source).send().await.unwrap().project.unwrap();
+    let auth = updated.source.unwrap().auth.unwrap();
+    assert_eq!((auth.r#type, auth.resource), (SourceAuthType::Oauth, None));
     let w = c
         .create_webhook()
         .project_name("gh")
@@ -187,7 +205,7 @@ async fn github_pull_requests_read_their_files_and_head_commit_message_from_the_
     assert_eq!(file_filter["matchedValue"], "src/parser.rs", "{logged}");
     let calls = fake.calls();
     assert_eq!(calls.len(), 2);
-    assert!(calls.iter().all(|c| c.credential == "token gh-token"), "{calls:?}");
+    assert!(calls.iter().all(|c| c.credential == "token ghp-canary-token-4711"), "{calls:?}");
 
     // Only documentation changed: filtered, with what FILE_PATH saw.
     fake.routes.lock().unwrap().retain(|(w, _, _)| !w.contains("page=2"));

@@ -202,6 +202,35 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, AwsError> {
     }
 }
 
+/// Encrypts `source.auth.resource` (the git host token) into `resourceCiphertext`, so no token is stored in
+/// plain text. An update whose `source.auth` is `OAUTH` without a `resource` keeps the token stored before (the
+/// API never shows it, so a read-modify-write round trip cannot send it back).
+fn seal_token(ctx: &Ctx<'_>, name: &str, doc: &mut Value, previous: Option<&Value>) {
+    let Some(auth) = doc.get_mut("source").and_then(|s| s.get_mut("auth")).and_then(Value::as_object_mut) else {
+        return;
+    };
+    auth.remove("resourceCiphertext");
+    match auth.remove("resource") {
+        Some(Value::String(token)) if !token.is_empty() => {
+            let ct = ctx.state.master_key.encrypt(&crate::githost::token_context(ctx.org().0, name), token.as_bytes());
+            auth.insert("resourceCiphertext".into(), json!(ct));
+        }
+        _ if auth.get("type").and_then(Value::as_str) == Some("OAUTH") => {
+            let old = previous.map(|p| &p["source"]["auth"]);
+            if let Some(old) = old.filter(|a| a["type"] == "OAUTH") {
+                if let Some(ct) = old.get("resourceCiphertext") {
+                    auth.insert("resourceCiphertext".into(), ct.clone());
+                } else if let Some(Value::String(t)) = old.get("resource") {
+                    let ct =
+                        ctx.state.master_key.encrypt(&crate::githost::token_context(ctx.org().0, name), t.as_bytes());
+                    auth.insert("resourceCiphertext".into(), json!(ct));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The project as CodeBuild shows it.
 pub(crate) fn view(ctx: &Ctx<'_>, p: &ProjectRecord, webhook: Option<&BuildWebhookRecord>) -> Result<Value, AwsError> {
     let mut out = p.document.clone();
@@ -210,6 +239,7 @@ pub(crate) fn view(ctx: &Ctx<'_>, p: &ProjectRecord, webhook: Option<&BuildWebho
     // An OAUTH token is a secret: shown as its type only.
     if let Some(auth) = o.get_mut("source").and_then(|s| s.get_mut("auth")).and_then(Value::as_object_mut) {
         auth.remove("resource");
+        auth.remove("resourceCiphertext");
     }
     o.entry("timeoutInMinutes").or_insert(json!(60));
     o.entry("queuedTimeoutInMinutes").or_insert(json!(480));
@@ -228,6 +258,8 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let doc = Value::Object(object(body)?);
     validate(&doc)?;
     let name = doc["name"].as_str().unwrap_or_default().to_owned();
+    let mut doc = doc;
+    seal_token(ctx, &name, &mut doc, None);
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
     let p = match tx.create_project(ctx.org(), &name, &doc).await {
         Ok(p) => p,
@@ -261,6 +293,7 @@ pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         }
     }
     validate(&doc)?;
+    seal_token(ctx, &name, &mut doc, Some(&current.document));
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
     let p = tx
         .update_project(ctx.org(), &name, &doc)

@@ -200,9 +200,9 @@ fn github_repo(location: &str) -> Option<(String, String)> {
 }
 
 /// The git host token of a project (`source.auth` of type OAUTH), or `OAuthProviderException`.
-fn host_token(p: &ProjectRecord) -> Result<String, AwsError> {
-    match githost::project_token(&p.document) {
-        Some(t) => Ok(t.to_owned()),
+fn host_token(ctx: &Ctx<'_>, p: &ProjectRecord) -> Result<String, AwsError> {
+    match githost::project_token(&ctx.state.master_key, p) {
+        Some(t) => Ok(t),
         None => Err(oauth_provider(
             "Access token not found in CodeBuild project. Please modify the project's source.auth (type OAUTH, \
              resource = the token) or create the webhook with manualCreation.",
@@ -293,7 +293,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
             SourceType::Github | SourceType::GithubEnterprise => {
                 let location = project.document["source"]["location"].as_str().unwrap_or_default();
                 let (owner, repo) = github_repo(location).ok_or_else(|| not_a_repository(location))?;
-                let api_token = host_token(&project)?;
+                let api_token = host_token(ctx, &project)?;
                 let id = githost::create_hook_for(
                     &ctx.state.config.github_api_url,
                     &owner,
@@ -310,7 +310,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
             SourceType::Gitlab | SourceType::GitlabSelfManaged => {
                 let location = project.document["source"]["location"].as_str().unwrap_or_default();
                 let path = gitlab_path(location).ok_or_else(|| not_a_repository(location))?;
-                let api_token = host_token(&project)?;
+                let api_token = host_token(ctx, &project)?;
                 let id = githost::gitlab::create_hook(
                     &ctx.state.config.gitlab_api_url,
                     &path,
@@ -326,7 +326,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
                 let location = project.document["source"]["location"].as_str().unwrap_or_default();
                 let (workspace, repo) = github_repo(location).ok_or_else(|| not_a_repository(location))?;
                 let full_name = format!("{workspace}/{repo}");
-                let api_token = host_token(&project)?;
+                let api_token = host_token(ctx, &project)?;
                 let internal = pipehook_domain::credentials::random_url_token()[..40].to_owned();
                 let id = githost::bitbucket::create_hook(
                     &ctx.state.config.bitbucket_api_url,
@@ -421,7 +421,7 @@ pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         if let Some(id) = &w.third_party_hook_id {
             let hook = Hook::parse(id);
             let url = view(ctx, &w, None)?["payloadUrl"].as_str().unwrap_or_default().to_owned();
-            let api_token = host_token(&project)?;
+            let api_token = host_token(ctx, &project)?;
             let rekeyed = match hook {
                 Hook::Github { owner, repo, id } => {
                     let api = &ctx.state.config.github_api_url;
@@ -478,7 +478,7 @@ pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
 
 async fn remove_hook(ctx: &Ctx<'_>, project: &ProjectRecord, stored: &str) -> Result<(), AwsError> {
     let hook = Hook::parse(stored);
-    let token = host_token(project)?;
+    let token = host_token(ctx, project)?;
     let removed = match hook {
         Hook::Github { owner, repo, id } => {
             githost::delete_hook(&ctx.state.config.github_api_url, owner, repo, &token, id).await
