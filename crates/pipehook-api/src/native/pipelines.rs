@@ -7,6 +7,7 @@
 //! Only the wire differs: camelCase JSON owned by this file, timestamps in epoch milliseconds, HTTP statuses
 //! and the `{"code","message"}` error shape.
 
+use crate::aws::codepipeline::secrets;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -237,7 +238,8 @@ async fn create_pipeline(
             format!("the organization already has the maximum of {MAX_PIPELINES} pipelines"),
         ));
     }
-    let doc = serde_json::to_value(&decl).map_err(|_| RestError::internal())?;
+    let mut doc = serde_json::to_value(&decl).map_err(|_| RestError::internal())?;
+    secrets::seal(&state.master_key, principal.org.id.0, &decl.name, &mut doc, None);
     let mut tx = store.begin().await.map_err(RestError::from_store)?;
     let record = match tx.create_pipeline(principal.org.id, &decl.name, &doc).await {
         Ok(r) => r,
@@ -285,7 +287,8 @@ async fn update_pipeline(
             return Err(stale_version(v, current.version));
         }
     }
-    let doc = serde_json::to_value(&decl).map_err(|_| RestError::internal())?;
+    let mut doc = serde_json::to_value(&decl).map_err(|_| RestError::internal())?;
+    secrets::seal(&state.master_key, principal.org.id.0, &name, &mut doc, Some(&current.declaration));
     let mut tx = state.store.begin().await.map_err(RestError::from_store)?;
     let updated = match tx.update_pipeline(principal.org.id, &name, &doc).await {
         Ok(Some(r)) => r,
@@ -599,7 +602,7 @@ fn pipeline_summary(p: &PipelineRecord) -> Result<PipelineSummary, RestError> {
 }
 
 fn pipeline_view(p: PipelineRecord) -> Result<PipelineView, RestError> {
-    Ok(PipelineView { summary: pipeline_summary(&p)?, pipeline: p.declaration })
+    Ok(PipelineView { summary: pipeline_summary(&p)?, pipeline: secrets::mask(&p.declaration) })
 }
 
 fn execution_summary(e: &ExecutionRecord) -> ExecutionSummary {

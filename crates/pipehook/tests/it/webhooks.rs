@@ -580,6 +580,21 @@ async fn register_and_deregister_with_a_github_compatible_api() {
     let s = TestServer::builder().env("PIPEHOOK_GITHUB_API_URL", &fake).start().await.unwrap();
     let c = client(&s);
     create_pipeline(&c, "app", "master", "true").await;
+    // The OAuthToken is a secret: every read shows `****`, the database holds it encrypted, and an update that
+    // sends `****` back keeps it (the registration below still uses it).
+    let got = c.get_pipeline().name("app").send().await.unwrap().pipeline.unwrap();
+    let config = got.stages[0].actions[0].configuration.clone().unwrap();
+    assert_eq!(config.get("OAuthToken").map(String::as_str), Some("****"));
+    let (_, native) = s.get("/api/orgs/default/pipelines/app", Some(TOKEN)).await;
+    assert_eq!(native["pipeline"]["stages"][0]["actions"][0]["configuration"]["OAuthToken"], "****", "{native}");
+    let stored: Vec<u8> = ["pipehook.db", "pipehook.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::read(s.data_dir.join(f)).ok())
+        .flatten()
+        .collect();
+    assert!(stored.windows(10).any(|w| w == b"OAuthToken"), "the pipeline is in the files read");
+    assert!(!stored.windows(12).any(|w| w == b"gh-token-123"), "the token is stored in plain text");
+    c.update_pipeline().pipeline(got).send().await.unwrap();
     let url = c
         .put_webhook()
         .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))

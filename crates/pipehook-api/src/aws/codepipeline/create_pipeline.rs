@@ -30,7 +30,8 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
             format!("The number of pipelines is limited to {MAX_PIPELINES}"),
         ));
     }
-    let doc = serde_json::to_value(&decl).map_err(|_| AwsError::internal())?;
+    let mut doc = serde_json::to_value(&decl).map_err(|_| AwsError::internal())?;
+    super::secrets::seal(&ctx.state.master_key, ctx.org().0, &decl.name, &mut doc, None);
     let arn = ctx.arn(&decl.name);
     let mut tx = store.begin().await.map_err(AwsError::from_store)?;
     let record = match tx.create_pipeline(ctx.org(), &decl.name, &doc).await {
@@ -50,5 +51,5 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let tags: Vec<(String, String)> = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
     tx.set_tags(ctx.org(), &arn, &tags).await.map_err(AwsError::from_store)?;
     tx.commit().await.map_err(AwsError::from_store)?;
-    Ok(json!({"pipeline": record.declaration, "tags": input.tags}))
+    Ok(json!({"pipeline": super::secrets::mask(&record.declaration), "tags": input.tags}))
 }

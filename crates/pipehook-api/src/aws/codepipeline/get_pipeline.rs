@@ -35,7 +35,7 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         }
     };
     Ok(json!({
-        "pipeline": declaration,
+        "pipeline": super::secrets::mask(&declaration),
         "metadata": {"pipelineArn": ctx.arn(&name), "created": ts(p.created_at), "updated": ts(p.updated_at)},
     }))
 }

@@ -12,6 +12,7 @@ mod get_pipeline_state;
 mod list_action_executions;
 mod list_pipeline_executions;
 mod list_pipelines;
+pub(crate) mod secrets;
 mod start_pipeline_execution;
 mod stop_pipeline_execution;
 mod tags;

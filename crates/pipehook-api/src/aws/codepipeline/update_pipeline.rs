@@ -29,7 +29,8 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
             ));
         }
     }
-    let doc = serde_json::to_value(&decl).map_err(|_| AwsError::internal())?;
+    let mut doc = serde_json::to_value(&decl).map_err(|_| AwsError::internal())?;
+    super::secrets::seal(&ctx.state.master_key, ctx.org().0, &decl.name, &mut doc, Some(&current.declaration));
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
     let updated = match tx.update_pipeline(ctx.org(), &decl.name, &doc).await {
         Ok(Some(r)) => r,
@@ -40,5 +41,5 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         Err(e) => return Err(AwsError::from_store(e)),
     };
     tx.commit().await.map_err(AwsError::from_store)?;
-    Ok(json!({"pipeline": updated.declaration}))
+    Ok(json!({"pipeline": super::secrets::mask(&updated.declaration)}))
 }

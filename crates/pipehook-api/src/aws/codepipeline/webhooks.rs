@@ -428,7 +428,11 @@ fn webhook_name(body: &[u8]) -> Result<String, AwsError> {
 }
 
 /// The repository and token of the webhook's target source action (`Owner`, `Repo`, `OAuthToken`).
-fn source_of(w: &WebhookRecord, decl: &PipelineDeclaration) -> Result<(String, String, String), AwsError> {
+fn source_of(
+    ctx: &Ctx<'_>,
+    w: &WebhookRecord,
+    decl: &PipelineDeclaration,
+) -> Result<(String, String, String), AwsError> {
     let target = w.definition["targetAction"].as_str().unwrap_or_default();
     let config = decl
         .stages
@@ -437,7 +441,13 @@ fn source_of(w: &WebhookRecord, decl: &PipelineDeclaration) -> Result<(String, S
         .and_then(|a| a.configuration.clone())
         .unwrap_or_default();
     match (config.get("Owner"), config.get("Repo"), config.get("OAuthToken")) {
-        (Some(o), Some(r), Some(t)) => Ok((o.clone(), r.clone(), t.clone())),
+        (Some(o), Some(r), Some(t)) => {
+            let token = super::secrets::open(&ctx.state.master_key, ctx.org().0, &w.pipeline_name, t).map_err(|e| {
+                tracing::error!(pipeline = %w.pipeline_name, error = %e, "a pipeline's OAuthToken cannot be read");
+                AwsError::internal()
+            })?;
+            Ok((o.clone(), r.clone(), token))
+        }
         _ => Err(AwsError::validation(format!(
             "The target action '{target}' needs Owner, Repo and OAuthToken in its configuration to register a webhook"
         ))),
@@ -455,7 +465,7 @@ pub(crate) async fn register_webhook(ctx: &Ctx<'_>, member: &str, name: &str) ->
     let w = find_webhook(ctx, member, name).await?;
     let pipeline = ctx.pipeline(&w.pipeline_name).await?;
     let decl: PipelineDeclaration = serde_json::from_value(pipeline.declaration).map_err(|_| AwsError::internal())?;
-    let (owner, repo, token) = source_of(&w, &decl)?;
+    let (owner, repo, token) = source_of(ctx, &w, &decl)?;
     let url = webhook_url(ctx, &w)?;
     let secret = match &w.secret_ciphertext {
         Some(ct) => Some(
@@ -508,7 +518,7 @@ pub(crate) async fn deregister_webhook(ctx: &Ctx<'_>, member: &str, name: &str) 
     };
     let pipeline = ctx.pipeline(&w.pipeline_name).await?;
     let decl: PipelineDeclaration = serde_json::from_value(pipeline.declaration).map_err(|_| AwsError::internal())?;
-    let (owner, repo, token) = source_of(&w, &decl)?;
+    let (owner, repo, token) = source_of(ctx, &w, &decl)?;
     let api = &ctx.state.config.github_api_url;
     let outcome = crate::githost::delete_hook(api, &owner, &repo, &token, &hook_id).await;
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
