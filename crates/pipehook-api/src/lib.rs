@@ -13,7 +13,7 @@
 
 pub mod auth;
 pub mod aws;
-pub(crate) mod githost;
+pub mod githost;
 pub mod inbound;
 pub mod metrics;
 pub mod native;

@@ -202,15 +202,95 @@ impl BuildRunnerConfig {
     }
 }
 
+/// A build's state as a git host's commit status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportedState {
+    InProgress,
+    Succeeded,
+    /// FAILED, FAULT or TIMED_OUT.
+    Failed,
+    Stopped,
+}
+
+impl ReportedState {
+    fn of(status: &str) -> Self {
+        match status {
+            "SUCCEEDED" => ReportedState::Succeeded,
+            "STOPPED" => ReportedState::Stopped,
+            "IN_PROGRESS" => ReportedState::InProgress,
+            _ => ReportedState::Failed,
+        }
+    }
+}
+
+/// What a commit status report is about.
+#[derive(Debug, Clone)]
+pub struct StatusReport<'a> {
+    pub project: &'a ProjectRecord,
+    pub build: &'a BuildRecord,
+    /// The organization's name (for links).
+    pub org_name: &'a str,
+    pub commit: &'a str,
+    pub state: ReportedState,
+}
+
+/// Reports builds to the git host as commit statuses, for projects with `source.reportBuildStatus` (CodeBuild's
+/// "report build statuses to source provider"). Implemented where the git hosts' APIs are (`pipehook-api`); a
+/// failure is written to the build's log and does not change the build.
+#[async_trait]
+pub trait StatusReporter: Send + Sync {
+    /// Sends one status; `Ok` names where it went (for the log).
+    async fn report(&self, report: &StatusReport<'_>) -> Result<String, String>;
+}
+
 /// The `codebuild.build` job handler.
 pub struct BuildRunner {
     store: Arc<dyn Store>,
     config: BuildRunnerConfig,
+    reporter: Option<Arc<dyn StatusReporter>>,
 }
 
 impl BuildRunner {
     pub fn new(store: Arc<dyn Store>, config: BuildRunnerConfig) -> Self {
-        Self { store, config }
+        Self { store, config, reporter: None }
+    }
+
+    /// Reports builds of projects with `source.reportBuildStatus` through `reporter`.
+    pub fn with_reporter(mut self, reporter: Arc<dyn StatusReporter>) -> Self {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    /// Reports `state` of `build` when the project asks for it; returns a line for the log when it failed.
+    async fn report_status(
+        &self,
+        project: &ProjectRecord,
+        build: &BuildRecord,
+        org_name: &str,
+        commit: Option<&str>,
+        state: ReportedState,
+    ) -> Option<String> {
+        let reporter = self.reporter.as_ref()?;
+        let source = &project.document["source"];
+        // The builds of a batch do not report: the batch does, under one context.
+        if source["reportBuildStatus"] != json!(true) || build.trigger["batch"].is_object() {
+            return None;
+        }
+        let commit = commit.filter(|c| c.len() >= 7 && c.chars().all(|ch| ch.is_ascii_hexdigit()))?;
+        let report = StatusReport { project, build, org_name, commit, state };
+        match reporter.report(&report).await {
+            Ok(to) => {
+                tracing::debug!(build = %build.id, %to, ?state, "build status reported");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(build = %build.id, error = %e, "reporting the build status to the source provider failed");
+                Some(format!(
+                    "[Container] {} Reporting the build status ({state:?}) to the source provider failed: {e}\n",
+                    Timestamp::now().to_rfc3339()
+                ))
+            }
+        }
     }
 }
 
@@ -352,12 +432,9 @@ impl BuildRunner {
                 }
             }
         }
-        let account = self
-            .store
-            .org_by_id(build.org)
-            .await?
-            .map(|o| o.account_id.to_string())
-            .unwrap_or_else(|| "000000000000".into());
+        let org = self.store.org_by_id(build.org).await?;
+        let account = org.as_ref().map(|o| o.account_id.to_string()).unwrap_or_else(|| "000000000000".into());
+        let org_name = org.as_ref().map(|o| o.name.to_string()).unwrap_or_default();
         let location = doc["source"]["location"].as_str().filter(|l| !l.is_empty()).map(str::to_owned);
         let source_type = doc["source"]["type"].as_str().unwrap_or("NO_SOURCE");
         let revision =
@@ -418,7 +495,15 @@ impl BuildRunner {
                 match crate::batch::parse_batch(text) {
                     Ok(Some(batch)) => {
                         let _ = tokio::fs::remove_dir_all(&workspace).await;
-                        return self.run_batch(build, batch).await;
+                        let commit = revision.as_deref();
+                        let start = self.report_status(&project, &build, &org_name, commit, ReportedState::InProgress);
+                        let mut report_log = start.await.unwrap_or_default();
+                        let (status, phases, log) = self.run_batch(&build, batch).await?;
+                        let end = ReportedState::of(status);
+                        if let Some(line) = self.report_status(&project, &build, &org_name, commit, end).await {
+                            report_log.push_str(&line);
+                        }
+                        return self.finish(&build, status, &phases, None, &format!("{log}{report_log}")).await;
                     }
                     // No batch section: the batch is this one build, as in CodeBuild.
                     Ok(None) => {}
@@ -430,13 +515,19 @@ impl BuildRunner {
                 }
             }
         }
+        let mut report_log = String::new();
+        if let Some(line) =
+            self.report_status(&project, &build, &org_name, revision.as_deref(), ReportedState::InProgress).await
+        {
+            report_log.push_str(&line);
+        }
         let request = BuildRequest {
             identity: BuildIdentity {
                 build_id: build.id.clone(),
                 build_arn: format!("arn:aws:codebuild:{}:{account}:build/{}", self.config.region, build.id),
                 build_number: build.build_number as u64,
                 initiator: build.initiator.clone(),
-                source_version: build.source_version.clone().or(revision),
+                source_version: build.source_version.clone().or(revision.clone()),
                 source_repo_url: location,
             },
             buildspec,
@@ -481,12 +572,18 @@ impl BuildRunner {
             let _ = tokio::fs::remove_dir_all(&workspace).await;
         }
         let status = outcome.build_status;
+        let commit = outcome.resolved_source_version.as_deref().or(revision.as_deref());
+        let end = ReportedState::of(status.as_str());
+        if let Some(line) = self.report_status(&project, &build, &org_name, commit, end).await {
+            report_log.push_str(&line);
+        }
+        let log = if report_log.is_empty() { outcome.log } else { format!("{}{report_log}", outcome.log) };
         self.finish(
             &build,
             status.as_str(),
             &phases_json(&outcome.phases),
             outcome.resolved_source_version.as_deref(),
-            &outcome.log,
+            &log,
         )
         .await
     }
@@ -494,7 +591,11 @@ impl BuildRunner {
     /// Runs a batch: the builds of `batch`, each an ordinary build of the same project and commit, started as
     /// their dependencies allow and waited for (see `batch.rs`). This build is the batch's coordinator; its
     /// BUILD phase lasts as long as the batch and its log lists every build with how it ended.
-    async fn run_batch(&self, build: BuildRecord, batch: crate::batch::Batch) -> StoreResult<()> {
+    async fn run_batch(
+        &self,
+        build: &BuildRecord,
+        batch: crate::batch::Batch,
+    ) -> StoreResult<(&'static str, Value, String)> {
         use crate::batch::{blocked, outcome, ready, status_name, Slot};
         use std::fmt::Write as _;
         let started = Timestamp::now();
@@ -547,7 +648,7 @@ impl BuildRunner {
                     );
                 }
                 for i in ready(&batch.builds, &slots) {
-                    let child = self.start_batch_build(&build, &batch.builds[i]).await?;
+                    let child = self.start_batch_build(build, &batch.builds[i]).await?;
                     let _ = writeln!(
                         log,
                         "[Batch] {} started as build {} (#{})",
@@ -597,7 +698,7 @@ impl BuildRunner {
             last["durationInSeconds"] = json!((ended.millis() - started.millis()) / 1000);
         }
         phases.push(json!({"phaseType": "COMPLETED", "startTime": ended.millis()}));
-        self.finish(&build, status, &Value::Array(phases), None, &log).await
+        Ok((status, Value::Array(phases), log))
     }
 
     /// Starts one build of a batch: the coordinator's commit, initiator and webhook variables, the batch build's

@@ -185,9 +185,21 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         builds.log_limit = config.runner.log_limit_bytes;
         builds.keep_workspaces = config.runner.keep_workspaces;
         builds.max_timeout = config.runner.max_build_timeout;
+        // Commit statuses link to this server: the address the API is bound to unless PIPEHOOK_PUBLIC_URL says.
+        let bound = listener.as_ref().and_then(|l| l.local_addr().ok()).unwrap_or(config.listen);
+        let reporter = pipehook_api::githost::status::Reporter {
+            github_api_url: config.inbound.github_api_url.clone(),
+            gitlab_api_url: config.inbound.gitlab_api_url.clone(),
+            bitbucket_api_url: config.inbound.bitbucket_api_url.clone(),
+            public_url: config.public_url_for(bound),
+            region: config.aws_region.clone(),
+            master_key: key.clone(),
+        };
         handlers.register(
             pipehook_runner::codebuild::BUILD_JOB,
-            Arc::new(pipehook_runner::codebuild::BuildRunner::new(store.clone(), builds)),
+            Arc::new(
+                pipehook_runner::codebuild::BuildRunner::new(store.clone(), builds).with_reporter(Arc::new(reporter)),
+            ),
         );
         tasks.spawn(prune_inbound_log(store.clone(), config.inbound.retention, shutdown.clone()));
         let queue: Arc<dyn Queue> = store.clone();

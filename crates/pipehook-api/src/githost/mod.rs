@@ -13,6 +13,7 @@
 
 pub mod bitbucket;
 pub mod changes;
+pub mod status;
 
 use serde_json::json;
 use std::time::Duration;
@@ -45,6 +46,25 @@ fn client() -> Result<reqwest::Client, HostError> {
         })
         .clone()
         .map_err(|message| HostError { code: "ClientError".into(), message })
+}
+
+/// The full path of a GitLab project (`https://gitlab.com/group/sub/repo(.git)` → `group/sub/repo`).
+pub(crate) fn gitlab_path(location: &str) -> Option<String> {
+    let rest = location.split_once("://").map_or(location, |(_, r)| r);
+    let (_, path) = rest.split_once('/')?;
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let segments: Vec<&str> = path.split('/').collect();
+    (segments.len() >= 2 && segments.iter().all(|s| !s.is_empty())).then(|| path.to_owned())
+}
+
+/// `owner`, `repo` of a GitHub location (`https://github.com/owner/repo(.git)`).
+pub(crate) fn github_repo(location: &str) -> Option<(String, String)> {
+    let rest = location.split_once("://").map_or(location, |(_, r)| r);
+    let mut parts = rest.trim_end_matches('/').split('/').skip(1);
+    let owner = parts.next()?.to_owned();
+    let repo = parts.next()?.trim_end_matches(".git").to_owned();
+    (!owner.is_empty() && !repo.is_empty()).then_some((owner, repo))
 }
 
 /// The encryption context of a project's git host token: bound to its organization and name.

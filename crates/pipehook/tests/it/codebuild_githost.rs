@@ -496,3 +496,133 @@ async fn bitbucket_hooks_are_registered_with_a_kept_secret() {
     let (status, out) = post(&manual.payload_url.unwrap(), &body, &headers(None)).await;
     assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "protected by its URL alone: {out}");
 }
+
+/// `source.reportBuildStatus`: a webhook build reports "pending" when it starts and its outcome when it ends as
+/// a commit status on GitHub (context from `buildStatusConfig`, link to the build's log); a failed build reports
+/// "failure"; a project without the flag reports nothing.
+#[tokio::test]
+async fn builds_report_their_status_to_the_commit() {
+    use aws_sdk_codebuild::types::BuildStatusConfig;
+    let fake = Fake::default();
+    let base = fake.start().await;
+    let s = server(&base).await;
+    let c = client(&s);
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=master"])
+            .args(args)
+            .current_dir(repo.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "--quiet"]);
+    std::fs::write(repo.path().join("ok.txt"), "yes").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "first"]);
+    let commit = git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - test \"$RESULT\" != fail\n";
+    for (name, report) in [("reported", true), ("quiet", false)] {
+        let mut source = ProjectSource::builder()
+            .r#type(SourceType::Github)
+            .location(repo.path().display().to_string())
+            .buildspec(spec)
+            .auth(SourceAuth::builder().r#type(SourceAuthType::Oauth).resource("gh-status-token").build().unwrap());
+        if report {
+            source = source
+                .report_build_status(true)
+                .build_status_config(BuildStatusConfig::builder().context("ci/pipehook").build());
+        }
+        c.create_project()
+            .name(name)
+            .source(source.build().unwrap())
+            .artifacts(ProjectArtifacts::builder().r#type(ArtifactsType::NoArtifacts).build().unwrap())
+            .environment(
+                ProjectEnvironment::builder()
+                    .r#type(EnvironmentType::LinuxContainer)
+                    .image("aws/codebuild/standard:7.0")
+                    .compute_type(ComputeType::BuildGeneral1Small)
+                    .build()
+                    .unwrap(),
+            )
+            .service_role("r")
+            .send()
+            .await
+            .unwrap();
+    }
+    let statuses = format!("POST /gh/repos/Codertocat/Hello-World/statuses/{commit}");
+    fake.route(&statuses, 201, json!({"id": 1}));
+    let mut push: Value = serde_json::from_slice(&fixture("github/push-branch.json")).unwrap();
+    push["after"] = json!(commit);
+    let body = serde_json::to_vec(&push).unwrap();
+    let wait = |id: String| {
+        let c = c.clone();
+        async move {
+            for _ in 0..600 {
+                let b = c.batch_get_builds().ids(&id).send().await.unwrap().builds.unwrap().remove(0);
+                if b.build_complete {
+                    return b;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("build {id} did not finish");
+        }
+    };
+    for (project, delivery, env) in
+        [("reported", "st-1", None), ("reported", "st-2", Some("fail")), ("quiet", "st-3", None)]
+    {
+        let w = c
+            .create_webhook()
+            .project_name(project)
+            .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH")])
+            .manual_creation(true)
+            .send()
+            .await;
+        let w = match w {
+            Ok(w) => w.webhook.unwrap(),
+            Err(_) => {
+                c.update_webhook().project_name(project).rotate_secret(true).send().await.unwrap().webhook.unwrap()
+            }
+        };
+        if let Some(v) = env {
+            let vars =
+                aws_sdk_codebuild::types::EnvironmentVariable::builder().name("RESULT").value(v).build().unwrap();
+            let environment = ProjectEnvironment::builder()
+                .r#type(EnvironmentType::LinuxContainer)
+                .image("aws/codebuild/standard:7.0")
+                .compute_type(ComputeType::BuildGeneral1Small)
+                .environment_variables(vars)
+                .build()
+                .unwrap();
+            c.update_project().name(project).environment(environment).send().await.unwrap();
+        }
+        let before = fake.calls().len();
+        let (status, out) =
+            post(&w.payload_url.unwrap(), &body, &github("push", delivery, Some(sign(&w.secret.unwrap(), &body))))
+                .await;
+        assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+        let b = wait(out["buildId"].as_str().unwrap().to_owned()).await;
+        let calls: Vec<Call> = fake.calls()[before..].to_vec();
+        if project == "quiet" {
+            assert!(calls.is_empty(), "{calls:?}");
+            continue;
+        }
+        let want = if env.is_some() { "failure" } else { "success" };
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        for (call, state) in calls.iter().zip(["pending", want]) {
+            assert_eq!((call.what.as_str(), call.credential.as_str()), (statuses.as_str(), "token gh-status-token"));
+            assert_eq!(call.body["state"], state, "{:?}", call.body);
+            assert_eq!(call.body["context"], "ci/pipehook");
+            let link = call.body["target_url"].as_str().unwrap();
+            assert!(
+                link.ends_with(&format!(
+                    "/api/orgs/default/builds/{}/logs",
+                    b.id.as_deref().unwrap().replace(':', "%3A")
+                )),
+                "{link}"
+            );
+        }
+    }
+}

@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 use super::{already_exists, check_enum, check_project_name, invalid_input, not_found, oauth_provider, ts, Ctx};
 use crate::aws::{parse, AwsError};
-use crate::githost;
+use crate::githost::{self, github_repo, gitlab_path};
 
 const BUILD_TYPES: [&str; 3] = ["BUILD", "BUILD_BATCH", "RUNNER_BUILDKITE_BUILD"];
 
@@ -178,25 +178,6 @@ fn hook_api_url(ctx: &Ctx<'_>, w: &BuildWebhookRecord) -> Option<String> {
             githost::segment(id)
         ),
     })
-}
-
-/// The full path of a GitLab project (`https://gitlab.com/group/sub/repo(.git)` → `group/sub/repo`).
-fn gitlab_path(location: &str) -> Option<String> {
-    let rest = location.split_once("://").map_or(location, |(_, r)| r);
-    let (_, path) = rest.split_once('/')?;
-    let path = path.trim_end_matches('/');
-    let path = path.strip_suffix(".git").unwrap_or(path);
-    let segments: Vec<&str> = path.split('/').collect();
-    (segments.len() >= 2 && segments.iter().all(|s| !s.is_empty())).then(|| path.to_owned())
-}
-
-/// `owner`, `repo` of a GitHub location (`https://github.com/owner/repo(.git)`).
-fn github_repo(location: &str) -> Option<(String, String)> {
-    let rest = location.split_once("://").map_or(location, |(_, r)| r);
-    let mut parts = rest.trim_end_matches('/').split('/').skip(1);
-    let owner = parts.next()?.to_owned();
-    let repo = parts.next()?.trim_end_matches(".git").to_owned();
-    (!owner.is_empty() && !repo.is_empty()).then_some((owner, repo))
 }
 
 /// The git host token of a project (`source.auth` of type OAUTH), or `OAuthProviderException`.
