@@ -365,6 +365,10 @@ impl CompiledFilterGroups {
     /// no group could build costs no call to the git host.
     pub fn needs(&self, filter_type: FilterType, event: &SourceEvent) -> bool {
         let Some(name) = event.codebuild_event else { return false };
+        // A filter the provider cannot evaluate for this event (a release's FILE_PATH) has nothing to fetch.
+        if !self.source_type.supports_filter(filter_type, name) {
+            return false;
+        }
         self.groups.iter().any(|group| {
             group.iter().any(|f| f.filter_type == filter_type)
                 && group.iter().all(|f| match &f.test {

@@ -348,6 +348,11 @@ fn needs_tells_when_a_fetch_can_change_the_outcome() {
     assert!(!groups.needs(FilterType::FilePath, &push) && !groups.needs(FilterType::CommitMessage, &push));
     let ping = event("github/ping.json", "ping");
     assert!(!groups.needs(FilterType::FilePath, &ping), "no CodeBuild event: nothing to fetch");
+    // An exclude-only EVENT filter lets releases through, which have no files to fetch.
+    let open = compile(&[vec![x("EVENT", "PULL_REQUEST_MERGED"), f("FILE_PATH", "^src/")]], Github).unwrap();
+    let release = event("github/release-released.json", "release");
+    assert!(!open.needs(FilterType::FilePath, &release));
+    assert!(open.needs(FilterType::FilePath, &event("github/pull_request-opened.json", "pull_request")));
 }
 
 /// OR across groups, AND within a group: the AWS CLI's update-webhook example (pull requests from any branch

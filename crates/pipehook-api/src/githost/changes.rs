@@ -70,34 +70,84 @@ pub fn files_missing(event: &SourceEvent, payload: &Value) -> bool {
     }
 }
 
-/// Reads what `wanted` says into `event` (`changed_files`, `commit_message`); returns a summary for the
-/// inbound log: what was read, from where, and how many calls it took.
+/// How long reading from the host may take for one delivery in all: the git hosts give up on a delivery after
+/// about ten seconds.
+pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Reads what `wanted` says into `event` (`changed_files`, `commit_message`) from repository `repo` (the
+/// project's own, never one a payload names); returns a summary for the inbound log: what was read, whether the
+/// file list was cut short, and how many calls it took. Everything within [`TIME_LIMIT`].
 pub async fn complete(
     apis: Apis<'_>,
     token: Option<&str>,
+    repo: &str,
     wanted: Wanted,
     event: &mut SourceEvent,
 ) -> Result<Value, HostError> {
-    let repo = event.repository.clone().ok_or_else(|| missing("the payload names no repository"))?;
-    let mut host = Host { apis, token, provider: event.provider, repo: &repo, calls: 0 };
-    let mut summary = json!({"provider": event.provider});
+    match tokio::time::timeout(TIME_LIMIT, read(apis, token, repo, wanted, event)).await {
+        Ok(r) => r,
+        Err(_) => Err(HostError {
+            code: "Timeout".into(),
+            message: format!("the host's API did not answer within {} s", TIME_LIMIT.as_secs()),
+        }),
+    }
+}
+
+async fn read(
+    apis: Apis<'_>,
+    token: Option<&str>,
+    repo: &str,
+    wanted: Wanted,
+    event: &mut SourceEvent,
+) -> Result<Value, HostError> {
+    if let Some(c) = event.commit_id.as_deref().filter(|c| !is_commit(c)) {
+        return Err(missing(&format!("the payload's commit id {c:?} is not a commit hash")));
+    }
+    if let Some(c) = event.previous_commit.as_deref().filter(|c| !is_commit(c)) {
+        return Err(missing(&format!("the payload's previous commit {c:?} is not a commit hash")));
+    }
+    let mut host = Host { apis, token, provider: event.provider, repo, calls: 0, capped: false };
+    let mut summary = json!({"provider": event.provider, "repository": repo});
     if wanted.files {
         let files = host.files(event).await?;
-        summary["files"] = json!(files.len());
-        summary["filesCapped"] = json!(files.len() >= MAX_FILES);
-        event.changed_files = Some(files);
+        summary["files"] = json!(files.list.len());
+        summary["filesCapped"] = json!(host.capped || files.full());
+        event.changed_files = Some(files.list);
     }
     if wanted.commit_message {
         let sha = event.commit_id.clone().ok_or_else(|| missing("the event names no head commit"))?;
-        event.commit_message = Some(host.commit_message(&sha).await?);
+        event.commit_message = Some(host.commit_message(event, &sha).await?);
         summary["commitMessage"] = json!(true);
     }
     summary["calls"] = json!(host.calls);
     Ok(summary)
 }
 
-fn missing(what: &str) -> HostError {
+/// A (maybe abbreviated) commit hash: 7 to 64 hex digits.
+fn is_commit(s: &str) -> bool {
+    (7..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The delivery itself cannot be completed (not the host's fault): answered as the sender's mistake.
+pub fn missing(what: &str) -> HostError {
     HostError { code: "MissingInPayload".into(), message: what.into() }
+}
+
+/// Whether a failure is the host's (worth a redelivery) rather than the delivery's.
+pub fn is_host_failure(e: &HostError) -> bool {
+    e.code.starts_with("HTTP")
+        || matches!(e.code.as_str(), "ConnectionError" | "InvalidResponse" | "Timeout" | "ClientError")
+}
+
+/// Whether `url` is under the API base `api` (same scheme, host and port, path below the base's), so a link
+/// or redirect from the host never sends the token elsewhere.
+fn within(api: &str, url: &reqwest::Url) -> bool {
+    let Ok(base) = reqwest::Url::parse(api) else { return false };
+    let prefix = base.path().trim_end_matches('/');
+    base.scheme() == url.scheme()
+        && base.host_str() == url.host_str()
+        && base.port_or_known_default() == url.port_or_known_default()
+        && (url.path() == prefix || url.path().starts_with(&format!("{prefix}/")))
 }
 
 fn invalid(e: impl std::fmt::Display) -> HostError {
@@ -110,13 +160,42 @@ struct Host<'a> {
     provider: Provider,
     repo: &'a str,
     calls: usize,
+    /// Set when the host listed fewer files than changed (its own cap, or pages left unread).
+    capped: bool,
 }
 
 impl Host<'_> {
+    fn api(&self) -> &str {
+        match self.provider {
+            Provider::GitLab => self.apis.gitlab,
+            Provider::Bitbucket => self.apis.bitbucket,
+            _ => self.apis.github,
+        }
+    }
+
+    /// GETs `url`, following at most three redirects that stay under the API's base URL (Bitbucket answers a
+    /// pull request's diffstat with one).
     async fn get(&mut self, url: &str) -> Result<Value, HostError> {
+        let mut url = reqwest::Url::parse(url).map_err(invalid)?;
+        for _ in 0..4 {
+            let res = send(self.request(url.clone())?).await?;
+            if !res.status().is_redirection() {
+                return succeeded(res).await?.json::<Value>().await.map_err(invalid);
+            }
+            let location = res.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let next = url.join(location).map_err(invalid)?;
+            if !within(self.api(), &next) {
+                return Err(invalid(format!("the host redirected outside its API, to {next}")));
+            }
+            url = next;
+        }
+        Err(invalid("too many redirects"))
+    }
+
+    fn request(&mut self, url: reqwest::Url) -> Result<reqwest::RequestBuilder, HostError> {
         self.calls += 1;
-        let mut req = super::client()?.get(url);
-        req = match (self.provider, self.token) {
+        let req = super::client()?.get(url);
+        Ok(match (self.provider, self.token) {
             (Provider::GitHub, t) => {
                 let req = req.header("accept", "application/vnd.github+json");
                 match t {
@@ -127,8 +206,7 @@ impl Host<'_> {
             (Provider::GitLab, Some(t)) => req.header("PRIVATE-TOKEN", t),
             (Provider::Bitbucket, Some(t)) => req.header("authorization", super::bitbucket::authorization(t)),
             _ => req,
-        };
-        succeeded(send(req).await?).await?.json::<Value>().await.map_err(invalid)
+        })
     }
 
     fn github_repo(&self) -> String {
@@ -144,7 +222,7 @@ impl Host<'_> {
         super::bitbucket::repository_url(self.apis.bitbucket, self.repo)
     }
 
-    async fn files(&mut self, event: &SourceEvent) -> Result<Vec<String>, HostError> {
+    async fn files(&mut self, event: &SourceEvent) -> Result<Files, HostError> {
         let pr = event.codebuild_event.is_some_and(CodeBuildEvent::is_pull_request);
         let mut files = Files::default();
         match (event.provider, pr) {
@@ -161,12 +239,16 @@ impl Host<'_> {
                     if items.len() < PER_PAGE || files.full() {
                         break;
                     }
+                    self.capped |= page == MAX_PAGES;
                 }
             }
             (Provider::GitHub, false) => {
                 let (before, after) = range(event)?;
                 let v = self.get(&format!("{}/compare/{before}...{after}", self.github_repo())).await?;
-                for f in v["files"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let listed = v["files"].as_array().ok_or_else(|| invalid("the comparison lists no files"))?;
+                // GitHub's comparison lists at most 300 files.
+                self.capped |= listed.len() >= 300;
+                for f in listed {
                     files.add(f["filename"].as_str());
                     files.add(f["previous_filename"].as_str());
                 }
@@ -190,6 +272,7 @@ impl Host<'_> {
                     if count < PER_PAGE || files.full() {
                         break;
                     }
+                    self.capped |= page == MAX_PAGES;
                 }
             }
             (Provider::GitLab, false) => {
@@ -197,6 +280,8 @@ impl Host<'_> {
                 let url = format!("{}/repository/compare?from={before}&to={after}", self.gitlab_project());
                 let v = self.get(&url).await?;
                 gitlab_paths(&mut files, &v["diffs"]);
+                // GitLab cuts large comparisons short and says so.
+                self.capped |= v["compare_timeout"] == json!(true) || v["overflow"] == json!(true);
             }
             (Provider::Bitbucket, _) => {
                 let first = if pr {
@@ -220,21 +305,41 @@ impl Host<'_> {
                         files.add(item["new"]["path"].as_str());
                         files.add(item["old"]["path"].as_str());
                     }
-                    next = v["next"]
-                        .as_str()
-                        .filter(|n| n.starts_with(self.apis.bitbucket) && pages < MAX_PAGES && !files.full())
-                        .map(str::to_owned);
+                    next = match v["next"].as_str() {
+                        None => None,
+                        Some(_) if pages >= MAX_PAGES || files.full() => {
+                            self.capped = true;
+                            None
+                        }
+                        Some(n) => match reqwest::Url::parse(n) {
+                            Ok(u) if within(self.apis.bitbucket, &u) => Some(n.to_owned()),
+                            _ => return Err(invalid(format!("the next page is outside the API: {n}"))),
+                        },
+                    };
                 }
             }
             (Provider::Unknown, _) => return Err(missing("the provider is unknown")),
         }
-        Ok(files.list)
+        Ok(files)
     }
 
-    async fn commit_message(&mut self, sha: &str) -> Result<String, HostError> {
+    async fn commit_message(&mut self, event: &SourceEvent, sha: &str) -> Result<String, HostError> {
+        let pr = event.codebuild_event.is_some_and(CodeBuildEvent::is_pull_request);
         let (url, pointer) = match self.provider {
             Provider::GitHub => (format!("{}/commits/{}", self.github_repo(), segment(sha)), "/commit/message"),
             Provider::GitLab => (format!("{}/repository/commits/{}", self.gitlab_project(), segment(sha)), "/message"),
+            // A pull request's head may be in a fork, which the repository's own commit API does not know:
+            // its commits are read through the pull request.
+            Provider::Bitbucket if pr => {
+                let id = event.pull_request.ok_or_else(|| missing("the event names no pull request"))?;
+                let v = self.get(&format!("{}/pullrequests/{id}/commits?pagelen=50", self.bitbucket_repo())).await?;
+                let commits = v["values"].as_array().map(Vec::as_slice).unwrap_or_default();
+                let head = commits.iter().find(|c| c["hash"].as_str().is_some_and(|h| h.starts_with(sha)));
+                return head
+                    .and_then(|c| c["message"].as_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| invalid("the pull request's head commit is not among its commits"));
+            }
             Provider::Bitbucket => (format!("{}/commit/{}", self.bitbucket_repo(), segment(sha)), "/message"),
             Provider::Unknown => return Err(missing("the provider is unknown")),
         };
@@ -302,6 +407,20 @@ mod tests {
         assert!(!files_missing(&e, &json!({"commits": commits, "total_commits_count": 21})), "a new ref");
         e.changed_files = None;
         assert!(files_missing(&e, &json!({})));
+    }
+
+    #[test]
+    fn links_stay_under_the_api() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let api = "https://api.bitbucket.org/2.0";
+        assert!(within(api, &url("https://api.bitbucket.org/2.0/repositories/a/b?page=2")));
+        assert!(!within(api, &url("https://api.bitbucket.org/2.0x/repositories")));
+        assert!(!within(api, &url("https://api.bitbucket.org.evil/2.0/repositories")));
+        assert!(!within(api, &url("http://api.bitbucket.org/2.0/repositories")));
+        assert!(!within(api, &url("https://api.bitbucket.org:8443/2.0/repositories")));
+        assert!(within("https://h.example", &url("https://h.example/anything")));
+        assert!(!within("https://h.example", &url("https://h.example.evil/anything")));
+        assert!(is_commit("3f8e2a1b9c7d") && !is_commit("..") && !is_commit("abc"));
     }
 
     #[test]

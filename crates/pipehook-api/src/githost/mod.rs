@@ -55,7 +55,7 @@ pub(crate) fn gitlab_path(location: &str) -> Option<String> {
     let path = path.trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     let segments: Vec<&str> = path.split('/').collect();
-    (segments.len() >= 2 && segments.iter().all(|s| !s.is_empty())).then(|| path.to_owned())
+    (segments.len() >= 2 && segments.iter().all(|s| !s.is_empty() && !is_dots(s))).then(|| path.to_owned())
 }
 
 /// `owner`, `repo` of a GitHub location (`https://github.com/owner/repo(.git)`).
@@ -64,7 +64,7 @@ pub(crate) fn github_repo(location: &str) -> Option<(String, String)> {
     let mut parts = rest.trim_end_matches('/').split('/').skip(1);
     let owner = parts.next()?.to_owned();
     let repo = parts.next()?.trim_end_matches(".git").to_owned();
-    (!owner.is_empty() && !repo.is_empty()).then_some((owner, repo))
+    (!owner.is_empty() && !repo.is_empty() && !is_dots(&owner) && !is_dots(&repo)).then_some((owner, repo))
 }
 
 /// The encryption context of a project's git host token: bound to its organization and name.
@@ -95,16 +95,19 @@ pub(crate) fn project_token(
     auth["resource"].as_str().filter(|t| !t.is_empty()).map(str::to_owned)
 }
 
+/// `.`, `..`, ...: a name that would climb a URL's path once normalized.
+fn is_dots(s: &str) -> bool {
+    s.bytes().all(|b| b == b'.')
+}
+
 /// What a path segment keeps as it is: RFC 3986's unreserved characters.
 const SEGMENT: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-/// One path segment, encoded (`group/sub` → `group%2Fsub`); `.` and `..` are encoded too, so a name taken from
-/// a payload cannot climb the API's path.
+/// One path segment, encoded (`group/sub` → `group%2Fsub`). Names that are only dots never reach here from a
+/// payload (repositories come from `source.location`, parsed by [`github_repo`] / [`gitlab_path`], which refuse
+/// them; commits are checked to be hex), because URL parsers resolve even an encoded `%2E%2E`.
 pub(crate) fn segment(s: &str) -> String {
-    if s.bytes().all(|b| b == b'.') {
-        return s.replace('.', "%2E");
-    }
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 

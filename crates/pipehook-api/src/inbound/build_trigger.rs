@@ -142,47 +142,87 @@ fn build_request(l: &LoadedBuildHook, headers: &HeaderMap, event: &SourceEvent) 
     }
 }
 
-/// Reads from the git host what the filter groups need and the payload lacks (see `githost::changes`); `None`
-/// when nothing was needed. Only a delivery from the project's own provider is completed, so the project's
-/// token is never sent to another host.
-async fn complete_from_host(
-    state: &AppState,
-    l: &LoadedBuildHook,
-    event: &mut SourceEvent,
-    payload: &Value,
-) -> Result<Option<Value>, HostError> {
+/// What the filter groups need from the git host for this event (see `githost::changes`), or `None`: a ping,
+/// no group that could pass has FILE_PATH / COMMIT_MESSAGE, the payload carries what they need, the branch
+/// filter already failed, or a group without them already passes (the build starts whatever the host says).
+fn wanted_from_host(l: &LoadedBuildHook, event: &SourceEvent, payload: &Value) -> Option<Wanted> {
     if event.is_ping {
-        return Ok(None);
+        return None;
     }
     let wanted = Wanted {
         files: l.compiled.needs(FilterType::FilePath, event) && changes::files_missing(event, payload),
         commit_message: l.compiled.needs(FilterType::CommitMessage, event) && event.commit_message.is_none(),
     };
     if !wanted.any() {
-        return Ok(None);
+        return None;
     }
+    let pre = evaluate(&l.compiled, event);
+    let needs_host = |g: &pipehook_inbound::filter_groups::GroupOutcome| {
+        g.filters.iter().any(|f| f.filter_type == "FILE_PATH" || f.filter_type == "COMMIT_MESSAGE")
+    };
+    let decided = pre.branch_filter.as_ref().is_some_and(|f| !f.passed)
+        || (pre.passed && pre.groups.iter().any(|g| g.passed && !needs_host(g)));
+    (!decided).then_some(wanted)
+}
+
+/// Reads `wanted` from the git host into `event`; returns what was read, for the log. Only a delivery from the
+/// project's own provider about the project's own repository (`source.location`) is completed, so the project's
+/// token never reads another repository, whatever a payload says.
+async fn read_from_host(
+    state: &AppState,
+    l: &LoadedBuildHook,
+    wanted: Wanted,
+    event: &mut SourceEvent,
+) -> Result<Value, HostError> {
     let provider = match l.source_type {
         SourceType::Github | SourceType::GithubEnterprise => Provider::GitHub,
         SourceType::Gitlab | SourceType::GitlabSelfManaged => Provider::GitLab,
         SourceType::Bitbucket => Provider::Bitbucket,
     };
     if event.provider != provider {
-        return Err(HostError {
-            code: "ProviderMismatch".into(),
-            message: format!("a {:?} delivery to a {} project", event.provider, l.source_type.display_name()),
-        });
+        return Err(changes::missing(&format!(
+            "a {:?} delivery to a {} project",
+            event.provider,
+            l.source_type.display_name()
+        )));
+    }
+    let location = l.project.document["source"]["location"].as_str().unwrap_or_default();
+    let repo = match provider {
+        Provider::GitLab => crate::githost::gitlab_path(location),
+        _ => crate::githost::github_repo(location).map(|(owner, name)| format!("{owner}/{name}")),
+    }
+    .ok_or_else(|| {
+        changes::missing(&format!(
+            "FILE_PATH / COMMIT_MESSAGE need the {} API, and the project's source.location '{location}' names no \
+             repository on it",
+            l.source_type.display_name()
+        ))
+    })?;
+    let named = event.repository.clone().unwrap_or_default();
+    if !named.eq_ignore_ascii_case(&repo) {
+        return Err(changes::missing(&format!(
+            "the delivery is about repository '{named}', and the project builds '{repo}'"
+        )));
     }
     let c = &state.config;
     let apis = Apis { github: &c.github_api_url, gitlab: &c.gitlab_api_url, bitbucket: &c.bitbucket_api_url };
     let token = crate::githost::project_token(&state.master_key, &l.project);
-    changes::complete(apis, token.as_deref(), wanted, event).await.map(Some)
+    changes::complete(apis, token.as_deref(), &repo, wanted, event).await
 }
 
-fn host_failed(e: &HostError) -> RestError {
-    RestError::new(
-        StatusCode::BAD_GATEWAY,
-        format!("the filter groups need what the payload lacks, and reading it from the git host failed: {e}"),
-    )
+/// [`wanted_from_host`] then [`read_from_host`], for explain and replay; a failure is the REST error: 502 when
+/// the host failed, 400 when the delivery cannot be completed.
+async fn complete_for_rest(
+    state: &AppState,
+    l: &LoadedBuildHook,
+    event: &mut SourceEvent,
+    payload: &Value,
+) -> Result<Option<Value>, RestError> {
+    let Some(wanted) = wanted_from_host(l, event, payload) else { return Ok(None) };
+    read_from_host(state, l, wanted, event).await.map(Some).map_err(|e| {
+        let status = if changes::is_host_failure(&e) { StatusCode::BAD_GATEWAY } else { StatusCode::BAD_REQUEST };
+        RestError::new(status, format!("the filter groups need what the payload lacks: {e}"))
+    })
 }
 
 async fn trigger(
@@ -278,30 +318,48 @@ async fn trigger(
         }
     };
     let mut event = pipehook_inbound::event::normalize(&headers, &payload);
-    let fetched = match complete_from_host(&state, &loaded, &mut event, &payload).await {
-        Ok(f) => f,
-        Err(e) => {
-            // Nothing is claimed: the git host's redelivery of this request is judged afresh.
-            tracing::warn!(error = %e, project = %project_name, "reading a delivery's changed files or commit message failed");
-            record.verdict = "rejected".into();
-            record.detail = json!({
-                "reason": format!("the filter groups need what the payload lacks, and reading it from the git host failed: {e}"),
-                "event": serde_json::to_value(&event).unwrap_or(Value::Null),
-                "authentication": auth_detail,
-            });
-            return match save(&state, &record).await {
-                Ok(()) => answer(
-                    StatusCode::BAD_GATEWAY,
-                    json!({"result": "rejected", "message": "The git host's API could not be read to evaluate the filter groups; redeliver later", "requestId": request_id}),
-                ),
-                Err(r) => r,
-            };
+    let cutoff = Timestamp(now.0.saturating_sub(DEDUPE_WINDOW.as_millis() as i64));
+    let mut fetched = None;
+    if let Some(wanted) = wanted_from_host(&loaded, &event, &payload) {
+        // A redelivery of a delivery already judged costs the host nothing: the write below marks it duplicate.
+        let seen = match &delivery_id {
+            Some(d) => matches!(state.store.first_delivery(record.webhook_id, d, cutoff).await, Ok(Some(_))),
+            None => false,
+        };
+        if !seen {
+            match read_from_host(&state, &loaded, wanted, &mut event).await {
+                Ok(f) => fetched = Some(f),
+                Err(e) => {
+                    // Nothing is claimed: a redelivery of this request is judged afresh.
+                    let host = changes::is_host_failure(&e);
+                    tracing::warn!(error = %e, project = %project_name, host, "completing a delivery from the git host failed");
+                    record.verdict = "rejected".into();
+                    record.detail = json!({
+                        "reason": format!("the filter groups need what the payload lacks: {e}"),
+                        "event": serde_json::to_value(&event).unwrap_or(Value::Null),
+                        "authentication": auth_detail,
+                    });
+                    let (status, message) = if host {
+                        (
+                            StatusCode::BAD_GATEWAY,
+                            "The git host's API could not be read to evaluate the filter groups; redeliver later",
+                        )
+                    } else {
+                        (StatusCode::BAD_REQUEST, "The delivery lacks what the filter groups need; see the inbound log")
+                    };
+                    return match save(&state, &record).await {
+                        Ok(()) => {
+                            answer(status, json!({"result": "rejected", "message": message, "requestId": request_id}))
+                        }
+                        Err(r) => r,
+                    };
+                }
+            }
         }
-    };
+    }
     let evaluation = evaluate(&loaded.compiled, &event);
 
     // 3. Dedupe (claimed with the request itself); 4. pings; 5. filter groups; 6. start.
-    let cutoff = Timestamp(now.0.saturating_sub(DEDUPE_WINDOW.as_millis() as i64));
     let delivery = delivery_id.clone().map(|d| DeliveryClaim { webhook_id: record.webhook_id, delivery_id: d, cutoff });
     let event_json = serde_json::to_value(&event).unwrap_or(Value::Null);
     let mut build = None;
@@ -465,7 +523,7 @@ pub async fn explain(
         headers.entry("x-github-event").or_insert(v);
     }
     let mut event = pipehook_inbound::event::normalize(&headers, &payload);
-    let fetched = complete_from_host(&state, &loaded, &mut event, &payload).await.map_err(|e| host_failed(&e))?;
+    let fetched = complete_for_rest(&state, &loaded, &mut event, &payload).await?;
     let evaluation: Evaluation = evaluate(&loaded.compiled, &event);
     let verdict = if event.is_ping {
         "filtered (ping: nothing to start)"
@@ -497,7 +555,7 @@ pub(super) async fn replay(state: &AppState, original: &InboundRecord) -> Result
     let headers = super::log::headers_of(&original.headers);
     let payload: Value = serde_json::from_str(&original.body).unwrap_or(Value::Null);
     let mut event = pipehook_inbound::event::normalize(&headers, &payload);
-    let fetched = complete_from_host(state, &loaded, &mut event, &payload).await.map_err(|e| host_failed(&e))?;
+    let fetched = complete_for_rest(state, &loaded, &mut event, &payload).await?;
     let evaluation = evaluate(&loaded.compiled, &event);
     let mut record = original.clone();
     record.id = uuid::Uuid::new_v4().to_string();

@@ -3,8 +3,8 @@
 //! files or the head commit message (pull requests, Bitbucket pushes, GitLab pushes listing 20 of more commits)
 //! read them from the host, with the project's token, only when a group could pass; a host failure answers 502,
 //! claims nothing and the redelivery is judged afresh. Bitbucket hooks are registered with a secret pipehook
-//! keeps, so the deliveries are signed and checked. Projects point at local paths that do not exist, so a
-//! build that starts fails its checkout without reaching any host.
+//! keeps, so the deliveries are signed and checked. Projects point at a closed local port, so a build that
+//! starts fails its checkout without reaching any host.
 
 use aws_sdk_codebuild::error::ProvideErrorMetadata;
 use aws_sdk_codebuild::types::{
@@ -20,7 +20,11 @@ use crate::support::{TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
 use crate::webhooks::{fixture, github, post, sign};
 
 const BUILDSPEC: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n";
-const NO_REPO: &str = "/nonexistent/pipehook-test/repo.git";
+/// A repository URL on a closed local port: it names the repository the payloads are about (the API is asked
+/// about that one only), and a build that starts fails its checkout at once, without leaving this machine.
+fn location(repo: &str) -> String {
+    format!("https://127.0.0.1:1/{repo}")
+}
 
 fn client(s: &TestServer) -> Client {
     let creds = aws_credential_types::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test");
@@ -95,16 +99,24 @@ impl Fake {
                     let what = format!("{method} {uri}");
                     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     me.calls.lock().unwrap().push(Call { what: what.clone(), credential, body });
+                    use axum::http::StatusCode;
+                    use axum::response::IntoResponse;
                     if me.fail.load(Ordering::SeqCst) {
                         let out = json!({"message": "Server Error"});
-                        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, axum::Json(out));
+                        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(out)).into_response();
                     }
                     let routes = me.routes.lock().unwrap();
                     match routes.iter().find(|(w, _, _)| *w == what) {
-                        Some((_, status, out)) => {
-                            (axum::http::StatusCode::from_u16(*status).unwrap(), axum::Json(out.clone()))
+                        // A redirect: the route's JSON names where to.
+                        Some((_, status, out)) if (300..400).contains(status) => {
+                            let to = out["location"].as_str().unwrap_or_default().to_owned();
+                            (StatusCode::from_u16(*status).unwrap(), [(axum::http::header::LOCATION, to)])
+                                .into_response()
                         }
-                        None => (axum::http::StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))),
+                        Some((_, status, out)) => {
+                            (StatusCode::from_u16(*status).unwrap(), axum::Json(out.clone())).into_response()
+                        }
+                        None => (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response(),
                     }
                 }
             },
@@ -146,7 +158,7 @@ async fn github_pull_requests_read_their_files_and_head_commit_message_from_the_
     let base = fake.start().await;
     let s = server(&base).await;
     let c = client(&s);
-    project(&c, "gh", SourceType::Github, NO_REPO, Some("ghp-canary-token-4711")).await;
+    project(&c, "gh", SourceType::Github, &location("Codertocat/Hello-World"), Some("ghp-canary-token-4711")).await;
     // The token is stored encrypted, and an update that cannot send it back (the API never shows it) keeps it.
     let stored: Vec<u8> = ["pipehook.db", "pipehook.db-wal"]
         .iter()
@@ -157,7 +169,7 @@ async fn github_pull_requests_read_their_files_and_head_commit_message_from_the_
     assert!(!stored.windows(21).any(|w| w == b"ghp-canary-token-4711"), "the token is in the database in plain text");
     let source = ProjectSource::builder()
         .r#type(SourceType::Github)
-        .location(NO_REPO)
+        .location(location("Codertocat/Hello-World"))
         .buildspec(BUILDSPEC)
         .auth(SourceAuth::builder().r#type(SourceAuthType::Oauth).build().unwrap())
         .build()
@@ -255,6 +267,23 @@ async fn github_pull_requests_read_their_files_and_head_commit_message_from_the_
     assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "{out}");
     assert_eq!(fake.calls().len(), before, "{:?}", &fake.calls()[before..]);
 
+    // A redelivery of a delivery already judged asks the host nothing.
+    let before = fake.calls().len();
+    let (status, out) = post(&url, &opened, &github("pull_request", "pr-1", Some(sign(&secret, &opened)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("duplicate")), "{out}");
+    assert_eq!(fake.calls().len(), before);
+
+    // A delivery about another repository never makes the project's token read it: refused as the sender's
+    // mistake, with no call.
+    let mut elsewhere: Value = serde_json::from_slice(&opened).unwrap();
+    elsewhere["repository"]["full_name"] = json!("someone/private-repo");
+    let elsewhere = serde_json::to_vec(&elsewhere).unwrap();
+    let (status, out) = post(&url, &elsewhere, &github("pull_request", "pr-6", Some(sign(&secret, &elsewhere)))).await;
+    assert_eq!((status, out["result"].as_str()), (400, Some("rejected")), "{out}");
+    assert_eq!(fake.calls().len(), before);
+    let logged = last_logged(&s, "gh").await;
+    assert!(logged["detail"]["reason"].as_str().unwrap().contains("someone/private-repo"), "{logged}");
+
     // explain reads the same way, and says what it read.
     let res = reqwest::Client::new()
         .post(format!("{}/api/orgs/default/projects/gh/explain", s.url))
@@ -276,8 +305,8 @@ async fn gitlab_and_bitbucket_changes_come_from_their_apis() {
     let base = fake.start().await;
     let s = server(&base).await;
     let c = client(&s);
-    project(&c, "gl", SourceType::Gitlab, NO_REPO, Some("glpat-1")).await;
-    project(&c, "bb", SourceType::Bitbucket, NO_REPO, Some("bb-user:app-pass")).await;
+    project(&c, "gl", SourceType::Gitlab, &location("gitlabhq/gitlab-test"), Some("glpat-1")).await;
+    project(&c, "bb", SourceType::Bitbucket, &location("acme/widgets"), Some("bb-user:app-pass")).await;
     let gl = c
         .create_webhook()
         .project_name("gl")
@@ -313,15 +342,17 @@ async fn gitlab_and_bitbucket_changes_come_from_their_apis() {
     assert_eq!(logged["detail"]["fetched"]["files"], 3, "new and old paths: {logged}");
     assert_eq!(fake.calls().last().unwrap().credential, "glpat-1");
 
-    // A push listing 2 of its 4 commits: the compare API completes the list.
-    let push: Value = serde_json::from_slice(&fixture("gitlab/push.json")).unwrap();
+    // A push listing 2 of its 4 commits: the compare API completes the list. (The example push is about another
+    // project: it is made one about this project's repository.)
+    let mut push: Value = serde_json::from_slice(&fixture("gitlab/push.json")).unwrap();
+    push["project"]["path_with_namespace"] = json!("gitlabhq/gitlab-test");
     let compare = format!(
-        "GET /gl/api/v4/projects/mike%2Fdiaspora/repository/compare?from={}&to={}",
+        "GET {project_path}/repository/compare?from={}&to={}",
         push["before"].as_str().unwrap(),
         push["after"].as_str().unwrap()
     );
     fake.route(&compare, 200, json!({"diffs": [{"old_path": "app/views/x.erb", "new_path": "app/views/x.erb"}]}));
-    let (status, out) = post(&gl_url, &fixture("gitlab/push.json"), &gitlab("Push Hook", "gl-2")).await;
+    let (status, out) = post(&gl_url, &serde_json::to_vec(&push).unwrap(), &gitlab("Push Hook", "gl-2")).await;
     assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
     assert_eq!(fake.calls().last().unwrap().what, compare);
 
@@ -344,20 +375,27 @@ async fn gitlab_and_bitbucket_changes_come_from_their_apis() {
         .unwrap();
     let bb_url = bb.payload_url.unwrap();
     let repo = "/bb/2.0/repositories/acme/widgets";
+    // Bitbucket answers a pull request's diffstat with a redirect to the diffstat of its commits.
+    let spec = "acme/widgets:3f8e2a1b9c7d%0D1e65c05c1d51?from_pullrequest_id=7&topic=true";
     fake.route(
         &format!("GET {repo}/pullrequests/7/diffstat?pagelen=100"),
-        200,
-        json!({"values": [{"new": {"path": "README.md"}, "old": {"path": "README.md"}}], "next": format!("{base}{repo}/pullrequests/7/diffstat?pagelen=100&page=2")}),
+        302,
+        json!({"location": format!("{base}{repo}/diffstat/{spec}")}),
     );
     fake.route(
-        &format!("GET {repo}/pullrequests/7/diffstat?pagelen=100&page=2"),
+        &format!("GET {repo}/diffstat/{spec}"),
+        200,
+        json!({"values": [{"new": {"path": "README.md"}, "old": {"path": "README.md"}}], "next": format!("{base}{repo}/diffstat/{spec}&page=2")}),
+    );
+    fake.route(
+        &format!("GET {repo}/diffstat/{spec}&page=2"),
         200,
         json!({"values": [{"new": {"path": "src/lib.rs"}, "old": null}]}),
     );
     fake.route(
-        &format!("GET {repo}/commit/3f8e2a1b9c7d"),
+        &format!("GET {repo}/pullrequests/7/commits?pagelen=50"),
         200,
-        json!({"hash": "3f8e2a1b9c7d", "message": "Add the widget API\n"}),
+        json!({"values": [{"hash": "3f8e2a1b9c7d5e4f3a2b1c0d9e8f7a6b5c4d3e2f", "message": "Add the widget API\n"}]}),
     );
     let bitbucket = |key: &str, uuid: &str| vec![("x-event-key", key.to_owned()), ("x-request-uuid", uuid.to_owned())];
     let pr = fixture("bitbucket/pullrequest-created.json");
@@ -365,7 +403,7 @@ async fn gitlab_and_bitbucket_changes_come_from_their_apis() {
     let (status, out) = post(&bb_url, &pr, &bitbucket("pullrequest:created", "bb-1")).await;
     assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
     let calls = fake.calls();
-    assert_eq!(calls.len() - before, 3, "{:?}", &calls[before..]);
+    assert_eq!(calls.len() - before, 4, "redirect, two pages, the commits: {:?}", &calls[before..]);
     assert!(calls[before..].iter().all(|c| c.credential == "Basic YmItdXNlcjphcHAtcGFzcw=="), "{calls:?}");
 
     let (new, old) = ("7c9f3a2b5e1d4c8a9b0f6e2d3c4b5a69788f0e1d", "1e65c05c1d5171631d92438a13901ca7dae9618c");

@@ -129,6 +129,9 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         Credential::AccessKey(k) => k.as_str().to_owned(),
         Credential::Token(t) => format!("pipehook-token/{}", t.0),
     };
+    // What the caller asked for, apart from the project's defaults: what a reused idempotency token compares.
+    let asked_version = input.source_version.clone().filter(|s| !s.is_empty());
+    let asked_timeout = input.timeout_in_minutes_override;
     let req = StartBuildRequest {
         org: ctx.org(),
         project: project.name.clone(),
@@ -146,7 +149,7 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         pipehook_store::StoreError::NotFound(_) => not_found(format!("Project cannot be found: {name}")),
         e => AwsError::from_store(e),
     })?;
-    if req.idempotency_token.is_some() && !same_parameters(&build, &req) {
+    if req.idempotency_token.is_some() && !same_parameters(&build, &req, asked_version.as_deref(), asked_timeout) {
         return Err(invalid_input(format!(
             "Parameter mismatch: idempotency token {} was used within the last 5 minutes by build {} with different \
              parameters",
@@ -157,15 +160,22 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     Ok(json!({"build": view(ctx, &build)}))
 }
 
-/// Whether a build (maybe the one an idempotency token names) was started with these parameters: CodeBuild
-/// returns the first build for a repeated token only when nothing changed, and refuses a changed request.
-fn same_parameters(b: &BuildRecord, req: &StartBuildRequest) -> bool {
+/// Whether a build (maybe the one an idempotency token names) was started with the parameters this request
+/// gives: CodeBuild returns the first build for a repeated token only when nothing changed, and refuses a
+/// changed request. What the request leaves to the project (its `sourceVersion`, its timeout) is not compared,
+/// so a retry after the project changed still gets its build.
+fn same_parameters(
+    b: &BuildRecord,
+    req: &StartBuildRequest,
+    asked_version: Option<&str>,
+    asked_timeout: Option<i64>,
+) -> bool {
     let overrides = |v: &Value| if v.is_null() { json!([]) } else { v.clone() };
     b.project_name == req.project
-        && b.source_version == req.source_version
+        && asked_version.is_none_or(|v| b.source_version.as_deref() == Some(v))
         && b.buildspec_override == req.buildspec_override
         && overrides(&b.env_overrides) == overrides(&req.env_overrides)
-        && b.trigger["timeoutInMinutes"] == req.trigger["timeoutInMinutes"]
+        && asked_timeout.is_none_or(|t| b.trigger["timeoutInMinutes"] == json!(t))
 }
 
 #[derive(Deserialize)]

@@ -495,6 +495,8 @@ mod tests {
         assert_eq!(github_repo("https://github.com/o/r.git"), Some(("o".into(), "r".into())));
         assert_eq!(github_repo("https://ghe.example.com/o/r"), Some(("o".into(), "r".into())));
         assert_eq!(github_repo("https://github.com/o"), None);
+        assert_eq!(github_repo("https://github.com/../x"), None);
+        assert_eq!(gitlab_path("https://gitlab.com/g/../r"), None);
         let groups = vec![vec![WebhookFilter::new("EVENT", "PUSH, RELEASED")]];
         assert_eq!(github_events(&groups), ["push", "pull_request", "release"]);
         assert_eq!(github_events(&[vec![WebhookFilter::new("EVENT", "PUSH")]]), ["push", "pull_request"]);
