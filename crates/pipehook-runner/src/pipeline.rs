@@ -435,10 +435,12 @@ impl Run<'_> {
         kill: &CancellationToken,
     ) -> StoreResult<ActionEnd> {
         let id = uuid::Uuid::new_v4().to_string();
+        // The record is shown by ListActionExecutions: secrets are kept out of it.
+        let shown = pipehook_domain::pipeline::mask_configuration(&json!(action.configuration));
         let input = json!({
             "actionTypeId": action.action_type_id,
-            "configuration": action.configuration,
-            "resolvedConfiguration": action.configuration,
+            "configuration": shown,
+            "resolvedConfiguration": shown,
             "runOrder": action.run_order.unwrap_or(1),
             "roleArn": action.role_arn,
             "region": action.region,

@@ -48,20 +48,27 @@ fn client() -> Result<reqwest::Client, HostError> {
         .map_err(|message| HostError { code: "ClientError".into(), message })
 }
 
+/// The repository path of a git URL: what follows the host in `scheme://host/path` or scp-like
+/// `[user@]host:path`. A local path (`/srv/git/repo`) names no repository on a host: `None`.
+fn repository_path(location: &str) -> Option<&str> {
+    if let Some((_, rest)) = location.split_once("://") {
+        return rest.split_once('/').map(|(_, path)| path);
+    }
+    let (host, path) = location.split_once(':')?;
+    (!host.is_empty() && !host.contains('/')).then_some(path)
+}
+
 /// The full path of a GitLab project (`https://gitlab.com/group/sub/repo(.git)` → `group/sub/repo`).
 pub(crate) fn gitlab_path(location: &str) -> Option<String> {
-    let rest = location.split_once("://").map_or(location, |(_, r)| r);
-    let (_, path) = rest.split_once('/')?;
-    let path = path.trim_end_matches('/');
+    let path = repository_path(location)?.trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     let segments: Vec<&str> = path.split('/').collect();
     (segments.len() >= 2 && segments.iter().all(|s| !s.is_empty() && !is_dots(s))).then(|| path.to_owned())
 }
 
-/// `owner`, `repo` of a GitHub location (`https://github.com/owner/repo(.git)`).
+/// `owner`, `repo` of a GitHub location (`https://github.com/owner/repo(.git)`, `git@github.com:owner/repo`).
 pub(crate) fn github_repo(location: &str) -> Option<(String, String)> {
-    let rest = location.split_once("://").map_or(location, |(_, r)| r);
-    let mut parts = rest.trim_end_matches('/').split('/').skip(1);
+    let mut parts = repository_path(location)?.trim_end_matches('/').split('/');
     let owner = parts.next()?.to_owned();
     let repo = parts.next()?.trim_end_matches(".git").to_owned();
     (!owner.is_empty() && !repo.is_empty() && !is_dots(&owner) && !is_dots(&repo)).then_some((owner, repo))

@@ -9,8 +9,9 @@
 //!
 //! The context is `source.buildStatusConfig.context`, else `AWS CodeBuild <region> (<project>)` as CodeBuild
 //! names it; the link is `source.buildStatusConfig.targetUrl`, else the build's log on this server. The
-//! repository is the one the triggering delivery named, else the one `source.location` names. The project's
-//! `source.auth` token authenticates the call.
+//! repository is always the one `source.location` names (never one a delivery or a pipeline revision names, so
+//! the project's token writes to its own repository only); a location that names none (a local path) reports
+//! nothing, which the build's log says. The project's `source.auth` token authenticates the call.
 
 use async_trait::async_trait;
 use pipehook_domain::secret::MasterKey;
@@ -51,21 +52,13 @@ impl StatusReporter for Reporter {
             ReportedState::Failed => "Build failed",
             ReportedState::Stopped => "Build stopped",
         };
-        let named = r.build.trigger["revision"]["repository"].as_str().filter(|n| n.contains('/'));
         let location = source["location"].as_str().unwrap_or_default();
+        let unknown = || format!("source.location '{location}' names no repository to report to");
         let client = super::client().map_err(|e| e.to_string())?;
         let req = match kind {
             "GITHUB" | "GITHUB_ENTERPRISE" => {
-                let (owner, repo) = match named.and_then(|n| n.split_once('/')) {
-                    Some((o, r)) => (o.to_owned(), r.to_owned()),
-                    None => github_repo(location).ok_or("the repository is not known")?,
-                };
-                let state = match r.state {
-                    ReportedState::InProgress => "pending",
-                    ReportedState::Succeeded => "success",
-                    ReportedState::Failed => "failure",
-                    ReportedState::Stopped => "error",
-                };
+                let (owner, repo) = github_repo(location).ok_or_else(unknown)?;
+                let state = state_name(kind, r.state);
                 let url = format!(
                     "{}/repos/{}/{}/statuses/{}",
                     self.github_api_url,
@@ -80,14 +73,8 @@ impl StatusReporter for Reporter {
                     .json(&json!({"state": state, "target_url": link, "description": description, "context": context}))
             }
             "GITLAB" | "GITLAB_SELF_MANAGED" => {
-                let path =
-                    named.map(str::to_owned).or_else(|| gitlab_path(location)).ok_or("the project is not known")?;
-                let state = match r.state {
-                    ReportedState::InProgress => "running",
-                    ReportedState::Succeeded => "success",
-                    ReportedState::Failed => "failed",
-                    ReportedState::Stopped => "canceled",
-                };
+                let path = gitlab_path(location).ok_or_else(unknown)?;
+                let state = state_name(kind, r.state);
                 let url = format!("{}/projects/{}/statuses/{}", self.gitlab_api_url, segment(&path), segment(r.commit));
                 client
                     .post(url)
@@ -95,18 +82,8 @@ impl StatusReporter for Reporter {
                     .json(&json!({"state": state, "name": context, "target_url": link, "description": description}))
             }
             "BITBUCKET" => {
-                let full_name = match named {
-                    Some(n) => n.to_owned(),
-                    None => {
-                        github_repo(location).map(|(w, r)| format!("{w}/{r}")).ok_or("the repository is not known")?
-                    }
-                };
-                let state = match r.state {
-                    ReportedState::InProgress => "INPROGRESS",
-                    ReportedState::Succeeded => "SUCCESSFUL",
-                    ReportedState::Failed => "FAILED",
-                    ReportedState::Stopped => "STOPPED",
-                };
+                let full_name = github_repo(location).map(|(w, r)| format!("{w}/{r}")).ok_or_else(unknown)?;
+                let state = state_name(kind, r.state);
                 let key: String = context.chars().take(40).collect();
                 let url = format!(
                     "{}/commit/{}/statuses/build",
@@ -126,5 +103,39 @@ impl StatusReporter for Reporter {
         let res = send(req).await.map_err(|e| e.to_string())?;
         let res = succeeded(res).await.map_err(|e| e.to_string())?;
         Ok(res.url().to_string())
+    }
+}
+
+/// The provider's name for a build state.
+fn state_name(kind: &str, state: ReportedState) -> &'static str {
+    use ReportedState::*;
+    match (kind, state) {
+        ("GITLAB" | "GITLAB_SELF_MANAGED", InProgress) => "running",
+        ("GITLAB" | "GITLAB_SELF_MANAGED", Succeeded) => "success",
+        ("GITLAB" | "GITLAB_SELF_MANAGED", Failed) => "failed",
+        ("GITLAB" | "GITLAB_SELF_MANAGED", Stopped) => "canceled",
+        ("BITBUCKET", InProgress) => "INPROGRESS",
+        ("BITBUCKET", Succeeded) => "SUCCESSFUL",
+        ("BITBUCKET", Failed) => "FAILED",
+        ("BITBUCKET", Stopped) => "STOPPED",
+        (_, InProgress) => "pending",
+        (_, Succeeded) => "success",
+        (_, Failed) => "failure",
+        (_, Stopped) => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_provider_names_the_states() {
+        use ReportedState::*;
+        let names = |kind| [InProgress, Succeeded, Failed, Stopped].map(|s| state_name(kind, s));
+        assert_eq!(names("GITHUB"), ["pending", "success", "failure", "error"]);
+        assert_eq!(names("GITHUB_ENTERPRISE"), names("GITHUB"));
+        assert_eq!(names("GITLAB_SELF_MANAGED"), ["running", "success", "failed", "canceled"]);
+        assert_eq!(names("BITBUCKET"), ["INPROGRESS", "SUCCESSFUL", "FAILED", "STOPPED"]);
     }
 }

@@ -170,7 +170,9 @@ pub(crate) async fn load(state: &AppState, webhook: WebhookRecord) -> Result<Loa
             match_equals: f["matchEquals"].as_str().map(str::to_owned),
         })
         .collect();
-    let rules = pipehook_inbound::rules::compile(&filters, &config).map_err(|e| LoadError::Broken(e.to_string()))?;
+    let rules =
+        pipehook_inbound::rules::compile(&filters, &crate::aws::codepipeline::secrets::without_secrets(&config))
+            .map_err(|e| LoadError::Broken(e.to_string()))?;
     let auth = match webhook.definition["authentication"].as_str() {
         Some("GITHUB_HMAC") => {
             let mut secrets = Vec::new();

@@ -536,8 +536,10 @@ async fn bitbucket_hooks_are_registered_with_a_kept_secret() {
 }
 
 /// `source.reportBuildStatus`: a webhook build reports "pending" when it starts and its outcome when it ends as
-/// a commit status on GitHub (context from `buildStatusConfig`, link to the build's log); a failed build reports
-/// "failure"; a project without the flag reports nothing.
+/// a commit status on the repository `source.location` names (context from `buildStatusConfig`, link to the
+/// build's log); here the checkout fails (the location is a closed local port), so the outcome is "failure". A
+/// project whose location names no repository reports nothing and says so in its log; a project without the flag
+/// reports nothing.
 #[tokio::test]
 async fn builds_report_their_status_to_the_commit() {
     use aws_sdk_codebuild::types::BuildStatusConfig;
@@ -561,12 +563,13 @@ async fn builds_report_their_status_to_the_commit() {
     git(&["add", "."]);
     git(&["commit", "--quiet", "-m", "first"]);
     let commit = git(&["rev-parse", "HEAD"]).trim().to_owned();
-    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - test \"$RESULT\" != fail\n";
-    for (name, report) in [("reported", true), ("quiet", false)] {
+    let local = repo.path().display().to_string();
+    let remote = location("Codertocat/Hello-World");
+    for (name, at, report) in [("reported", &remote, true), ("local", &local, true), ("quiet", &remote, false)] {
         let mut source = ProjectSource::builder()
             .r#type(SourceType::Github)
-            .location(repo.path().display().to_string())
-            .buildspec(spec)
+            .location(at)
+            .buildspec(BUILDSPEC)
             .auth(SourceAuth::builder().r#type(SourceAuthType::Oauth).resource("gh-status-token").build().unwrap());
         if report {
             source = source
@@ -595,72 +598,61 @@ async fn builds_report_their_status_to_the_commit() {
     let mut push: Value = serde_json::from_slice(&fixture("github/push-branch.json")).unwrap();
     push["after"] = json!(commit);
     let body = serde_json::to_vec(&push).unwrap();
-    let wait = |id: String| {
-        let c = c.clone();
-        async move {
-            for _ in 0..600 {
-                let b = c.batch_get_builds().ids(&id).send().await.unwrap().builds.unwrap().remove(0);
-                if b.build_complete {
-                    return b;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            panic!("build {id} did not finish");
-        }
-    };
-    for (project, delivery, env) in
-        [("reported", "st-1", None), ("reported", "st-2", Some("fail")), ("quiet", "st-3", None)]
-    {
+    for (project, want) in [("reported", Some("failure")), ("local", None), ("quiet", None)] {
         let w = c
             .create_webhook()
             .project_name(project)
             .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH")])
             .manual_creation(true)
             .send()
-            .await;
-        let w = match w {
-            Ok(w) => w.webhook.unwrap(),
-            Err(_) => {
-                c.update_webhook().project_name(project).rotate_secret(true).send().await.unwrap().webhook.unwrap()
-            }
-        };
-        if let Some(v) = env {
-            let vars =
-                aws_sdk_codebuild::types::EnvironmentVariable::builder().name("RESULT").value(v).build().unwrap();
-            let environment = ProjectEnvironment::builder()
-                .r#type(EnvironmentType::LinuxContainer)
-                .image("aws/codebuild/standard:7.0")
-                .compute_type(ComputeType::BuildGeneral1Small)
-                .environment_variables(vars)
-                .build()
-                .unwrap();
-            c.update_project().name(project).environment(environment).send().await.unwrap();
-        }
+            .await
+            .unwrap()
+            .webhook
+            .unwrap();
         let before = fake.calls().len();
-        let (status, out) =
-            post(&w.payload_url.unwrap(), &body, &github("push", delivery, Some(sign(&w.secret.unwrap(), &body))))
-                .await;
+        let headers = github("push", &format!("st-{project}"), Some(sign(&w.secret.unwrap(), &body)));
+        let (status, out) = post(&w.payload_url.unwrap(), &body, &headers).await;
         assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
-        let b = wait(out["buildId"].as_str().unwrap().to_owned()).await;
-        let calls: Vec<Call> = fake.calls()[before..].to_vec();
-        if project == "quiet" {
-            assert!(calls.is_empty(), "{calls:?}");
-            continue;
+        let id = out["buildId"].as_str().unwrap().to_owned();
+        let mut b = None;
+        for _ in 0..600 {
+            let got = c.batch_get_builds().ids(&id).send().await.unwrap().builds.unwrap().remove(0);
+            if got.build_complete {
+                b = Some(got);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let want = if env.is_some() { "failure" } else { "success" };
+        let b = b.expect("the build ends");
+        let calls: Vec<Call> = fake.calls()[before..].to_vec();
+        let Some(want) = want else {
+            assert!(calls.is_empty(), "{project}: {calls:?}");
+            if project == "local" {
+                assert_eq!(b.build_status, Some(aws_sdk_codebuild::types::StatusType::Succeeded));
+                let (_, log) = (
+                    0,
+                    reqwest::Client::new()
+                        .get(format!("{}/api/orgs/default/builds/{id}/logs", s.url))
+                        .bearer_auth(TOKEN)
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap(),
+                );
+                assert!(log.contains("names no repository to report to"), "{log}");
+            }
+            continue;
+        };
         assert_eq!(calls.len(), 2, "{calls:?}");
         for (call, state) in calls.iter().zip(["pending", want]) {
             assert_eq!((call.what.as_str(), call.credential.as_str()), (statuses.as_str(), "token gh-status-token"));
             assert_eq!(call.body["state"], state, "{:?}", call.body);
             assert_eq!(call.body["context"], "ci/pipehook");
             let link = call.body["target_url"].as_str().unwrap();
-            assert!(
-                link.ends_with(&format!(
-                    "/api/orgs/default/builds/{}/logs",
-                    b.id.as_deref().unwrap().replace(':', "%3A")
-                )),
-                "{link}"
-            );
+            let id = b.id.as_deref().unwrap().replace(':', "%3A");
+            assert!(link.ends_with(&format!("/api/orgs/default/builds/{id}/logs")), "{link}");
         }
     }
 }

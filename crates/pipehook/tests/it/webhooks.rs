@@ -441,6 +441,14 @@ async fn signed_github_deliveries_trigger_filter_and_deduplicate() {
         .unwrap();
     let replayed: Value = res.json().await.unwrap();
     assert_eq!(replayed["verdict"], "triggered", "{replayed}");
+    // The source action's OAuthToken never shows in its action executions.
+    let details =
+        c.list_action_executions().pipeline_name("app").send().await.unwrap().action_execution_details.unwrap();
+    let source = details.iter().find(|a| a.action_name.as_deref() == Some("Source")).expect("a source action ran");
+    let input = source.input.clone().unwrap();
+    for config in [input.configuration.unwrap(), input.resolved_configuration.unwrap()] {
+        assert_eq!(config.get("OAuthToken").map(String::as_str), Some("****"), "{config:?}");
+    }
     s.stop().await.unwrap();
 }
 

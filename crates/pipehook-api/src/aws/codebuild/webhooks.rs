@@ -496,6 +496,10 @@ mod tests {
         assert_eq!(github_repo("https://ghe.example.com/o/r"), Some(("o".into(), "r".into())));
         assert_eq!(github_repo("https://github.com/o"), None);
         assert_eq!(github_repo("https://github.com/../x"), None);
+        assert_eq!(github_repo("git@github.com:o/r.git"), Some(("o".into(), "r".into())));
+        assert_eq!(github_repo("/srv/git/o/r"), None, "a local path names no repository on a host");
+        assert_eq!(gitlab_path("/srv/git/g/r"), None);
+        assert_eq!(gitlab_path("git@gitlab.com:g/s/r.git").as_deref(), Some("g/s/r"));
         assert_eq!(gitlab_path("https://gitlab.com/g/../r"), None);
         let groups = vec![vec![WebhookFilter::new("EVENT", "PUSH, RELEASED")]];
         assert_eq!(github_events(&groups), ["push", "pull_request", "release"]);

@@ -2,13 +2,9 @@
 //! key (bound to the organization and pipeline), shown as `****` by every read, as CodePipeline shows it, and
 //! kept when an update sends `****` back (the round trip GetPipeline → UpdatePipeline cannot resend the value).
 
+use pipehook_domain::pipeline::{SECRET_CONFIGURATION_KEYS as SECRET_KEYS, SECRET_MASK as MASK};
 use pipehook_domain::secret::MasterKey;
 use serde_json::Value;
-
-/// Configuration keys whose values are secrets.
-pub const SECRET_KEYS: [&str; 1] = ["OAuthToken"];
-/// What reads show in place of a secret.
-pub const MASK: &str = "****";
 
 fn context(org: i64, pipeline: &str) -> String {
     format!("pipeline-action-secret:{org}:{pipeline}")
@@ -46,7 +42,10 @@ pub fn seal(key: &MasterKey, org: i64, pipeline: &str, doc: &mut Value, previous
         for name in SECRET_KEYS {
             let Some(Value::String(value)) = config.get(name) else { continue };
             let kept = match previous.and_then(|p| stored_value(p, &stage, &action, name)) {
-                Some(old) if value == MASK && key.decrypt(&ctx, old).is_ok() => Some(old.to_owned()),
+                // Ciphertext is kept as it is (also one that does not decrypt here: never re-sealed as text).
+                Some(old) if value == MASK && (old.starts_with("v1:") || key.decrypt(&ctx, old).is_ok()) => {
+                    Some(old.to_owned())
+                }
                 // Stored before secrets were encrypted.
                 Some(old) if value == MASK => Some(key.encrypt(&ctx, old.as_bytes())),
                 _ => None,
@@ -62,13 +61,20 @@ pub fn seal(key: &MasterKey, org: i64, pipeline: &str, doc: &mut Value, previous
 pub fn mask(doc: &Value) -> Value {
     let mut out = doc.clone();
     for (_, _, config) in configurations(&mut out) {
-        for name in SECRET_KEYS {
-            if config.contains_key(name) {
-                config.insert(name.to_owned(), Value::String(MASK.to_owned()));
-            }
+        let masked = pipehook_domain::pipeline::mask_configuration(&Value::Object(std::mem::take(config)));
+        if let Value::Object(m) = masked {
+            *config = m;
         }
     }
     out
+}
+
+/// A configuration without its secret keys: what webhook filter placeholders (`{Branch}`) may use, so no
+/// secret reaches a rule or the inbound log through `{OAuthToken}`.
+pub fn without_secrets(
+    config: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    config.iter().filter(|(k, _)| !SECRET_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// A stored secret value in clear (a value stored before secrets were encrypted is returned as it is).

@@ -110,7 +110,14 @@ pub fn action_execution(a: &ActionExecutionRecord, pipeline_version: i64) -> Val
     put(&mut output, "outputVariables", a.output.get("outputVariables").cloned());
     let mut input = Map::new();
     for key in ["actionTypeId", "configuration", "resolvedConfiguration", "roleArn", "region", "namespace"] {
-        put(&mut input, key, a.input.get(key).cloned());
+        // Records written before secrets were masked at write time hold them: masked here too.
+        let value = match key {
+            "configuration" | "resolvedConfiguration" => {
+                a.input.get(key).map(pipehook_domain::pipeline::mask_configuration)
+            }
+            _ => a.input.get(key).cloned(),
+        };
+        put(&mut input, key, value);
     }
     input.insert("inputArtifacts".into(), json!([]));
     json!({

@@ -233,7 +233,7 @@ pub(crate) async fn put_webhook(ctx: &Ctx<'_>, def: WebhookDefinition, tags: &[T
         .iter()
         .map(|f| pipehook_inbound::rules::Rule { json_path: f.json_path.clone(), match_equals: f.match_equals.clone() })
         .collect();
-    if let Err(e) = pipehook_inbound::rules::compile(&rules, &config) {
+    if let Err(e) = pipehook_inbound::rules::compile(&rules, &super::secrets::without_secrets(&config)) {
         return Err(match e {
             pipehook_inbound::rules::RuleError::InvalidPattern { .. } => {
                 AwsError::new(http::StatusCode::BAD_REQUEST, "InvalidWebhookFilterPatternException", e.to_string())
