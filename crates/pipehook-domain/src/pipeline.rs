@@ -1288,6 +1288,26 @@ fn check_artifacts(d: &PipelineDeclaration) -> Result<(), PipelineError> {
     Ok(())
 }
 
+/// Action configuration keys whose values are secrets (CodePipeline's `secret: true` properties of the
+/// GitHub-style source actions): stored encrypted, shown as [`SECRET_MASK`].
+pub const SECRET_CONFIGURATION_KEYS: [&str; 1] = ["OAuthToken"];
+
+/// What every read shows in place of a secret configuration value.
+pub const SECRET_MASK: &str = "****";
+
+/// A configuration object (JSON) with every secret value replaced by [`SECRET_MASK`].
+pub fn mask_configuration(config: &serde_json::Value) -> serde_json::Value {
+    let mut out = config.clone();
+    if let Some(map) = out.as_object_mut() {
+        for key in SECRET_CONFIGURATION_KEYS {
+            if map.contains_key(key) {
+                map.insert(key.to_owned(), serde_json::Value::String(SECRET_MASK.to_owned()));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2391,24 +2411,4 @@ mod tests {
         );
         assert_eq!(keys(json!({"key": "", "value": ""})), members("Tag"));
     }
-}
-
-/// Action configuration keys whose values are secrets (CodePipeline's `secret: true` properties of the
-/// GitHub-style source actions): stored encrypted, shown as [`SECRET_MASK`].
-pub const SECRET_CONFIGURATION_KEYS: [&str; 1] = ["OAuthToken"];
-
-/// What every read shows in place of a secret configuration value.
-pub const SECRET_MASK: &str = "****";
-
-/// A configuration object (JSON) with every secret value replaced by [`SECRET_MASK`].
-pub fn mask_configuration(config: &serde_json::Value) -> serde_json::Value {
-    let mut out = config.clone();
-    if let Some(map) = out.as_object_mut() {
-        for key in SECRET_CONFIGURATION_KEYS {
-            if map.contains_key(key) {
-                map.insert(key.to_owned(), serde_json::Value::String(SECRET_MASK.to_owned()));
-            }
-        }
-    }
-    out
 }
