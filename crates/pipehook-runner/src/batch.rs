@@ -19,7 +19,10 @@
 //! an ordinary build of the same project and commit (its own job and id, `buildBatchArn` pointing at the
 //! coordinator, `CODEBUILD_BATCH_BUILD_IDENTIFIER` set), waits for them, and ends SUCCEEDED when every build
 //! that does not ignore failure succeeded, FAILED otherwise, STOPPED when the coordinator was stopped (its
-//! running builds are stopped with it). A build whose dependency failed is never started.
+//! running builds are stopped with it), TIMED_OUT after `timeout-in-mins` (default 8 hours). A build whose
+//! dependency failed is never started. The coordinating is a job of its own (`codebuild.batch`) that looks at
+//! the batch's builds, starts what can start and is deferred until the next look: it holds no worker slot while
+//! builds run, and a worker that dies mid-batch leaves the job to another.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,15 +34,17 @@ use crate::buildspec::{is_variable_name, key_text, scalar_text, show, BuildspecE
 pub const MAX_BUILDS: usize = 100;
 
 /// A buildspec's `batch` section.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Batch {
     pub fast_fail: bool,
+    /// `timeout-in-mins`: how long the whole batch may take.
+    pub timeout_minutes: Option<u64>,
     /// In the order given (graph builds in the file's order too; dependencies decide when they start).
     pub builds: Vec<BatchBuild>,
 }
 
 /// One build of a batch.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct BatchBuild {
     pub identifier: String,
     pub variables: Vec<(String, String)>,
@@ -81,8 +86,12 @@ pub fn parse_batch(text: &str) -> Result<Option<Batch>, BuildspecError> {
                 };
             }
             "build-fanout" => return Err(err(path, "is not supported by pipehook (use build-list or build-matrix)")),
-            // The batch's own service role, timeout and reporting are CodeBuild's concerns.
-            "combine-artifacts" | "service-role" | "timeout-in-mins" | "report-build-status" => {}
+            "timeout-in-mins" => {
+                let minutes = value.as_u64().filter(|m| (5..=2160).contains(m));
+                batch.timeout_minutes = Some(minutes.ok_or_else(|| err(&path, "must be 5 to 2160 minutes"))?);
+            }
+            // The batch's own service role and reporting are CodeBuild's concerns.
+            "combine-artifacts" | "service-role" | "report-build-status" => {}
             _ => return Err(err(path, "is not a batch key; use build-list, build-graph or build-matrix")),
         }
     }
@@ -410,8 +419,9 @@ mod tests {
         assert_eq!(b.builds[1].depend_on, ["lint"]);
         assert_eq!(b.builds[1].buildspec.as_deref(), Some("ci/test.yml"));
         assert!(b.builds[1].ignore_failure);
-        let list = "version: 0.2\nbatch:\n  build-list:\n    - identifier: a\n    - identifier: b\n";
-        assert_eq!(parse_batch(list).unwrap().unwrap().builds.len(), 2);
+        let list = "version: 0.2\nbatch:\n  timeout-in-mins: 30\n  build-list:\n    - identifier: a\n    - identifier: b\n";
+        let b = parse_batch(list).unwrap().unwrap();
+        assert_eq!((b.builds.len(), b.timeout_minutes), (2, Some(30)));
     }
 
     #[test]
@@ -441,6 +451,7 @@ mod tests {
             ("batch:\n  build-list: [{identifier: a, buildspec: ../x.yml}]\n", "relative path"),
             ("batch:\n  build-fanout: {parallelism: 2}\n", "not supported"),
             ("batch:\n  build-matrix: {dynamic: {env: {variables: {A: []}}}}\n", "lists no values"),
+            ("batch:\n  timeout-in-mins: 3\n  build-list: [{identifier: a}]\n", "5 to 2160 minutes"),
         ] {
             let e = parse_batch(spec).unwrap_err().to_string();
             assert!(e.contains(want), "{spec}: {e}");

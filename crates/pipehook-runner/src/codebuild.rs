@@ -43,6 +43,27 @@ use crate::exec::LogSink;
 /// The queue kind of build jobs.
 pub const BUILD_JOB: &str = "codebuild.build";
 
+/// The job kind that coordinates a batch (see `batch.rs`).
+pub const BATCH_JOB: &str = "codebuild.batch";
+
+/// A batch's time limit when its buildspec sets none (`timeout-in-mins`).
+const DEFAULT_BATCH_MINUTES: u64 = 8 * 60;
+
+/// A batch job is deferred, not retried, while it waits; attempts are only spent on store failures.
+const BATCH_MAX_ATTEMPTS: u32 = 20;
+
+/// The `codebuild.batch` job: the coordinator build and its plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchJob {
+    pub org: i64,
+    pub build: String,
+    pub batch: crate::batch::Batch,
+    /// When the batch times out (epoch milliseconds).
+    pub deadline: i64,
+    /// The coordinator's log before the list of builds.
+    pub log_head: String,
+}
+
 /// How long an idempotency token names the same build (CodeBuild: 5 minutes).
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(5 * 60);
 
@@ -363,6 +384,11 @@ fn env_pairs(list: &Value) -> Vec<(String, String)> {
 #[async_trait]
 impl JobHandler for BuildRunner {
     async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+        if job.kind == BATCH_JOB {
+            let j: BatchJob = serde_json::from_value(job.payload.clone())
+                .map_err(|e| JobFailure::Permanent(format!("bad batch job payload: {e}")))?;
+            return self.coordinate(&j).await;
+        }
         let j: BuildJob = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Permanent(format!("bad build job payload: {e}")))?;
         let org = OrgId(j.org);
@@ -497,13 +523,8 @@ impl BuildRunner {
                         let _ = tokio::fs::remove_dir_all(&workspace).await;
                         let commit = revision.as_deref();
                         let start = self.report_status(&project, &build, &org_name, commit, ReportedState::InProgress);
-                        let mut report_log = start.await.unwrap_or_default();
-                        let (status, phases, log) = self.run_batch(&build, batch).await?;
-                        let end = ReportedState::of(status);
-                        if let Some(line) = self.report_status(&project, &build, &org_name, commit, end).await {
-                            report_log.push_str(&line);
-                        }
-                        return self.finish(&build, status, &phases, None, &format!("{log}{report_log}")).await;
+                        let report_log = start.await.unwrap_or_default();
+                        return self.begin_batch(&build, batch, &report_log).await;
                     }
                     // No batch section: the batch is this one build, as in CodeBuild.
                     Ok(None) => {}
@@ -588,16 +609,9 @@ impl BuildRunner {
         .await
     }
 
-    /// Runs a batch: the builds of `batch`, each an ordinary build of the same project and commit, started as
-    /// their dependencies allow and waited for (see `batch.rs`). This build is the batch's coordinator; its
-    /// BUILD phase lasts as long as the batch and its log lists every build with how it ended.
-    async fn run_batch(
-        &self,
-        build: &BuildRecord,
-        batch: crate::batch::Batch,
-    ) -> StoreResult<(&'static str, Value, String)> {
-        use crate::batch::{blocked, outcome, ready, status_name, Slot};
-        use std::fmt::Write as _;
+    /// Starts a batch: this build (the coordinator) enters BUILD and a `codebuild.batch` job carrying the plan
+    /// takes over (see [`BuildRunner::coordinate`]), in one transaction.
+    async fn begin_batch(&self, build: &BuildRecord, batch: crate::batch::Batch, report_log: &str) -> StoreResult<()> {
         let started = Timestamp::now();
         let mut phases = build.phases.as_array().cloned().unwrap_or_default();
         if let Some(last) = phases.last_mut() {
@@ -607,98 +621,137 @@ impl BuildRunner {
             last["durationInSeconds"] = json!((started.millis() - begun) / 1000);
         }
         phases.push(json!({"phaseType": "BUILD", "startTime": started.millis()}));
-        let mut tx = self.store.begin().await?;
-        tx.set_build_progress(build.org, &build.id, Some(&Value::Array(phases.clone())), Some("BUILD"), None, None)
-            .await?;
-        tx.commit().await?;
-
-        let n = batch.builds.len();
-        let mut log = format!(
-            "[Batch] {n} build(s), fast-fail {}: {}\n",
+        let minutes = batch.timeout_minutes.unwrap_or(DEFAULT_BATCH_MINUTES);
+        let mut limit = Duration::from_secs(minutes * 60);
+        if let Some(cap) = self.config.max_timeout {
+            limit = limit.min(cap);
+        }
+        let log = format!(
+            "[Batch] {} build(s), fast-fail {}: {}\n{report_log}",
+            batch.builds.len(),
             batch.fast_fail,
             batch.builds.iter().map(|b| b.identifier.as_str()).collect::<Vec<_>>().join(", ")
         );
-        let (mut slots, mut ids) = (vec![Slot::Waiting; n], vec![None::<String>; n]);
-        let (mut stopped, mut failing) = (false, false);
-        loop {
-            let me = self.store.build(build.org, &build.id).await?;
-            if !stopped && me.as_ref().is_none_or(|b| b.stop_requested) {
-                stopped = true;
-                let _ = writeln!(log, "[Batch] stop requested: stopping the running builds");
-            }
-            if stopped || failing {
-                for i in 0..n {
-                    match slots[i] {
-                        Slot::Waiting => slots[i] = Slot::Skipped,
-                        Slot::Running => {
-                            let mut tx = self.store.begin().await?;
-                            tx.request_build_stop(build.org, ids[i].as_deref().unwrap_or_default()).await?;
-                            tx.commit().await?;
-                        }
-                        _ => {}
-                    }
-                }
-            } else {
-                for i in blocked(&batch.builds, &slots) {
-                    slots[i] = Slot::Skipped;
-                    let _ = writeln!(
-                        log,
-                        "[Batch] {} not started: a build it depends on failed",
-                        batch.builds[i].identifier
-                    );
-                }
-                for i in ready(&batch.builds, &slots) {
-                    let child = self.start_batch_build(build, &batch.builds[i]).await?;
-                    let _ = writeln!(
-                        log,
-                        "[Batch] {} started as build {} (#{})",
-                        batch.builds[i].identifier, child.id, child.build_number
-                    );
-                    ids[i] = Some(child.id);
-                    slots[i] = Slot::Running;
-                }
-            }
-            for i in 0..n {
-                if slots[i] != Slot::Running {
-                    continue;
-                }
-                let id = ids[i].clone().unwrap_or_default();
-                let status = match self.store.build(build.org, &id).await? {
-                    Some(b) if b.status == "IN_PROGRESS" => continue,
-                    Some(b) => status_name(&b.status),
-                    None => "FAULT",
-                };
-                slots[i] = Slot::Ended(status);
-                let b = &batch.builds[i];
-                let note = if status != "SUCCEEDED" && b.ignore_failure { " (failure ignored)" } else { "" };
-                let _ = writeln!(log, "[Batch] {} ({id}) {status}{note}", b.identifier);
-                if status != "SUCCEEDED" && !b.ignore_failure && batch.fast_fail && !failing {
-                    failing = true;
-                    let _ = writeln!(log, "[Batch] fast-fail: stopping the other builds");
-                }
-            }
-            if slots.iter().all(|s| matches!(s, Slot::Ended(_) | Slot::Skipped)) {
-                break;
-            }
-            if !slots.contains(&Slot::Running) && ready(&batch.builds, &slots).is_empty() && !stopped && !failing {
-                // Nothing runs and nothing can start: whatever waits never will.
-                for s in slots.iter_mut().filter(|s| **s == Slot::Waiting) {
-                    *s = Slot::Skipped;
-                }
-                continue;
-            }
-            tokio::time::sleep(self.config.poll).await;
+        let job = BatchJob {
+            org: build.org.0,
+            build: build.id.clone(),
+            batch,
+            deadline: started.millis() + limit.as_millis() as i64,
+            log_head: log.clone(),
+        };
+        let payload = serde_json::to_value(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.store.begin().await?;
+        let phases = Value::Array(phases);
+        tx.set_build_progress(build.org, &build.id, Some(&phases), Some("BUILD"), None, Some(&log)).await?;
+        tx.enqueue(&[NewJob::new(BATCH_JOB, payload).org(build.org).max_attempts(BATCH_MAX_ATTEMPTS)]).await?;
+        tx.commit().await
+    }
+
+    /// One look at a batch (the `codebuild.batch` job): its builds are found by their `trigger.batch`, those
+    /// that can start are started (idempotently: a token per batch build, so a look repeated by another worker
+    /// starts nothing twice), and the job is deferred until the next look, or the coordinator ends with the
+    /// batch's outcome. A stopped, failing-fast or timed-out batch stops its running builds.
+    async fn coordinate(&self, job: &BatchJob) -> Result<(), JobFailure> {
+        use crate::batch::{blocked, outcome, ready, status_name, Slot};
+        use std::fmt::Write as _;
+        let org = OrgId(job.org);
+        let Some(build) = self.store.build(org, &job.build).await.map_err(retry)? else { return Ok(()) };
+        if build.status != "IN_PROGRESS" {
+            return Ok(());
         }
-        let status = outcome(&batch.builds, &slots, stopped);
+        let batch = &job.batch;
+        let n = batch.builds.len();
+        // The batch's builds so far: builds of the same project and source version naming this coordinator.
+        let version = build.source_version.clone().unwrap_or_default();
+        let found =
+            self.store.builds_of_commit(org, &build.project_name, &version, build.start_time).await.map_err(retry)?;
+        let mut ids: Vec<Option<String>> = vec![None; n];
+        let mut slots = vec![Slot::Waiting; n];
+        for b in found.iter().filter(|b| b.trigger["batch"]["coordinator"] == json!(build.id)) {
+            let identifier = b.trigger["batch"]["identifier"].as_str().unwrap_or_default();
+            if let Some(i) = batch.builds.iter().position(|x| x.identifier == identifier) {
+                ids[i] = Some(b.id.clone());
+                slots[i] = if b.status == "IN_PROGRESS" { Slot::Running } else { Slot::Ended(status_name(&b.status)) };
+            }
+        }
+        let failed =
+            |i: usize| matches!(slots[i], Slot::Ended(s) if s != "SUCCEEDED") && !batch.builds[i].ignore_failure;
+        let failing = batch.fast_fail && (0..n).any(failed);
+        let timed_out = Timestamp::now().millis() >= job.deadline;
+        let stopping = build.stop_requested || failing || timed_out;
+        if stopping {
+            for i in (0..n).filter(|&i| slots[i] == Slot::Running) {
+                let mut tx = self.store.begin().await.map_err(retry)?;
+                tx.request_build_stop(org, ids[i].as_deref().unwrap_or_default()).await.map_err(retry)?;
+                tx.commit().await.map_err(retry)?;
+            }
+            for s in slots.iter_mut().filter(|s| **s == Slot::Waiting) {
+                *s = Slot::Skipped;
+            }
+        } else {
+            loop {
+                let cannot = blocked(&batch.builds, &slots);
+                if cannot.is_empty() {
+                    break;
+                }
+                for i in cannot {
+                    slots[i] = Slot::Skipped;
+                }
+            }
+            for i in ready(&batch.builds, &slots) {
+                let child = self.start_batch_build(&build, &batch.builds[i]).await.map_err(retry)?;
+                ids[i] = Some(child.id);
+                slots[i] = Slot::Running;
+            }
+        }
+        let mut log = job.log_head.clone();
+        for (i, b) in batch.builds.iter().enumerate() {
+            let id = ids[i].as_deref().unwrap_or("-");
+            let state = match slots[i] {
+                Slot::Waiting => "waiting".to_owned(),
+                Slot::Running => "running".to_owned(),
+                Slot::Ended(s) if s != "SUCCEEDED" && b.ignore_failure => format!("{s} (failure ignored)"),
+                Slot::Ended(s) => s.to_owned(),
+                Slot::Skipped => "not started".to_owned(),
+            };
+            let _ = writeln!(log, "[Batch] {} ({id}) {state}", b.identifier);
+        }
+        let done = slots.iter().all(|s| matches!(s, Slot::Ended(_) | Slot::Skipped));
+        if !done {
+            let mut tx = self.store.begin().await.map_err(retry)?;
+            tx.set_build_progress(org, &build.id, None, None, None, Some(&log)).await.map_err(retry)?;
+            tx.commit().await.map_err(retry)?;
+            return Err(JobFailure::Defer { after: self.config.poll.max(Duration::from_millis(200)) });
+        }
+        let status = if timed_out && !build.stop_requested {
+            "TIMED_OUT"
+        } else {
+            outcome(&batch.builds, &slots, build.stop_requested)
+        };
+        if failing && status == "FAILED" {
+            log.push_str("[Batch] fast-fail: the other builds were stopped\n");
+        }
         let _ = writeln!(log, "[Batch] the batch {status}");
         let ended = Timestamp::now();
+        let mut phases = build.phases.as_array().cloned().unwrap_or_default();
         if let Some(last) = phases.last_mut() {
+            let begun = last["startTime"].as_i64().unwrap_or(ended.millis());
             last["endTime"] = json!(ended.millis());
             last["phaseStatus"] = json!(status);
-            last["durationInSeconds"] = json!((ended.millis() - started.millis()) / 1000);
+            last["durationInSeconds"] = json!((ended.millis() - begun) / 1000);
         }
         phases.push(json!({"phaseType": "COMPLETED", "startTime": ended.millis()}));
-        Ok((status, Value::Array(phases), log))
+        if let Ok(Some(project)) = self.store.project(org, &build.project_name).await {
+            let org_name =
+                self.store.org_by_id(org).await.ok().flatten().map(|o| o.name.to_string()).unwrap_or_default();
+            let commit =
+                build.trigger["revision"]["commitId"].as_str().map(str::to_owned).or(build.source_version.clone());
+            let end = ReportedState::of(status);
+            if let Some(line) = self.report_status(&project, &build, &org_name, commit.as_deref(), end).await {
+                log.push_str(&line);
+            }
+        }
+        self.finish(&build, status, &Value::Array(phases), None, &log).await.map_err(retry)
     }
 
     /// Starts one build of a batch: the coordinator's commit, initiator and webhook variables, the batch build's
@@ -725,7 +778,8 @@ impl BuildRunner {
             initiator: batch.initiator.clone(),
             env_overrides: Value::Array(env),
             buildspec_override: batch.buildspec_override.clone(),
-            idempotency_token: None,
+            // Starting the same batch build twice (a look repeated after a lost lease) returns the first.
+            idempotency_token: Some(format!("batch:{}:{}", batch.id, b.identifier)),
             trigger,
         };
         start_build(&*self.store, &req).await

@@ -195,12 +195,11 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             region: config.aws_region.clone(),
             master_key: key.clone(),
         };
-        handlers.register(
-            pipehook_runner::codebuild::BUILD_JOB,
-            Arc::new(
-                pipehook_runner::codebuild::BuildRunner::new(store.clone(), builds).with_reporter(Arc::new(reporter)),
-            ),
+        let build_runner = Arc::new(
+            pipehook_runner::codebuild::BuildRunner::new(store.clone(), builds).with_reporter(Arc::new(reporter)),
         );
+        handlers.register(pipehook_runner::codebuild::BUILD_JOB, build_runner.clone());
+        handlers.register(pipehook_runner::codebuild::BATCH_JOB, build_runner);
         tasks.spawn(prune_inbound_log(store.clone(), config.inbound.retention, shutdown.clone()));
         let queue: Arc<dyn Queue> = store.clone();
         let pool = WorkerPool::new(queue, handlers, config.worker.clone(), metrics.clone());

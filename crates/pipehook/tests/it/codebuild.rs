@@ -1354,10 +1354,11 @@ phases:
     let batch_log = logs(&s, &batch).await;
     assert_eq!(batch.build_status, Some(StatusType::Succeeded), "{batch_log}");
     assert_eq!(phase(&batch, BuildPhaseType::Build), Some(StatusType::Succeeded));
-    for line in ["first started", "second started", "other started", "flaky started", "FAILED (failure ignored)"] {
+    for line in
+        ["[Batch] first (", "[Batch] second (", "[Batch] other (", "FAILED (failure ignored)", "the batch SUCCEEDED"]
+    {
         assert!(batch_log.contains(line), "{line}: {batch_log}");
     }
-    assert!(batch_log.find("first (").unwrap() < batch_log.find("second started").unwrap(), "{batch_log}");
 
     let ids = c.list_builds_for_project().project_name("batched").send().await.unwrap().ids.unwrap();
     assert_eq!(ids.len(), 5, "the batch and its four builds");
@@ -1370,6 +1371,7 @@ phases:
         .builds
         .unwrap();
     let mut seen = Vec::new();
+    let mut times = std::collections::HashMap::new();
     for b in &children {
         let b = wait_build(&c, b.id.as_deref().unwrap()).await;
         assert!(
@@ -1389,6 +1391,7 @@ phases:
         .find(|(_, line)| log.contains(line))
         .map_or("?", |(id, _)| id);
         seen.push((which.to_owned(), status));
+        times.insert(which, (b.start_time.unwrap(), b.end_time.unwrap()));
     }
     seen.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
@@ -1400,6 +1403,71 @@ phases:
             ("second".to_owned(), StatusType::Succeeded),
         ]
     );
+
+    // `second` depends on `first`: it started after `first` ended.
+    assert!(times["second"].0.secs() >= times["first"].1.secs(), "{times:?}");
+
+    // A stopped batch stops its running builds; a fast-failing one stops the others when one fails.
+    let spec = |fast: bool| {
+        format!(
+            "version: 0.2\nbatch:\n  fast-fail: {fast}\n  build-list:\n    - identifier: slow\n      env:\n        variables:\n          NAP: '30'\n    - identifier: broken\n      env:\n        variables:\n          NAP: fail\nphases:\n  build:\n    commands:\n      - test \"$NAP\" != fail\n      - sleep \"$NAP\"\n"
+        )
+    };
+    for (name, fast) in [("stopped-batch", false), ("fast-batch", true)] {
+        c.create_project()
+            .name(name)
+            .source(
+                ProjectSource::builder()
+                    .r#type(SourceType::Github)
+                    .location(repo.path().display().to_string())
+                    .buildspec(spec(fast))
+                    .build()
+                    .unwrap(),
+            )
+            .artifacts(artifacts())
+            .environment(environment(&[]))
+            .service_role("r")
+            .send()
+            .await
+            .unwrap();
+        let w = c
+            .create_webhook()
+            .project_name(name)
+            .build_type(WebhookBuildType::BuildBatch)
+            .manual_creation(true)
+            .send()
+            .await
+            .unwrap()
+            .webhook
+            .unwrap();
+        let secret = w.secret.unwrap();
+        let (_, out) = post(&w.payload_url.unwrap(), &body, &github("push", name, Some(sign(&secret, &body)))).await;
+        let coordinator = out["buildId"].as_str().expect("a batch").to_owned();
+        // Wait until `slow` runs.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let slow = loop {
+            let ids = c.list_builds_for_project().project_name(name).send().await.unwrap().ids.unwrap();
+            let builds = c.batch_get_builds().set_ids(Some(ids)).send().await.unwrap().builds.unwrap();
+            // Stopping waits for the slow build to run; failing fast may stop it before it does.
+            let running = builds.into_iter().find(|b| {
+                b.id.as_deref() != Some(coordinator.as_str())
+                    && (fast || b.current_phase.as_deref() == Some("BUILD"))
+                    && b.environment.as_ref().is_some_and(|e| e.environment_variables().iter().any(|v| v.value == "30"))
+            });
+            if let Some(b) = running {
+                break b.id.unwrap();
+            }
+            assert!(std::time::Instant::now() < deadline, "the slow build never ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if !fast {
+            c.stop_build().id(&coordinator).send().await.unwrap();
+        }
+        let batch = wait_build(&c, &coordinator).await;
+        let want = if fast { StatusType::Failed } else { StatusType::Stopped };
+        assert_eq!(batch.build_status, Some(want), "{}", logs(&s, &batch).await);
+        assert_eq!(wait_build(&c, &slow).await.build_status, Some(StatusType::Stopped), "{name}");
+    }
 
     // BUILD: the batch section is not read, one build runs the phases.
     c.update_webhook().project_name("batched").build_type(WebhookBuildType::Build).send().await.unwrap();
