@@ -419,7 +419,8 @@ mod tests {
         assert_eq!(b.builds[1].depend_on, ["lint"]);
         assert_eq!(b.builds[1].buildspec.as_deref(), Some("ci/test.yml"));
         assert!(b.builds[1].ignore_failure);
-        let list = "version: 0.2\nbatch:\n  timeout-in-mins: 30\n  build-list:\n    - identifier: a\n    - identifier: b\n";
+        let list =
+            "version: 0.2\nbatch:\n  timeout-in-mins: 30\n  build-list:\n    - identifier: a\n    - identifier: b\n";
         let b = parse_batch(list).unwrap().unwrap();
         assert_eq!((b.builds.len(), b.timeout_minutes), (2, Some(30)));
     }

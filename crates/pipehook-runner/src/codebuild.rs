@@ -292,9 +292,12 @@ impl BuildRunner {
         state: ReportedState,
     ) -> Option<String> {
         let reporter = self.reporter.as_ref()?;
-        let source = &project.document["source"];
+        // StartBuild's `reportBuildStatusOverride`, else the project's `source.reportBuildStatus`.
+        let wanted = build.trigger["reportBuildStatus"]
+            .as_bool()
+            .unwrap_or(project.document["source"]["reportBuildStatus"] == json!(true));
         // The builds of a batch do not report: the batch does, under one context.
-        if source["reportBuildStatus"] != json!(true) || build.trigger["batch"].is_object() {
+        if !wanted || build.trigger["batch"].is_object() {
             return None;
         }
         let commit = commit.filter(|c| c.len() >= 7 && c.chars().all(|ch| ch.is_ascii_hexdigit()))?;
@@ -399,7 +402,20 @@ impl JobHandler for BuildRunner {
             return Ok(());
         }
         if build.current_phase != "SUBMITTED" {
-            let log = format!("{}\n[Container] The worker running this build stopped before it finished\n", build.logs);
+            let mut log =
+                format!("{}\n[Container] The worker running this build stopped before it finished\n", build.logs);
+            // The in-progress status it reported must not stay pending on the commit.
+            if let Ok(Some(project)) = self.store.project(org, &build.project_name).await {
+                let org_name =
+                    self.store.org_by_id(org).await.ok().flatten().map(|o| o.name.to_string()).unwrap_or_default();
+                let commit = build.resolved_source_version.clone().or_else(|| {
+                    build.trigger["revision"]["commitId"].as_str().map(str::to_owned).or(build.source_version.clone())
+                });
+                let failed = ReportedState::Failed;
+                if let Some(line) = self.report_status(&project, &build, &org_name, commit.as_deref(), failed).await {
+                    log.push_str(&line);
+                }
+            }
             return self.finish(&build, "FAULT", &build.phases, None, &log).await.map_err(retry);
         }
         if build.stop_requested {

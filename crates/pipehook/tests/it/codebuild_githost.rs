@@ -655,4 +655,28 @@ async fn builds_report_their_status_to_the_commit() {
             assert!(link.ends_with(&format!("/api/orgs/default/builds/{id}/logs")), "{link}");
         }
     }
+
+    // StartBuild's reportBuildStatusOverride turns reporting on for a project without the flag.
+    let before = fake.calls().len();
+    let id = c
+        .start_build()
+        .project_name("quiet")
+        .source_version(&commit)
+        .report_build_status_override(true)
+        .send()
+        .await
+        .unwrap()
+        .build_value
+        .unwrap()
+        .id
+        .unwrap();
+    for _ in 0..600 {
+        let got = c.batch_get_builds().ids(&id).send().await.unwrap().builds.unwrap().remove(0);
+        if got.build_complete {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let states: Vec<Value> = fake.calls()[before..].iter().map(|c| c.body["state"].clone()).collect();
+    assert_eq!(states, [json!("pending"), json!("failure")]);
 }

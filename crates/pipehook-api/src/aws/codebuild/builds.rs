@@ -143,7 +143,16 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         env_overrides: raw.get("environmentVariablesOverride").cloned().unwrap_or_else(|| json!([])),
         buildspec_override: input.buildspec_override,
         idempotency_token: input.idempotency_token.filter(|t| !t.is_empty()),
-        trigger: json!({"timeoutInMinutes": timeout, "environment": project.document["environment"]}),
+        trigger: {
+            let mut t = json!({"timeoutInMinutes": timeout, "environment": project.document["environment"]});
+            if let Some(report) = raw.get("reportBuildStatusOverride").filter(|v| !v.is_null()) {
+                let report = report.as_bool().ok_or_else(|| {
+                    AwsError::serialization("Could not parse the request: reportBuildStatusOverride must be a boolean")
+                })?;
+                t["reportBuildStatus"] = json!(report);
+            }
+            t
+        },
     };
     let build = pipehook_runner::codebuild::start_build(&*ctx.state.store, &req).await.map_err(|e| match e {
         pipehook_store::StoreError::NotFound(_) => not_found(format!("Project cannot be found: {name}")),
