@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::support::{Backend, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
 use crate::webhooks::{fixture, github, post, sign};
 
-fn client(s: &TestServer) -> Client {
+pub(crate) fn client(s: &TestServer) -> Client {
     let creds = aws_credential_types::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test");
     let conf = aws_sdk_codebuild::Config::builder()
         .behavior_version(aws_sdk_codebuild::config::BehaviorVersion::latest())
@@ -32,11 +32,11 @@ fn code<E: ProvideErrorMetadata>(e: &E) -> String {
     e.code().unwrap_or("<none>").to_owned()
 }
 
-fn artifacts() -> ProjectArtifacts {
+pub(crate) fn artifacts() -> ProjectArtifacts {
     ProjectArtifacts::builder().r#type(ArtifactsType::NoArtifacts).build().unwrap()
 }
 
-fn environment(vars: &[(&str, &str)]) -> ProjectEnvironment {
+pub(crate) fn environment(vars: &[(&str, &str)]) -> ProjectEnvironment {
     let mut b = ProjectEnvironment::builder()
         .r#type(EnvironmentType::LinuxContainer)
         .image("aws/codebuild/standard:7.0")
@@ -73,7 +73,7 @@ async fn create_no_source(c: &Client, name: &str, buildspec: &str) {
         .unwrap();
 }
 
-async fn wait_build(c: &Client, id: &str) -> Build {
+pub(crate) async fn wait_build(c: &Client, id: &str) -> Build {
     for _ in 0..400 {
         let out = c.batch_get_builds().ids(id).send().await.unwrap();
         let b = out.builds.unwrap_or_default().into_iter().next().expect("the build");
@@ -89,7 +89,7 @@ fn phase(b: &Build, t: BuildPhaseType) -> Option<StatusType> {
     b.phases.as_ref()?.iter().find(|p| p.phase_type.as_ref() == Some(&t))?.phase_status.clone()
 }
 
-async fn logs(s: &TestServer, b: &Build) -> String {
+pub(crate) async fn logs(s: &TestServer, b: &Build) -> String {
     let link = b.logs.as_ref().and_then(|l| l.deep_link.clone()).expect("logs.deepLink");
     assert!(link.starts_with(&s.url) || link.contains("/api/orgs/"), "{link}");
     let path = &link[link.find("/api/").unwrap()..];
@@ -286,11 +286,11 @@ async fn projects_and_builds(s: TestServer) {
     assert_eq!(c.batch_get_builds().ids(one.id.unwrap()).send().await.unwrap().builds.unwrap().len(), 1);
 }
 
-fn filter(t: WebhookFilterType, pattern: &str) -> WebhookFilter {
+pub(crate) fn filter(t: WebhookFilterType, pattern: &str) -> WebhookFilter {
     WebhookFilter::builder().r#type(t).pattern(pattern).build().unwrap()
 }
 
-async fn create_repo_project(c: &Client, name: &str, t: SourceType, location: &str, auth: Option<&str>) {
+pub(crate) async fn create_repo_project(c: &Client, name: &str, t: SourceType, location: &str, auth: Option<&str>) {
     let mut source = ProjectSource::builder().r#type(t).location(location).buildspec(BUILDSPEC);
     if let Some(token) = auth {
         source = source.auth(SourceAuth::builder().r#type(SourceAuthType::Oauth).resource(token).build().unwrap());

@@ -8,15 +8,14 @@
 
 use aws_sdk_codebuild::error::ProvideErrorMetadata;
 use aws_sdk_codebuild::types::{
-    ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment, ProjectSource, SourceAuth,
-    SourceAuthType, SourceType, WebhookFilter, WebhookFilterType,
+    ProjectSource, SourceAuth, SourceAuthType, SourceType, WebhookFilter, WebhookFilterType,
 };
-use aws_sdk_codebuild::Client;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::support::{TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
+use crate::codebuild::{artifacts, client, create_repo_project, environment, filter, logs, wait_build};
+use crate::support::{TestServer, TOKEN};
 use crate::webhooks::{fixture, github, post, sign};
 
 const BUILDSPEC: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n";
@@ -26,46 +25,8 @@ fn location(repo: &str) -> String {
     format!("https://127.0.0.1:1/{repo}")
 }
 
-fn client(s: &TestServer) -> Client {
-    let creds = aws_credential_types::Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY, None, None, "test");
-    let conf = aws_sdk_codebuild::Config::builder()
-        .behavior_version(aws_sdk_codebuild::config::BehaviorVersion::latest())
-        .endpoint_url(&s.url)
-        .region(aws_sdk_codebuild::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .build();
-    Client::from_conf(conf)
-}
-
-fn filter(t: WebhookFilterType, pattern: &str) -> WebhookFilter {
-    WebhookFilter::builder().r#type(t).pattern(pattern).build().unwrap()
-}
-
 fn exclude(t: WebhookFilterType, pattern: &str) -> WebhookFilter {
     WebhookFilter::builder().r#type(t).pattern(pattern).exclude_matched_pattern(true).build().unwrap()
-}
-
-async fn project(c: &Client, name: &str, t: SourceType, location: &str, token: Option<&str>) {
-    let mut source = ProjectSource::builder().r#type(t).location(location).buildspec(BUILDSPEC);
-    if let Some(token) = token {
-        source = source.auth(SourceAuth::builder().r#type(SourceAuthType::Oauth).resource(token).build().unwrap());
-    }
-    c.create_project()
-        .name(name)
-        .source(source.build().unwrap())
-        .artifacts(ProjectArtifacts::builder().r#type(ArtifactsType::NoArtifacts).build().unwrap())
-        .environment(
-            ProjectEnvironment::builder()
-                .r#type(EnvironmentType::LinuxContainer)
-                .image("aws/codebuild/standard:7.0")
-                .compute_type(ComputeType::BuildGeneral1Small)
-                .build()
-                .unwrap(),
-        )
-        .service_role("arn:aws:iam::123456789012:role/codebuild")
-        .send()
-        .await
-        .unwrap();
 }
 
 /// One request the fake received: method and path with query, the credential header, the JSON body.
@@ -158,7 +119,14 @@ async fn github_pull_requests_read_their_files_and_head_commit_message_from_the_
     let base = fake.start().await;
     let s = server(&base).await;
     let c = client(&s);
-    project(&c, "gh", SourceType::Github, &location("Codertocat/Hello-World"), Some("ghp-canary-token-4711")).await;
+    create_repo_project(
+        &c,
+        "gh",
+        SourceType::Github,
+        &location("Codertocat/Hello-World"),
+        Some("ghp-canary-token-4711"),
+    )
+    .await;
     // The token is stored encrypted, and an update that cannot send it back (the API never shows it) keeps it.
     let stored: Vec<u8> = ["pipehook.db", "pipehook.db-wal"]
         .iter()
@@ -305,8 +273,8 @@ async fn gitlab_and_bitbucket_changes_come_from_their_apis() {
     let base = fake.start().await;
     let s = server(&base).await;
     let c = client(&s);
-    project(&c, "gl", SourceType::Gitlab, &location("gitlabhq/gitlab-test"), Some("glpat-1")).await;
-    project(&c, "bb", SourceType::Bitbucket, &location("acme/widgets"), Some("bb-user:app-pass")).await;
+    create_repo_project(&c, "gl", SourceType::Gitlab, &location("gitlabhq/gitlab-test"), Some("glpat-1")).await;
+    create_repo_project(&c, "bb", SourceType::Bitbucket, &location("acme/widgets"), Some("bb-user:app-pass")).await;
     let gl = c
         .create_webhook()
         .project_name("gl")
@@ -428,7 +396,14 @@ async fn bitbucket_hooks_are_registered_with_a_kept_secret() {
     let base = fake.start().await;
     let s = server(&base).await;
     let c = client(&s);
-    project(&c, "bb", SourceType::Bitbucket, "https://bitbucket.org/acme/widgets.git", Some("bb-access-token")).await;
+    create_repo_project(
+        &c,
+        "bb",
+        SourceType::Bitbucket,
+        "https://bitbucket.org/acme/widgets.git",
+        Some("bb-access-token"),
+    )
+    .await;
     let hooks = "/bb/2.0/repositories/acme/widgets/hooks";
     fake.route(&format!("POST {hooks}"), 201, json!({"uuid": "{4f1c-99}", "url": "x"}));
     fake.route(&format!("DELETE {hooks}/%7B4f1c-99%7D"), 204, Value::Null);
@@ -515,7 +490,7 @@ async fn bitbucket_hooks_are_registered_with_a_kept_secret() {
     fake.fail.store(false, Ordering::SeqCst);
 
     // No token: OAuthProviderException unless manualCreation, which registers nothing and has no secret at all.
-    project(&c, "bb-manual", SourceType::Bitbucket, "https://bitbucket.org/acme/other", None).await;
+    create_repo_project(&c, "bb-manual", SourceType::Bitbucket, "https://bitbucket.org/acme/other", None).await;
     let e = c.create_webhook().project_name("bb-manual").send().await.unwrap_err();
     assert_eq!(e.code(), Some("OAuthProviderException"));
     let calls = fake.calls().len();
@@ -579,15 +554,8 @@ async fn builds_report_their_status_to_the_commit() {
         c.create_project()
             .name(name)
             .source(source.build().unwrap())
-            .artifacts(ProjectArtifacts::builder().r#type(ArtifactsType::NoArtifacts).build().unwrap())
-            .environment(
-                ProjectEnvironment::builder()
-                    .r#type(EnvironmentType::LinuxContainer)
-                    .image("aws/codebuild/standard:7.0")
-                    .compute_type(ComputeType::BuildGeneral1Small)
-                    .build()
-                    .unwrap(),
-            )
+            .artifacts(artifacts())
+            .environment(environment(&[]))
             .service_role("r")
             .send()
             .await
@@ -614,33 +582,13 @@ async fn builds_report_their_status_to_the_commit() {
         let (status, out) = post(&w.payload_url.unwrap(), &body, &headers).await;
         assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
         let id = out["buildId"].as_str().unwrap().to_owned();
-        let mut b = None;
-        for _ in 0..600 {
-            let got = c.batch_get_builds().ids(&id).send().await.unwrap().builds.unwrap().remove(0);
-            if got.build_complete {
-                b = Some(got);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        let b = b.expect("the build ends");
+        let b = wait_build(&c, &id).await;
         let calls: Vec<Call> = fake.calls()[before..].to_vec();
         let Some(want) = want else {
             assert!(calls.is_empty(), "{project}: {calls:?}");
             if project == "local" {
                 assert_eq!(b.build_status, Some(aws_sdk_codebuild::types::StatusType::Succeeded));
-                let (_, log) = (
-                    0,
-                    reqwest::Client::new()
-                        .get(format!("{}/api/orgs/default/builds/{id}/logs", s.url))
-                        .bearer_auth(TOKEN)
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap(),
-                );
+                let log = logs(&s, &b).await;
                 assert!(log.contains("names no repository to report to"), "{log}");
             }
             continue;
@@ -670,13 +618,7 @@ async fn builds_report_their_status_to_the_commit() {
         .unwrap()
         .id
         .unwrap();
-    for _ in 0..600 {
-        let got = c.batch_get_builds().ids(&id).send().await.unwrap().builds.unwrap().remove(0);
-        if got.build_complete {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_build(&c, &id).await;
     let states: Vec<Value> = fake.calls()[before..].iter().map(|c| c.body["state"].clone()).collect();
     assert_eq!(states, [json!("pending"), json!("failure")]);
 }
