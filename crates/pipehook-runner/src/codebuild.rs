@@ -715,7 +715,15 @@ impl BuildRunner {
                 }
             }
             for i in ready(&batch.builds, &slots) {
-                let child = self.start_batch_build(&build, &batch.builds[i]).await.map_err(retry)?;
+                let child = match self.start_batch_build(&build, &batch.builds[i]).await {
+                    Ok(c) => c,
+                    // The project was deleted under the batch: nothing more can start.
+                    Err(StoreError::NotFound(_)) => {
+                        let log = format!("{}[Batch] the project no longer exists\n", job.log_head);
+                        return self.finish(&build, "FAULT", &build.phases, None, &log).await.map_err(retry);
+                    }
+                    Err(e) => return Err(retry(e)),
+                };
                 ids[i] = Some(child.id);
                 slots[i] = Slot::Running;
             }
