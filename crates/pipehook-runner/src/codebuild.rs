@@ -348,6 +348,20 @@ fn placeholder_buildspec() -> crate::buildspec::Buildspec {
         .expect("a valid buildspec")
 }
 
+/// `phases` with the last one ended at `at` with `status`, and a phase `next` begun at `at` (COMPLETED has no
+/// status of its own, as in CodeBuild).
+fn advance_phases(phases: &Value, status: &str, next: &str, at: Timestamp) -> Value {
+    let mut list = phases.as_array().cloned().unwrap_or_default();
+    if let Some(last) = list.last_mut() {
+        let begun = last["startTime"].as_i64().unwrap_or(at.millis());
+        last["endTime"] = json!(at.millis());
+        last["phaseStatus"] = json!(status);
+        last["durationInSeconds"] = json!((at.millis() - begun) / 1000);
+    }
+    list.push(json!({"phaseType": next, "startTime": at.millis()}));
+    Value::Array(list)
+}
+
 /// Persists phases as they change.
 struct StoreObserver {
     store: Arc<dyn Store>,
@@ -405,17 +419,7 @@ impl JobHandler for BuildRunner {
             let mut log =
                 format!("{}\n[Container] The worker running this build stopped before it finished\n", build.logs);
             // The in-progress status it reported must not stay pending on the commit.
-            if let Ok(Some(project)) = self.store.project(org, &build.project_name).await {
-                let org_name =
-                    self.store.org_by_id(org).await.ok().flatten().map(|o| o.name.to_string()).unwrap_or_default();
-                let commit = build.resolved_source_version.clone().or_else(|| {
-                    build.trigger["revision"]["commitId"].as_str().map(str::to_owned).or(build.source_version.clone())
-                });
-                let failed = ReportedState::Failed;
-                if let Some(line) = self.report_status(&project, &build, &org_name, commit.as_deref(), failed).await {
-                    log.push_str(&line);
-                }
-            }
+            log.push_str(&self.report_end(&build, ReportedState::Failed).await);
             return self.finish(&build, "FAULT", &build.phases, None, &log).await.map_err(retry);
         }
         if build.stop_requested {
@@ -629,14 +633,7 @@ impl BuildRunner {
     /// takes over (see [`BuildRunner::coordinate`]), in one transaction.
     async fn begin_batch(&self, build: &BuildRecord, batch: crate::batch::Batch, report_log: &str) -> StoreResult<()> {
         let started = Timestamp::now();
-        let mut phases = build.phases.as_array().cloned().unwrap_or_default();
-        if let Some(last) = phases.last_mut() {
-            let begun = last["startTime"].as_i64().unwrap_or(started.millis());
-            last["endTime"] = json!(started.millis());
-            last["phaseStatus"] = json!("SUCCEEDED");
-            last["durationInSeconds"] = json!((started.millis() - begun) / 1000);
-        }
-        phases.push(json!({"phaseType": "BUILD", "startTime": started.millis()}));
+        let phases = advance_phases(&build.phases, "SUCCEEDED", "BUILD", started);
         let minutes = batch.timeout_minutes.unwrap_or(DEFAULT_BATCH_MINUTES);
         let mut limit = Duration::from_secs(minutes * 60);
         if let Some(cap) = self.config.max_timeout {
@@ -657,7 +654,6 @@ impl BuildRunner {
         };
         let payload = serde_json::to_value(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.store.begin().await?;
-        let phases = Value::Array(phases);
         tx.set_build_progress(build.org, &build.id, Some(&phases), Some("BUILD"), None, Some(&log)).await?;
         tx.enqueue(&[NewJob::new(BATCH_JOB, payload).org(build.org).max_attempts(BATCH_MAX_ATTEMPTS)]).await?;
         tx.commit().await
@@ -756,26 +752,21 @@ impl BuildRunner {
             log.push_str("[Batch] fast-fail: the other builds were stopped\n");
         }
         let _ = writeln!(log, "[Batch] the batch {status}");
-        let ended = Timestamp::now();
-        let mut phases = build.phases.as_array().cloned().unwrap_or_default();
-        if let Some(last) = phases.last_mut() {
-            let begun = last["startTime"].as_i64().unwrap_or(ended.millis());
-            last["endTime"] = json!(ended.millis());
-            last["phaseStatus"] = json!(status);
-            last["durationInSeconds"] = json!((ended.millis() - begun) / 1000);
-        }
-        phases.push(json!({"phaseType": "COMPLETED", "startTime": ended.millis()}));
-        if let Ok(Some(project)) = self.store.project(org, &build.project_name).await {
-            let org_name =
-                self.store.org_by_id(org).await.ok().flatten().map(|o| o.name.to_string()).unwrap_or_default();
-            let commit =
-                build.trigger["revision"]["commitId"].as_str().map(str::to_owned).or(build.source_version.clone());
-            let end = ReportedState::of(status);
-            if let Some(line) = self.report_status(&project, &build, &org_name, commit.as_deref(), end).await {
-                log.push_str(&line);
-            }
-        }
-        self.finish(&build, status, &Value::Array(phases), None, &log).await.map_err(retry)
+        let phases = advance_phases(&build.phases, status, "COMPLETED", Timestamp::now());
+        log.push_str(&self.report_end(&build, ReportedState::of(status)).await);
+        self.finish(&build, status, &phases, None, &log).await.map_err(retry)
+    }
+
+    /// Reports how a build ended when the caller has not loaded its project (a batch, a build whose worker
+    /// died): the line for the log when reporting failed, else nothing.
+    async fn report_end(&self, build: &BuildRecord, state: ReportedState) -> String {
+        let Ok(Some(project)) = self.store.project(build.org, &build.project_name).await else { return String::new() };
+        let org = self.store.org_by_id(build.org).await.ok().flatten();
+        let org_name = org.map(|o| o.name.to_string()).unwrap_or_default();
+        let commit = build.resolved_source_version.clone().or_else(|| {
+            build.trigger["revision"]["commitId"].as_str().map(str::to_owned).or(build.source_version.clone())
+        });
+        self.report_status(&project, build, &org_name, commit.as_deref(), state).await.unwrap_or_default()
     }
 
     /// Starts one build of a batch: the coordinator's commit, initiator and webhook variables, the batch build's
