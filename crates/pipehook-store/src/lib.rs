@@ -8,11 +8,13 @@
 //! - [`sqlite::SqliteStore`] (the default: a file, WAL mode, one writer connection) and
 //!   [`postgres::PgStore`] (`FOR UPDATE SKIP LOCKED` claims, for several nodes) implement both, each with its
 //!   own migrations under `migrations/`.
+//! - [`copy`] copies whole databases: a SQLite snapshot for backups, SQLite into PostgreSQL for a move.
 //! - [`conformance`] is one test body per behaviour, run against both backends by `tests/conformance.rs`.
 
 pub mod builds;
 mod builds_sql;
 pub mod conformance;
+pub mod copy;
 mod error;
 mod group_commit;
 pub mod outbound;
