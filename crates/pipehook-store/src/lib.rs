@@ -36,8 +36,8 @@ pub use builds::{
 };
 pub use error::{StoreError, StoreResult};
 pub use outbound::{
-    AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookRecord, HookScope, OutboundEvent, OutboundStore,
-    OutboundTx, Publication, RunEventRow,
+    AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookHealth, HookRecord, HookScope, LoggedAttempt,
+    OutboundEvent, OutboundStore, OutboundTx, Publication, RunEventRow,
 };
 pub use pipelines::{
     ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord, PipelineStore, PipelineTx, StopRequest,

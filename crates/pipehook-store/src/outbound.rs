@@ -118,6 +118,30 @@ pub struct AttemptRecord {
     pub response_body: String,
 }
 
+/// An attempt as the delivery log shows it: with its number within its delivery and where that delivery
+/// stands now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedAttempt {
+    pub attempt: AttemptRecord,
+    /// 1 for the delivery's first attempt still kept, 2 for the next, and so on.
+    pub number: i64,
+    /// The delivery's status now (`pending`, `succeeded`, `failed`); `None` when it is gone.
+    pub delivery_status: Option<String>,
+    /// How many attempts the delivery has had.
+    pub delivery_attempts: i64,
+    /// When the delivery's next scheduled attempt is due, while one is waiting.
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// How a hook's attempts have gone lately (pings and redeliveries included), from its delivery log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HookHealth {
+    pub last_success: Option<Timestamp>,
+    pub last_failure: Option<Timestamp>,
+    /// Failed attempts since the last successful one.
+    pub consecutive_failures: i64,
+}
+
 /// An event with its deliveries and their jobs, written together.
 #[derive(Debug, Clone)]
 pub struct Publication {
@@ -175,6 +199,12 @@ pub trait OutboundStore: Send + Sync {
     async fn delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>>;
     /// A hook's attempts, newest first, with `seq` below `before`.
     async fn list_attempts(&self, hook_id: i64, before: Option<i64>, limit: u32) -> StoreResult<Vec<AttemptRecord>>;
+    /// [`OutboundStore::list_attempts`] with each attempt's number within its delivery and the delivery's state.
+    async fn delivery_log(&self, hook_id: i64, before: Option<i64>, limit: u32) -> StoreResult<Vec<LoggedAttempt>>;
+    /// One delivery's attempts, oldest first, as [`OutboundStore::delivery_log`] shows them.
+    async fn delivery_attempts(&self, delivery_id: &str) -> StoreResult<Vec<LoggedAttempt>>;
+    /// The hook's last success, last failure and the failures since the last success.
+    async fn hook_health(&self, hook_id: i64) -> StoreResult<HookHealth>;
     /// Deliveries not yet succeeded or failed (for the backlog gauge and tests).
     async fn pending_deliveries(&self) -> StoreResult<u64>;
     /// Writes an event, its deliveries and their jobs in one transaction (group-committed on SQLite).

@@ -4,7 +4,9 @@
 use pipehook_domain::org::OrgId;
 use pipehook_domain::time::Timestamp;
 
-use crate::outbound::{AttemptRecord, DeliveryRecord, HookRecord, HookScope, OutboundEvent, RunEventRow};
+use crate::outbound::{
+    AttemptRecord, DeliveryRecord, HookHealth, HookRecord, HookScope, LoggedAttempt, OutboundEvent, RunEventRow,
+};
 use crate::pipelines_sql::json;
 use crate::{StoreError, StoreResult};
 
@@ -173,6 +175,60 @@ impl TryFrom<AttemptRow> for AttemptRecord {
     }
 }
 
+/// [`LOGGED_SELECT`]'s row: an attempt with its number within its delivery and the delivery's state.
+#[derive(sqlx::FromRow)]
+pub(crate) struct LoggedRow {
+    #[sqlx(flatten)]
+    attempt: AttemptRow,
+    number: i64,
+    delivery_status: Option<String>,
+    delivery_attempts: i64,
+    next_attempt_at: Option<i64>,
+}
+
+/// Attempts (`a`) with their number within their delivery, the delivery's status and attempt count, and when its
+/// next scheduled attempt is due. The delivery's job (kind `outbound.delivery`, pipehook-outbound's `JOB_KIND`)
+/// is found by its payload, which holds `"delivery":"<id>"` as the compact JSON every job payload is stored as;
+/// delivery ids are UUIDs, so they hold no LIKE wildcards.
+pub(crate) const LOGGED_SELECT: &str = "SELECT a.seq, a.delivery_id, a.org_id, a.hook_id, a.kind, \
+    a.attempt_trigger, a.payload, a.attempted_at, a.duration_ms, a.request_url, a.request_headers, a.response_code, \
+    a.response_headers, a.response_body, \
+    (SELECT COUNT(*) FROM delivery_attempts b WHERE b.delivery_id = a.delivery_id AND b.seq <= a.seq) AS number, \
+    d.status AS delivery_status, COALESCE(d.attempts, 0) AS delivery_attempts, \
+    (SELECT MIN(j.run_at) FROM jobs j WHERE d.status = 'pending' AND j.kind = 'outbound.delivery' \
+       AND j.state = 'ready' AND j.payload LIKE ('%\"delivery\":\"' || a.delivery_id || '\"%')) AS next_attempt_at \
+    FROM delivery_attempts a LEFT JOIN deliveries d ON d.id = a.delivery_id";
+
+impl TryFrom<LoggedRow> for LoggedAttempt {
+    type Error = StoreError;
+    fn try_from(r: LoggedRow) -> StoreResult<Self> {
+        Ok(LoggedAttempt {
+            attempt: AttemptRecord::try_from(r.attempt)?,
+            number: r.number,
+            delivery_status: r.delivery_status,
+            delivery_attempts: r.delivery_attempts,
+            next_attempt_at: r.next_attempt_at.map(Timestamp),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct HealthRow {
+    last_success: Option<i64>,
+    last_failure: Option<i64>,
+    consecutive_failures: i64,
+}
+
+impl From<HealthRow> for HookHealth {
+    fn from(r: HealthRow) -> Self {
+        HookHealth {
+            last_success: r.last_success.map(Timestamp),
+            last_failure: r.last_failure.map(Timestamp),
+            consecutive_failures: r.consecutive_failures,
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct RunEventDbRow {
     seq: i64,
@@ -327,6 +383,51 @@ macro_rules! outbound_store_impl {
                     .fetch_all(self.reader())
                     .await?;
                 rows.into_iter().map($crate::outbound::AttemptRecord::try_from).collect()
+            }
+
+            async fn delivery_log(
+                &self,
+                hook_id: i64,
+                before: Option<i64>,
+                limit: u32,
+            ) -> $crate::StoreResult<Vec<$crate::outbound::LoggedAttempt>> {
+                let sql = format!(
+                    "{LOGGED_SELECT} WHERE a.hook_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR a.seq < $2) \
+                     ORDER BY a.seq DESC LIMIT $3"
+                );
+                let rows: Vec<$crate::outbound_sql::LoggedRow> = sqlx::query_as(&$sql(&sql))
+                    .bind(hook_id)
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.into_iter().map($crate::outbound::LoggedAttempt::try_from).collect()
+            }
+
+            async fn delivery_attempts(
+                &self,
+                delivery_id: &str,
+            ) -> $crate::StoreResult<Vec<$crate::outbound::LoggedAttempt>> {
+                let sql = format!("{LOGGED_SELECT} WHERE a.delivery_id = $1 ORDER BY a.seq");
+                let rows: Vec<$crate::outbound_sql::LoggedRow> =
+                    sqlx::query_as(&$sql(&sql)).bind(delivery_id).fetch_all(self.reader()).await?;
+                rows.into_iter().map($crate::outbound::LoggedAttempt::try_from).collect()
+            }
+
+            async fn hook_health(&self, hook_id: i64) -> $crate::StoreResult<$crate::outbound::HookHealth> {
+                let ok = "response_code >= 200 AND response_code < 300";
+                let sql = format!(
+                    "SELECT MAX(CASE WHEN {ok} THEN attempted_at END) AS last_success, \
+                     MAX(CASE WHEN NOT ({ok}) THEN attempted_at END) AS last_failure, \
+                     COUNT(CASE WHEN NOT ({ok}) AND seq > COALESCE((SELECT MAX(s.seq) FROM delivery_attempts s \
+                       WHERE s.hook_id = $1 AND s.response_code >= 200 AND s.response_code < 300), 0) \
+                       THEN 1 END) \
+                       AS consecutive_failures \
+                     FROM delivery_attempts WHERE hook_id = $1"
+                );
+                let row: $crate::outbound_sql::HealthRow =
+                    sqlx::query_as(&$sql(&sql)).bind(hook_id).fetch_one(self.reader()).await?;
+                Ok(row.into())
             }
 
             async fn pending_deliveries(&self) -> $crate::StoreResult<u64> {

@@ -3,6 +3,11 @@
 //! (`/api/esc/environments/{org}/{project}/{env}/hooks`), each with list, create, get, update (PATCH),
 //! delete, deliveries, redeliver and ping; and `POST /api/orgs/{org}/events`, which publishes an event to
 //! them. The same handlers serve the three scopes; the path says which.
+//!
+//! pipehook additions to Pulumi's shapes (never replacing a Pulumi field): a hook's `health`; on each attempt its
+//! number within its delivery (`attempt`), its place in the hook's log (`seq`, the `before` cursor), the delivery's
+//! status, next retry and the attempt's `error`; and `GET .../deliveries/{deliveryId}`, one delivery with its
+//! attempts.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -13,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use pipehook_outbound::hook as rules;
 use pipehook_outbound::{HookSecret, PublishError, PublishInput};
-use pipehook_store::{AttemptRecord, HookFields, HookRecord, HookScope, StoreError};
+use pipehook_store::{AttemptRecord, HookFields, HookHealth, HookRecord, HookScope, LoggedAttempt, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -31,6 +36,7 @@ pub fn routes() -> Router<AppState> {
             .route(base, get(list).post(create))
             .route(&format!("{base}/{{name}}"), get(read).patch(update).delete(remove))
             .route(&format!("{base}/{{name}}/deliveries"), get(deliveries))
+            .route(&format!("{base}/{{name}}/deliveries/{{event}}"), get(delivery))
             .route(&format!("{base}/{{name}}/deliveries/{{event}}/redeliver"), post(redeliver))
             .route(&format!("{base}/{{name}}/ping"), post(ping));
     }
@@ -78,6 +84,21 @@ struct HookView {
     /// Why pipehook deactivated the hook (410 Gone, failing for too long).
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
+    /// pipehook addition (list and get): how its delivery attempts have gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<HealthView>,
+}
+
+/// A hook's recent delivery record; times in Unix seconds, like a delivery's `timestamp`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthView {
+    last_success: Option<i64>,
+    last_failure: Option<i64>,
+    /// Failed attempts since the last successful one.
+    consecutive_failures: i64,
+    /// Since when every attempt has failed (what deactivation after `PIPEHOOK_OUTBOUND_DISABLE_AFTER` counts).
+    failing_since: Option<i64>,
 }
 
 /// One attempt as the deliveries list, redeliver and ping return it (Pulumi's WebhookDelivery).
@@ -97,9 +118,33 @@ struct DeliveryView {
     response_code: i64,
     response_headers: String,
     response_body: String,
-    /// pipehook additions: the attempt's sequence number (the `before` cursor) and why it was made.
+    /// pipehook additions: the attempt's number within its delivery (1 for the first), its sequence number in
+    /// the hook's log (the `before` cursor), and why it was made (`scheduled`, `redeliver`, `ping`).
     attempt: i64,
+    seq: i64,
     trigger: String,
+    /// The delivery's status now: `pending` (not attempted yet), `retrying` (failed, another attempt is
+    /// scheduled), `succeeded` or `failed` (no more attempts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery_status: Option<String>,
+    /// Unix seconds when the delivery's next attempt is due, while it is `retrying`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_retry: Option<i64>,
+    /// Why this attempt failed (absent when it succeeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// One delivery (`GET .../deliveries/{deliveryId}`): its state and every attempt kept, oldest first.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryDetail {
+    id: String,
+    kind: String,
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_retry: Option<i64>,
+    attempts: Vec<DeliveryView>,
 }
 
 fn org_of(p: &HashMap<String, String>) -> &str {
@@ -145,7 +190,25 @@ fn view(h: HookRecord, org: &str) -> HookView {
         filters: h.filters,
         groups: h.groups,
         disabled_reason: h.disabled_reason,
+        health: None,
     }
+}
+
+fn health_view(h: &HookRecord, health: HookHealth) -> HealthView {
+    let seconds = |t: pipehook_domain::time::Timestamp| t.0 / 1000;
+    HealthView {
+        last_success: health.last_success.map(seconds),
+        last_failure: health.last_failure.map(seconds),
+        consecutive_failures: health.consecutive_failures,
+        failing_since: h.failing_since.map(seconds),
+    }
+}
+
+/// A hook as list and get show it: with its health.
+async fn view_with_health(state: &AppState, h: HookRecord, org: &str) -> Result<HookView, RestError> {
+    let health = state.store.hook_health(h.id).await.map_err(RestError::from_store)?;
+    let health = health_view(&h, health);
+    Ok(HookView { health: Some(health), ..view(h, org) })
 }
 
 fn header_text(v: &Value) -> String {
@@ -155,7 +218,54 @@ fn header_text(v: &Value) -> String {
     }
 }
 
+/// A delivery's status as shown: `pending` that has been attempted is `retrying`.
+fn shown_status(status: &str, attempts: i64) -> String {
+    match status {
+        "pending" if attempts > 0 => "retrying".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// Why an attempt failed, in a few words; `None` for a 2xx.
+fn attempt_error(a: &AttemptRecord) -> Option<String> {
+    let code = a.response_code;
+    if (200..300).contains(&code) {
+        return None;
+    }
+    if code == 0 {
+        let reason = a.response_body.lines().next().unwrap_or_default().trim();
+        return Some(if reason.is_empty() { "no response".to_owned() } else { reason.to_owned() });
+    }
+    let reason = u16::try_from(code)
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .and_then(|c| c.canonical_reason())
+        .map(|r| format!(" {r}"))
+        .unwrap_or_default();
+    let redirect = if (300..400).contains(&code) { " (redirects are not followed)" } else { "" };
+    Some(format!("HTTP {code}{reason}{redirect}"))
+}
+
+fn logged_view(l: LoggedAttempt) -> DeliveryView {
+    let status = l.delivery_status.as_deref().map(|s| shown_status(s, l.delivery_attempts));
+    let next_retry = l.next_attempt_at.filter(|_| status.as_deref() == Some("retrying")).map(|t| t.0 / 1000);
+    DeliveryView { attempt: l.number, delivery_status: status, next_retry, ..delivery_view(l.attempt) }
+}
+
+/// The view of an attempt just made (ping, redeliver), read back from the log for its number; as it was made
+/// when it cannot be found there (its delivery was deleted meanwhile).
+async fn made_view(state: &AppState, a: AttemptRecord) -> Result<DeliveryView, RestError> {
+    let logged = state.store.delivery_attempts(&a.delivery_id).await.map_err(RestError::from_store)?;
+    let found =
+        logged.into_iter().rev().find(|l| l.attempt.trigger == a.trigger && l.attempt.attempted_at == a.attempted_at);
+    Ok(match found {
+        Some(l) => logged_view(l),
+        None => delivery_view(a),
+    })
+}
+
 fn delivery_view(a: AttemptRecord) -> DeliveryView {
+    let error = attempt_error(&a);
     DeliveryView {
         id: a.delivery_id,
         kind: a.kind,
@@ -167,8 +277,12 @@ fn delivery_view(a: AttemptRecord) -> DeliveryView {
         response_code: a.response_code,
         response_headers: header_text(&a.response_headers),
         response_body: a.response_body,
-        attempt: a.seq,
+        attempt: 0,
+        seq: a.seq,
         trigger: a.trigger,
+        delivery_status: None,
+        next_retry: None,
+        error,
     }
 }
 
@@ -223,7 +337,11 @@ async fn list(
     ensure_org(&principal, org_of(&p))?;
     let hooks = state.store.list_hooks(principal.org.id, &scope_of(&p)).await.map_err(RestError::from_store)?;
     let org = principal.org.name.to_string();
-    Ok(Json(hooks.into_iter().map(|h| view(h, &org)).collect()))
+    let mut views = Vec::with_capacity(hooks.len());
+    for h in hooks {
+        views.push(view_with_health(&state, h, &org).await?);
+    }
+    Ok(Json(views))
 }
 
 async fn create(
@@ -272,7 +390,7 @@ async fn read(
 ) -> Result<Json<HookView>, RestError> {
     ensure_org(&principal, org_of(&p))?;
     let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
-    Ok(Json(view(hook, &principal.org.name.to_string())))
+    Ok(Json(view_with_health(&state, hook, &principal.org.name.to_string()).await?))
 }
 
 async fn update(
@@ -347,15 +465,46 @@ async fn deliveries(
         return Err(bad("limit must be between 1 and 1000"));
     }
     let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
-    let mut rows = state.store.list_attempts(hook.id, q.before, limit + 1).await.map_err(RestError::from_store)?;
+    let mut rows = state.store.delivery_log(hook.id, q.before, limit + 1).await.map_err(RestError::from_store)?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next = more.then(|| rows.last().map(|a| a.seq)).flatten();
-    let mut resp = Json(rows.into_iter().map(delivery_view).collect::<Vec<_>>()).into_response();
+    let next = more.then(|| rows.last().map(|a| a.attempt.seq)).flatten();
+    let mut resp = Json(rows.into_iter().map(logged_view).collect::<Vec<_>>()).into_response();
     if let Some(n) = next {
         resp.headers_mut().insert("pipehook-next-before", HeaderValue::from(n));
     }
     Ok(resp)
+}
+
+/// One delivery of the hook, with its attempts oldest first.
+async fn delivery(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> Result<Json<DeliveryDetail>, RestError> {
+    ensure_org(&principal, org_of(&p))?;
+    let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
+    let not_found = || RestError::new(StatusCode::NOT_FOUND, "Delivery not found");
+    let d = state.store.delivery(&p["event"]).await.map_err(RestError::from_store)?.ok_or_else(not_found)?;
+    if d.hook_id != hook.id {
+        return Err(not_found());
+    }
+    let attempts: Vec<DeliveryView> = state
+        .store
+        .delivery_attempts(&d.id)
+        .await
+        .map_err(RestError::from_store)?
+        .into_iter()
+        .map(logged_view)
+        .collect();
+    let next_retry = attempts.last().and_then(|a| a.next_retry);
+    Ok(Json(DeliveryDetail {
+        id: d.id,
+        kind: d.kind,
+        status: shown_status(&d.status, d.attempts),
+        next_retry,
+        attempts,
+    }))
 }
 
 async fn redeliver(
@@ -371,7 +520,7 @@ async fn redeliver(
         .await
         .map_err(RestError::from_store)?
         .ok_or_else(|| RestError::new(StatusCode::NOT_FOUND, "WebhookEvent not found"))?;
-    Ok(Json(delivery_view(attempt)))
+    Ok(Json(made_view(&state, attempt).await?))
 }
 
 async fn ping(
@@ -382,7 +531,7 @@ async fn ping(
     ensure_org(&principal, org_of(&p))?;
     let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
     let attempt = state.outbound.ping(&principal.org, &hook).await.map_err(RestError::from_store)?;
-    Ok(Json(delivery_view(attempt)))
+    Ok(Json(made_view(&state, attempt).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -100,6 +100,12 @@ struct ExecutionSummary {
     start_time: i64,
     last_update_time: i64,
     stop_requested: bool,
+    /// The commit it runs: its first source revision, else the one its trigger carried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit_id: Option<String>,
+    /// While it waits for its turn (QUEUED and SUPERSEDED run one at a time): the execution it waits behind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_for: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -345,7 +351,9 @@ async fn list_executions(
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = more.then(|| rows.last().map(|e| e.seq.to_string())).flatten();
-    Ok(Json(ExecutionList { executions: rows.iter().map(execution_summary).collect(), next_cursor }))
+    let active = state.store.active_executions(principal.org.id, pipeline.id).await.map_err(RestError::from_store)?;
+    let executions = rows.iter().map(|e| execution_summary(e, &active)).collect();
+    Ok(Json(ExecutionList { executions, next_cursor }))
 }
 
 /// Starts an execution: it is recorded and queued for the runner in one transaction, so 202 means it will run.
@@ -400,8 +408,9 @@ async fn get_execution(
     let pipeline = find_pipeline(&state, &principal, &name).await?;
     let e = find_execution(&state, &principal, &pipeline, &id).await?;
     let actions = state.store.action_executions(principal.org.id, &e.id).await.map_err(RestError::from_store)?;
+    let active = state.store.active_executions(principal.org.id, pipeline.id).await.map_err(RestError::from_store)?;
     Ok(Json(ExecutionView {
-        summary: execution_summary(&e),
+        summary: execution_summary(&e, &active),
         source_revisions: e.source_revisions.clone(),
         variables: e.variables.clone(),
         stop: e.stop_requested.then(|| StopView { abandon: e.stop_abandon, reason: e.stop_reason.clone() }),
@@ -605,7 +614,27 @@ fn pipeline_view(p: PipelineRecord) -> Result<PipelineView, RestError> {
     Ok(PipelineView { summary: pipeline_summary(&p)?, pipeline: secrets::mask(&p.declaration) })
 }
 
-fn execution_summary(e: &ExecutionRecord) -> ExecutionSummary {
+/// The execution `e` waits behind, as the runner decides (`turn` in pipehook-runner's pipeline.rs): unless it
+/// runs in parallel, only the oldest of the pipeline's active executions (`active`, in start order) runs.
+fn waiting_for(e: &ExecutionRecord, active: &[ExecutionRecord]) -> Option<String> {
+    let first = active.first()?;
+    let waits = e.execution_mode != "PARALLEL" && e.status == "InProgress" && first.id != e.id;
+    (waits && active.iter().any(|a| a.id == e.id)).then(|| first.id.clone())
+}
+
+/// The commit an execution runs: the first source revision with an id, else its trigger's revision.
+fn commit_of(e: &ExecutionRecord) -> Option<String> {
+    let resolved = e
+        .source_revisions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|r| r.get("revisionId").and_then(Value::as_str).filter(|c| !c.is_empty()));
+    let hinted = || e.trigger.get("revision")?.get("commitId")?.as_str().filter(|c| !c.is_empty());
+    resolved.or_else(hinted).map(str::to_owned)
+}
+
+fn execution_summary(e: &ExecutionRecord, active: &[ExecutionRecord]) -> ExecutionSummary {
     let text = |key: &str| e.trigger.get(key).and_then(Value::as_str).map(str::to_owned);
     ExecutionSummary {
         id: e.id.clone(),
@@ -618,6 +647,8 @@ fn execution_summary(e: &ExecutionRecord) -> ExecutionSummary {
         start_time: e.start_time.millis(),
         last_update_time: e.last_update_time.millis(),
         stop_requested: e.stop_requested,
+        commit_id: commit_of(e),
+        waiting_for: waiting_for(e, active),
     }
 }
 
