@@ -134,6 +134,11 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 pub async fn prepare(config: &Config) -> Result<(Arc<dyn Store>, MasterKey), StartError> {
     // The key first: a malformed key file must fail before a database is created.
     let key = resolve_master_key(config)?;
+    Ok((open_migrated(config).await?, key))
+}
+
+/// Opens and migrates the store, without the master key (see [`prepare`]).
+pub async fn open_migrated(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     // Another process (a running server, when this is the CLI) may hold SQLite's lock for a moment while
     // opening or migrating; SQLite answers some of those with "database is locked" at once instead of
     // waiting, so retry those for a few seconds.
@@ -145,7 +150,7 @@ pub async fn prepare(config: &Config) -> Result<(Arc<dyn Store>, MasterKey), Sta
             Ok::<_, StartError>(store)
         };
         match result.await {
-            Ok(store) => return Ok((store, key)),
+            Ok(store) => return Ok(store),
             Err(StartError::Runtime(m)) if m.contains("database is locked") && attempt < 50 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,5 +1,6 @@
 //! The command line: `serve`, `migrate`, the administrative commands that work directly on the database
-//! (organizations, tokens, access keys), for bootstrapping and recovery, and the client commands
+//! (organizations, tokens, access keys; they refuse where no installation exists unless `--create`), `backup`
+//! and `db copy` (in [`crate::backup`]), for bootstrapping and recovery, and the client commands
 //! (`pipelines`, `executions`, `logs`, `webhooks`, `inbound`, `hooks`, `deliveries`, `events`, in
 //! [`crate::client`]; `projects`, `builds`, `project-webhooks`, in [`crate::client::codebuild`]) that call a
 //! running server.
@@ -55,14 +56,19 @@ pub enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Manage organizations (directly on the database).
-    #[command(subcommand)]
-    Org(OrgCommand),
+    Org(OrgArgs),
     /// Manage REST API tokens (directly on the database).
-    #[command(subcommand)]
-    Token(TokenCommand),
+    Token(TokenArgs),
     /// Manage AWS-style access key pairs for the AWS-compatible API (directly on the database).
-    #[command(subcommand, name = "access-key")]
-    AccessKey(AccessKeyCommand),
+    #[command(name = "access-key")]
+    AccessKey(AccessKeyArgs),
+    /// Copy the SQLite database (a consistent snapshot, while the server runs) and the master key into a folder.
+    #[command(after_help = "Restore: stop pipehook and start it with --data-dir on (a copy of) the backup folder.\n\
+                            PostgreSQL installations: back the database up with pg_dump; this copies the master key.")]
+    Backup(BackupArgs),
+    /// Database maintenance: copy a SQLite installation into PostgreSQL.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Manage pipelines on a running server.
     Pipelines(PipelinesArgs),
     /// List, start, inspect and stop pipeline executions on a running server.
@@ -96,6 +102,68 @@ pub struct ServeArgs {
     /// api (HTTP only), worker (jobs only) or all.
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
+}
+
+/// `--create` for the database-side admin commands: without it they refuse where no installation exists.
+#[derive(Debug, Args)]
+pub struct InstallationArgs {
+    /// Create a new installation (data folder, master key, database) if there is none here, instead of refusing.
+    #[arg(long, global = true)]
+    pub create: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgArgs {
+    #[command(flatten)]
+    pub installation: InstallationArgs,
+    #[command(subcommand)]
+    pub command: OrgCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub installation: InstallationArgs,
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct AccessKeyArgs {
+    #[command(flatten)]
+    pub installation: InstallationArgs,
+    #[command(subcommand)]
+    pub command: AccessKeyCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Folder to write pipehook.db and master.key into (created with mode 0700).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Replace a backup already in that folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy every table of a SQLite installation into a fresh PostgreSQL database (ids kept; refused unless the
+    /// target is empty). Stop pipehook on the SQLite installation first.
+    #[command(after_help = "Example: pipehook db copy --from ./pipehook-data --to postgres://pipehook@db/pipehook\n\
+                            Then start pipehook with PIPEHOOK_DATABASE_URL and the same master key.")]
+    Copy {
+        /// The SQLite installation: its data folder or database file. Default: the configured one.
+        #[arg(long, value_name = "DIR|FILE")]
+        from: Option<PathBuf>,
+        /// The PostgreSQL database to fill (migrated first; must hold no pipehook data).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// PostgreSQL schema to copy into (created if missing). Default: PIPEHOOK_POSTGRES_SCHEMA, else the
+        /// connection's own.
+        #[arg(long, value_name = "NAME")]
+        schema: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,9 +280,23 @@ async fn execute(command: Command, config: Config) -> Result<(), StartError> {
             store.close().await;
             Ok(())
         }
-        Command::Org(c) => admin(config, |store, _| Box::pin(org_command(store, c))).await,
-        Command::Token(c) => admin(config, |store, _| Box::pin(token_command(store, c))).await,
-        Command::AccessKey(c) => admin(config, move |store, key| Box::pin(access_key_command(store, key, c))).await,
+        Command::Org(a) => {
+            admin(config, a.installation.create, false, |store, _| Box::pin(org_command(store, a.command))).await
+        }
+        Command::Token(a) => {
+            admin(config, a.installation.create, false, |store, _| Box::pin(token_command(store, a.command))).await
+        }
+        Command::AccessKey(a) => {
+            let needs_key = matches!(a.command, AccessKeyCommand::Create { .. });
+            admin(config, a.installation.create, needs_key, move |store, key| {
+                Box::pin(access_key_command(store, key, a.command))
+            })
+            .await
+        }
+        Command::Backup(a) => crate::backup::backup(&config, &a.to, a.force).await,
+        Command::Db(DbCommand::Copy { from, to, schema }) => {
+            crate::backup::copy_database(&config, from.as_deref(), &to, schema.as_deref()).await
+        }
         Command::Pipelines(_)
         | Command::Executions(_)
         | Command::Logs(_)
@@ -269,12 +351,14 @@ async fn wait_for_signal() {
 
 type AdminFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StartError>> + Send + 'a>>;
 
-async fn admin<F>(config: Config, f: F) -> Result<(), StartError>
+/// Runs an admin command on the existing installation (see [`crate::installation::open_for_admin`]); the
+/// master key is loaded only when `needs_key`.
+async fn admin<F>(config: Config, create: bool, needs_key: bool, f: F) -> Result<(), StartError>
 where
-    F: for<'a> FnOnce(&'a dyn Store, &'a pipehook_domain::secret::MasterKey) -> AdminFuture<'a>,
+    F: for<'a> FnOnce(&'a dyn Store, Option<&'a pipehook_domain::secret::MasterKey>) -> AdminFuture<'a>,
 {
-    let (store, key) = prepare(&config).await?;
-    let result = f(&*store, &key).await;
+    let (store, key) = crate::installation::open_for_admin(&config, create, needs_key).await?;
+    let result = f(&*store, key.as_ref()).await;
     store.close().await;
     result
 }
@@ -356,11 +440,12 @@ async fn token_command(store: &dyn Store, c: TokenCommand) -> Result<(), StartEr
 
 async fn access_key_command(
     store: &dyn Store,
-    key: &pipehook_domain::secret::MasterKey,
+    key: Option<&pipehook_domain::secret::MasterKey>,
     c: AccessKeyCommand,
 ) -> Result<(), StartError> {
     match c {
         AccessKeyCommand::Create { org, description } => {
+            let key = key.ok_or_else(|| StartError::Runtime("the master key was not loaded".into()))?;
             let org = find_org(store, &org).await?;
             let id = AccessKeyId::generate();
             let secret = SecretAccessKey::generate();

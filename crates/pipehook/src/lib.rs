@@ -5,14 +5,18 @@
 //! - [`worker`]: the worker pool that runs queued jobs through their kind's [`pipehook_store::JobHandler`].
 //! - [`bootstrap`]: declared and first-start credentials.
 //! - [`cli`]: the command line.
+//! - [`installation`]: whether an installation exists where the configuration points (admin commands refuse
+//!   to create one by accident); [`backup`]: `pipehook backup` and `pipehook db copy`.
 //! - [`client`]: the client commands, which call a running server's REST API.
 //! - [`telemetry`]: logging setup.
 
 pub mod app;
+pub mod backup;
 pub mod bootstrap;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod installation;
 pub mod telemetry;
 pub mod worker;
 
