@@ -250,6 +250,23 @@ pub fn delivery_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The JSON document a delivery carries. GitHub's default content type for a repository hook is
+/// `application/x-www-form-urlencoded`, with the JSON in the `payload` field (GitHub Enterprise and the
+/// `payload=` form of older integrations too); every other sender posts the JSON as the body. Signatures are
+/// over the raw body as sent, so authentication reads that, and only filtering reads what this returns.
+pub fn json_payload<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<std::borrow::Cow<'b, [u8]>, String> {
+    let form = header(headers, "content-type").is_some_and(|t| {
+        t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
+    if !form {
+        return Ok(std::borrow::Cow::Borrowed(body));
+    }
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| std::borrow::Cow::Owned(v.into_owned().into_bytes()))
+        .ok_or_else(|| "the form-encoded body has no `payload` field".to_owned())
+}
+
 /// A header's trimmed text, or `None` when it is absent, empty or not visible ASCII.
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name)?.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
@@ -346,6 +363,27 @@ mod tests {
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn json_payload_table() {
+        fn check(content_type: &str, body: &str, want: Result<&str, &str>) {
+            let h = headers(&[("content-type", content_type)]);
+            let got = json_payload(&h, body.as_bytes());
+            let got = got.as_ref().map(|b| std::str::from_utf8(b).unwrap()).map_err(String::as_str);
+            assert_eq!(got, want, "{content_type} {body}");
+        }
+        check("application/json", r#"{"a":1}"#, Ok(r#"{"a":1}"#));
+        // As GitHub sends it: `payload=` with the JSON percent-encoded, `+` for spaces.
+        check(
+            "application/x-www-form-urlencoded",
+            "payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%2C%22m%22%3A%22a+b%26c%22%7D",
+            Ok(r#"{"ref":"refs/heads/main","m":"a b&c"}"#),
+        );
+        check("Application/X-WWW-Form-Urlencoded; charset=utf-8", "x=1&payload=%7B%7D", Ok("{}"));
+        check("application/x-www-form-urlencoded", "x=1", Err("the form-encoded body has no `payload` field"));
+        // No content type: the body is taken as it is.
+        assert_eq!(&*json_payload(&HeaderMap::new(), b"{}").unwrap(), b"{}");
     }
 
     #[test]

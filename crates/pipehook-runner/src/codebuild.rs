@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::build::{
     run_build, BuildIdentity, BuildOutcome, BuildPhase, BuildRequest, GitSource, NoSource, PhaseObserver, SourceStep,
 };
+use crate::companion::{pause, Companion};
 use crate::exec::LogSink;
 
 /// The queue kind of build jobs.
@@ -584,9 +585,8 @@ impl BuildRunner {
         let watcher = {
             let (store, org, id, every, stop) =
                 (self.store.clone(), build.org, build.id.clone(), self.config.poll, stop.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
+            Companion::spawn(move |done| async move {
+                while pause(&done, every).await {
                     match store.build(org, &id).await {
                         Ok(Some(b)) if b.stop_requested => stop.cancel(),
                         Ok(None) => stop.cancel(),
@@ -608,7 +608,9 @@ impl BuildRunner {
             })
         };
         let outcome: BuildOutcome = run_build(&request, &*source, &observer, &stop, Some(&sink)).await;
-        watcher.abort();
+        // Stopped and awaited before the outcome and final log are written, so a partial log never lands
+        // after them.
+        watcher.finish().await;
         if !self.config.keep_workspaces {
             let _ = tokio::fs::remove_dir_all(&workspace).await;
         }

@@ -3,6 +3,7 @@
 //!
 //! Module map:
 //!
+//! - `companion`: background tasks beside a job step, stopped by asking and awaited, never aborted.
 //! - [`exec`]: the process executor. [`exec::run`] runs one shell command in its own process group
 //!   with a clean environment, a timeout, cooperative stop, and a bounded, interleaved log that a
 //!   caller can watch while it grows ([`exec::LogSink`]).
@@ -22,6 +23,7 @@ pub mod batch;
 pub mod build;
 pub mod buildspec;
 pub mod codebuild;
+mod companion;
 pub mod exec;
 pub mod git;
 pub mod pipeline;

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::companion::{pause, Companion};
 use crate::exec::{self, CommandSpec, LogSink, Outcome};
 
 /// The queue kind of execution jobs.
@@ -306,16 +307,14 @@ impl Run<'_> {
         // Watch for stop requests while the execution runs: `halt` stops new actions, `kill` running ones.
         let halt = CancellationToken::new();
         let kill = CancellationToken::new();
-        let watcher = tokio::spawn(watch_stop(
-            self.runner.store.clone(),
-            self.org,
-            exec.id.clone(),
-            self.runner.config.poll,
-            halt.clone(),
-            kill.clone(),
-        ));
+        let watcher = {
+            let (store, org, id, every) =
+                (self.runner.store.clone(), self.org, exec.id.clone(), self.runner.config.poll);
+            let (halt, kill) = (halt.clone(), kill.clone());
+            Companion::spawn(move |stop| watch_stop(store, org, id, every, stop, halt, kill))
+        };
         let result = self.stages(&exec, &workspace, &halt, &kill).await;
-        watcher.abort();
+        watcher.finish().await;
         let (status, summary) = match result? {
             Ended::Succeeded => ("Succeeded", "All actions succeeded".to_owned()),
             Ended::Failed(summary) => ("Failed", summary),
@@ -750,26 +749,33 @@ impl Run<'_> {
         let store = self.runner.store.clone();
         let id = action_id.to_owned();
         let poll = self.runner.config.poll;
-        let persist = tokio::spawn(async move {
+        let persist = Companion::spawn(move |stop| async move {
             let mut last = String::new();
-            loop {
-                tokio::time::sleep(poll).await;
-                if snapshots.changed().await.is_err() {
+            while pause(&stop, poll).await {
+                let changed = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    c = snapshots.changed() => c,
+                };
+                if changed.is_err() {
                     return;
                 }
                 let current = snapshots.borrow_and_update().clone();
                 if current != last {
-                    if let Ok(mut tx) = store.begin().await {
-                        if tx.set_action_log(&id, &current).await.is_ok() {
-                            let _ = tx.commit().await;
-                        }
+                    let write = async {
+                        let mut tx = store.begin().await?;
+                        tx.set_action_log(&id, &current).await?;
+                        tx.commit().await
+                    };
+                    if let Err(e) = write.await {
+                        tracing::warn!(action = %id, error = %e, "recording an action's partial log failed");
                     }
                     last = current;
                 }
             }
         });
         let result = exec::run(&spec, kill, Some(&sink)).await;
-        persist.abort();
+        // Stopped and awaited before the final log is written, so a partial log never lands after it.
+        persist.finish().await;
         let secs = result.duration.as_secs_f64();
         let (summary, error) = match &result.outcome {
             Outcome::Succeeded => (format!("Command succeeded in {secs:.1} s"), None),
@@ -945,11 +951,11 @@ async fn watch_stop(
     org: OrgId,
     id: String,
     every: Duration,
+    stop: CancellationToken,
     halt: CancellationToken,
     kill: CancellationToken,
 ) {
-    loop {
-        tokio::time::sleep(every).await;
+    while pause(&stop, every).await {
         match store.execution(org, &id).await {
             Ok(Some(e)) if e.stop_requested => {
                 halt.cancel();

@@ -308,7 +308,16 @@ impl Store for PgStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| StoreError::NotMigrated(e.to_string()))?;
-        check_migrations(&MIGRATOR, &applied)
+        check_migrations(&MIGRATOR, &applied)?;
+        // A write transaction must be possible: a server that failed over to a standby, or a database set
+        // read-only, answers reads but refuses every write.
+        let mut tx = self.pool.begin().await?;
+        let read_only: String = sqlx::query_scalar("SHOW transaction_read_only").fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        if read_only == "on" {
+            return Err(StoreError::failed("writes fail: the database is read-only (transaction_read_only = on)"));
+        }
+        Ok(())
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {

@@ -85,6 +85,7 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            .after_release(|conn, _| Box::pin(async move { Ok(left_outside_transaction(conn).await) }))
             .connect_with(common.clone().create_if_missing(true))
             .await?;
         let read = SqlitePoolOptions::new()
@@ -95,8 +96,45 @@ impl SqliteStore {
         Ok(Self { write, read, combiner: GroupCommit::default() })
     }
 
+    /// Starts a write transaction on the single writer connection.
+    ///
+    /// The `BEGIN` runs in its own task, so a caller cancelled while it waits (an HTTP client that hung up,
+    /// an aborted runner task, a drained worker) cannot stop it half way. sqlx 0.8 acknowledges a custom
+    /// `BEGIN` and then checks the connection in a second step; a caller dropped between the two leaves the
+    /// connection inside a transaction that no `Transaction` owns, so nothing would ever end it and every
+    /// later write would fail. Run to completion, the `Transaction` always exists, and dropping it (here, when
+    /// the caller is gone) rolls it back.
     async fn begin_immediate(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+        let pool = self.write.clone();
+        match tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await }).await {
+            Ok(tx) => Ok(tx?),
+            Err(e) => Err(StoreError::failed(format!("starting a write transaction failed: {e}"))),
+        }
+    }
+
+    /// A real write transaction on the writer connection: `BEGIN IMMEDIATE` takes SQLite's write lock, so this
+    /// fails when writes would (another process holds the lock, the file is read-only, the writer is stuck).
+    async fn probe_write(&self) -> StoreResult<()> {
+        let tx = self.begin_immediate().await.map_err(|e| StoreError::failed(format!("writes fail: {e}")))?;
+        tx.commit().await.map_err(|e| StoreError::failed(format!("writes fail: {e}")))
+    }
+}
+
+/// Whether the writer connection may go back to the pool: it must not be inside a transaction. Every write
+/// path ends its transactions, and a cancelled caller's transaction is rolled back before this runs (sqlx
+/// queues that rollback first), so this finding one is a defect; the connection is then closed, which rolls
+/// the transaction back, and the pool opens a fresh one, instead of every later write failing.
+///
+/// `BEGIN` fails exactly when a transaction is open; a deferred `BEGIN` takes no lock, so the check costs one
+/// round trip to the connection's thread per release (and the group commit releases once per batch).
+async fn left_outside_transaction(conn: &mut SqliteConnection) -> bool {
+    use sqlx::Executor;
+    match conn.execute("BEGIN DEFERRED; ROLLBACK").await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "the SQLite writer connection was released inside a transaction; closing it");
+            false
+        }
     }
 }
 
@@ -396,7 +434,8 @@ impl Store for SqliteStore {
                 .fetch_all(&self.read)
                 .await
                 .map_err(|e| StoreError::NotMigrated(e.to_string()))?;
-        check_migrations(&MIGRATOR, &applied)
+        check_migrations(&MIGRATOR, &applied)?;
+        self.probe_write().await
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {

@@ -59,7 +59,8 @@ pub trait Store:
     /// Applies this binary's migrations (idempotent; safe to race from several nodes).
     async fn migrate(&self) -> StoreResult<()>;
 
-    /// Ok when the database answers and every migration this binary knows is applied.
+    /// Ok when the database answers, every migration this binary knows is applied, and a write transaction
+    /// can start and commit now (so a writer that is stuck or a database that turned read-only is not ready).
     async fn ready(&self) -> StoreResult<()>;
 
     /// Starts a write transaction. Dropping it without [`Tx::commit`] rolls everything back.

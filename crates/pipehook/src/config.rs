@@ -364,6 +364,14 @@ impl Config {
         if raw.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("data_dir (PIPEHOOK_DATA_DIR)", "must not be empty"));
         }
+        // Relative paths are resolved once, against the folder pipehook starts in: commands run in other
+        // folders (a build's phases `cd` into their source folder) and must still find them.
+        let mut raw = raw;
+        raw.data_dir = absolute(&raw.data_dir, "data_dir (PIPEHOOK_DATA_DIR)")?;
+        if let Some(dir) = non_empty(&raw.runner.workspace_dir) {
+            let dir = absolute(Path::new(dir), "runner.workspace_dir (PIPEHOOK_RUNNER_WORKSPACE_DIR)")?;
+            raw.runner.workspace_dir = dir.display().to_string();
+        }
         let database = parse_database_url(&raw.database_url, &raw.data_dir)?;
         let public_url = if raw.public_url.trim().is_empty() { None } else { Some(parse_public_url(&raw.public_url)?) };
         let master_key = if raw.master_key.trim().is_empty() {
@@ -590,6 +598,12 @@ fn boolean(v: &str, setting: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// `path` made absolute against the current folder (not resolving symbolic links, which may not exist yet).
+fn absolute(path: &Path, setting: &str) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(path)
+        .map_err(|e| ConfigError::new(setting, format!("cannot resolve {} to an absolute path: {e}", path.display())))
+}
+
 fn non_empty(s: &str) -> Option<&str> {
     let t = s.trim();
     (!t.is_empty()).then_some(t)
@@ -613,7 +627,7 @@ fn parse_database_url(url: &str, data_dir: &Path) -> Result<Database, ConfigErro
                 "a sqlite URL needs a file path, e.g. sqlite:///var/lib/pipehook/pipehook.db",
             ));
         }
-        return Ok(Database::Sqlite(PathBuf::from(path)));
+        return Ok(Database::Sqlite(absolute(Path::new(path), SETTING)?));
     }
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
     Err(ConfigError::new(SETTING, format!("unsupported scheme {scheme:?}: use sqlite:// or postgres://")))
@@ -689,6 +703,26 @@ mod tests {
         assert_eq!(c.database, Database::Postgres("postgres://u@h/db".into()));
         let c = load(&[("PIPEHOOK_DATABASE_URL", "sqlite:///var/x.db")], None, Overrides::default()).unwrap();
         assert_eq!(c.database, Database::Sqlite(PathBuf::from("/var/x.db")));
+    }
+
+    /// Relative folders are resolved against the starting folder, so commands that `cd` elsewhere still
+    /// find them.
+    #[test]
+    fn relative_paths_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        let c = load(
+            &[("PIPEHOOK_DATA_DIR", "./pipehook-data"), ("PIPEHOOK_RUNNER_WORKSPACE_DIR", "ws")],
+            None,
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, cwd.join("pipehook-data"));
+        assert_eq!(c.database, Database::Sqlite(cwd.join("pipehook-data").join("pipehook.db")));
+        assert_eq!(c.runner.workspace_dir, cwd.join("ws"));
+        let c = load(&[("PIPEHOOK_DATA_DIR", "d")], None, Overrides::default()).unwrap();
+        assert_eq!(c.runner.workspace_dir, cwd.join("d").join("workspaces"));
+        let c = load(&[("PIPEHOOK_DATABASE_URL", "sqlite://rel/x.db")], None, Overrides::default()).unwrap();
+        assert_eq!(c.database, Database::Sqlite(cwd.join("rel/x.db")));
     }
 
     /// Each bad value gets one error naming its setting.

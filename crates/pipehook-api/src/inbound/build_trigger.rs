@@ -303,7 +303,7 @@ async fn trigger(
     };
 
     // 2. The payload.
-    let payload: Value = match serde_json::from_slice(&body) {
+    let payload: Value = match super::parse_payload(&headers, &body) {
         Ok(v) => v,
         Err(e) => {
             record.verdict = "rejected".into();
@@ -311,7 +311,7 @@ async fn trigger(
             return match save(&state, &record).await {
                 Ok(()) => answer(
                     StatusCode::BAD_REQUEST,
-                    json!({"result": "rejected", "message": "The body is not valid JSON", "requestId": request_id}),
+                    json!({"result": "rejected", "message": format!("The body is not valid JSON: {e}"), "requestId": request_id}),
                 ),
                 Err(r) => r,
             };
@@ -515,7 +515,7 @@ pub async fn explain(
             RestError::new(StatusCode::NOT_FOUND, format!("Not Found: project '{name}' has no webhook"))
         })?;
     let loaded = load(&state, webhook).await.map_err(|reason| RestError::new(StatusCode::CONFLICT, reason))?;
-    let payload: Value = serde_json::from_slice(&body)
+    let payload: Value = super::parse_payload(&headers, &body)
         .map_err(|e| RestError::new(StatusCode::BAD_REQUEST, format!("the payload is not JSON: {e}")))?;
     if let Some(event) = &q.event {
         let v = axum::http::HeaderValue::from_str(event)
@@ -553,7 +553,7 @@ pub(super) async fn replay(state: &AppState, original: &InboundRecord) -> Result
         })?;
     let loaded = load(state, webhook).await.map_err(|reason| RestError::new(StatusCode::CONFLICT, reason))?;
     let headers = super::log::headers_of(&original.headers);
-    let payload: Value = serde_json::from_str(&original.body).unwrap_or(Value::Null);
+    let payload: Value = super::parse_payload(&headers, original.body.as_bytes()).unwrap_or(Value::Null);
     let mut event = pipehook_inbound::event::normalize(&headers, &payload);
     let fetched = complete_for_rest(state, &loaded, &mut event, &payload).await?;
     let evaluation = evaluate(&loaded.compiled, &event);

@@ -149,7 +149,7 @@ pub async fn replay(
     })?;
     let loaded = load(&state, webhook).await.map_err(load_error)?;
     let headers = headers_of(&original.headers);
-    let payload: Value = serde_json::from_str(&original.body).unwrap_or(Value::Null);
+    let payload: Value = super::parse_payload(&headers, original.body.as_bytes()).unwrap_or(Value::Null);
     let judged = judge(&loaded, &headers, &payload);
     let mut record = original.clone();
     record.id = uuid::Uuid::new_v4().to_string();
@@ -199,7 +199,7 @@ pub async fn explain(
         .map_err(RestError::from_store)?
         .ok_or_else(|| RestError::new(StatusCode::NOT_FOUND, format!("Not Found: no webhook '{name}'")))?;
     let loaded = load(&state, webhook).await.map_err(load_error)?;
-    let payload: Value = serde_json::from_slice(&body)
+    let payload: Value = super::parse_payload(&headers, &body)
         .map_err(|e| RestError::new(StatusCode::BAD_REQUEST, format!("the payload is not JSON: {e}")))?;
     if let Some(event) = &q.event {
         let v =

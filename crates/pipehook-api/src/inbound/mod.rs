@@ -71,6 +71,13 @@ pub(crate) async fn read_trigger(
     }
 }
 
+/// The JSON document a delivery (or a logged one, or a payload to explain) carries: the body itself, or the
+/// `payload` field of a form-encoded body, as GitHub sends by default.
+pub(crate) fn parse_payload(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, String> {
+    let json = pipehook_inbound::event::json_payload(headers, body)?;
+    serde_json::from_slice(&json).map_err(|e| e.to_string())
+}
+
 /// Delivery ids are remembered this long: a redelivery within it starts nothing.
 pub const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
 

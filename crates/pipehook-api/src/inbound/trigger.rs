@@ -111,7 +111,7 @@ async fn trigger(
     };
 
     // 2. The payload: JSON when the rules need it.
-    let payload: Value = match serde_json::from_slice(&body) {
+    let payload: Value = match super::parse_payload(&headers, &body) {
         Ok(v) => v,
         Err(e) if !loaded.rules.is_empty() => {
             record.verdict = "rejected".into();
@@ -119,7 +119,7 @@ async fn trigger(
             return match save(&state, &record).await {
                 Ok(()) => answer(
                     StatusCode::BAD_REQUEST,
-                    json!({"result": "rejected", "message": "The body is not valid JSON", "requestId": request_id}),
+                    json!({"result": "rejected", "message": format!("The body is not valid JSON: {e}"), "requestId": request_id}),
                 ),
                 Err(r) => r,
             };
