@@ -11,6 +11,7 @@ mod native_pipelines;
 mod outbound;
 mod outbound_cli;
 mod pipelines;
+mod quickstart;
 mod support;
 mod webhooks;
 mod webhooks_cli;
