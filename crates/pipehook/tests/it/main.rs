@@ -3,6 +3,7 @@
 
 mod auth;
 mod aws;
+mod backup;
 mod codebuild;
 mod codebuild_cli;
 mod codebuild_githost;
