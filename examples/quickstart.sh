@@ -2,7 +2,7 @@
 # pipehook quickstart: from a running server to a pipeline run triggered by a signed GitHub push, its log,
 # and the outbound deliveries that reported it. Uses the files in examples/ as they are.
 #
-#   PIPEHOOK_SERVER   the server, e.g. http://127.0.0.1:8080
+#   PIPEHOOK_SERVER   the server (default http://127.0.0.1:8080)
 #   PIPEHOOK_TOKEN    a REST API token (printed by the first start, or `pipehook token create --org default`)
 #   RECEIVER_URL      optional: where the outbound hook delivers (default: examples/hook.json's payloadUrl,
 #                     http://127.0.0.1:9000/pipehook)
@@ -12,8 +12,8 @@
 # Running it again updates what it created and triggers a new run.
 set -eu
 cd "$(dirname "$0")/.."
-: "${PIPEHOOK_SERVER:?set PIPEHOOK_SERVER, e.g. http://127.0.0.1:8080}"
-: "${PIPEHOOK_TOKEN:?set PIPEHOOK_TOKEN to an API token}"
+PIPEHOOK_SERVER=${PIPEHOOK_SERVER:-http://127.0.0.1:8080}
+: "${PIPEHOOK_TOKEN:?set PIPEHOOK_TOKEN to an API token (printed by the first start)}"
 export PIPEHOOK_SERVER PIPEHOOK_TOKEN
 
 # 1. A pipeline: a GitHub source (Codertocat/Hello-World, branch main) and a command that prints the commit.
