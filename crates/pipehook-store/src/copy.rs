@@ -538,13 +538,13 @@ async fn copy_table(
         rows_in_batch += 1;
         total += 1;
         if rows_in_batch >= BATCH_ROWS || bytes_in_batch >= BATCH_BYTES {
-            insert_batch(&mut **dst, &insert, &mut batch).await?;
+            insert_batch(dst, &insert, &mut batch).await?;
             (rows_in_batch, bytes_in_batch) = (0, 0);
         }
     }
     drop(stream);
     if rows_in_batch > 0 {
-        insert_batch(&mut **dst, &insert, &mut batch).await?;
+        insert_batch(dst, &insert, &mut batch).await?;
     }
     Ok(total)
 }
