@@ -445,7 +445,7 @@ fn git_repo(dir: &Path) -> String {
 }
 
 /// A local repository whose `master` has one commit with these files; returns the commit.
-fn git_repo_with(dir: &Path, files: &[(&str, &str)]) -> String {
+pub(crate) fn git_repo_with(dir: &Path, files: &[(&str, &str)]) -> String {
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=master"])

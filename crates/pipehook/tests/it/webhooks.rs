@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::{codepipeline, wait_done, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
 
-const SECRET: &str = "it's-a-secret-to-everybody";
+pub(crate) const SECRET: &str = "it's-a-secret-to-everybody";
 
 pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../pipehook-inbound/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -27,11 +27,11 @@ pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn client(s: &TestServer) -> Client {
+pub(crate) fn client(s: &TestServer) -> Client {
     codepipeline(&s.url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "us-east-1")
 }
 
-async fn create_pipeline(c: &Client, name: &str, branch: &str, command: &str) {
+pub(crate) async fn create_pipeline(c: &Client, name: &str, branch: &str, command: &str) {
     let source = ActionDeclaration::builder()
         .name("Source")
         .action_type_id(
@@ -76,7 +76,7 @@ async fn create_pipeline(c: &Client, name: &str, branch: &str, command: &str) {
     c.create_pipeline().pipeline(p).send().await.unwrap();
 }
 
-fn definition(
+pub(crate) fn definition(
     name: &str,
     pipeline: &str,
     auth: WebhookAuthenticationType,
@@ -93,7 +93,7 @@ fn definition(
         .unwrap()
 }
 
-fn hmac_config(secret: &str) -> WebhookAuthConfiguration {
+pub(crate) fn hmac_config(secret: &str) -> WebhookAuthConfiguration {
     WebhookAuthConfiguration::builder().secret_token(secret).build()
 }
 
