@@ -86,7 +86,8 @@ pub async fn sqlite_snapshot(source: &Path, dest: &Path) -> Result<u64, CopyErro
     let _ = conn.close().await;
     result?;
 
-    let mut check = SqliteConnectOptions::new().filename(dest).read_only(true).connect().await?;
+    let mut check =
+        SqliteConnectOptions::new().filename(dest).read_only(true).disable_statement_logging().connect().await?;
     let verdict: String = sqlx::query_scalar("PRAGMA quick_check").fetch_one(&mut check).await?;
     let _ = check.close().await;
     if verdict != "ok" {
@@ -224,12 +225,14 @@ async fn sqlite_reader(path: &Path) -> StoreResult<SqliteConnection> {
         .read_only(true)
         .create_if_missing(false)
         .busy_timeout(Duration::from_secs(30))
+        // Whole-table reads and VACUUM INTO are slow by nature; sqlx's slow-statement warnings would be noise.
+        .disable_statement_logging()
         .connect()
         .await?)
 }
 
 async fn pg_connection(url: &str, schema: Option<&str>) -> StoreResult<PgConnection> {
-    let mut opts = PgConnectOptions::from_str(url)?.application_name("pipehook-copy");
+    let mut opts = PgConnectOptions::from_str(url)?.application_name("pipehook-copy").disable_statement_logging();
     if let Some(schema) = schema {
         if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(StoreError::Corrupt(format!("invalid schema name {schema:?}")));
