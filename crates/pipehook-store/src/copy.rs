@@ -541,15 +541,27 @@ async fn copy_table(
         rows_in_batch += 1;
         total += 1;
         if rows_in_batch >= BATCH_ROWS || bytes_in_batch >= BATCH_BYTES {
-            insert_batch(dst, &insert, &mut batch).await?;
+            insert_batch(dst, &insert, &mut batch).await.map_err(|e| rows_refused(table, e))?;
             (rows_in_batch, bytes_in_batch) = (0, 0);
         }
     }
     drop(stream);
     if rows_in_batch > 0 {
-        insert_batch(dst, &insert, &mut batch).await?;
+        insert_batch(dst, &insert, &mut batch).await.map_err(|e| rows_refused(table, e))?;
     }
     Ok(total)
+}
+
+/// A batch PostgreSQL would not take (a value its type refuses, such as text with a NUL character, which SQLite
+/// stores and PostgreSQL cannot), named by its table.
+fn rows_refused(table: &str, e: StoreError) -> CopyError {
+    let hint = if e.to_string().contains("0x00") {
+        "; PostgreSQL text cannot hold NUL characters: remove or fix those rows in SQLite (an inbound log entry can \
+         simply be deleted), then copy again"
+    } else {
+        ""
+    };
+    CopyError::Store(StoreError::failed(format!("PostgreSQL refused rows of table {table}: {e}{hint}")))
 }
 
 async fn insert_batch(dst: &mut PgConnection, sql: &str, batch: &mut [Values]) -> StoreResult<()> {

@@ -139,6 +139,25 @@ async fn schema_differences_and_old_sources_are_refused_loudly() {
     assert!(matches!(&e, Err(CopyError::SchemaMismatch(m)) if m.contains("organizations.motto")), "{e:?}");
     let counts = copy::postgres_table_counts(&guard.url, Some(&guard.schema)).await.unwrap();
     assert!(counts.values().all(|n| *n == 0), "a failed copy leaves the target empty: {counts:?}");
+    with_sqlite(&db, "ALTER TABLE organizations DROP COLUMN motto").await;
+
+    // A value PostgreSQL cannot hold (SQLite keeps a NUL inside text, PostgreSQL refuses it): the table is named,
+    // and nothing is copied.
+    with_sqlite(
+        &db,
+        "INSERT INTO inbound_requests (id, org_id, webhook_id, webhook_name, received_at, peer, headers, body, \
+         body_truncated, verdict, detail) VALUES ('r1', 1, 1, 'gh', 1, 'p', '{}', 'a' || char(0) || 'b', 0, \
+         'filtered', '{}')",
+    )
+    .await;
+    let e = copy::sqlite_to_postgres(&db, &guard.url, Some(&guard.schema)).await;
+    let message = e.as_ref().map(|_| String::new()).unwrap_or_else(|e| e.to_string());
+    assert!(message.contains("inbound_requests") && message.contains("NUL"), "{e:?}");
+    let counts = copy::postgres_table_counts(&guard.url, Some(&guard.schema)).await.unwrap();
+    assert!(counts.values().all(|n| *n == 0), "{counts:?}");
+    with_sqlite(&db, "DELETE FROM inbound_requests").await;
+    let report = copy::sqlite_to_postgres(&db, &guard.url, Some(&guard.schema)).await.expect("then it copies");
+    assert_eq!(report.total_rows(), 2, "the organization and its token");
 }
 
 /// Runs one statement on a SQLite file (to make a schema pipehook would never make).
