@@ -5,7 +5,7 @@
 //! [`crate::client`]; `projects`, `builds`, `project-webhooks`, in [`crate::client::codebuild`]) that call a
 //! running server.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use pipehook_domain::credentials::{AccessKeyId, ApiToken, SecretAccessKey};
 use pipehook_domain::org::{AccountId, OrgName, Organization};
 use pipehook_store::{Store, TokenId};
@@ -92,6 +92,13 @@ pub enum Command {
     /// Manage CodeBuild project webhooks (payload URLs).
     #[command(name = "project-webhooks")]
     ProjectWebhooks(ProjectWebhooksArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell or elvish).
+    Completions(client::CompletionsArgs),
+}
+
+/// The command line, with the client commands' help tidied ([`client::tidy_help`]).
+pub fn command() -> clap::Command {
+    client::tidy_help(Cli::command())
 }
 
 #[derive(Debug, Args)]
@@ -225,7 +232,7 @@ pub enum AccessKeyCommand {
 
 /// Parses arguments, runs the command, and returns the process exit code.
 pub async fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.format(&mut command()).exit());
     // Client commands talk to a server over HTTP and must work without any server configuration, so they run
     // before the configuration is loaded.
     let conn = client::Connection { server: cli.server.clone(), token: cli.token.clone(), output: cli.output };
@@ -241,6 +248,7 @@ pub async fn main() -> i32 {
         Command::Projects(args) => return client::codebuild::projects(&conn, args).await,
         Command::Builds(args) => return client::codebuild::builds(&conn, args).await,
         Command::ProjectWebhooks(args) => return client::codebuild::project_webhooks(&conn, args).await,
+        Command::Completions(args) => return client::completions(args, command()),
         _ => {}
     }
     let listen_role = match &cli.command {
@@ -307,7 +315,8 @@ async fn execute(command: Command, config: Config) -> Result<(), StartError> {
         | Command::Events(_)
         | Command::Projects(_)
         | Command::Builds(_)
-        | Command::ProjectWebhooks(_) => {
+        | Command::ProjectWebhooks(_)
+        | Command::Completions(_) => {
             unreachable!("client commands are run by `main` before the configuration is loaded")
         }
     }
