@@ -4,7 +4,12 @@
 //! They never load the server configuration, because they run on machines that have none (a laptop, a CI job);
 //! everything they need comes from `--server`, `--token` and `--org` or the matching environment variables.
 //! Server errors are printed as one line, `pipehook: <status> <message>`, with exit code 1; usage problems
-//! (no token, a bad URL, an unreadable file) exit with 2.
+//! (no token, a bad URL, an unreadable file) exit with 2; so does anything that did not succeed although the
+//! server answered: a ping or redelivery the receiver refused, a followed or awaited run that ended otherwise
+//! than succeeded (see [`EXIT_CODES`]).
+//!
+//! Output goes through `outln!`/`out!` ([`term`]), so `| head` ends a command quietly. [`tidy_help`] keeps the
+//! server-only options out of these commands' help and adds examples; `completions` prints shell completions.
 
 use clap::{Args, Subcommand, ValueEnum};
 use pipehook_domain::time::Timestamp;
@@ -14,7 +19,33 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// `println!` for the client commands, through [`term::write_out`]: a closed pipe (`| head`) ends the command
+/// quietly instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::client::term::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::client::term::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` through [`term::write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::client::term::write_out(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics (a closed standard error is ignored).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::client::term::write_err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod codebuild;
+pub mod term;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,13 +134,16 @@ pub enum ExecutionsCommand {
         /// Execution id.
         id: String,
     },
-    /// Start an execution and print its id.
+    /// Start an execution and print its id (with --wait, wait for it to end: exit 0 only if it succeeded).
     Start {
         /// Pipeline name.
         pipeline: String,
         /// A pipeline variable for this execution, NAME=VALUE (repeatable).
         #[arg(long = "variable", value_name = "NAME=VALUE")]
         variables: Vec<String>,
+        /// Wait for the execution to end and print its final status; exit 1 unless it succeeded.
+        #[arg(long)]
+        wait: bool,
     },
     /// Ask a running execution to stop.
     Stop {
@@ -137,7 +171,7 @@ pub struct LogsArgs {
     /// Only this action's log.
     #[arg(long)]
     pub action: Option<String>,
-    /// Keep printing new output every second until the execution ends.
+    /// Keep printing new output every second until the execution ends; exit 1 unless it succeeded.
     #[arg(long, short)]
     pub follow: bool,
 }
@@ -370,7 +404,7 @@ pub enum HooksCommand {
         /// Hook name.
         name: String,
     },
-    /// Send a ping event to the hook's URL now, and show the answer.
+    /// Send a ping event to the hook's URL now, and show the answer; exit 1 unless it was a 2xx.
     Ping {
         /// Hook name.
         name: String,
@@ -389,29 +423,34 @@ pub struct DeliveriesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DeliveriesCommand {
-    /// List a hook's delivery attempts, newest first.
+    /// List a hook's delivery attempts, newest first: each with its delivery (id, event kind, status, next
+    /// retry), its number within that delivery, the response and why it failed.
     List {
         /// Hook name.
         hook: String,
         /// How many to show (1 to 1000).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
-        /// Only attempts older than this one (the cursor printed after a full page).
-        #[arg(long, value_name = "ATTEMPT")]
+        /// Only attempts older than this cursor (printed after a full page).
+        #[arg(long, value_name = "CURSOR")]
         before: Option<i64>,
     },
-    /// Show one attempt in full: request headers, payload, response.
+    /// Show a delivery: its status and attempts, and one attempt in full (request headers, payload, response).
     Get {
         /// Hook name.
         hook: String,
-        /// Attempt number (the ATTEMPT column of `deliveries list`).
-        attempt: i64,
+        /// Delivery id (the DELIVERY column of `deliveries list`).
+        delivery_id: String,
+        /// The attempt to show in full, by its number within the delivery (default: the latest).
+        #[arg(long, value_name = "N")]
+        attempt: Option<i64>,
     },
-    /// Send a delivery's event again now (same Pulumi-Webhook-ID), and show the answer.
+    /// Send a delivery's event again now (same Pulumi-Webhook-ID), and show the answer; exit 1 unless it was a
+    /// 2xx.
     Redeliver {
         /// Hook name.
         hook: String,
-        /// Delivery id (the ID column of `deliveries list`).
+        /// Delivery id (the DELIVERY column of `deliveries list`).
         delivery_id: String,
     },
 }
@@ -465,25 +504,28 @@ enum Failure {
     Missing(String),
     /// The AWS-compatible API answered with an error (`__type`, `message`) (exit 1).
     Aws { kind: String, message: String },
+    /// The call worked but what it did failed: a receiver refused a ping or a redelivery, a followed or awaited
+    /// run ended otherwise than succeeded (exit 1).
+    Unsuccessful(String),
 }
 
 impl Failure {
     fn report(&self) -> i32 {
         match self {
             Failure::Usage(m) => {
-                eprintln!("pipehook: {m}");
+                errln!("pipehook: {m}");
                 2
             }
             Failure::Server { status, message } => {
-                eprintln!("pipehook: {} {message}", status.as_u16());
+                errln!("pipehook: {} {message}", status.as_u16());
                 1
             }
-            Failure::Transport(m) | Failure::Missing(m) => {
-                eprintln!("pipehook: {m}");
+            Failure::Transport(m) | Failure::Missing(m) | Failure::Unsuccessful(m) => {
+                errln!("pipehook: {m}");
                 1
             }
             Failure::Aws { kind, message } => {
-                eprintln!("pipehook: {kind}: {message}");
+                errln!("pipehook: {kind}: {message}");
                 1
             }
         }
@@ -491,6 +533,140 @@ impl Failure {
 }
 
 type Outcome<T = ()> = Result<T, Failure>;
+
+/// The exit codes, in the help of `pipehook` and (`--help`) of every client command.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (also when the output is closed early, e.g. `pipehook ... | head`)
+  1  failure: the server answered with an error or could not be reached; a hook ping or redelivery the
+     receiver did not accept (no 2xx answer); `logs --follow`, `builds logs --follow`, `executions start
+     --wait` or `builds start --wait` of a run that ended otherwise than succeeded (Failed, Stopped,
+     Superseded, FAILED, FAULT, STOPPED, TIMED_OUT); serve, migrate or a database command that failed
+  2  bad usage: invalid arguments or configuration, an unreadable or invalid input file, no API token or
+     access key";
+
+/// The client commands (they call a server), each with the examples its help shows.
+const CLIENT_COMMANDS: &[(&str, &str)] = &[
+    (
+        "pipelines",
+        "  pipehook pipelines create --file pipeline.json
+  pipehook pipelines list
+  pipehook --output json pipelines get app",
+    ),
+    (
+        "executions",
+        "  pipehook executions start app --wait            # prints the id, waits, exits 1 unless it succeeded
+  pipehook executions list app --limit 5           # COMMIT, and which execution a queued one waits behind
+  pipehook executions stop app EXECUTION_ID --abandon",
+    ),
+    (
+        "logs",
+        "  pipehook logs app EXECUTION_ID --follow         # exits 1 unless the execution succeeded
+  pipehook logs app EXECUTION_ID --action Build",
+    ),
+    (
+        "webhooks",
+        "  pipehook webhooks put --file gh.json            # prints the trigger URL
+  pipehook webhooks explain gh --payload push.json --event push",
+    ),
+    (
+        "inbound",
+        "  pipehook inbound list --webhook gh --verdict filtered
+  pipehook inbound get REQUEST_ID
+  pipehook inbound tail",
+    ),
+    (
+        "hooks",
+        "  pipehook hooks create ci --url https://hooks.example.com/ci --secret-env CI_HOOK_SECRET --group pipelines
+  pipehook hooks ping ci                           # exits 1 unless the receiver answers 2xx
+  pipehook hooks list --stack web/prod",
+    ),
+    (
+        "deliveries",
+        "  pipehook deliveries list ci
+  pipehook deliveries get ci DELIVERY_ID [--attempt 2]
+  pipehook deliveries redeliver ci DELIVERY_ID",
+    ),
+    (
+        "events",
+        "  pipehook events publish --kind update_succeeded --project web --stack dev --payload '{\"stackName\":\"dev\"}'",
+    ),
+    (
+        "projects",
+        "  pipehook projects create --file project.json
+  pipehook projects list
+  pipehook projects get hello",
+    ),
+    (
+        "builds",
+        "  pipehook builds start hello --source-version main --wait   # exits 1 unless the build succeeded
+  pipehook builds logs hello:6f1c... --follow
+  pipehook builds list --project hello --limit 5",
+    ),
+    (
+        "project-webhooks",
+        "  pipehook project-webhooks create hello --filter-group 'EVENT:PUSH,HEAD_REF:^refs/heads/main$'
+  pipehook project-webhooks update hello --rotate-secret",
+    ),
+    (
+        "completions",
+        "  pipehook completions bash > /etc/bash_completion.d/pipehook
+  pipehook completions zsh > \"${fpath[1]}/_pipehook\"
+  pipehook completions fish > ~/.config/fish/completions/pipehook.fish",
+    ),
+];
+
+/// The commands that never call a server: the client options are left out of their help.
+const SERVER_COMMANDS: &[&str] = &["serve", "migrate", "org", "token", "access-key", "backup", "db"];
+
+/// The global options only `serve`, `migrate` and the database commands use (ids of [`crate::cli::Cli`]).
+const SERVER_OPTIONS: &[&str] = &["config", "log_format", "database_url", "data_dir"];
+
+/// The global options only the client commands use.
+const CLIENT_OPTIONS: &[&str] = &["server", "token", "output"];
+
+/// Tidies the help of `root` (the whole command line): the server-only global options are left out of the client
+/// commands' help, and the client options out of the server commands' help; each client command shows its
+/// examples, and with `--help` the exit codes too, as does `pipehook --help`.
+///
+/// An option is left out by giving the command a hidden copy of it: clap never propagates a global option to a
+/// command that has one with the same id, and the copy, global too, goes on to the command's own subcommands.
+/// The options still parse as before (they are accepted, and ignored, where they are hidden).
+pub fn tidy_help(root: clap::Command) -> clap::Command {
+    let hidden = |ids: &[&str]| -> Vec<clap::Arg> {
+        root.get_arguments().filter(|a| ids.contains(&a.get_id().as_str())).map(|a| a.clone().hide(true)).collect()
+    };
+    let (server_only, client_only) = (hidden(SERVER_OPTIONS), hidden(CLIENT_OPTIONS));
+    root.after_help(EXIT_CODES).mut_subcommands(|sc| {
+        let name = sc.get_name().to_owned();
+        if let Some((_, examples)) = CLIENT_COMMANDS.iter().find(|(n, _)| *n == name) {
+            let sc = server_only.iter().cloned().fold(sc, clap::Command::arg);
+            sc.after_help(format!("Examples:\n{examples}"))
+                .after_long_help(format!("Examples:\n{examples}\n\n{EXIT_CODES}"))
+        } else if SERVER_COMMANDS.contains(&name.as_str()) {
+            client_only.iter().cloned().fold(sc, clap::Command::arg)
+        } else {
+            sc
+        }
+    })
+}
+
+/// `pipehook completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Prints the completion script of `shell` for the command line `cmd`.
+pub fn completions(args: CompletionsArgs, mut cmd: clap::Command) -> i32 {
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "pipehook", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
+    term::flush_out();
+    0
+}
 
 pub async fn pipelines(conn: &Connection, args: PipelinesArgs) -> i32 {
     finish(async { Client::new(conn, &args.org.org)?.pipelines(args.command).await }.await)
@@ -684,7 +860,7 @@ impl Client {
     }
 
     fn print_json(&self, v: &Value) {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+        outln!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
     }
 
     async fn pipelines(&self, command: PipelinesCommand) -> Outcome {
@@ -733,7 +909,7 @@ impl Client {
                 match self.output {
                     Output::Json => self.print_json(&p),
                     Output::Table => {
-                        println!("created pipeline {} (version {})", text(&p["name"]), text(&p["version"]))
+                        outln!("created pipeline {} (version {})", text(&p["name"]), text(&p["version"]))
                     }
                 }
             }
@@ -743,7 +919,7 @@ impl Client {
                 match self.output {
                     Output::Json => self.print_json(&p),
                     Output::Table => {
-                        println!("updated pipeline {} (version {})", text(&p["name"]), text(&p["version"]))
+                        outln!("updated pipeline {} (version {})", text(&p["name"]), text(&p["version"]))
                     }
                 }
             }
@@ -751,7 +927,7 @@ impl Client {
                 self.call(Method::DELETE, self.url(&["pipelines", &name], &[]), None).await?;
                 match self.output {
                     Output::Json => self.print_json(&json!({ "deleted": name })),
-                    Output::Table => println!("deleted pipeline {name}"),
+                    Output::Table => outln!("deleted pipeline {name}"),
                 }
             }
         }
@@ -765,7 +941,7 @@ impl Client {
                 match self.output {
                     Output::Json => self.print_json(&page),
                     Output::Table => print_table(
-                        &["ID", "STATUS", "VERSION", "TRIGGER", "STARTED", "UPDATED"],
+                        &["ID", "STATUS", "COMMIT", "VERSION", "TRIGGER", "STARTED", "UPDATED"],
                         page["executions"]
                             .as_array()
                             .into_iter()
@@ -773,7 +949,8 @@ impl Client {
                             .map(|e| {
                                 vec![
                                     text(&e["id"]),
-                                    text(&e["status"]),
+                                    execution_status(e),
+                                    short_commit(&e["commitId"]),
                                     text(&e["pipelineVersion"]),
                                     text(&e["trigger"]["type"]),
                                     time(&e["startTime"]),
@@ -791,7 +968,7 @@ impl Client {
                     Output::Table => print_execution(&e),
                 }
             }
-            ExecutionsCommand::Start { pipeline, variables } => {
+            ExecutionsCommand::Start { pipeline, variables, wait } => {
                 let mut vars = Vec::new();
                 for v in &variables {
                     let (name, value) = v
@@ -802,10 +979,23 @@ impl Client {
                 let body = serde_json::to_vec(&json!({ "variables": vars })).unwrap_or_default();
                 let url = self.url(&["pipelines", &pipeline, "executions"], &[]);
                 let started = self.call(Method::POST, url, Some(body)).await?;
+                let id = started["pipelineExecutionId"].as_str().unwrap_or_default().to_owned();
                 match self.output {
+                    // With --wait, the execution as it ended instead.
+                    Output::Json if wait => {}
                     Output::Json => self.print_json(&started),
                     // Only the id, so that a script can capture it.
-                    Output::Table => println!("{}", text(&started["pipelineExecutionId"])),
+                    Output::Table => outln!("{}", text(&started["pipelineExecutionId"])),
+                }
+                if wait {
+                    if id.is_empty() {
+                        return Err(Failure::Missing("the server's answer has no pipelineExecutionId".into()));
+                    }
+                    let ended = self.wait_execution(&pipeline, &id).await?;
+                    if self.output == Output::Json {
+                        self.print_json(&ended);
+                    }
+                    return execution_ended(&id, &ended);
                 }
             }
             ExecutionsCommand::Stop { pipeline, id, abandon, reason } => {
@@ -814,7 +1004,7 @@ impl Client {
                 let stopped = self.call(Method::POST, url, Some(body)).await?;
                 match self.output {
                     Output::Json => self.print_json(&stopped),
-                    Output::Table => println!("stop requested for execution {id}"),
+                    Output::Table => outln!("stop requested for execution {id}"),
                 }
             }
         }
@@ -842,13 +1032,28 @@ impl Client {
             // The status is read before the logs: once it says the execution ended, the logs read after it are
             // complete, so nothing is missed on the last round.
             let execution = self.get(&execution_path, &[]).await?;
-            let status = text(&execution["status"]);
             let logs = self.get(&logs_path, &query).await?;
             printer.show(&logs);
-            if !matches!(status.as_str(), "InProgress" | "Stopping") {
+            if !running(&execution) {
                 printer.finish();
-                eprintln!("pipehook: execution {} ended: {status}", args.execution);
-                return Ok(());
+                return execution_ended(&args.execution, &execution);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Polls an execution every second until it ends and returns it as it ended. Says once (on standard error)
+    /// when it waits behind another execution.
+    async fn wait_execution(&self, pipeline: &str, id: &str) -> Outcome<Value> {
+        let mut said_waiting = false;
+        loop {
+            let e = self.get(&["pipelines", pipeline, "executions", id], &[]).await?;
+            if !running(&e) {
+                return Ok(e);
+            }
+            if let (Some(behind), false) = (e["waitingFor"].as_str(), said_waiting) {
+                errln!("pipehook: execution {id} is waiting behind execution {behind}");
+                said_waiting = true;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -913,8 +1118,8 @@ impl Client {
                     Output::Json => self.print_json(&w),
                     Output::Table => {
                         let done = if status == StatusCode::CREATED { "created" } else { "updated" };
-                        println!("{done} webhook {}", text(&w["name"]));
-                        println!("URL: {}", text(&w["url"]));
+                        outln!("{done} webhook {}", text(&w["name"]));
+                        outln!("URL: {}", text(&w["url"]));
                     }
                 }
             }
@@ -922,21 +1127,21 @@ impl Client {
                 self.call(Method::DELETE, self.url(&["webhooks", &name], &[]), None).await?;
                 match self.output {
                     Output::Json => self.print_json(&json!({ "deleted": name })),
-                    Output::Table => println!("deleted webhook {name}"),
+                    Output::Table => outln!("deleted webhook {name}"),
                 }
             }
             WebhooksCommand::Register { name } => {
                 let w = self.call(Method::POST, self.url(&["webhooks", &name, "register"], &[]), None).await?;
                 match self.output {
                     Output::Json => self.print_json(&w),
-                    Output::Table => println!("registered webhook {name} with the git host"),
+                    Output::Table => outln!("registered webhook {name} with the git host"),
                 }
             }
             WebhooksCommand::Deregister { name } => {
                 let w = self.call(Method::POST, self.url(&["webhooks", &name, "deregister"], &[]), None).await?;
                 match self.output {
                     Output::Json => self.print_json(&w),
-                    Output::Table => println!("deregistered webhook {name} from the git host"),
+                    Output::Table => outln!("deregistered webhook {name} from the git host"),
                 }
             }
             WebhooksCommand::Explain { name, payload, event } => {
@@ -983,7 +1188,7 @@ impl Client {
                             Some(e) => format!(", execution {e}"),
                             None => String::new(),
                         };
-                        println!("replayed {id} as {}: {}{execution}", text(&r["requestId"]), text(&r["verdict"]));
+                        outln!("replayed {id} as {}: {}{execution}", text(&r["requestId"]), text(&r["verdict"]));
                     }
                 }
             }
@@ -1000,7 +1205,7 @@ impl Client {
         let rows = first["requests"].as_array().cloned().unwrap_or_default();
         let mut tail = Tail::new(&rows, Instant::now());
         if self.output == Output::Table {
-            println!("{}", tail_line(INBOUND_COLUMNS.iter().map(|c| c.to_string()).collect()));
+            outln!("{}", tail_line(INBOUND_COLUMNS.iter().map(|c| c.to_string()).collect()));
         }
         for r in rows.iter().rev() {
             self.print_tailed(r);
@@ -1036,12 +1241,43 @@ impl Client {
 
     fn print_tailed(&self, r: &Value) {
         match self.output {
-            Output::Json => println!("{r}"),
-            Output::Table => println!("{}", tail_line(inbound_row(r))),
+            Output::Json => outln!("{r}"),
+            Output::Table => outln!("{}", tail_line(inbound_row(r))),
         }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        term::flush_out();
     }
+}
+
+/// An execution's status, or `waiting behind <id>` while it waits for its turn.
+fn execution_status(e: &Value) -> String {
+    match e["waitingFor"].as_str() {
+        Some(behind) => format!("waiting behind {behind}"),
+        None => text(&e["status"]),
+    }
+}
+
+/// A commit id as a table cell: a full hex SHA shortened to 7 characters, anything else as it is.
+fn short_commit(v: &Value) -> String {
+    match v.as_str() {
+        Some(c) if c.len() >= 40 && c.bytes().all(|b| b.is_ascii_hexdigit()) => c[..7].to_owned(),
+        _ => text(v),
+    }
+}
+
+/// Whether an execution has not ended yet.
+fn running(execution: &Value) -> bool {
+    matches!(execution["status"].as_str(), Some("InProgress" | "Stopping"))
+}
+
+/// How a followed or awaited execution ended: said on standard error when it succeeded, a failure otherwise.
+fn execution_ended(id: &str, execution: &Value) -> Outcome {
+    let status = text(&execution["status"]);
+    if status == "Succeeded" {
+        errln!("pipehook: execution {id} ended: {status}");
+        return Ok(());
+    }
+    let why = execution["statusSummary"].as_str().map(|s| format!(" ({s})")).unwrap_or_default();
+    Err(Failure::Unsuccessful(format!("execution {id} ended: {status}{why}")))
 }
 
 /// The outbound-webhook commands: `hooks`, `deliveries`, `events`.
@@ -1059,7 +1295,7 @@ impl Client {
                 match self.output {
                     Output::Json => self.print_json(&hooks),
                     Output::Table => print_table(
-                        &["NAME", "DISPLAY NAME", "ACTIVE", "FORMAT", "SECRET", "KINDS", "URL"],
+                        &["NAME", "DISPLAY NAME", "ACTIVE", "FORMAT", "SECRET", "KINDS", "HEALTH", "URL"],
                         hooks.as_array().into_iter().flatten().map(hook_row).collect(),
                     ),
                 }
@@ -1094,7 +1330,7 @@ impl Client {
                 let h = self.call(Method::POST, self.hooks_url(scope, &[], &[]), Some(body)).await?;
                 match self.output {
                     Output::Json => self.print_json(&h),
-                    Output::Table => println!(
+                    Output::Table => outln!(
                         "created hook {} ({}) -> {}",
                         text(&h["name"]),
                         scope.describe(&self.org),
@@ -1110,14 +1346,14 @@ impl Client {
                 let h = self.call(Method::PATCH, self.hooks_url(scope, &[&name], &[]), Some(body)).await?;
                 match self.output {
                     Output::Json => self.print_json(&h),
-                    Output::Table => println!("updated hook {} ({})", text(&h["name"]), scope.describe(&self.org)),
+                    Output::Table => outln!("updated hook {} ({})", text(&h["name"]), scope.describe(&self.org)),
                 }
             }
             HooksCommand::Delete { name } => {
                 self.call(Method::DELETE, self.hooks_url(scope, &[&name], &[]), None).await?;
                 match self.output {
                     Output::Json => self.print_json(&json!({ "deleted": name })),
-                    Output::Table => println!("deleted hook {name} ({})", scope.describe(&self.org)),
+                    Output::Table => outln!("deleted hook {name} ({})", scope.describe(&self.org)),
                 }
             }
             HooksCommand::Ping { name } => {
@@ -1126,6 +1362,7 @@ impl Client {
                     Output::Json => self.print_json(&a),
                     Output::Table => print_answer("ping", &name, &a),
                 }
+                return accepted("ping", &name, &a);
             }
         }
         Ok(())
@@ -1146,37 +1383,44 @@ impl Client {
                     }
                     Output::Table => {
                         print_table(
-                            &["ATTEMPT", "ID", "KIND", "TIME", "DURATION MS", "RESPONSE", "TRIGGER"],
+                            &DELIVERY_COLUMNS,
                             list.as_array().into_iter().flatten().map(attempt_row).collect(),
                         );
                         if let Some(n) = next {
-                            eprintln!("pipehook: more attempts: add --before {n}");
+                            errln!("pipehook: more attempts: add --before {n}");
                         }
                     }
                 }
             }
-            DeliveriesCommand::Get { hook, attempt } => {
-                // The list is ordered by attempt number and `before` is exclusive, so the first row from
-                // `before = attempt + 1` is the attempt when it exists.
-                let query = [("limit", "1".to_owned()), ("before", attempt.saturating_add(1).to_string())];
-                let list = self.call(Method::GET, self.hooks_url(scope, &[&hook, "deliveries"], &query), None).await?;
-                let a = list
-                    .as_array()
-                    .and_then(|l| l.first())
-                    .filter(|a| a["attempt"].as_i64() == Some(attempt))
-                    .ok_or_else(|| Failure::Missing(format!("hook {hook} has no delivery attempt {attempt}")))?;
-                match self.output {
-                    Output::Json => self.print_json(a),
-                    Output::Table => print_attempt(a),
+            DeliveriesCommand::Get { hook, delivery_id, attempt } => {
+                check_delivery_id(&hook, &delivery_id)?;
+                let url = self.hooks_url(scope, &[&hook, "deliveries", &delivery_id], &[]);
+                let d = self.call(Method::GET, url, None).await?;
+                let attempts = d["attempts"].as_array().cloned().unwrap_or_default();
+                let shown = match attempt {
+                    None => attempts.last(),
+                    Some(n) => Some(attempts.iter().find(|a| a["attempt"].as_i64() == Some(n)).ok_or_else(|| {
+                        Failure::Missing(format!(
+                            "delivery {delivery_id} of hook {hook} has no attempt {n} (it has {})",
+                            attempts.len()
+                        ))
+                    })?),
+                };
+                match (self.output, attempt, shown) {
+                    (Output::Json, Some(_), Some(a)) => self.print_json(a),
+                    (Output::Json, _, _) => self.print_json(&d),
+                    (Output::Table, _, shown) => print_delivery(&d, shown),
                 }
             }
             DeliveriesCommand::Redeliver { hook, delivery_id } => {
+                check_delivery_id(&hook, &delivery_id)?;
                 let url = self.hooks_url(scope, &[&hook, "deliveries", &delivery_id, "redeliver"], &[]);
                 let a = self.call(Method::POST, url, None).await?;
                 match self.output {
                     Output::Json => self.print_json(&a),
                     Output::Table => print_answer("redelivery", &hook, &a),
                 }
+                return accepted("redelivery", &hook, &a);
             }
         }
         Ok(())
@@ -1231,11 +1475,11 @@ impl Client {
                     Output::Json => self.print_json(&published),
                     Output::Table => {
                         // Only the id on standard output, so that a script can capture it.
-                        println!("{}", text(&published["id"]));
+                        outln!("{}", text(&published["id"]));
                         if published["duplicate"].as_bool() == Some(true) {
-                            eprintln!("pipehook: already published with this idempotency key; nothing sent again");
+                            errln!("pipehook: already published with this idempotency key; nothing sent again");
                         } else {
-                            eprintln!("pipehook: {} deliveries queued", text(&published["deliveries"]));
+                            errln!("pipehook: {} deliveries queued", text(&published["deliveries"]));
                         }
                     }
                 }
@@ -1376,23 +1620,68 @@ fn hook_row(h: &Value) -> Vec<String> {
         text(&h["format"]),
         yes_no(&h["hasSecret"]),
         hook_kinds(h),
+        health_cell(h),
         text(&h["payloadUrl"]),
     ]
 }
 
-fn print_hook(h: &Value, scope: &HookScope, org: &str) {
-    println!("Name:      {}", text(&h["name"]));
-    println!("Display:   {}", text(&h["displayName"]));
-    println!("Scope:     {}", scope.describe(org));
-    println!("URL:       {}", text(&h["payloadUrl"]));
-    match h["disabledReason"].as_str() {
-        Some(reason) => println!("Active:    {} (deactivated: {reason})", yes_no(&h["active"])),
-        None => println!("Active:    {}", yes_no(&h["active"])),
+/// A hook's health in a few words: `ok`, `failing (N)` (attempts in a row), `deactivated`, or `-` before any
+/// attempt.
+fn health_cell(h: &Value) -> String {
+    let health = &h["health"];
+    let failures = health["consecutiveFailures"].as_i64().unwrap_or(0);
+    if h["disabledReason"].is_string() {
+        "deactivated".to_owned()
+    } else if failures > 0 {
+        format!("failing ({failures})")
+    } else if health["lastSuccess"].is_i64() {
+        "ok".to_owned()
+    } else {
+        "-".to_owned()
     }
-    println!("Format:    {}", text(&h["format"]));
+}
+
+/// A hook's health as `hooks get` shows it, one line each.
+fn health_lines(h: &Value) -> Vec<String> {
+    let health = &h["health"];
+    if !health.is_object() {
+        return Vec::new();
+    }
+    let when = |v: &Value| if v.is_i64() { seconds(v) } else { "never".to_owned() };
+    let failures = health["consecutiveFailures"].as_i64().unwrap_or(0);
+    let state = match (failures, health["lastSuccess"].is_i64() || health["lastFailure"].is_i64()) {
+        (0, false) => "no delivery attempts yet".to_owned(),
+        (0, true) => "ok (the last attempt succeeded)".to_owned(),
+        (n, _) => {
+            let since = health["failingSince"]
+                .as_i64()
+                .map(|_| format!(", failing since {}", seconds(&health["failingSince"])));
+            format!("failing: {n} attempt{} in a row{}", if n == 1 { "" } else { "s" }, since.unwrap_or_default())
+        }
+    };
+    vec![
+        format!("Health:    {state}"),
+        format!("Succeeded: {}", when(&health["lastSuccess"])),
+        format!("Failed:    {}", when(&health["lastFailure"])),
+    ]
+}
+
+fn print_hook(h: &Value, scope: &HookScope, org: &str) {
+    outln!("Name:      {}", text(&h["name"]));
+    outln!("Display:   {}", text(&h["displayName"]));
+    outln!("Scope:     {}", scope.describe(org));
+    outln!("URL:       {}", text(&h["payloadUrl"]));
+    match h["disabledReason"].as_str() {
+        Some(reason) => outln!("Active:    {} (deactivated: {reason})", yes_no(&h["active"])),
+        None => outln!("Active:    {}", yes_no(&h["active"])),
+    }
+    outln!("Format:    {}", text(&h["format"]));
     let secret = if h["hasSecret"].as_bool() == Some(true) { "set (never shown)" } else { "none (unsigned)" };
-    println!("Secret:    {secret}");
-    println!("Kinds:     {}", hook_kinds(h));
+    outln!("Secret:    {secret}");
+    outln!("Kinds:     {}", hook_kinds(h));
+    for line in health_lines(h) {
+        outln!("{line}");
+    }
 }
 
 /// Unix seconds as RFC 3339 (UTC).
@@ -1408,22 +1697,83 @@ fn response(a: &Value) -> String {
     }
 }
 
+/// The columns of `deliveries list`: one attempt a row, with its delivery's id, event kind, status and next retry.
+const DELIVERY_COLUMNS: [&str; 8] =
+    ["DELIVERY", "KIND", "STATUS", "ATTEMPT", "TIME", "RESPONSE", "NEXT RETRY", "ERROR"];
+
+/// An attempt's number within its delivery, with why it was made when it was not the schedule: `2`,
+/// `3 (redeliver)`, `1 (ping)`.
+fn attempt_number(a: &Value) -> String {
+    match a["trigger"].as_str() {
+        Some("scheduled") | None => text(&a["attempt"]),
+        Some(trigger) => format!("{} ({trigger})", text(&a["attempt"])),
+    }
+}
+
 fn attempt_row(a: &Value) -> Vec<String> {
     vec![
-        text(&a["attempt"]),
         text(&a["id"]),
         text(&a["kind"]),
+        text(&a["deliveryStatus"]),
+        attempt_number(a),
         seconds(&a["timestamp"]),
-        text(&a["duration"]),
         response(a),
-        text(&a["trigger"]),
+        seconds(&a["nextRetry"]),
+        text(&a["error"]),
     ]
+}
+
+/// Whether a ping or redelivery got a 2xx; a failure (exit 1) saying why otherwise.
+fn accepted(what: &str, hook: &str, a: &Value) -> Outcome {
+    if a["responseCode"].as_i64().is_some_and(|c| (200..300).contains(&c)) {
+        return Ok(());
+    }
+    let why = a["error"].as_str().map_or_else(|| format!("response {}", response(a)), str::to_owned);
+    Err(Failure::Unsuccessful(format!("{what} of hook {hook} failed: {why}")))
+}
+
+/// Deliveries are named by their id (a UUID), never by a number: a number is a mistake worth saying so.
+fn check_delivery_id(hook: &str, id: &str) -> Outcome {
+    if id.is_empty() || id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Failure::Usage(format!(
+            "DELIVERY_ID '{id}': deliveries are named by their id, as in the DELIVERY column of \
+             `pipehook deliveries list {hook}`"
+        )));
+    }
+    Ok(())
+}
+
+/// `deliveries get`: the delivery, its attempts, and `shown` in full.
+fn print_delivery(d: &Value, shown: Option<&Value>) {
+    outln!("Delivery:  {}", text(&d["id"]));
+    outln!("Kind:      {}", text(&d["kind"]));
+    match d["nextRetry"].as_i64() {
+        Some(_) => outln!("Status:    {} (next attempt at {})", text(&d["status"]), seconds(&d["nextRetry"])),
+        None => outln!("Status:    {}", text(&d["status"])),
+    }
+    let attempts = d["attempts"].as_array().cloned().unwrap_or_default();
+    outln!();
+    if attempts.is_empty() {
+        outln!("No attempts yet.");
+        return;
+    }
+    let rows = attempts
+        .iter()
+        .map(|a| {
+            vec![attempt_number(a), seconds(&a["timestamp"]), response(a), text(&a["duration"]), text(&a["error"])]
+        })
+        .collect();
+    print_table(&["ATTEMPT", "TIME", "RESPONSE", "DURATION MS", "ERROR"], rows);
+    if let Some(a) = shown {
+        outln!();
+        print_attempt(a);
+    }
 }
 
 /// The outcome of a ping or a redelivery: the receiver's answer, with its body when it failed.
 fn print_answer(what: &str, hook: &str, a: &Value) {
     let ok = a["responseCode"].as_i64().is_some_and(|c| (200..300).contains(&c));
-    println!(
+    outln!(
         "{what} of hook {hook} to {}: response {} in {} ms ({}; delivery {}, attempt {})",
         text(&a["requestUrl"]),
         response(a),
@@ -1435,25 +1785,28 @@ fn print_answer(what: &str, hook: &str, a: &Value) {
     if !ok {
         let body = a["responseBody"].as_str().unwrap_or_default().trim();
         if !body.is_empty() {
-            println!("{body}");
+            outln!("{body}");
         }
     }
 }
 
 fn print_attempt(a: &Value) {
-    println!("Attempt:   {} ({})", text(&a["attempt"]), text(&a["trigger"]));
-    println!("Delivery:  {}", text(&a["id"]));
-    println!("Kind:      {}", text(&a["kind"]));
-    println!("Time:      {}", seconds(&a["timestamp"]));
-    println!("Duration:  {} ms", text(&a["duration"]));
-    println!("URL:       {}", text(&a["requestUrl"]));
-    println!("Response:  {}", response(a));
+    outln!("Attempt:   {} ({})", text(&a["attempt"]), text(&a["trigger"]));
+    outln!("Delivery:  {}", text(&a["id"]));
+    outln!("Kind:      {}", text(&a["kind"]));
+    outln!("Time:      {}", seconds(&a["timestamp"]));
+    outln!("Duration:  {} ms", text(&a["duration"]));
+    outln!("URL:       {}", text(&a["requestUrl"]));
+    outln!("Response:  {}", response(a));
+    if let Some(error) = a["error"].as_str() {
+        outln!("Error:     {error}");
+    }
     let block = |title: &str, v: &Value| {
         let body = v.as_str().unwrap_or_default();
-        println!();
-        println!("{title}:");
+        outln!();
+        outln!("{title}:");
         for line in body.lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
     };
     block("Request headers", &a["requestHeaders"]);
@@ -1617,28 +1970,27 @@ impl LogPrinter {
                 continue;
             }
             match self.output {
-                Output::Json => println!("{}", json!({"stage": key.0, "action": key.1, "log": new})),
+                Output::Json => outln!("{}", json!({"stage": key.0, "action": key.1, "log": new})),
                 Output::Table => {
                     if self.headers && self.current.as_ref() != Some(&key) {
                         // A header must start its own line even when the previous action's output did not end one.
                         let gap = if self.line_open { "\n" } else { "" };
-                        println!("{gap}==> {}/{} <==", key.0, key.1);
+                        outln!("{gap}==> {}/{} <==", key.0, key.1);
                     }
-                    print!("{new}");
+                    out!("{new}");
                     self.line_open = !new.ends_with('\n');
                 }
             }
             *seen = log.to_owned();
             self.current = Some(key);
         }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        term::flush_out();
     }
 
     /// Ends an unfinished last line, so that whatever the shell prints next starts on its own line.
     fn finish(&mut self) {
         if self.line_open {
-            println!();
+            outln!();
             self.line_open = false;
         }
     }
@@ -1722,7 +2074,7 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
     let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(headers.to_vec());
     for row in &rows {
@@ -1731,12 +2083,12 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
 }
 
 fn print_pipeline(p: &Value) {
-    println!("Name:     {}", text(&p["name"]));
-    println!("Version:  {}", text(&p["version"]));
-    println!("Mode:     {}", text(&p["executionMode"]));
-    println!("Created:  {}", time(&p["created"]));
-    println!("Updated:  {}", time(&p["updated"]));
-    println!();
+    outln!("Name:     {}", text(&p["name"]));
+    outln!("Version:  {}", text(&p["version"]));
+    outln!("Mode:     {}", text(&p["executionMode"]));
+    outln!("Created:  {}", time(&p["created"]));
+    outln!("Updated:  {}", time(&p["updated"]));
+    outln!();
     let mut rows = Vec::new();
     for stage in p["pipeline"]["stages"].as_array().into_iter().flatten() {
         for action in stage["actions"].as_array().into_iter().flatten() {
@@ -1755,16 +2107,22 @@ fn print_pipeline(p: &Value) {
 }
 
 fn print_execution(e: &Value) {
-    println!("Execution: {}", text(&e["id"]));
-    println!("Pipeline:  {} (version {})", text(&e["pipelineName"]), text(&e["pipelineVersion"]));
-    println!("Status:    {}", text(&e["status"]));
-    if let Some(summary) = e["statusSummary"].as_str() {
-        println!("Summary:   {summary}");
+    outln!("Execution: {}", text(&e["id"]));
+    outln!("Pipeline:  {} (version {})", text(&e["pipelineName"]), text(&e["pipelineVersion"]));
+    match e["waitingFor"].as_str() {
+        Some(behind) => outln!("Status:    {} (waiting behind execution {behind})", text(&e["status"])),
+        None => outln!("Status:    {}", text(&e["status"])),
     }
-    println!("Trigger:   {} ({})", text(&e["trigger"]["type"]), text(&e["trigger"]["detail"]));
-    println!("Started:   {}", time(&e["startTime"]));
-    println!("Updated:   {}", time(&e["lastUpdateTime"]));
-    println!();
+    if let Some(commit) = e["commitId"].as_str() {
+        outln!("Commit:    {commit}");
+    }
+    if let Some(summary) = e["statusSummary"].as_str() {
+        outln!("Summary:   {summary}");
+    }
+    outln!("Trigger:   {} ({})", text(&e["trigger"]["type"]), text(&e["trigger"]["detail"]));
+    outln!("Started:   {}", time(&e["startTime"]));
+    outln!("Updated:   {}", time(&e["lastUpdateTime"]));
+    outln!();
     let rows = e["actions"]
         .as_array()
         .into_iter()
@@ -1796,14 +2154,14 @@ fn print_webhook(w: &Value) {
         Some("IP") => format!("IP {}", text(&c["AllowedIPRange"])),
         _ => text(&d["authentication"]),
     };
-    println!("Name:       {}", text(&w["name"]));
-    println!("Pipeline:   {} (action {})", text(&d["targetPipeline"]), text(&d["targetAction"]));
-    println!("ARN:        {}", text(&w["arn"]));
-    println!("URL:        {}", text(&w["url"]));
-    println!("Auth:       {auth}");
-    println!("Triggered:  {}", time(&w["lastTriggered"]));
+    outln!("Name:       {}", text(&w["name"]));
+    outln!("Pipeline:   {} (action {})", text(&d["targetPipeline"]), text(&d["targetAction"]));
+    outln!("ARN:        {}", text(&w["arn"]));
+    outln!("URL:        {}", text(&w["url"]));
+    outln!("Auth:       {auth}");
+    outln!("Triggered:  {}", time(&w["lastTriggered"]));
     if let Some(code) = w["errorCode"].as_str() {
-        println!("Error:      {code}: {}", text(&w["errorMessage"]));
+        outln!("Error:      {code}: {}", text(&w["errorMessage"]));
     }
     let tags: Vec<String> = w["tags"]
         .as_array()
@@ -1812,9 +2170,9 @@ fn print_webhook(w: &Value) {
         .map(|t| format!("{}={}", text(&t["key"]), text(&t["value"])))
         .collect();
     if !tags.is_empty() {
-        println!("Tags:       {}", tags.join(", "));
+        outln!("Tags:       {}", tags.join(", "));
     }
-    println!();
+    outln!();
     let rules = d["filters"]
         .as_array()
         .into_iter()
@@ -1835,15 +2193,15 @@ fn print_explanation(x: &Value) {
             event.push_str(&format!(", {label} {v}"));
         }
     }
-    println!("Webhook:   {} (pipeline {})", text(&x["webhook"]), text(&x["pipeline"]));
+    outln!("Webhook:   {} (pipeline {})", text(&x["webhook"]), text(&x["pipeline"]));
     if e["event"].is_null() {
-        println!("Event:     unknown (give the event the git host would send, e.g. --event push)");
+        outln!("Event:     unknown (give the event the git host would send, e.g. --event push)");
     } else {
-        println!("Event:     {event} ({})", text(&e["provider"]));
+        outln!("Event:     {event} ({})", text(&e["provider"]));
     }
-    println!("Auth:      {} (checked when a real request arrives)", text(&x["authentication"]["type"]));
-    println!("Verdict:   {}", text(&x["verdict"]));
-    println!();
+    outln!("Auth:      {} (checked when a real request arrives)", text(&x["authentication"]["type"]));
+    outln!("Verdict:   {}", text(&x["verdict"]));
+    outln!();
     let rules = x["rules"]
         .as_array()
         .into_iter()
@@ -1862,16 +2220,16 @@ fn print_explanation(x: &Value) {
 }
 
 fn print_inbound(r: &Value) {
-    println!("Request:    {}", text(&r["id"]));
-    println!("Webhook:    {}", text(&r["webhook"]));
-    println!("Received:   {}", time(&r["receivedAt"]));
-    println!("Peer:       {}", text(&r["peer"]));
-    println!("Delivery:   {}", text(&r["deliveryId"]));
-    println!("Verdict:    {}", text(&r["verdict"]));
-    println!("Execution:  {}", text(&r["pipelineExecutionId"]));
+    outln!("Request:    {}", text(&r["id"]));
+    outln!("Webhook:    {}", text(&r["webhook"]));
+    outln!("Received:   {}", time(&r["receivedAt"]));
+    outln!("Peer:       {}", text(&r["peer"]));
+    outln!("Delivery:   {}", text(&r["deliveryId"]));
+    outln!("Verdict:    {}", text(&r["verdict"]));
+    outln!("Execution:  {}", text(&r["pipelineExecutionId"]));
     let detail = inbound_detail(&r["detail"]);
     if !detail.is_empty() {
-        println!("Why:        {detail}");
+        outln!("Why:        {detail}");
     }
     let rules: Vec<Vec<String>> = r["detail"]["rules"]
         .as_array()
@@ -1887,19 +2245,19 @@ fn print_inbound(r: &Value) {
         })
         .collect();
     if !rules.is_empty() {
-        println!();
+        outln!();
         print_table(&["JSONPATH", "WANTED", "FOUND", "RESULT"], rules);
     }
-    println!();
-    println!("Headers:");
+    outln!();
+    outln!("Headers:");
     for (k, v) in r["headers"].as_object().into_iter().flatten() {
-        println!("  {k}: {}", text(v));
+        outln!("  {k}: {}", text(v));
     }
     let body = r["body"].as_str().unwrap_or_default();
     let truncated = if r["bodyTruncated"].as_bool() == Some(true) { ", truncated" } else { "" };
-    println!();
-    println!("Body ({} bytes{truncated}):", body.len());
-    println!("{body}");
+    outln!();
+    outln!("Body ({} bytes{truncated}):", body.len());
+    outln!("{body}");
 }
 
 #[cfg(test)]

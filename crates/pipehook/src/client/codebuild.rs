@@ -4,7 +4,8 @@
 //! (and so the token), because CodeBuild has no operation that returns a build's log.
 //!
 //! AWS errors (`__type`, `message`) are printed as one line, `pipehook: <Type>: <message>`, with exit code 1;
-//! missing credentials or unreadable files exit with 2.
+//! missing credentials or unreadable files exit with 2. `builds logs --follow` and `builds start --wait` exit
+//! with 1 when the build ends otherwise than SUCCEEDED.
 
 use clap::{Args, Subcommand};
 use reqwest::Url;
@@ -12,7 +13,7 @@ use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{print_table, read_json, text, unseen, Connection, Failure, OrgArg, Outcome, Output};
+use super::{print_table, read_json, term, text, unseen, Connection, Failure, OrgArg, Outcome, Output};
 
 /// The region and credentials of the AWS-compatible API.
 #[derive(Debug, Args)]
@@ -84,7 +85,7 @@ pub enum BuildsCommand {
         /// Build id (PROJECT:UUID).
         id: String,
     },
-    /// Start a build of a project and print its id.
+    /// Start a build of a project and print its id (with --wait, wait for it to end: exit 0 only if it succeeded).
     Start {
         /// Project name.
         project: String,
@@ -97,6 +98,9 @@ pub enum BuildsCommand {
         /// A buildspec (YAML) to use instead of the project's.
         #[arg(long, value_name = "FILE")]
         buildspec_file: Option<PathBuf>,
+        /// Wait for the build to end and print its final status; exit 1 unless it SUCCEEDED.
+        #[arg(long)]
+        wait: bool,
     },
     /// Stop a running build.
     Stop {
@@ -107,7 +111,8 @@ pub enum BuildsCommand {
     Logs {
         /// Build id.
         id: String,
-        /// Keep printing new output every second until the build is no longer IN_PROGRESS.
+        /// Keep printing new output every second until the build is no longer IN_PROGRESS; exit 1 unless it
+        /// SUCCEEDED.
         #[arg(long, short)]
         follow: bool,
     },
@@ -311,7 +316,7 @@ impl Aws {
     }
 
     fn print_json(&self, v: &Value) {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+        outln!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
     }
 
     async fn project(&self, name: &str) -> Outcome<Value> {
@@ -364,7 +369,7 @@ impl Aws {
                 let out = self.call("CreateProject", &Value::Object(doc)).await?;
                 match self.output {
                     Output::Json => self.print_json(&out),
-                    Output::Table => println!("created project {}", text(&out["project"]["name"])),
+                    Output::Table => outln!("created project {}", text(&out["project"]["name"])),
                 }
             }
             ProjectsCommand::Update { file } => {
@@ -375,14 +380,14 @@ impl Aws {
                 let out = self.call("UpdateProject", &Value::Object(doc)).await?;
                 match self.output {
                     Output::Json => self.print_json(&out),
-                    Output::Table => println!("updated project {}", text(&out["project"]["name"])),
+                    Output::Table => outln!("updated project {}", text(&out["project"]["name"])),
                 }
             }
             ProjectsCommand::Delete { name } => {
                 self.call("DeleteProject", &json!({ "name": name })).await?;
                 match self.output {
                     Output::Json => self.print_json(&json!({ "deleted": name })),
-                    Output::Table => println!("deleted project {name}"),
+                    Output::Table => outln!("deleted project {name}"),
                 }
             }
         }
@@ -446,7 +451,7 @@ impl Aws {
                     Output::Table => print_build(&b),
                 }
             }
-            BuildsCommand::Start { project, source_version, env, buildspec_file } => {
+            BuildsCommand::Start { project, source_version, env, buildspec_file, wait } => {
                 let mut input = Map::new();
                 input.insert("projectName".into(), json!(project));
                 if let Some(v) = source_version {
@@ -470,8 +475,26 @@ impl Aws {
                 }
                 let out = self.call("StartBuild", &Value::Object(input)).await?;
                 match self.output {
+                    // With --wait, the build as it ended instead.
+                    Output::Json if wait => {}
                     Output::Json => self.print_json(&out),
-                    Output::Table => println!("{}", text(&out["build"]["id"])),
+                    Output::Table => outln!("{}", text(&out["build"]["id"])),
+                }
+                if wait {
+                    let id = out["build"]["id"]
+                        .as_str()
+                        .ok_or_else(|| Failure::Missing("the StartBuild answer has no build id".into()))?;
+                    let ended = loop {
+                        let b = self.build(id).await?;
+                        if b["buildStatus"] != "IN_PROGRESS" {
+                            break b;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    };
+                    if self.output == Output::Json {
+                        self.print_json(&ended);
+                    }
+                    return build_ended(id, &ended);
                 }
             }
             BuildsCommand::Stop { id } => {
@@ -479,11 +502,7 @@ impl Aws {
                 match self.output {
                     Output::Json => self.print_json(&out),
                     Output::Table => {
-                        println!(
-                            "stopping build {} ({})",
-                            text(&out["build"]["id"]),
-                            text(&out["build"]["buildStatus"])
-                        )
+                        outln!("stopping build {} ({})", text(&out["build"]["id"]), text(&out["build"]["buildStatus"]))
                     }
                 }
             }
@@ -492,21 +511,28 @@ impl Aws {
                 let url = rest.url(&["builds", &id, "logs"], &[]);
                 let mut seen = String::new();
                 let mut line_open = false;
+                let mut ended = None;
                 loop {
                     // The status first: a log read after the build ended is complete.
-                    let done = if follow { self.build(&id).await?["buildStatus"] != "IN_PROGRESS" } else { true };
+                    let done = if follow {
+                        let b = self.build(&id).await?;
+                        let done = b["buildStatus"] != "IN_PROGRESS";
+                        ended = done.then_some(b);
+                        done
+                    } else {
+                        true
+                    };
                     let log = rest.text(url.clone()).await?;
                     let new = unseen(&seen, &log);
                     if !new.is_empty() {
                         match self.output {
-                            Output::Json => println!("{}", json!({ "id": id, "log": new })),
+                            Output::Json => outln!("{}", json!({ "id": id, "log": new })),
                             Output::Table => {
-                                print!("{new}");
+                                out!("{new}");
                                 line_open = !new.ends_with('\n');
                             }
                         }
-                        use std::io::Write;
-                        let _ = std::io::stdout().flush();
+                        term::flush_out();
                         seen = log;
                     }
                     if done {
@@ -515,7 +541,10 @@ impl Aws {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 if line_open {
-                    println!();
+                    outln!();
+                }
+                if let Some(b) = ended {
+                    return build_ended(&id, &b);
                 }
             }
         }
@@ -542,7 +571,7 @@ impl Aws {
                 self.call("DeleteWebhook", &json!({ "projectName": project })).await?;
                 match self.output {
                     Output::Json => self.print_json(&json!({ "deleted": project })),
-                    Output::Table => println!("deleted the webhook of project {project}"),
+                    Output::Table => outln!("deleted the webhook of project {project}"),
                 }
                 return Ok(());
             }
@@ -553,18 +582,39 @@ impl Aws {
             Output::Json => self.print_json(&out),
             Output::Table => {
                 let verb = if op == "CreateWebhook" { "created" } else { "updated" };
-                println!("{verb} the webhook of project {project}");
-                println!("Payload URL: {}", text(&w["payloadUrl"]));
+                outln!("{verb} the webhook of project {project}");
+                outln!("Payload URL: {}", text(&w["payloadUrl"]));
                 if let Some(s) = w.get("secret").and_then(Value::as_str) {
-                    println!("Secret (shown only once): {s}");
+                    outln!("Secret (shown only once): {s}");
                 }
                 if let Some(m) = w.get("statusMessage").and_then(Value::as_str).filter(|m| !m.is_empty()) {
-                    println!("Note: {m}");
+                    outln!("Note: {m}");
                 }
             }
         }
         Ok(())
     }
+}
+
+/// How a followed or awaited build ended: said on standard error when it SUCCEEDED, a failure otherwise.
+fn build_ended(id: &str, build: &Value) -> Outcome {
+    let status = text(&build["buildStatus"]);
+    if status == "SUCCEEDED" {
+        errln!("pipehook: build {id} ended: {status}");
+        return Ok(());
+    }
+    // The failed phase's message says why (e.g. a command's exit status).
+    let why = build["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["phaseStatus"].as_str().is_some_and(|s| s != "SUCCEEDED"))
+        .flat_map(|p| p["contexts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["message"].as_str().filter(|m| !m.is_empty()).map(str::to_owned))
+        .next()
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    Err(Failure::Unsuccessful(format!("build {id} ended: {status}{why}")))
 }
 
 /// Reads a JSON file that must hold an object.
@@ -624,33 +674,33 @@ fn aws_time(v: &Value) -> String {
 }
 
 fn print_project(p: &Value) {
-    println!("Name:         {}", text(&p["name"]));
-    println!("ARN:          {}", text(&p["arn"]));
-    println!("Source:       {} {}", text(&p["source"]["type"]), p["source"]["location"].as_str().unwrap_or(""));
-    println!("Image:        {}", text(&p["environment"]["image"]));
-    println!("Created:      {}", aws_time(&p["created"]));
-    println!("Modified:     {}", aws_time(&p["lastModified"]));
+    outln!("Name:         {}", text(&p["name"]));
+    outln!("ARN:          {}", text(&p["arn"]));
+    outln!("Source:       {} {}", text(&p["source"]["type"]), p["source"]["location"].as_str().unwrap_or(""));
+    outln!("Image:        {}", text(&p["environment"]["image"]));
+    outln!("Created:      {}", aws_time(&p["created"]));
+    outln!("Modified:     {}", aws_time(&p["lastModified"]));
     if let Some(w) = p.get("webhook").filter(|w| w.is_object()) {
-        println!("Webhook:      {}", text(&w["payloadUrl"]));
+        outln!("Webhook:      {}", text(&w["payloadUrl"]));
     }
     if let Some(spec) = p["source"]["buildspec"].as_str() {
-        println!("Buildspec:");
+        outln!("Buildspec:");
         for line in spec.lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
 }
 
 fn print_build(b: &Value) {
-    println!("Id:           {}", text(&b["id"]));
-    println!("Number:       {}", text(&b["buildNumber"]));
-    println!("Project:      {}", text(&b["projectName"]));
-    println!("Status:       {}", text(&b["buildStatus"]));
-    println!("Phase:        {}", text(&b["currentPhase"]));
-    println!("Initiator:    {}", text(&b["initiator"]));
-    println!("Version:      {}", text(&b["resolvedSourceVersion"]));
-    println!("Started:      {}", aws_time(&b["startTime"]));
-    println!("Ended:        {}", aws_time(&b["endTime"]));
+    outln!("Id:           {}", text(&b["id"]));
+    outln!("Number:       {}", text(&b["buildNumber"]));
+    outln!("Project:      {}", text(&b["projectName"]));
+    outln!("Status:       {}", text(&b["buildStatus"]));
+    outln!("Phase:        {}", text(&b["currentPhase"]));
+    outln!("Initiator:    {}", text(&b["initiator"]));
+    outln!("Version:      {}", text(&b["resolvedSourceVersion"]));
+    outln!("Started:      {}", aws_time(&b["startTime"]));
+    outln!("Ended:        {}", aws_time(&b["endTime"]));
     let phases: Vec<Vec<String>> = b["phases"]
         .as_array()
         .into_iter()
@@ -667,7 +717,7 @@ fn print_build(b: &Value) {
         })
         .collect();
     if !phases.is_empty() {
-        println!();
+        outln!();
         print_table(&["PHASE", "STATUS", "SECONDS", "MESSAGE"], phases);
     }
 }

@@ -126,7 +126,11 @@ async fn cli_projects_builds_and_project_webhooks() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(status, "STOPPED");
-    let log = ok(&run(&s, &["builds", "logs", &slow, "--follow"]).await);
+    // Following a build that did not succeed prints its log and exits 1.
+    let out = run(&s, &["builds", "logs", &slow, "--follow"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).starts_with(&format!("pipehook: build {slow} ended: STOPPED")), "{}", stderr(&out));
+    let log = stdout(&out);
     assert!(!log.contains("hello from"), "the override replaced the buildspec: {log}");
 
     // A project webhook, created by hand (no repository hook): the payload URL and the secret, labelled.

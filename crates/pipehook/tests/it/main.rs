@@ -4,6 +4,7 @@
 mod auth;
 mod aws;
 mod backup;
+mod cli_ux;
 mod codebuild;
 mod codebuild_cli;
 mod codebuild_githost;

@@ -173,7 +173,7 @@ async fn hooks_are_managed_in_every_scope_from_flags_and_files() {
 
     // Each scope lists its own hooks.
     let org_list = rows(&ok(&run(&s, &["hooks", "list"]).await));
-    assert_eq!(org_list[0], ["NAME", "DISPLAY NAME", "ACTIVE", "FORMAT", "SECRET", "KINDS", "URL"]);
+    assert_eq!(org_list[0], ["NAME", "DISPLAY NAME", "ACTIVE", "FORMAT", "SECRET", "KINDS", "HEALTH", "URL"]);
     let names: Vec<&str> = org_list[1..].iter().map(|r| r[0].as_str()).collect();
     assert_eq!(names, ["org-hook", "quiet"], "{org_list:?}");
     let org_row = &org_list[1];
@@ -185,6 +185,7 @@ async fn hooks_are_managed_in_every_scope_from_flags_and_files() {
             "raw",
             "yes",
             "build_succeeded,update_succeeded groups:pipelines",
+            "-",
             "https://hooks.example.com/ci?task=build"
         ]
     );
@@ -256,11 +257,14 @@ async fn ping_publish_deliveries_and_redeliver() {
     let got = r.wait("p", 1).await;
     assert_eq!(got[0].json()["kind"], "ping");
     assert!(got[0].header("pulumi-webhook-signature").is_some(), "the secret from --secret-env signs");
-    // A failing receiver: the code and its body.
+    // A failing receiver: the code and its body, and exit 1 with why.
     r.script("down", vec![status(500)]);
     let down_url = format!("{}/down", r.url);
     ok(&run(&s, &["hooks", "create", "down", "--url", &down_url]).await);
-    let out = ok(&run(&s, &["hooks", "ping", "down"]).await);
+    let out = run(&s, &["hooks", "ping", "down"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim(), "pipehook: ping of hook down failed: HTTP 500 Internal Server Error");
+    let out = stdout(&out);
     assert!(out.contains("response 500") && out.contains("FAILED"), "{out}");
     assert!(out.contains("receiver says hi"), "{out}");
     ok(&run(&s, &["hooks", "delete", "down"]).await);
@@ -329,24 +333,23 @@ async fn ping_publish_deliveries_and_redeliver() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(table[0], ["ATTEMPT", "ID", "KIND", "TIME", "DURATION MS", "RESPONSE", "TRIGGER"]);
-    let kinds: Vec<&str> = table[1..].iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(table[0], ["DELIVERY", "KIND", "STATUS", "ATTEMPT", "TIME", "RESPONSE", "NEXT RETRY", "ERROR"]);
+    let kinds: Vec<&str> = table[1..].iter().map(|r| r[1].as_str()).collect();
     let mut sorted = kinds[..2].to_vec();
     sorted.sort();
     assert_eq!(sorted, ["build_succeeded", "update_succeeded"], "{table:?}");
     assert_eq!(kinds[2], "ping", "{table:?}");
-    let update = table.iter().find(|r| r[2] == "update_succeeded").unwrap().clone();
-    assert_eq!(update[1], delivery_id);
-    assert!(update[3].ends_with('Z') && update[3].len() == 20, "RFC 3339 time: {update:?}");
-    assert!(update[4].parse::<i64>().is_ok(), "{update:?}");
-    assert_eq!((update[5].as_str(), update[6].as_str()), ("200", "scheduled"));
-    assert_eq!(table[3][6], "ping");
+    let update = table.iter().find(|r| r[1] == "update_succeeded").unwrap().clone();
+    assert_eq!(update[0], delivery_id);
+    assert!(update[4].ends_with('Z') && update[4].len() == 20, "RFC 3339 time: {update:?}");
+    assert_eq!(update[2..4], ["succeeded", "1"], "{update:?}");
+    assert_eq!(update[5..], ["200", "-", "-"], "{update:?}");
+    assert_eq!(table[3][3], "1 (ping)");
 
-    // deliveries get: one attempt in full.
-    let attempt = update[0].clone();
-    let detail = ok(&run(&s, &["deliveries", "get", "p", &attempt]).await);
+    // deliveries get: the delivery, by its id, with its attempt in full.
+    let detail = ok(&run(&s, &["deliveries", "get", "p", &delivery_id]).await);
     for want in [
-        format!("Attempt:   {attempt} (scheduled)"),
+        "Attempt:   1 (scheduled)".to_owned(),
         format!("Delivery:  {delivery_id}"),
         "Kind:      update_succeeded".to_owned(),
         format!("URL:       {p_url}"),
@@ -357,8 +360,8 @@ async fn ping_publish_deliveries_and_redeliver() {
     ] {
         assert!(detail.contains(&want), "{want:?} in {detail}");
     }
-    let err = failed(&run(&s, &["deliveries", "get", "p", "999999"]).await, 1);
-    assert_eq!(err, "pipehook: hook p has no delivery attempt 999999");
+    let err = failed(&run(&s, &["deliveries", "get", "p", "no-such-delivery"]).await, 1);
+    assert_eq!(err, "pipehook: 404 Delivery not found");
 
     // redeliver: the same event, the same id, now.
     let out = ok(&run(&s, &["deliveries", "redeliver", "p", &delivery_id]).await);
@@ -374,10 +377,10 @@ async fn ping_publish_deliveries_and_redeliver() {
     let first_page = run(&s, &["deliveries", "list", "p", "--limit", "2"]).await;
     let page = rows(&ok(&first_page));
     assert_eq!(page.len(), 3, "{page:?}");
-    assert_eq!(page[1][6], "redeliver");
+    assert_eq!(page[1][3], "2 (redeliver)");
     let hint = stderr(&first_page);
     let before = hint.trim().strip_prefix("pipehook: more attempts: add --before ").expect("a cursor").to_owned();
-    assert_eq!(before, page[2][0]);
+    assert!(before.parse::<i64>().is_ok(), "{before}");
     let rest = ok_json(&run(&s, &["deliveries", "list", "p", "--before", &before, "--output", "json"]).await);
     let rest_kinds: Vec<&str> =
         rest["deliveries"].as_array().unwrap().iter().map(|d| d["trigger"].as_str().unwrap()).collect();
@@ -401,7 +404,7 @@ async fn ping_publish_deliveries_and_redeliver() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(dev.len(), 2, "{dev:?}");
-    assert_eq!(dev[1][2], "update_succeeded");
+    assert_eq!(dev[1][1], "update_succeeded");
     let err = failed(&run(&s, &["deliveries", "list", "dev"]).await, 1);
     assert_eq!(err, "pipehook: 404 Webhook not found", "not an organization hook");
     s.stop().await.unwrap();
@@ -479,7 +482,7 @@ async fn bad_input_exits_2_and_server_errors_exit_1() {
     for args in [
         &["deliveries", "list", "p", "--limit", "0"][..],
         &["hooks", "create", "x", "--file", "a.json", "--url", "https://h.example/"],
-        &["deliveries", "get", "p", "not-a-number"],
+        &["deliveries", "get", "p", "d1", "--attempt", "not-a-number"],
         &["events", "publish", "--kind", "x", "--payload", "{}", "--payload-file", "p.json"],
         &["events", "publish"],
     ] {
