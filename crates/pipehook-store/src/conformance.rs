@@ -1116,3 +1116,131 @@ pub async fn cancelled_writes_never_wedge_the_writer(store: Arc<dyn Store>) {
     assert!(tokens.len() > committed, "every completed write is kept ({} tokens, {committed} completed)", tokens.len());
     assert!(tokens.len() <= 301, "no write counted twice");
 }
+
+/// The delivery log: attempts numbered within their delivery (not across the hook), each with its delivery's
+/// status and, while it waits for a retry, when its job is due; and a hook's health from its attempts.
+pub async fn delivery_log_and_hook_health(store: &dyn Store) {
+    use crate::{
+        AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookHealth, HookScope, OutboundEvent, Publication,
+    };
+    let o = org(store, "log").await;
+    let fields = HookFields {
+        display_name: "Hook".into(),
+        payload_url: "https://h/".into(),
+        secret_ciphertext: None,
+        active: true,
+        format: "raw".into(),
+        filters: Vec::new(),
+        groups: Vec::new(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    let hook = tx.insert_hook(o.id, &HookScope::org(), "h", &fields).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.hook_health(hook.id).await.unwrap(), HookHealth::default());
+
+    // Two deliveries (ids are UUIDs in real use), each with its job; the second's job is due in an hour.
+    let (first, second) = ("6d7c1a52-0000-4000-8000-000000000001", "6d7c1a52-0000-4000-8000-000000000002");
+    let later = Timestamp::now().saturating_add(Duration::from_secs(3600));
+    for (event, delivery, run_at) in [("e1", first, None), ("e2", second, Some(later))] {
+        let now = Timestamp::now();
+        let mut job = NewJob::new("outbound.delivery", json!({"delivery": delivery, "event": event, "hook": hook.id}));
+        if let Some(at) = run_at {
+            job = job.run_at(at);
+        }
+        store
+            .publish(Publication {
+                event: OutboundEvent {
+                    id: event.into(),
+                    org: o.id,
+                    kind: "build_failed".into(),
+                    payload: json!({}),
+                    project: None,
+                    stack: None,
+                    env: None,
+                    idempotency_key: None,
+                    created_at: now,
+                },
+                deliveries: vec![DeliveryRecord {
+                    id: delivery.into(),
+                    org: o.id,
+                    hook_id: hook.id,
+                    event_id: event.into(),
+                    kind: "build_failed".into(),
+                    status: "pending".into(),
+                    attempts: 0,
+                    created_at: now,
+                    updated_at: now,
+                }],
+                jobs: vec![job.org(o.id)],
+                idempotency_since: Timestamp(0),
+            })
+            .await
+            .unwrap();
+    }
+    let attempt = |delivery: &str, code: i64, at: i64| AttemptRecord {
+        seq: 0,
+        delivery_id: delivery.into(),
+        org: o.id,
+        hook_id: hook.id,
+        kind: "build_failed".into(),
+        trigger: "scheduled".into(),
+        payload: "{}".into(),
+        attempted_at: Timestamp(at),
+        duration_ms: 1,
+        request_url: "https://h/".into(),
+        request_headers: json!({}),
+        response_code: code,
+        response_headers: json!({}),
+        response_body: String::new(),
+    };
+    // first: 500 then 200 (succeeded); second: 0 (no answer), still pending.
+    for (delivery, code, at, status) in
+        [(first, 500, 1_000, "pending"), (first, 200, 2_000, "succeeded"), (second, 0, 3_000, "pending")]
+    {
+        let w =
+            AttemptWrite { attempt: attempt(delivery, code, at), delivery_status: status.into(), hook_health: None };
+        store.record_attempt(w).await.unwrap();
+    }
+
+    let log = store.delivery_log(hook.id, None, 10).await.unwrap();
+    let summary: Vec<(&str, i64, i64, Option<&str>, i64)> = log
+        .iter()
+        .map(|l| {
+            let status = l.delivery_status.as_deref();
+            (l.attempt.delivery_id.as_str(), l.attempt.response_code, l.number, status, l.delivery_attempts)
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (second, 0, 1, Some("pending"), 1),
+            (first, 200, 2, Some("succeeded"), 2),
+            (first, 500, 1, Some("succeeded"), 2),
+        ],
+        "newest first, numbered within each delivery"
+    );
+    assert_eq!(log[0].next_attempt_at, Some(later), "the pending delivery's job is due then");
+    assert_eq!((log[1].next_attempt_at, log[2].next_attempt_at), (None, None), "nothing is due for a finished one");
+    // The cursor pages as list_attempts does.
+    let older = store.delivery_log(hook.id, Some(log[0].attempt.seq), 1).await.unwrap();
+    assert_eq!((older.len(), older[0].attempt.seq), (1, log[1].attempt.seq));
+    // One delivery's attempts, oldest first.
+    let one = store.delivery_attempts(first).await.unwrap();
+    assert_eq!(one.iter().map(|l| (l.number, l.attempt.response_code)).collect::<Vec<_>>(), vec![(1, 500), (2, 200)]);
+    assert!(store.delivery_attempts("6d7c1a52-0000-4000-8000-00000000dead").await.unwrap().is_empty());
+    // Only the first delivery's job is due now; the second's waits for `later`.
+    let claimed = store.claim(&["outbound.delivery"], 10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].payload["delivery"], first);
+
+    // Health: the last success, the last failure, the failures since the success.
+    let health = store.hook_health(hook.id).await.unwrap();
+    assert_eq!(
+        health,
+        HookHealth {
+            last_success: Some(Timestamp(2_000)),
+            last_failure: Some(Timestamp(3_000)),
+            consecutive_failures: 1
+        }
+    );
+}

@@ -51,5 +51,6 @@ conformance! {
     killed_worker_job_is_completed_by_another => |s| conformance::killed_worker_job_is_completed_by_another(s).await;
     cancelled_writes_never_wedge_the_writer => |s| conformance::cancelled_writes_never_wedge_the_writer(s).await;
     outbound_hooks_events_deliveries_and_relay => |s| conformance::outbound_hooks_events_deliveries_and_relay(&*s).await;
+    delivery_log_and_hook_health => |s| conformance::delivery_log_and_hook_health(&*s).await;
     build_projects_builds_and_webhooks => |s| conformance::build_projects_builds_and_webhooks(&*s).await;
 }
