@@ -2430,11 +2430,80 @@ mod tests {
 
     #[test]
     fn attempt_cells() {
-        let a = json!({"attempt": 7, "id": "d1", "kind": "ping", "timestamp": 1_714_564_800, "duration": 12,
-            "responseCode": 0, "trigger": "ping"});
-        assert_eq!(attempt_row(&a), ["7", "d1", "ping", "2024-05-01T12:00:00Z", "12", "none", "ping"]);
+        let a = json!({"attempt": 1, "id": "d1", "kind": "ping", "timestamp": 1_714_564_800, "duration": 12,
+            "responseCode": 0, "trigger": "ping", "deliveryStatus": "failed", "error": "connection refused"});
+        assert_eq!(
+            attempt_row(&a),
+            ["d1", "ping", "failed", "1 (ping)", "2024-05-01T12:00:00Z", "none", "-", "connection refused"]
+        );
+        let retrying = json!({"attempt": 2, "id": "d2", "kind": "build_failed", "timestamp": 1_714_564_800,
+            "responseCode": 500, "trigger": "scheduled", "deliveryStatus": "retrying", "nextRetry": 1_714_564_860,
+            "error": "HTTP 500 Internal Server Error"});
+        assert_eq!(
+            attempt_row(&retrying),
+            [
+                "d2",
+                "build_failed",
+                "retrying",
+                "2",
+                "2024-05-01T12:00:00Z",
+                "500",
+                "2024-05-01T12:01:00Z",
+                "HTTP 500 Internal Server Error"
+            ]
+        );
         assert_eq!(hook_kinds(&json!({"filters": [], "groups": []})), "all");
         assert_eq!(hook_kinds(&json!({"filters": ["a", "b"], "groups": ["builds"]})), "a,b groups:builds");
+        // Health: nothing yet, ok, failing, deactivated.
+        let hook = |health: Value, disabled: Option<&str>| json!({"health": health, "disabledReason": disabled});
+        assert_eq!(health_cell(&hook(json!({"consecutiveFailures": 0}), None)), "-");
+        assert_eq!(health_cell(&hook(json!({"lastSuccess": 1, "consecutiveFailures": 0}), None)), "ok");
+        assert_eq!(health_cell(&hook(json!({"lastSuccess": 1, "consecutiveFailures": 3}), None)), "failing (3)");
+        assert_eq!(health_cell(&hook(json!({"consecutiveFailures": 9}), Some("410"))), "deactivated");
+        assert!(matches!(accepted("ping", "h", &json!({"responseCode": 204})), Ok(())));
+        match accepted("ping", "h", &json!({"responseCode": 0, "error": "refused"})) {
+            Err(Failure::Unsuccessful(m)) => assert_eq!(m, "ping of hook h failed: refused"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(check_delivery_id("h", "42"), Err(Failure::Usage(_))));
+        assert!(check_delivery_id("h", "6d7c1a52-0000-4000-8000-000000000001").is_ok());
+    }
+
+    #[test]
+    fn executions_cells() {
+        assert_eq!(short_commit(&json!("0123456789abcdef0123456789abcdef01234567")), "0123456");
+        assert_eq!(short_commit(&json!("main")), "main");
+        assert_eq!(short_commit(&Value::Null), "-");
+        assert_eq!(execution_status(&json!({"status": "InProgress", "waitingFor": "e1"})), "waiting behind e1");
+        assert_eq!(execution_status(&json!({"status": "Failed"})), "Failed");
+        assert!(execution_ended("e", &json!({"status": "Succeeded"})).is_ok());
+        match execution_ended("e", &json!({"status": "Failed", "statusSummary": "Run: exit 3"})) {
+            Err(Failure::Unsuccessful(m)) => assert_eq!(m, "execution e ended: Failed (Run: exit 3)"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Every command the help tidying names exists, and every command is placed: a new command that is not
+    /// would show the other side's options in its help.
+    #[test]
+    fn help_tidying_places_every_command() {
+        let cmd = crate::cli::command();
+        cmd.clone().debug_assert();
+        let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+        let client: Vec<&str> = CLIENT_COMMANDS.iter().map(|(n, _)| *n).collect();
+        for name in client.iter().chain(SERVER_COMMANDS) {
+            assert!(names.iter().any(|n| n == name), "no command {name}: {names:?}");
+        }
+        for name in &names {
+            assert!(
+                client.contains(&name.as_str()) || SERVER_COMMANDS.contains(&name.as_str()),
+                "add the command {name} to CLIENT_COMMANDS (with examples) or SERVER_COMMANDS in client.rs"
+            );
+        }
+        let ids: Vec<String> = cmd.get_arguments().map(|a| a.get_id().to_string()).collect();
+        for id in SERVER_OPTIONS.iter().chain(CLIENT_OPTIONS) {
+            assert!(ids.iter().any(|i| i == id), "no global option {id}: {ids:?}");
+        }
     }
 
     #[test]
