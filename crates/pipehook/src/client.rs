@@ -537,7 +537,8 @@ type Outcome<T = ()> = Result<T, Failure>;
 /// The exit codes, in the help of `pipehook` and (`--help`) of every client command.
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  success (also when the output is closed early, e.g. `pipehook ... | head`)
+  0  success (also when the output is closed early, e.g. `pipehook ... | head`; serve and the database
+     commands exit 141 then, as if killed by SIGPIPE)
   1  failure: the server answered with an error or could not be reached; a hook ping or redelivery the
      receiver did not accept (no 2xx answer); `logs --follow`, `builds logs --follow`, `executions start
      --wait` or `builds start --wait` of a run that ended otherwise than succeeded (Failed, Stopped,

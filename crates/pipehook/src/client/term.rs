@@ -3,9 +3,11 @@
 //!
 //! Rust ignores SIGPIPE, so a write to a closed pipe fails with `BrokenPipe`, and `println!` panics on it. The
 //! client commands write through [`write_out`] (the `outln!`/`out!` macros of [`crate::client`]), which ends the
-//! process quietly with exit code 0 instead: the reader has all it wanted. [`quiet_broken_pipe`] does the same
-//! for any other `println!` (the administrative commands), from a panic hook, so no command ever shows a panic
-//! for it. No `unsafe` is needed (the workspace forbids it), unlike resetting SIGPIPE to its default.
+//! process quietly with exit code 0 instead: the reader has all it wanted. [`quiet_broken_pipe`] ends the
+//! process quietly for any other `println!` (`serve`, the database commands), from a panic hook, with 141, the
+//! status of a process killed by SIGPIPE: there a lost line may matter (the credentials `serve` prints once), so
+//! it must not look like success. No command ever shows a panic for it. No `unsafe` is needed (the workspace
+//! forbids it), unlike resetting SIGPIPE to its default.
 
 use std::io::{ErrorKind, IsTerminal, Write};
 
@@ -38,9 +40,12 @@ fn output_failed(e: &std::io::Error) -> ! {
     std::process::exit(1);
 }
 
+/// The exit status of a process killed by SIGPIPE (128 + 13), as a shell reports it.
+pub const SIGPIPE_STATUS: i32 = 141;
+
 /// Installs a panic hook that turns the panic of `println!` on a closed standard output into a quiet exit with
-/// code 0 (and of `eprintln!` on a closed standard error into exit code 1); every other panic goes to the hook
-/// that was installed before.
+/// [`SIGPIPE_STATUS`] (and of `eprintln!` on a closed standard error into exit code 1); every other panic goes
+/// to the hook that was installed before.
 pub fn quiet_broken_pipe() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -64,7 +69,7 @@ fn broken_pipe_exit(message: &str) -> Option<i32> {
         return None;
     }
     if message.starts_with("failed printing to stdout") {
-        Some(0)
+        Some(SIGPIPE_STATUS)
     } else if message.starts_with("failed printing to stderr") {
         Some(1)
     } else {
@@ -98,7 +103,7 @@ mod tests {
 
     #[test]
     fn only_print_panics_on_closed_pipes_exit_quietly() {
-        assert_eq!(broken_pipe_exit("failed printing to stdout: Broken pipe (os error 32)"), Some(0));
+        assert_eq!(broken_pipe_exit("failed printing to stdout: Broken pipe (os error 32)"), Some(141));
         assert_eq!(broken_pipe_exit("failed printing to stderr: Broken pipe (os error 32)"), Some(1));
         assert_eq!(broken_pipe_exit("failed printing to stdout: No space left on device (os error 28)"), None);
         assert_eq!(broken_pipe_exit("index out of bounds"), None);
