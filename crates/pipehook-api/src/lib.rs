@@ -28,14 +28,13 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use std::time::Instant;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::RequestId;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
         .merge(ops::routes())
         .merge(aws::routes())
@@ -50,10 +49,20 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path(), org = tracing::field::Empty)
+            let client = req.extensions().get::<ClientRequestId>().map(|c| c.0.as_str());
+            tracing::info_span!("request", request_id = %id, client_request_id = client, method = %req.method(), path = %req.uri().path(), org = tracing::field::Empty)
         }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(request_ids))
+        .with_state(state)
+}
+
+/// What a worker-only node serves: `/healthz`, `/readyz` and `/metrics`, with the same request ids and
+/// metrics as the whole application.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .merge(ops::routes())
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(middleware::from_fn(request_ids))
         .with_state(state)
 }
 
@@ -67,10 +76,61 @@ async fn record_metrics(
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
     let method = req.method().clone();
+    // Every AWS call is `POST /`: the operation is what tells them apart.
+    let operation =
+        if route == "/" && method == http::Method::POST { aws::operation_label(req.headers()) } else { String::new() };
     let response = next.run(req).await;
-    state.metrics.observe_request(&route, method.as_str(), response.status().as_u16(), started.elapsed());
+    state.metrics.observe_request(&route, &operation, method.as_str(), response.status().as_u16(), started.elapsed());
+    if let Some(result) = response.extensions().get::<inbound::TriggerResult>() {
+        state.metrics.trigger(if route == "/trigger" { "pipeline" } else { "build" }, result.0);
+    }
     response
 }
+
+/// An error answer's JSON body, waiting for [`request_ids`] to add the request's id as `requestId` (the
+/// handler that builds an error often has no access to the request).
+#[derive(Clone)]
+struct ErrorBody(serde_json::Value);
+
+/// A JSON error answer that will carry the request id (`requestId`), so an operator can find the request's
+/// log lines from what the client saw.
+pub fn with_request_id(status: http::StatusCode, body: serde_json::Value) -> Response {
+    use axum::response::IntoResponse;
+    let mut response = (status, axum::Json(body.clone())).into_response();
+    response.extensions_mut().insert(ErrorBody(body));
+    response
+}
+
+/// Gives every request an id of ours (a UUID v4), in the `x-request-id` request and response headers, the
+/// request's log span, error answers (`requestId`), AWS answers (`x-amzn-RequestId`) and the inbound log. An id
+/// the client sent is not trusted (it names stored records); it is kept in the span as `client_request_id`.
+async fn request_ids(mut req: Request, next: Next) -> Response {
+    let name = HeaderName::from_static(REQUEST_ID_HEADER);
+    let client = req.headers_mut().remove(&name);
+    let id = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    req.headers_mut().insert(name.clone(), id.clone());
+    req.extensions_mut().insert(RequestId::new(id.clone()));
+    if let Some(client) = client.as_ref().and_then(|v| v.to_str().ok()) {
+        req.extensions_mut().insert(ClientRequestId(client.chars().take(128).collect()));
+    }
+    let mut response = next.run(req).await;
+    if let Some(ErrorBody(mut body)) = response.extensions_mut().remove::<ErrorBody>() {
+        if let Some(fields) = body.as_object_mut() {
+            fields.entry("requestId").or_insert_with(|| serde_json::Value::from(id.to_str().unwrap_or("-")));
+            let status = response.status();
+            let mut rebuilt = axum::response::IntoResponse::into_response((status, axum::Json(body)));
+            std::mem::swap(rebuilt.headers_mut(), response.headers_mut());
+            std::mem::swap(rebuilt.extensions_mut(), response.extensions_mut());
+            response = rebuilt;
+        }
+    }
+    response.headers_mut().insert(name, id);
+    response
+}
+
+/// The `x-request-id` a client sent, kept for the log (see [`request_ids`]).
+#[derive(Clone)]
+struct ClientRequestId(String);
 
 /// The request id of the current request as a header value, for responses that echo it under another name
 /// (AWS clients read `x-amzn-RequestId`).

@@ -1,7 +1,10 @@
-//! A small Prometheus registry: request counters and latency histograms by route, method and status, and
-//! job outcomes by kind. Queue depth is read from the store at scrape time, so it is never stale.
+//! A small Prometheus registry: request counters and latency histograms by route (and AWS operation),
+//! method and status, trigger answers by result, and job outcomes by kind. What the database knows (queue
+//! depth and the oldest job's age, executions, builds and deliveries by status) is read from the store at
+//! scrape time, so it is never stale; process figures come from `/proc/self`.
 
-use pipehook_store::QueueDepth;
+use pipehook_domain::time::Timestamp;
+use pipehook_store::{QueueDepth, StatusCount};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -19,15 +22,28 @@ struct Histogram {
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    requests: Mutex<BTreeMap<RequestKey, Histogram>>,
     jobs: Mutex<BTreeMap<(String, &'static str), u64>>,
+    triggers: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+/// Route template, AWS operation (empty for other routes), method, status.
+type RequestKey = (String, String, String, u16);
+
+/// What the store knew at scrape time; `None` where it could not be read.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub depth: Option<Vec<QueueDepth>>,
+    pub statuses: Option<Vec<StatusCount>>,
 }
 
 impl Metrics {
-    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+    /// Counts a request. `operation` is the AWS operation for `POST /` (bounded to the operations the endpoint
+    /// has, see `aws::operation_label`), empty otherwise.
+    pub fn observe_request(&self, route: &str, operation: &str, method: &str, status: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let h = map.entry((route.to_owned(), method.to_owned(), status)).or_default();
+        let h = map.entry((route.to_owned(), operation.to_owned(), method.to_owned(), status)).or_default();
         h.count += 1;
         h.sum += secs;
         for (i, le) in BUCKETS.iter().enumerate() {
@@ -37,6 +53,14 @@ impl Metrics {
         }
     }
 
+    /// Counts a trigger URL's answer: `trigger` is `pipeline` or `build`, `result` the answer's `result`
+    /// (`triggered`, `filtered`, `duplicate`, `unauthenticated`, `rejected`, ...) or, for answers without one,
+    /// `not_found`, `too_large` or `unavailable`.
+    pub fn trigger(&self, trigger: &str, result: &str) {
+        let mut map = self.triggers.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((trigger.to_owned(), result.to_owned())).or_default() += 1;
+    }
+
     /// Counts a finished job attempt: `outcome` is `completed`, `retried`, `dead` or `lost` (lease lost).
     pub fn job_outcome(&self, kind: &str, outcome: &'static str) {
         let mut map = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -44,24 +68,29 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (version 0.0.4).
-    pub fn render(&self, depth: Option<&[QueueDepth]>) -> String {
+    pub fn render(&self, snapshot: &Snapshot) -> String {
         let mut out = String::new();
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        out.push_str("# HELP pipehook_http_requests_total HTTP requests by route template, method and status.\n");
-        out.push_str("# TYPE pipehook_http_requests_total counter\n");
-        for ((route, method, status), h) in &requests {
-            let _ = writeln!(
-                out,
-                "pipehook_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {}",
-                escape(route),
-                escape(method),
-                h.count
-            );
+        let labels_of = |(route, operation, method, status): &RequestKey| {
+            let mut l = format!("route=\"{}\",", escape(route));
+            if !operation.is_empty() {
+                let _ = write!(l, "operation=\"{}\",", escape(operation));
+            }
+            let _ = write!(l, "method=\"{}\",status=\"{status}\"", escape(method));
+            l
+        };
+        header(
+            &mut out,
+            "pipehook_http_requests_total",
+            "counter",
+            "HTTP requests by route template, AWS operation, method and status.",
+        );
+        for (key, h) in &requests {
+            let _ = writeln!(out, "pipehook_http_requests_total{{{}}} {}", labels_of(key), h.count);
         }
-        out.push_str("# HELP pipehook_http_request_duration_seconds HTTP request latency.\n");
-        out.push_str("# TYPE pipehook_http_request_duration_seconds histogram\n");
-        for ((route, method, status), h) in &requests {
-            let labels = format!("route=\"{}\",method=\"{}\",status=\"{status}\"", escape(route), escape(method));
+        header(&mut out, "pipehook_http_request_duration_seconds", "histogram", "HTTP request latency.");
+        for (key, h) in &requests {
+            let labels = labels_of(key);
             for (i, le) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -73,13 +102,26 @@ impl Metrics {
             let _ = writeln!(out, "pipehook_http_request_duration_seconds_sum{{{labels}}} {}", h.sum);
             let _ = writeln!(out, "pipehook_http_request_duration_seconds_count{{{labels}}} {}", h.count);
         }
-        out.push_str("# HELP pipehook_jobs_total Finished job attempts by kind and outcome.\n");
-        out.push_str("# TYPE pipehook_jobs_total counter\n");
+        header(
+            &mut out,
+            "pipehook_triggers_total",
+            "counter",
+            "Requests to trigger URLs by trigger (pipeline, build) and result.",
+        );
+        for ((trigger, result), n) in self.triggers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "pipehook_triggers_total{{trigger=\"{}\",result=\"{}\"}} {n}",
+                escape(trigger),
+                escape(result)
+            );
+        }
+        header(&mut out, "pipehook_jobs_total", "counter", "Finished job attempts by kind and outcome.");
         for ((kind, outcome), n) in self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "pipehook_jobs_total{{kind=\"{}\",outcome=\"{outcome}\"}} {n}", escape(kind));
         }
-        out.push_str("# HELP pipehook_queue_jobs Jobs in the durable queue by kind and state.\n");
-        out.push_str("# TYPE pipehook_queue_jobs gauge\n");
+        let depth = snapshot.depth.as_deref();
+        header(&mut out, "pipehook_queue_jobs", "gauge", "Jobs in the durable queue by kind and state.");
         for d in depth.unwrap_or_default() {
             let _ = writeln!(
                 out,
@@ -89,10 +131,90 @@ impl Metrics {
                 d.count
             );
         }
-        out.push_str("# HELP pipehook_queue_up 1 when the queue depth could be read from the database.\n");
-        out.push_str("# TYPE pipehook_queue_up gauge\n");
+        header(
+            &mut out,
+            "pipehook_queue_oldest_job_age_seconds",
+            "gauge",
+            "Age of the oldest job by kind and state (due ready jobs: since they became due).",
+        );
+        let now = Timestamp::now().0;
+        for d in depth.unwrap_or_default() {
+            if let Some(oldest) = d.oldest {
+                let age = (now - oldest.0).max(0) as f64 / 1000.0;
+                let _ = writeln!(
+                    out,
+                    "pipehook_queue_oldest_job_age_seconds{{kind=\"{}\",state=\"{}\"}} {age}",
+                    escape(&d.kind),
+                    escape(&d.state)
+                );
+            }
+        }
+        header(&mut out, "pipehook_queue_up", "gauge", "1 when the queue depth could be read from the database.");
         let _ = writeln!(out, "pipehook_queue_up {}", u8::from(depth.is_some()));
+        for (what, name, help) in [
+            ("execution", "pipehook_pipeline_executions", "Pipeline executions by status, all organizations."),
+            ("build", "pipehook_builds", "CodeBuild builds by status, all organizations."),
+            ("delivery", "pipehook_deliveries", "Outbound deliveries by status (pending, succeeded, failed)."),
+        ] {
+            header(&mut out, name, "gauge", help);
+            for c in snapshot.statuses.as_deref().unwrap_or_default().iter().filter(|c| c.what == what) {
+                let _ = writeln!(out, "{name}{{status=\"{}\"}} {}", escape(&c.status), c.count);
+            }
+        }
+        header(&mut out, "pipehook_store_errors_total", "counter", "Database failures met by this process.");
+        let _ = writeln!(out, "pipehook_store_errors_total {}", pipehook_store::database_errors());
+        process_metrics(&mut out);
         out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The standard `process_*` metrics, from `/proc/self` (Linux; nothing elsewhere).
+fn process_metrics(out: &mut String) {
+    // Clock ticks and page size are 100 and 4096 on every Linux pipehook runs on; reading them needs libc.
+    const TICKS: f64 = 100.0;
+    const PAGE: f64 = 4096.0;
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { return };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    // rest[0] is field 3 (state): utime is field 14, stime 15, threads 20, starttime 22, vsize 23, rss 24.
+    if let (Some(utime), Some(stime)) = (num(11), num(12)) {
+        header(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
+        let _ = writeln!(out, "process_cpu_seconds_total {}", (utime + stime) / TICKS);
+    }
+    if let Some(rss) = num(21) {
+        header(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        let _ = writeln!(out, "process_resident_memory_bytes {}", rss * PAGE);
+    }
+    if let Some(vsize) = num(20) {
+        header(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+        let _ = writeln!(out, "process_virtual_memory_bytes {vsize}");
+    }
+    if let Some(threads) = num(17) {
+        header(out, "process_threads", "gauge", "Threads of the process.");
+        let _ = writeln!(out, "process_threads {threads}");
+    }
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok())));
+    if let (Some(boot), Some(start)) = (boot, num(19)) {
+        header(
+            out,
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+        );
+        let _ = writeln!(out, "process_start_time_seconds {}", boot + start / TICKS);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        header(out, "process_open_fds", "gauge", "Open file descriptors.");
+        let _ = writeln!(out, "process_open_fds {}", fds.count());
     }
 }
 
@@ -107,18 +229,53 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_depth() {
         let m = Metrics::default();
-        m.observe_request("/healthz", "GET", 200, Duration::from_millis(3));
-        m.observe_request("/healthz", "GET", 200, Duration::from_millis(300));
+        m.observe_request("/healthz", "", "GET", 200, Duration::from_millis(3));
+        m.observe_request("/healthz", "", "GET", 200, Duration::from_millis(300));
+        m.observe_request("/", "codepipeline.CreatePipeline", "POST", 200, Duration::from_millis(3));
         m.job_outcome("t.kind", "completed");
-        let depth = [QueueDepth { kind: "t.kind".into(), state: "ready".into(), count: 7 }];
-        let text = m.render(Some(&depth));
-        assert!(text.contains("pipehook_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 2"));
+        m.trigger("pipeline", "triggered");
+        m.trigger("pipeline", "triggered");
+        let now = Timestamp::now();
+        let snapshot = Snapshot {
+            depth: Some(vec![
+                QueueDepth {
+                    kind: "t.kind".into(),
+                    state: "ready".into(),
+                    count: 7,
+                    oldest: Some(Timestamp(now.0 - 90_000)),
+                },
+                QueueDepth { kind: "t.kind".into(), state: "scheduled".into(), count: 1, oldest: None },
+            ]),
+            statuses: Some(vec![
+                StatusCount { what: "execution".into(), status: "Succeeded".into(), count: 3 },
+                StatusCount { what: "delivery".into(), status: "failed".into(), count: 2 },
+            ]),
+        };
+        let text = m.render(&snapshot);
+        assert!(
+            text.contains("pipehook_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("pipehook_http_requests_total{route=\"/\",operation=\"codepipeline.CreatePipeline\",method=\"POST\",status=\"200\"} 1"));
         assert!(text.contains("pipehook_http_request_duration_seconds_bucket{route=\"/healthz\",method=\"GET\",status=\"200\",le=\"0.005\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(text.contains("pipehook_triggers_total{trigger=\"pipeline\",result=\"triggered\"} 2"));
         assert!(text.contains("pipehook_jobs_total{kind=\"t.kind\",outcome=\"completed\"} 1"));
         assert!(text.contains("pipehook_queue_jobs{kind=\"t.kind\",state=\"ready\"} 7"));
+        let age = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pipehook_queue_oldest_job_age_seconds{kind=\"t.kind\",state=\"ready\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("oldest job age");
+        assert!((90.0..120.0).contains(&age), "{age}");
+        assert!(!text.contains("state=\"scheduled\"} 0"));
+        assert!(text.contains("pipehook_pipeline_executions{status=\"Succeeded\"} 3"));
+        assert!(text.contains("pipehook_deliveries{status=\"failed\"} 2"));
         assert!(text.contains("pipehook_queue_up 1"));
-        assert!(m.render(None).contains("pipehook_queue_up 0"));
+        assert!(text.contains("pipehook_store_errors_total "));
+        assert!(text.contains("process_resident_memory_bytes "));
+        assert!(text.contains("process_open_fds "));
+        assert!(m.render(&Snapshot::default()).contains("pipehook_queue_up 0"));
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
     }
 }

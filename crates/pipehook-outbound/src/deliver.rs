@@ -429,6 +429,30 @@ impl Outbound {
         None
     }
 
+    /// Why deliveries to `payload_url` would be refused by the address policy, if they would: said when a hook
+    /// is created or changed, instead of only in its delivery log. A literal address is checked as it is; a
+    /// host name is resolved now (bounded to 2 s), and a name that does not resolve yet is no warning (it may
+    /// by the time deliveries go). Deliveries check again, on the addresses they connect to.
+    pub async fn address_warning(&self, payload_url: &str) -> Option<String> {
+        let url = reqwest::Url::parse(payload_url).ok()?;
+        let port = url.port_or_known_default().unwrap_or(443);
+        let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let addrs: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(a) => vec![a],
+            Err(_) => {
+                let lookup = tokio::net::lookup_host((host, port));
+                match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+                    Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                    _ => return None,
+                }
+            }
+        };
+        addrs
+            .into_iter()
+            .find_map(|a| self.policy.check(a).err())
+            .map(|refused| format!("deliveries to this URL will be refused: {refused}"))
+    }
+
     /// Forgets cached hooks, after any hook was created, changed or deleted through this node.
     pub fn forget_hooks(&self) {
         lock(&self.caches.hooks).clear();

@@ -23,6 +23,14 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Database failures since the process started (not rule violations such as a duplicate name), for metrics.
+static DATABASE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many database failures this process has met: what `pipehook_store_errors_total` reports.
+pub fn database_errors() -> u64 {
+    DATABASE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {
@@ -30,6 +38,7 @@ impl From<sqlx::Error> for StoreError {
                 return StoreError::Conflict(db.message().to_owned());
             }
         }
+        DATABASE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         StoreError::Database(e)
     }
 }
@@ -37,6 +46,7 @@ impl From<sqlx::Error> for StoreError {
 impl StoreError {
     /// A database failure known only by its message (e.g. relayed from a task that did the write).
     pub fn failed(message: impl Into<String>) -> Self {
+        DATABASE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         StoreError::Database(sqlx::Error::Protocol(message.into()))
     }
 

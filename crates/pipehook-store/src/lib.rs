@@ -34,7 +34,7 @@ pub use builds::{
     BuildRecord, BuildStart, BuildStore, BuildTriggerWrite, BuildTx, BuildWebhookFields, BuildWebhookRecord, NewBuild,
     NewBuildWebhook, ProjectRecord,
 };
-pub use error::{StoreError, StoreResult};
+pub use error::{database_errors, StoreError, StoreResult};
 pub use outbound::{
     AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookHealth, HookRecord, HookScope, LoggedAttempt,
     OutboundEvent, OutboundStore, OutboundTx, Publication, RunEventRow,
@@ -43,7 +43,7 @@ pub use pipelines::{
     ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord, PipelineStore, PipelineTx, StopRequest,
 };
 pub use queue::{backoff, DeadJob, FailOutcome, Job, JobFailure, JobHandler, JobId, Lease, NewJob, Queue, QueueDepth};
-pub use store::{AccessKeyRecord, Backend, Store, TokenId, TokenPrincipal, TokenRecord, Tx};
+pub use store::{AccessKeyRecord, Backend, StatusCount, Store, TokenId, TokenPrincipal, TokenRecord, Tx};
 pub use webhooks::{
     DeliveryClaim, ExecutionStart, InboundRecord, NewWebhook, TriggerOutcome, TriggerWrite, WebhookRecord,
     WebhookStore, WebhookTx, WebhookUpdate,

@@ -96,6 +96,30 @@ pub struct QueueDepth {
     pub kind: String,
     pub state: String,
     pub count: u64,
+    /// Since when the oldest of them has waited: for due `ready` jobs the time they became due, for `running`
+    /// and `dead` ones their creation. `None` for `scheduled` jobs, which are not waiting yet.
+    pub oldest: Option<Timestamp>,
+}
+
+/// The queue depth query, the same text on both backends (`?1` / `$1` is now).
+pub(crate) fn depth_sql(now: &str) -> String {
+    format!(
+        "SELECT kind, st, COUNT(*), MIN(since) FROM (SELECT kind, \
+         CASE WHEN state = 'ready' AND run_at > {now} THEN 'scheduled' ELSE state END AS st, \
+         CASE WHEN state = 'ready' THEN run_at ELSE created_at END AS since FROM jobs) AS j \
+         GROUP BY kind, st ORDER BY kind, st"
+    )
+}
+
+pub(crate) fn depth_rows(rows: Vec<(String, String, i64, Option<i64>)>) -> Vec<QueueDepth> {
+    rows.into_iter()
+        .map(|(kind, state, n, since)| QueueDepth {
+            oldest: if state == "scheduled" { None } else { since.map(Timestamp) },
+            kind,
+            state,
+            count: u64::try_from(n).unwrap_or(0),
+        })
+        .collect()
 }
 
 #[async_trait]

@@ -403,17 +403,9 @@ impl Queue for SqliteStore {
     }
 
     async fn depth(&self) -> StoreResult<Vec<QueueDepth>> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT kind, CASE WHEN state = 'ready' AND run_at > ?1 THEN 'scheduled' ELSE state END AS st, COUNT(*) \
-             FROM jobs GROUP BY kind, st ORDER BY kind, st",
-        )
-        .bind(Timestamp::now().0)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(kind, state, n)| QueueDepth { kind, state, count: u64::try_from(n).unwrap_or(0) })
-            .collect())
+        let rows: Vec<(String, String, i64, Option<i64>)> =
+            sqlx::query_as(&crate::queue::depth_sql("?1")).bind(Timestamp::now().0).fetch_all(&self.read).await?;
+        Ok(crate::queue::depth_rows(rows))
     }
 }
 
@@ -467,6 +459,12 @@ impl Store for SqliteStore {
             .and_then(|r| serde_json::from_str(&r).ok())
             .filter(serde_json::Value::is_object)
             .unwrap_or_else(|| serde_json::json!({})))
+    }
+
+    async fn status_counts(&self) -> StoreResult<Vec<crate::StatusCount>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as(crate::store::STATUS_COUNTS_SQL).fetch_all(&self.read).await?;
+        Ok(crate::store::status_counts(rows))
     }
 
     async fn list_orgs(&self) -> StoreResult<Vec<Organization>> {

@@ -69,6 +69,10 @@ pub trait Store:
     async fn org_by_name(&self, name: &OrgName) -> StoreResult<Option<Organization>>;
     async fn org_by_id(&self, id: OrgId) -> StoreResult<Option<Organization>>;
     async fn list_orgs(&self) -> StoreResult<Vec<Organization>>;
+
+    /// How many pipeline executions, builds and outbound deliveries are in each status, over every
+    /// organization: the operator's view for metrics, never shown to a tenant.
+    async fn status_counts(&self) -> StoreResult<Vec<StatusCount>>;
     /// The organization's settings (a JSON object; `{}` when none were set or the organization is unknown).
     async fn org_settings(&self, org: OrgId) -> StoreResult<serde_json::Value>;
 
@@ -118,4 +122,24 @@ pub trait Tx:
     async fn enqueue(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// A count of one kind of record in one status (see [`Store::status_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    /// `execution`, `build` or `delivery`.
+    pub what: String,
+    pub status: String,
+    pub count: u64,
+}
+
+/// The same text on both backends.
+pub(crate) const STATUS_COUNTS_SQL: &str = "SELECT 'execution' AS what, status, COUNT(*) FROM pipeline_executions \
+     GROUP BY status UNION ALL SELECT 'build' AS what, status, COUNT(*) FROM builds GROUP BY status \
+     UNION ALL SELECT 'delivery' AS what, status, COUNT(*) FROM deliveries GROUP BY status";
+
+pub(crate) fn status_counts(rows: Vec<(String, String, i64)>) -> Vec<StatusCount> {
+    rows.into_iter()
+        .map(|(what, status, n)| StatusCount { what, status, count: u64::try_from(n).unwrap_or(0) })
+        .collect()
 }

@@ -236,14 +236,34 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         });
         tasks.spawn(prune_outbound_log(store.clone(), config.outbound.retention, shutdown.clone()));
     }
-    if let (true, Some(listener)) = (config.role.runs_api(), listener) {
+    if config.role.runs_workers() {
+        tracing::info!(
+            role = ?config.role,
+            backend = ?store.backend(),
+            concurrency = config.worker.concurrency,
+            deliveries = config.outbound.concurrency,
+            workspaces = %config.runner.workspace_dir.display(),
+            "workers started"
+        );
+    }
+    if let Some(listener) = listener {
         let bound = listener.local_addr().map_err(|e| StartError::Runtime(e.to_string()))?;
+        let public_url = config.public_url_for(bound);
+        if config.role.runs_api() {
+            if let Some(problem) = unreachable_public_url(config.public_url.is_some(), bound) {
+                tracing::warn!(
+                    trigger_urls = %public_url,
+                    "{problem}: git hosts cannot reach the trigger URLs; set PIPEHOOK_PUBLIC_URL (public_url in the \
+                     configuration file) to the address they use, e.g. https://pipehook.example.com"
+                );
+            }
+        }
         let state = AppState {
             store: store.clone(),
             master_key: key.clone(),
             config: Arc::new(ApiConfig {
                 aws_region: config.aws_region.clone(),
-                public_url: config.public_url_for(bound),
+                public_url: public_url.clone(),
                 max_body_bytes: config.max_body_bytes,
                 trigger_max_body_bytes: config.inbound.max_body_bytes,
                 trust_forwarded_for: config.inbound.trust_proxy,
@@ -256,9 +276,12 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             outbound: outbound.clone(),
             inbound_cache: Arc::default(),
         };
-        let app = pipehook_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        // A worker-only node serves health, readiness and metrics, so it can be probed and scraped like the
+        // others; everything else is the API nodes'.
+        let app = if config.role.runs_api() { pipehook_api::router(state) } else { pipehook_api::ops_router(state) };
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let (token, grace) = (shutdown.clone(), config.shutdown_grace);
-        tracing::info!(listen = %bound, role = ?config.role, backend = ?store.backend(), "pipehook is serving");
+        tracing::info!(listen = %bound, role = ?config.role, backend = ?store.backend(), %public_url, "pipehook is serving");
         tasks.spawn(async move {
             let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
             let server = std::pin::pin!(server.into_future());
@@ -292,6 +315,20 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
     store.close().await;
     tracing::info!("pipehook stopped");
     result
+}
+
+/// Why trigger URLs built on `bound` cannot be reached from another machine, when no public URL is set: a
+/// loopback address only answers this machine, and an unspecified one (`0.0.0.0`, `::`) is no address at all.
+fn unreachable_public_url(public_url_set: bool, bound: SocketAddr) -> Option<&'static str> {
+    if public_url_set {
+        None
+    } else if bound.ip().is_loopback() {
+        Some("the server listens on a loopback address and no public URL is set")
+    } else if bound.ip().is_unspecified() {
+        Some("no public URL is set, so trigger URLs name the unspecified listen address")
+    } else {
+        None
+    }
 }
 
 /// Deletes inbound requests older than the retention, every ten minutes (and once at start). Every worker

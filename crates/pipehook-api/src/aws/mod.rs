@@ -23,7 +23,8 @@ use crate::AppState;
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", post(endpoint))
+    // `GET /` is for people who open the server's address in a browser.
+    Router::new().route("/", post(endpoint).get(crate::ops::home))
 }
 
 /// The services this endpoint speaks, by their `X-Amz-Target` prefix and SigV4 signing name.
@@ -73,6 +74,21 @@ impl Target {
             return Err(AwsError::unknown_operation(raw));
         }
         Ok(Target { service, operation: operation.to_owned() })
+    }
+}
+
+/// The operation a request calls, as a metrics label: `codepipeline.CreatePipeline` for an operation this
+/// endpoint has, `unknown` for anything else, so a client cannot grow the label space.
+pub fn operation_label(headers: &HeaderMap) -> String {
+    let Ok(t) = Target::parse(headers) else { return "unknown".into() };
+    let known = match t.service {
+        Service::CodePipeline => codepipeline::Operation::from_name(&t.operation).is_some(),
+        Service::CodeBuild => codebuild::Operation::from_name(&t.operation).is_some(),
+    };
+    if known {
+        format!("{}.{}", t.service.signing_name(), t.operation)
+    } else {
+        "unknown".into()
     }
 }
 

@@ -38,10 +38,42 @@ pub fn api_routes() -> Router<AppState> {
         .route("/orgs/{org}/builds/{id}/logs", get(build_trigger::build_logs))
 }
 
+/// The id the request-id layer gave this request (always a fresh UUID of ours, never the client's), or a new
+/// one where no layer ran.
+pub(crate) fn request_id(rid: Option<axum::Extension<tower_http::request_id::RequestId>>) -> String {
+    rid.and_then(|axum::Extension(r)| r.header_value().to_str().ok().map(str::to_owned))
+        .filter(|id| uuid::Uuid::parse_str(id).is_ok())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// What a trigger URL answered, for metrics: the answer's `result`, or a name for answers without one.
+#[derive(Debug, Clone)]
+pub struct TriggerResult(pub &'static str);
+
 /// A trigger URL's JSON answer.
 pub(crate) fn answer(status: axum::http::StatusCode, body: Value) -> axum::response::Response {
+    use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    (status, axum::Json(body)).into_response()
+    // A fixed set of names, so the metric's label space stays bounded whatever a handler writes.
+    let result = match (body["result"].as_str(), status) {
+        (Some("triggered"), _) => "triggered",
+        (Some("filtered"), _) => "filtered",
+        (Some("duplicate"), _) => "duplicate",
+        (Some("unauthenticated"), _) => "unauthenticated",
+        (Some("rejected"), _) => "rejected",
+        (Some(_), _) => "other",
+        (None, StatusCode::NOT_FOUND) => "not_found",
+        (None, StatusCode::PAYLOAD_TOO_LARGE) => "too_large",
+        (None, s) if s.is_server_error() => "unavailable",
+        (None, _) => "other",
+    };
+    let mut response = if status.is_client_error() || status.is_server_error() {
+        crate::with_request_id(status, body)
+    } else {
+        (status, axum::Json(body)).into_response()
+    };
+    response.extensions_mut().insert(TriggerResult(result));
+    response
 }
 
 /// Unknown or deleted token: nothing revealed.

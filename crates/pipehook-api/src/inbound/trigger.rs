@@ -38,6 +38,7 @@ async fn trigger(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<TriggerQuery>,
+    rid: Option<axum::Extension<tower_http::request_id::RequestId>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -69,7 +70,8 @@ async fn trigger(
     };
     let w = &loaded.webhook;
     let now = Timestamp::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    // The request's id (`x-request-id`, in its log lines) names its inbound log record too.
+    let request_id = super::request_id(rid);
     let (logged, truncated) = logged_body(&body);
     let delivery_id = pipehook_inbound::event::delivery_id(&headers);
     let mut record = InboundRecord {

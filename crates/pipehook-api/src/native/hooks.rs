@@ -87,6 +87,10 @@ struct HookView {
     /// pipehook addition (list and get): how its delivery attempts have gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<HealthView>,
+    /// pipehook addition (create and update): problems deliveries will meet, e.g. an address the outbound
+    /// policy refuses. Also sent as a `Warning` header.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// A hook's recent delivery record; times in Unix seconds, like a delivery's `timestamp`.
@@ -191,6 +195,7 @@ fn view(h: HookRecord, org: &str) -> HookView {
         groups: h.groups,
         disabled_reason: h.disabled_reason,
         health: None,
+        warnings: Vec::new(),
     }
 }
 
@@ -349,7 +354,7 @@ async fn create(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<HookView>), RestError> {
+) -> Result<(StatusCode, axum::http::HeaderMap, Json<HookView>), RestError> {
     ensure_org(&principal, org_of(&p))?;
     let scope = scope_of(&p);
     let body = parse_body(body)?;
@@ -380,7 +385,27 @@ async fn create(
     };
     tx.commit().await.map_err(RestError::from_store)?;
     state.outbound.forget_hooks();
-    Ok((StatusCode::CREATED, Json(view(hook, &principal.org.name.to_string()))))
+    let mut view = view(hook, &principal.org.name.to_string());
+    view.warnings = warnings(&state, &view.payload_url).await;
+    Ok((StatusCode::CREATED, warning_header(&view.warnings), Json(view)))
+}
+
+/// What deliveries to `payload_url` will meet, said when the hook is written rather than only in its delivery
+/// log.
+async fn warnings(state: &AppState, payload_url: &str) -> Vec<String> {
+    state.outbound.address_warning(payload_url).await.into_iter().collect()
+}
+
+/// The warnings as RFC 9111 `Warning` headers (code 299, "miscellaneous persistent warning").
+fn warning_header(warnings: &[String]) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    for w in warnings {
+        let text = w.replace(['"', '\\'], "'");
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!("299 pipehook \"{text}\"")) {
+            headers.append(axum::http::header::WARNING, v);
+        }
+    }
+    headers
 }
 
 async fn read(
@@ -398,7 +423,7 @@ async fn update(
     State(state): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<HookView>, RestError> {
+) -> Result<(axum::http::HeaderMap, Json<HookView>), RestError> {
     ensure_org(&principal, org_of(&p))?;
     let scope = scope_of(&p);
     let name = &p["name"];
@@ -428,7 +453,9 @@ async fn update(
     let updated = tx.update_hook(hook.id, &fields).await.map_err(RestError::from_store)?.ok_or_else(hook_not_found)?;
     tx.commit().await.map_err(RestError::from_store)?;
     state.outbound.forget_hooks();
-    Ok(Json(view(updated, &principal.org.name.to_string())))
+    let mut view = view(updated, &principal.org.name.to_string());
+    view.warnings = warnings(&state, &view.payload_url).await;
+    Ok((warning_header(&view.warnings), Json(view)))
 }
 
 async fn remove(

@@ -95,6 +95,6 @@ impl RestError {
 
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"code": self.status.as_u16(), "message": self.message}))).into_response()
+        crate::with_request_id(self.status, json!({"code": self.status.as_u16(), "message": self.message}))
     }
 }

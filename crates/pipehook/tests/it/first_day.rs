@@ -367,3 +367,237 @@ fn url_encoded(pairs: &[(&str, &str)]) -> String {
         .collect::<Vec<_>>()
         .join("&")
 }
+
+/// `GET /` says what the server is and where to go, instead of an empty 405.
+#[tokio::test]
+async fn the_root_points_people_somewhere() {
+    let s = TestServer::start().await;
+    let res = s.client().get(format!("{}/", s.url)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("pipehook") && text.contains("/api/orgs/") && text.contains("--endpoint-url"), "{text}");
+    assert!(text.contains(&s.url), "names the server's own address: {text}");
+}
+
+async fn metrics(s: &TestServer) -> String {
+    let res = s.client().get(format!("{}/metrics", s.url)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+/// What an operator watches: AWS calls by operation, triggers by result, executions by status, queue depth
+/// and age, store errors and the process.
+#[tokio::test]
+async fn metrics_label_aws_calls_by_operation_and_count_what_operators_watch() {
+    let s = TestServer::start().await;
+    let c = crate::webhooks::client(&s);
+    create_pipeline(&c, "app", "master", "true").await;
+    c.list_pipelines().send().await.unwrap();
+    let url = c
+        .put_webhook()
+        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    let push = fixture("github/push-branch.json");
+    let (_, body) = post(&url, &push, &github("push", "m-1", Some(sign(SECRET, &push)))).await;
+    wait_done(&c, "app", body["pipelineExecutionId"].as_str().unwrap()).await;
+    post(&url, &push, &github("push", "m-2", Some("sha256=00".into()))).await;
+    post(&format!("{}/trigger?t=nope", s.url), &push, &[]).await;
+
+    let text = metrics(&s).await;
+    for want in [
+        r#"pipehook_http_requests_total{route="/",operation="codepipeline.CreatePipeline",method="POST",status="200"} 1"#,
+        r#"pipehook_http_requests_total{route="/",operation="codepipeline.ListPipelines",method="POST",status="200"} 1"#,
+        r#"pipehook_triggers_total{trigger="pipeline",result="triggered"} 1"#,
+        r#"pipehook_triggers_total{trigger="pipeline",result="unauthenticated"} 1"#,
+        r#"pipehook_triggers_total{trigger="pipeline",result="not_found"} 1"#,
+        r#"pipehook_pipeline_executions{status="Succeeded"} 1"#,
+        "pipehook_queue_up 1",
+        "pipehook_store_errors_total ",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+    ] {
+        assert!(text.contains(want), "missing {want}\n{text}");
+    }
+    // A made-up operation does not become a label of its own.
+    let (status, _) = crate::support::signed_post(&s.url, "CodePipeline_20150709.MadeUp", b"{}".to_vec()).await;
+    assert_eq!(status, 400);
+    let text = metrics(&s).await;
+    assert!(text.contains(r#"operation="unknown""#) && !text.contains("MadeUp"), "{text}");
+}
+
+/// One id per request: in the `x-request-id` header, in error answers, in the trigger answer and the
+/// inbound log record; a client's own `x-request-id` is not taken as ours.
+#[tokio::test]
+async fn one_request_id_in_headers_error_answers_and_the_inbound_log() {
+    let s = TestServer::start().await;
+    let res = s
+        .client()
+        .get(format!("{}/api/orgs/default/pipelines/nope", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .header("x-request-id", "client-chosen")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let header = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(header, "client-chosen");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["requestId"], json!(header), "{body}");
+    assert_eq!(body["code"], 404, "the Pulumi error shape is kept: {body}");
+    // Unauthenticated REST calls too.
+    let res = s.client().get(format!("{}/api/orgs/default/pipelines", s.url)).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let header = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(res.json::<Value>().await.unwrap()["requestId"], json!(header));
+
+    // A trigger: the answer's requestId, its header and the inbound log record's id are one.
+    let c = crate::webhooks::client(&s);
+    create_pipeline(&c, "app", "master", "true").await;
+    let url = c
+        .put_webhook()
+        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .url;
+    let push = fixture("github/push-branch.json");
+    let res = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "rid-1")
+        .header("x-hub-signature-256", "sha256=00")
+        .body(push.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let header = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["requestId"], json!(header));
+    let (status, record) = s.get(&format!("/api/orgs/default/inbound/{header}"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["verdict"], "unauthenticated");
+    // An unknown trigger token: 404 with the id as well.
+    let res = reqwest::Client::new().post(format!("{}/trigger?t=nope", s.url)).body("{}").send().await.unwrap();
+    let header = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(res.json::<Value>().await.unwrap()["requestId"], json!(header));
+}
+
+/// A worker-only node serves health, readiness and metrics (so it can be probed and scraped) and nothing
+/// else.
+#[tokio::test]
+async fn a_worker_node_serves_health_and_metrics() {
+    let s = TestServer::builder().env("PIPEHOOK_ROLE", "worker").start().await.unwrap();
+    assert_eq!(s.get("/readyz", None).await.0, 200);
+    assert!(metrics(&s).await.contains("pipehook_queue_up 1"));
+    assert_eq!(s.get("/api/orgs/default/pipelines", Some(TOKEN)).await.0, 404);
+    let res = s.client().post(format!("{}/", s.url)).body("{}").send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+/// Reads the real binary's log until `line` says the server is serving, and returns everything read.
+async fn serve_log(envs: &[(&str, &str)], dir: &Path) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::from(crate::support::pipehook_cmd());
+    cmd.env("RUST_LOG", "info")
+        .envs(envs.iter().copied())
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("pipehook is serving") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read).await.expect("the server started");
+    let _ = child.kill().await;
+    log
+}
+
+/// Trigger URLs on a loopback or unspecified address cannot be reached by a git host: the server says so at
+/// start, and how to fix it; with a public URL it does not.
+#[tokio::test]
+async fn the_server_warns_when_trigger_urls_are_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = serve_log(&[("PIPEHOOK_LISTEN", "127.0.0.1:0")], &dir.path().join("a")).await;
+    assert!(log.contains("WARN") && log.contains("loopback") && log.contains("PIPEHOOK_PUBLIC_URL"), "{log}");
+    let log = serve_log(&[("PIPEHOOK_LISTEN", "0.0.0.0:0")], &dir.path().join("b")).await;
+    assert!(log.contains("unspecified") && log.contains("PIPEHOOK_PUBLIC_URL"), "{log}");
+    let log = serve_log(
+        &[("PIPEHOOK_LISTEN", "127.0.0.1:0"), ("PIPEHOOK_PUBLIC_URL", "https://ci.example.com")],
+        &dir.path().join("c"),
+    )
+    .await;
+    assert!(!log.contains("PIPEHOOK_PUBLIC_URL") && log.contains("https://ci.example.com"), "{log}");
+}
+
+/// Creating (or changing) an outbound hook to an address deliveries will refuse says so at once.
+#[tokio::test]
+async fn an_outbound_hook_to_a_local_address_is_warned_about() {
+    let s = TestServer::start().await;
+    let create = |name: &str, url: &str| {
+        let body = json!({"organizationName": "default", "name": name, "displayName": name, "payloadUrl": url, "active": true});
+        s.client()
+            .post(format!("{}/api/orgs/default/hooks", s.url))
+            .header("authorization", format!("token {TOKEN}"))
+            .json(&body)
+            .send()
+    };
+    let res = create("local", "http://127.0.0.1:9000/hook").await.unwrap();
+    assert_eq!(res.status(), 201);
+    let warning = res.headers().get("warning").map(|v| v.to_str().unwrap().to_owned()).expect("a Warning header");
+    assert!(warning.starts_with("299 pipehook \"") && warning.contains("loopback"), "{warning}");
+    let body: Value = res.json().await.unwrap();
+    let text = body["warnings"][0].as_str().unwrap();
+    assert!(text.contains("will be refused") && text.contains("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS"), "{body}");
+    // A name that resolves to a private address too.
+    let res = create("named", "http://localhost:9000/hook").await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.json::<Value>().await.unwrap()["warnings"][0].as_str().is_some());
+    // A public address: no warning.
+    let res = create("public", "https://203.0.114.1/hook").await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().get("warning").is_none());
+    assert!(res.json::<Value>().await.unwrap().get("warnings").is_none());
+    // Changing a hook to a local address warns too.
+    let res = s
+        .client()
+        .patch(format!("{}/api/orgs/default/hooks/public", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .json(&json!({"payloadUrl": "http://10.1.2.3/hook"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("warning").is_some());
+    // Where the operator allowed local networks, no warning.
+    let s = TestServer::builder().env("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8").start().await.unwrap();
+    let res = s
+        .client()
+        .post(format!("{}/api/orgs/default/hooks", s.url))
+        .header("authorization", format!("token {TOKEN}"))
+        .json(&json!({"organizationName": "default", "name": "ok", "displayName": "ok", "payloadUrl": "http://127.0.0.1:9000/x", "active": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().get("warning").is_none());
+}

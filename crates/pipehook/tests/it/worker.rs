@@ -96,7 +96,7 @@ async fn runs_every_job_once_and_handles_failures(t: TestStore) {
     let dead = t.store.list_dead(None, None, 10).await.unwrap();
     assert_eq!(dead.iter().map(|d| d.id).collect::<Vec<_>>(), [ids[301]]);
     assert_eq!(dead[0].last_error.as_deref(), Some("cannot ever work"));
-    let text = r.metrics.render(None);
+    let text = r.metrics.render(&pipehook_api::metrics::Snapshot::default());
     assert!(text.contains(r#"pipehook_jobs_total{kind="t.work",outcome="completed"} 302"#), "{text}");
     assert!(text.contains(r#"pipehook_jobs_total{kind="t.work",outcome="retried"} 3"#), "{text}");
     assert!(text.contains(r#"pipehook_jobs_total{kind="t.work",outcome="dead"} 1"#), "{text}");
