@@ -8,6 +8,7 @@ mod cli_ux;
 mod codebuild;
 mod codebuild_cli;
 mod codebuild_githost;
+mod first_day;
 mod lifecycle;
 mod native_pipelines;
 mod outbound;
