@@ -1329,6 +1329,7 @@ impl Client {
                 };
                 let body = serde_json::to_vec(&body).unwrap_or_default();
                 let h = self.call(Method::POST, self.hooks_url(scope, &[], &[]), Some(body)).await?;
+                hook_warnings(&h);
                 match self.output {
                     Output::Json => self.print_json(&h),
                     Output::Table => outln!(
@@ -1345,6 +1346,7 @@ impl Client {
                     return Err(Failure::Usage(format!("{}: a Webhook must be a JSON object", file.display())));
                 }
                 let h = self.call(Method::PATCH, self.hooks_url(scope, &[&name], &[]), Some(body)).await?;
+                hook_warnings(&h);
                 match self.output {
                     Output::Json => self.print_json(&h),
                     Output::Table => outln!("updated hook {} ({})", text(&h["name"]), scope.describe(&self.org)),
@@ -1551,6 +1553,14 @@ fn hook_from_file(
     }
     fill_place(&mut body, scope, org);
     Ok(Value::Object(body))
+}
+
+/// What the server says deliveries to a hook will meet (e.g. an address its policy refuses), on stderr so
+/// that `--output json` stays parseable.
+fn hook_warnings(hook: &Value) {
+    for w in hook["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        eprintln!("pipehook: warning: {w}");
+    }
 }
 
 /// The body of `hooks create NAME --url URL ...`. The secret comes from the environment variable named by

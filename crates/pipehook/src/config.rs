@@ -669,7 +669,8 @@ mod tests {
     fn defaults() {
         let c = load(&[], None, Overrides::default()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.database, Database::Sqlite(PathBuf::from("./pipehook-data/pipehook.db")));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(c.database, Database::Sqlite(cwd.join("pipehook-data/pipehook.db")));
         assert_eq!(c.aws_region, "us-east-1");
         assert_eq!(c.role, Role::All);
         assert!(c.master_key.is_none() && c.public_url.is_none());

@@ -12,6 +12,13 @@ use crate::support::{wait_done, Backend, TestServer, TOKEN};
 use crate::webhooks::{create_pipeline, definition, fixture, github, hmac_config, post, sign, SECRET};
 use aws_sdk_codepipeline::types::WebhookAuthenticationType;
 
+/// Puts a GITHUB_HMAC webhook (secret [`SECRET`], `$.ref` = `refs/heads/{Branch}`) on `pipeline` and returns
+/// its trigger URL.
+async fn hmac_webhook(c: &aws_sdk_codepipeline::Client, name: &str, pipeline: &str) -> String {
+    let definition = definition(name, pipeline, WebhookAuthenticationType::GithubHmac, hmac_config(SECRET));
+    c.put_webhook().webhook(definition).send().await.unwrap().webhook.unwrap().url
+}
+
 /// `path` relative to the current folder (`../../tmp/x` for `/tmp/x`), so a test can hand the server a
 /// relative data folder that still points into a temporary folder.
 fn relative_to_cwd(path: &Path) -> PathBuf {
@@ -108,15 +115,7 @@ async fn stress(s: TestServer) {
     let c = crate::webhooks::client(&s);
     let command = "for i in $(seq 1 40); do echo \"line $i of $PIPEHOOK_EXECUTION_ID\"; sleep 0.01; done";
     create_pipeline(&c, "app", "master", command).await;
-    let url = c
-        .put_webhook()
-        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
-        .send()
-        .await
-        .unwrap()
-        .webhook
-        .unwrap()
-        .url;
+    let url = hmac_webhook(&c, "gh", "app").await;
     let push = fixture("github/push-branch.json");
     let signature = sign(SECRET, &push);
 
@@ -253,15 +252,7 @@ async fn form_encoded_github_deliveries_are_accepted() {
     let s = TestServer::start().await;
     let c = crate::webhooks::client(&s);
     create_pipeline(&c, "app", "master", "echo \"form $PIPEHOOK_COMMIT_ID\"").await;
-    let url = c
-        .put_webhook()
-        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
-        .send()
-        .await
-        .unwrap()
-        .webhook
-        .unwrap()
-        .url;
+    let url = hmac_webhook(&c, "gh", "app").await;
     let push = fixture("github/push-branch.json");
     let form: String = url_encoded(&[("payload", std::str::from_utf8(&push).unwrap())]);
     let form = form.into_bytes();
@@ -393,15 +384,7 @@ async fn metrics_label_aws_calls_by_operation_and_count_what_operators_watch() {
     let c = crate::webhooks::client(&s);
     create_pipeline(&c, "app", "master", "true").await;
     c.list_pipelines().send().await.unwrap();
-    let url = c
-        .put_webhook()
-        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
-        .send()
-        .await
-        .unwrap()
-        .webhook
-        .unwrap()
-        .url;
+    let url = hmac_webhook(&c, "gh", "app").await;
     let push = fixture("github/push-branch.json");
     let (_, body) = post(&url, &push, &github("push", "m-1", Some(sign(SECRET, &push)))).await;
     wait_done(&c, "app", body["pipelineExecutionId"].as_str().unwrap()).await;
@@ -459,15 +442,7 @@ async fn one_request_id_in_headers_error_answers_and_the_inbound_log() {
     // A trigger: the answer's requestId, its header and the inbound log record's id are one.
     let c = crate::webhooks::client(&s);
     create_pipeline(&c, "app", "master", "true").await;
-    let url = c
-        .put_webhook()
-        .webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(SECRET)))
-        .send()
-        .await
-        .unwrap()
-        .webhook
-        .unwrap()
-        .url;
+    let url = hmac_webhook(&c, "gh", "app").await;
     let push = fixture("github/push-branch.json");
     let res = reqwest::Client::new()
         .post(&url)
@@ -588,6 +563,12 @@ async fn an_outbound_hook_to_a_local_address_is_warned_about() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("warning").is_some());
+    // The CLI says it on stderr.
+    let out =
+        s.cli_with(&[("PIPEHOOK_TOKEN", TOKEN)], &["hooks", "create", "cli", "--url", "http://192.168.1.5/x"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pipehook: warning: deliveries to this URL will be refused"), "{stderr}");
     // Where the operator allowed local networks, no warning.
     let s = TestServer::builder().env("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8").start().await.unwrap();
     let res = s
