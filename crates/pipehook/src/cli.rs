@@ -325,7 +325,10 @@ async fn execute(command: Command, config: Config) -> Result<(), StartError> {
 async fn serve(config: Config) -> Result<(), StartError> {
     // Every role listens: API nodes for everything, worker nodes for health, readiness and metrics.
     let listener = Some(tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
-        StartError::Config(ConfigError::new("listen (PIPEHOOK_LISTEN)", format!("cannot listen on {}: {e}", config.listen)))
+        StartError::Config(ConfigError::new(
+            "listen (PIPEHOOK_LISTEN)",
+            format!("cannot listen on {}: {e}", config.listen),
+        ))
     })?);
     let shutdown = CancellationToken::new();
     let signal_token = shutdown.clone();
