@@ -324,9 +324,25 @@ fn set_repository(event: &mut SourceEvent, full_name: Option<String>) {
     event.repository = full_name;
 }
 
-/// A commit id, or `None` for git's all-zero id, which providers send as the "after" of a deleted ref.
+/// Whether `id` is a full git commit id: 40 (SHA-1) or 64 (SHA-256) hexadecimal digits. Only such an id names
+/// a commit and nothing else: anything shorter may be taken for a branch or tag by git, and anything else in a
+/// payload's commit field (`refs/pull/1/head`, `main`) is a ref name, which must never choose what is checked out.
+pub fn is_commit_id(id: &str) -> bool {
+    matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A full commit id (lowercased), or `None` for anything else ([`is_commit_id`]) and for git's all-zero id, which
+/// providers send as the "after" of a deleted ref.
 fn commit(id: Option<String>) -> Option<String> {
-    id.filter(|id| !id.bytes().all(|b| b == b'0'))
+    id.filter(|id| is_commit_id(id) && !id.bytes().all(|b| b == b'0')).map(|id| id.to_ascii_lowercase())
+}
+
+/// An abbreviated commit id (7 to 64 hexadecimal digits, lowercased), for the one payload that only has those:
+/// Bitbucket Cloud's pull requests. Whoever checks it out must make sure the commit it resolved to starts with it.
+fn abbreviated_commit(id: Option<String>) -> Option<String> {
+    id.filter(|id| (7..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|id| !id.bytes().all(|b| b == b'0'))
+        .map(|id| id.to_ascii_lowercase())
 }
 
 /// The short branch name of a full ref, when it is a branch.
@@ -431,6 +447,57 @@ mod tests {
                 assert_eq!((event.git_ref, event.commit_id), (None, None), "{name} {payload}");
             }
         }
+    }
+
+    #[test]
+    fn commit_ids_are_full_hex_ids_only() {
+        let full = "6113728F27AE82C7B1A177C8D03F9E96E0ADF246";
+        let sha256 = "a".repeat(64);
+        for ok in [full, sha256.as_str()] {
+            assert!(is_commit_id(ok), "{ok}");
+        }
+        for bad in ["", "main", "refs/pull/1/head", "6113728f", &full[..39], &format!("{full}0"), &"g".repeat(40)] {
+            assert!(!is_commit_id(bad), "{bad}");
+        }
+        // Every provider's commit field: a ref name or an abbreviation is no commit (nothing to check out), and a
+        // full id is kept, lowercased.
+        let push = |after: &str| {
+            let payload = json!({"ref": "refs/heads/main", "after": after, "checkout_sha": after,
+                "head_commit": {"id": after}});
+            let github = normalize(&headers(&[("x-github-event", "push")]), &payload);
+            let gitlab = normalize(
+                &headers(&[("x-gitlab-event", "Push Hook")]),
+                &json!({"object_kind": "push",
+                "ref": "refs/heads/main", "checkout_sha": after}),
+            );
+            let bitbucket = normalize(
+                &headers(&[("x-event-key", "repo:push")]),
+                &json!({"push": {"changes": [
+                {"new": {"type": "branch", "name": "main", "target": {"hash": after}}}]}}),
+            );
+            [github, gitlab, bitbucket].map(|e| (e.commit_id, e.codebuild_event))
+        };
+        for bad in ["refs/pull/1/head", "main", "6113728", "HEAD~1"] {
+            assert_eq!(push(bad), [(None, None), (None, None), (None, None)], "{bad}");
+        }
+        let lower = full.to_ascii_lowercase();
+        assert_eq!(push(full).map(|(c, _)| c), [Some(lower.clone()), Some(lower.clone()), Some(lower)]);
+        let pr = normalize(
+            &headers(&[("x-github-event", "pull_request")]),
+            &json!({"action": "opened", "number": 1, "pull_request": {"head": {"sha": "refs/pull/1/head", "ref": "x"}}}),
+        );
+        assert_eq!(pr.commit_id, None);
+        // Bitbucket pull requests carry 12-digit abbreviations, the only place one is taken.
+        let bb = |hash: &str| {
+            normalize(
+                &headers(&[("x-event-key", "pullrequest:created")]),
+                &json!({"pullrequest": {"id": 1, "source": {"branch": {"name": "x"}, "commit": {"hash": hash}}}}),
+            )
+            .commit_id
+        };
+        assert_eq!(bb("3F8E2A1B9C7D").as_deref(), Some("3f8e2a1b9c7d"));
+        assert_eq!(bb("refs/heads/main"), None);
+        assert_eq!(bb("abc"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! A payload URL is user input, and the server delivering to it sits inside the operator's network, so by
 //! default pipehook refuses every address that is not globally reachable: loopback, private (RFC 1918, IPv6
 //! unique-local), link-local (cloud metadata lives there), CGNAT, multicast, documentation and other reserved
-//! ranges, for IPv4 and IPv6, and IPv6 forms that embed an IPv4 address (mapped, compatible, NAT64, 6to4) by the
+//! ranges, for IPv4 and IPv6, and IPv6 forms that embed an IPv4 address (mapped, translated, compatible, NAT64, 6to4) by the
 //! address they embed. The check runs on the addresses DNS returned, inside the HTTP client's resolver, so the
 //! address vetted is the address connected to (no DNS rebinding between check and connect); literal IP hosts
 //! are checked before sending. `allowed` networks (operator configuration) are exempt.
@@ -133,8 +133,8 @@ fn v6_class(ip: Ipv6Addr) -> Option<&'static str> {
     Some(class)
 }
 
-/// The IPv4 address an IPv6 address stands for: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
-/// (`::a.b.c.d`, deprecated), NAT64 well-known prefix (`64:ff9b::a.b.c.d`) and 6to4 (`2002:AABB:CCDD::`).
+/// The IPv4 address an IPv6 address stands for: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated
+/// (`::ffff:0:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated), NAT64 well-known prefix (`64:ff9b::a.b.c.d`) and 6to4 (`2002:AABB:CCDD::`).
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
@@ -142,6 +142,10 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if s[..6].iter().all(|&x| x == 0) && !(s[6] == 0 && s[7] <= 1) {
+        return Some(tail);
+    }
+    // IPv4-translated (SIIT, RFC 2765: `::ffff:0:a.b.c.d`, `::ffff:0:0/96`).
+    if s[..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0 {
         return Some(tail);
     }
     if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
@@ -237,10 +241,22 @@ mod tests {
             "2002:7f00:1::",
             "2001::1",
             "100::1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "::ffff:0:169.254.169.254",
+            "::ffff:0:0.0.0.0",
         ] {
             assert!(refused(&p, bad), "{bad} should be refused");
         }
-        for good in ["93.184.216.34", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for good in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+            "::ffff:0:1.1.1.1",
+        ] {
             assert!(!refused(&p, good), "{good} should be allowed");
         }
     }
@@ -250,6 +266,7 @@ mod tests {
         let p = AddressPolicy::new(AddressPolicy::parse_networks("127.0.0.0/8, 10.0.0.5").unwrap());
         assert!(!refused(&p, "127.0.0.1"));
         assert!(!refused(&p, "::ffff:127.0.0.1"));
+        assert!(!refused(&p, "::ffff:0:127.0.0.1"));
         assert!(!refused(&p, "10.0.0.5"));
         assert!(refused(&p, "10.0.0.6"));
         assert!(refused(&p, "::1"), "IPv6 loopback is not in 127.0.0.0/8");

@@ -82,6 +82,24 @@ pub struct Authorization {
     pub signature: String,
 }
 
+impl Authorization {
+    /// Whether `name` (any case) is among the signed headers.
+    pub fn is_signed(&self, name: &str) -> bool {
+        self.signed_headers.iter().any(|signed| signed.eq_ignore_ascii_case(name))
+    }
+
+    /// Fails with [`SigV4Error::HeaderNotSigned`] unless `name` is among the signed headers. For headers a
+    /// protocol routes on, such as the AWS JSON protocol's `X-Amz-Target` (the operation): every SDK signs it,
+    /// and an unsigned one could be swapped on a captured request to run another operation under its signature.
+    pub fn require_signed(&self, name: &str) -> Result<(), SigV4Error> {
+        if self.is_signed(name) {
+            Ok(())
+        } else {
+            Err(SigV4Error::HeaderNotSigned { header: name.to_owned() })
+        }
+    }
+}
+
 /// What the server requires of a request besides a matching signature.
 #[derive(Debug, Clone, Copy)]
 pub struct Expectations<'a> {
@@ -118,6 +136,14 @@ pub enum SigV4Error {
     /// replayed against another host.
     #[error("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")]
     HostNotSigned,
+
+    /// A header the caller requires to be signed ([`Authorization::require_signed`]) is not among the
+    /// signed headers, so it could be changed without breaking the signature.
+    #[error("'{header}' must be a 'SignedHeader' in the AWS Authorization.")]
+    HeaderNotSigned {
+        /// The header's name as AWS writes it, e.g. `X-Amz-Target`.
+        header: String,
+    },
 
     /// Neither `x-amz-date` nor `date` is present.
     #[error("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")]
@@ -213,6 +239,7 @@ impl SigV4Error {
             Self::MissingAuthorization => "MissingAuthenticationTokenException",
             Self::MalformedAuthorization { .. }
             | Self::HostNotSigned
+            | Self::HeaderNotSigned { .. }
             | Self::MissingDate
             | Self::DateNotSigned { .. } => "IncompleteSignatureException",
             Self::InvalidDate { .. }
@@ -839,6 +866,24 @@ mod tests {
     }
 
     #[test]
+    fn required_headers_must_be_signed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/codepipeline/aws4_request, \
+             SignedHeaders=host;X-Amz-Target;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+                .parse()
+                .unwrap(),
+        );
+        let auth = parse_authorization(&headers).unwrap();
+        assert!(auth.require_signed("x-amz-target").is_ok(), "any case");
+        let e = auth.require_signed("Content-Type").unwrap_err();
+        assert_eq!(e, SigV4Error::HeaderNotSigned { header: "Content-Type".into() });
+        assert_eq!(e.aws_type(), "IncompleteSignatureException");
+        assert_eq!(e.message(), "'Content-Type' must be a 'SignedHeader' in the AWS Authorization.");
+    }
+
+    #[test]
     fn unix_seconds_floors_before_the_epoch() {
         assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_millis(1_500)), 1);
         assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_millis(1_500)), -2);
@@ -850,6 +895,7 @@ mod tests {
         let errors = [
             (SigV4Error::MissingAuthorization, "MissingAuthenticationTokenException"),
             (SigV4Error::HostNotSigned, "IncompleteSignatureException"),
+            (SigV4Error::HeaderNotSigned { header: "X-Amz-Target".into() }, "IncompleteSignatureException"),
             (SigV4Error::MissingDate, "IncompleteSignatureException"),
             (SigV4Error::SignatureMismatch, "InvalidSignatureException"),
             (SigV4Error::UnrecognizedClient, "UnrecognizedClientException"),

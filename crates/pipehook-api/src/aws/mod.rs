@@ -101,7 +101,18 @@ pub fn signing_services(headers: &HeaderMap) -> Vec<&'static str> {
     }
 }
 
+/// The operation is routed on `X-Amz-Target`, so it must be signed (every SDK signs it): an unsigned one could
+/// be swapped on a captured request to run another operation under its signature. The signature itself was
+/// verified by the authentication layer; this looks at what it covered.
+fn target_is_signed(headers: &HeaderMap) -> Result<(), AwsError> {
+    let auth = pipehook_sigv4::parse_authorization(headers).map_err(AwsError::from_sigv4)?;
+    auth.require_signed("X-Amz-Target").map_err(AwsError::from_sigv4)
+}
+
 async fn endpoint(State(state): State<AppState>, principal: Principal, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(e) = target_is_signed(&headers) {
+        return e.into_response();
+    }
     let target = match Target::parse(&headers) {
         Ok(t) => t,
         Err(e) => return e.into_response(),

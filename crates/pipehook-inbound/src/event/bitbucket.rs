@@ -5,7 +5,8 @@
 //! merge_commit.hash}`; every event `actor.{nickname,display_name,account_id}`, `repository.{full_name,
 //! links.html.href}`. A push may change several refs at once; the event describes the first change that still
 //! has a new head, because one delivery starts at most one build. Bitbucket sends 12-character abbreviated
-//! commit hashes in pull request payloads, and they are passed on as they are. No Bitbucket payload lists
+//! commit hashes in pull request payloads: they are passed on when they are hexadecimal (7 to 64 digits), and
+//! the checkout makes sure the commit it resolved starts with them; every other commit field must be a full id. No Bitbucket payload lists
 //! changed files, and pull request payloads carry no commit message, so `changed_files` is always `None` and
 //! `commit_message` is `None` for pull requests.
 //!
@@ -16,7 +17,10 @@
 
 use serde_json::Value;
 
-use super::{commit, number, set_pull_request, set_push_ref, set_repository, text, CodeBuildEvent, SourceEvent};
+use super::{
+    abbreviated_commit, commit, number, set_pull_request, set_push_ref, set_repository, text, CodeBuildEvent,
+    SourceEvent,
+};
 
 pub(super) fn fill(event: &mut SourceEvent, key: &str, payload: &Value) {
     event.actor = text(payload, &["actor", "nickname"]).or_else(|| text(payload, &["actor", "display_name"]));
@@ -29,7 +33,7 @@ pub(super) fn fill(event: &mut SourceEvent, key: &str, payload: &Value) {
             Some(change) => {
                 let new = &change["new"];
                 set_push_ref(event, full_ref(new));
-                event.commit_id = text(new, &["target", "hash"]);
+                event.commit_id = commit(text(new, &["target", "hash"]));
                 event.message = text(new, &["target", "message"]);
                 event.commit_message = event.message.clone();
                 event.previous_commit = commit(text(&change["old"], &["target", "hash"]));
@@ -45,7 +49,7 @@ pub(super) fn fill(event: &mut SourceEvent, key: &str, payload: &Value) {
         event.action = Some(action.to_string());
         let source = text(pr, &["source", "branch", "name"]);
         set_pull_request(event, number(pr, &["id"]), source, text(pr, &["destination", "branch", "name"]));
-        event.commit_id = text(pr, &["source", "commit", "hash"]);
+        event.commit_id = abbreviated_commit(text(pr, &["source", "commit", "hash"]));
         event.message = text(pr, &["title"]);
         event.codebuild_event = match action {
             "created" => Some(CodeBuildEvent::PullRequestCreated),
@@ -55,7 +59,7 @@ pub(super) fn fill(event: &mut SourceEvent, key: &str, payload: &Value) {
             _ => None,
         };
         if event.codebuild_event == Some(CodeBuildEvent::PullRequestMerged) {
-            event.merge_commit = text(pr, &["merge_commit", "hash"]);
+            event.merge_commit = abbreviated_commit(text(pr, &["merge_commit", "hash"]));
         }
     } else if key == "diagnostics:ping" {
         // Bitbucket Data Center's "Test connection" request: about no commit, like GitHub's ping.

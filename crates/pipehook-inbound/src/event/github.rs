@@ -47,7 +47,7 @@ pub(super) fn fill(event: &mut SourceEvent, name: &str, payload: &Value) {
             let pr = &payload["pull_request"];
             let number = number(payload, &["number"]).or_else(|| number(pr, &["number"]));
             set_pull_request(event, number, text(pr, &["head", "ref"]), text(pr, &["base", "ref"]));
-            event.commit_id = text(pr, &["head", "sha"]);
+            event.commit_id = commit(text(pr, &["head", "sha"]));
             event.message = text(pr, &["title"]);
             event.codebuild_event = match action {
                 Some("opened") => Some(CodeBuildEvent::PullRequestCreated),
@@ -73,7 +73,7 @@ pub(super) fn fill(event: &mut SourceEvent, name: &str, payload: &Value) {
         "workflow_job" => {
             let job = &payload["workflow_job"];
             set_push_ref(event, text(job, &["head_branch"]).map(|b| format!("refs/heads/{b}")));
-            event.commit_id = text(job, &["head_sha"]);
+            event.commit_id = commit(text(job, &["head_sha"]));
             if action == Some("queued") {
                 event.codebuild_event = Some(CodeBuildEvent::WorkflowJobQueued);
             }

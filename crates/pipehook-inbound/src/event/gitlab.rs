@@ -54,7 +54,7 @@ pub(super) fn fill(event: &mut SourceEvent, payload: &Value) {
             let source = text(mr, &["source_branch"]);
             set_pull_request(event, number(mr, &["iid"]), source, text(mr, &["target_branch"]));
             event.action = text(mr, &["action"]);
-            event.commit_id = text(mr, &["last_commit", "id"]);
+            event.commit_id = commit(text(mr, &["last_commit", "id"]));
             event.commit_message = text(mr, &["last_commit", "message"]);
             event.message = text(mr, &["title"]);
             event.actor = text(payload, &["user", "username"]);
@@ -68,7 +68,7 @@ pub(super) fn fill(event: &mut SourceEvent, payload: &Value) {
                 _ => None,
             };
             if event.codebuild_event == Some(CodeBuildEvent::PullRequestMerged) {
-                event.merge_commit = text(mr, &["merge_commit_sha"]);
+                event.merge_commit = commit(text(mr, &["merge_commit_sha"]));
             }
         }
         Some("release") => {
@@ -77,7 +77,7 @@ pub(super) fn fill(event: &mut SourceEvent, payload: &Value) {
             event.release_name = text(payload, &["name"]);
             event.message = event.release_name.clone();
             event.git_ref = event.tag_name.as_ref().map(|tag| format!("refs/tags/{tag}"));
-            event.commit_id = text(payload, &["commit", "id"]);
+            event.commit_id = commit(text(payload, &["commit", "id"]));
         }
         _ => {
             event.actor = text(payload, &["user", "username"]).or_else(|| text(payload, &["user_username"]));
