@@ -496,11 +496,11 @@ impl Run<'_> {
     /// Creates the workspace and the state directory.
     async fn provision(&mut self) -> Result<StateDir, String> {
         let dir = &self.request.source_dir;
-        tokio::fs::create_dir_all(dir)
+        crate::workspace::create_private_dir(dir)
             .await
             .map_err(|e| format!("could not create the workspace {}: {e}", dir.display()))?;
         let state = StateDir::create().await?;
-        tokio::fs::write(state.path.join("pwd"), format!("{}\n", dir.display()))
+        crate::workspace::write_private_file(&state.path.join("pwd"), format!("{}\n", dir.display()))
             .await
             .map_err(|e| format!("could not write to the state directory: {e}"))?;
         Ok(state)
@@ -562,7 +562,7 @@ impl Run<'_> {
         let _ = tokio::fs::remove_file(&failed_file).await;
         let script = phase_script(phase_type, phase, self.request.buildspec.version, &state.path, !self.any_failed);
         let script_path = state.path.join(format!("{}.sh", phase_type.as_str().to_ascii_lowercase()));
-        if let Err(e) = tokio::fs::write(&script_path, script).await {
+        if let Err(e) = crate::workspace::write_private_file(&script_path, script).await {
             return PhaseEnd::Ended(
                 StatusType::Fault,
                 context("INTERNAL_ERROR", format!("could not write the phase script: {e}")),
@@ -694,17 +694,23 @@ impl Run<'_> {
 }
 
 /// The private directory a build's phase scripts and saved shell state live in, outside the workspace so
-/// nothing of it reaches the source tree; removed when dropped.
+/// nothing of it reaches the source tree; removed when dropped. Mode 0700 and its files 0600: the saved state
+/// holds the build's exported variables, secrets included.
 struct StateDir {
     path: PathBuf,
 }
 
 impl StateDir {
     async fn create() -> Result<StateDir, String> {
+        use std::os::unix::fs::PermissionsExt;
         let path = std::env::temp_dir().join(format!("pipehook-build-{}", uuid::Uuid::new_v4()));
-        tokio::fs::create_dir(&path)
-            .await
-            .map_err(|e| format!("could not create the build's state directory {}: {e}", path.display()))?;
+        // Created 0700 (never recursive: a fresh name, so nobody else made it first), then set to 0700 in case
+        // the umask took bits away.
+        let created = async {
+            tokio::fs::DirBuilder::new().mode(crate::workspace::PRIVATE_DIR_MODE).create(&path).await?;
+            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(crate::workspace::PRIVATE_DIR_MODE)).await
+        };
+        created.await.map_err(|e| format!("could not create the build's state directory {}: {e}", path.display()))?;
         Ok(StateDir { path })
     }
 }
@@ -770,7 +776,7 @@ fn phase_script(
          __phk_current=''\n\
          __phk_rc=0\n\
          __phk_finally_done=0\n\
-         __phk_fail() {{ [ -f \"$__phk_state/failed\" ] || printf '%s\\n%s' \"$1\" \"$2\" > \"$__phk_state/failed\"; }}\n",
+         __phk_fail() {{ [ -f \"$__phk_state/failed\" ] || (umask 077; printf '%s\\n%s' \"$1\" \"$2\" > \"$__phk_state/failed\"); }}\n",
         succeeding = u8::from(succeeding),
     );
     s.push_str("__phk_finally() {\n__phk_finally_done=1\n__phk_frc=0\n");
@@ -784,8 +790,7 @@ fn phase_script(
          \x20 if [ \"$__phk_status\" -ne 0 ]; then __phk_fail \"$__phk_status\" \"$__phk_current\"; fi\n\
          \x20 if [ \"$__phk_rc\" -eq 0 ]; then __phk_rc=$__phk_status; fi\n\
          \x20 if [ \"$__phk_finally_done\" -eq 0 ]; then __phk_finally; fi\n\
-         \x20 export -p > \"$__phk_state/env.next\" && mv \"$__phk_state/env.next\" \"$__phk_state/env\"\n\
-         \x20 pwd > \"$__phk_state/pwd\"\n\
+         \x20 (umask 077; export -p > \"$__phk_state/env.next\" && mv \"$__phk_state/env.next\" \"$__phk_state/env\"; pwd > \"$__phk_state/pwd\")\n\
          \x20 exit \"$__phk_rc\"\n\
          }\n\
          trap __phk_exit EXIT\n",

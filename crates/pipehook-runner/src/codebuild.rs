@@ -344,6 +344,28 @@ async fn read_buildspec(
 }
 
 /// A buildspec for a build whose DOWNLOAD_SOURCE fails (so no command ever runs).
+/// A trigger's commit, checked out by id: the commit git resolved must be that one (git takes a branch or tag
+/// named like an abbreviated id before the commit), or DOWNLOAD_SOURCE fails.
+struct CommitSource {
+    git: GitSource,
+    commit: String,
+}
+
+#[async_trait]
+impl SourceStep for CommitSource {
+    async fn download(&self, dest: &std::path::Path, timeout: Duration) -> Result<crate::build::Downloaded, String> {
+        let downloaded = self.git.download(dest, timeout).await?;
+        match downloaded.resolved_source_version.as_deref() {
+            Some(resolved) if crate::workspace::commit_matches(resolved, &self.commit) => Ok(downloaded),
+            resolved => Err(format!(
+                "git resolved {} to {}, not to that commit; refusing to build another revision",
+                self.commit,
+                resolved.unwrap_or("nothing")
+            )),
+        }
+    }
+}
+
 fn placeholder_buildspec() -> crate::buildspec::Buildspec {
     crate::buildspec::parse("version: 0.2\nphases:\n  build:\n    commands:\n      - 'true'\n")
         .expect("a valid buildspec")
@@ -467,8 +489,15 @@ impl BuildRunner {
             .filter(|s| !s.trim().is_empty())
             .or_else(|| doc["source"]["buildspec"].as_str().map(str::to_owned).filter(|s| !s.trim().is_empty()))
             .filter(|_| spec_path.is_none());
+        // The build's own folder, named by the uuid pipehook gave it (never by the project's name).
         let uuid = build.id.rsplit(':').next().unwrap_or(&build.id).to_owned();
-        let workspace = self.config.workspace_root.join(&uuid);
+        let workspace = match crate::workspace::id_path(&self.config.workspace_root, &uuid) {
+            Ok(w) => w,
+            Err(e) => {
+                let log = format!("[Container] Phase context status code: CLIENT_ERROR Message: no workspace: {e}\n");
+                return self.finish(&build, "FAULT", &build.phases, None, &log).await;
+            }
+        };
         let source_dir = workspace.join("src");
         let mut env = env_pairs(&doc["environment"]["environmentVariables"]);
         env.extend(env_pairs(&build.env_overrides));
@@ -484,11 +513,32 @@ impl BuildRunner {
         let org_name = org.as_ref().map(|o| o.name.to_string()).unwrap_or_default();
         let location = doc["source"]["location"].as_str().filter(|l| !l.is_empty()).map(str::to_owned);
         let source_type = doc["source"]["type"].as_str().unwrap_or("NO_SOURCE");
-        let revision =
-            build.trigger["revision"]["commitId"].as_str().map(str::to_owned).or_else(|| build.source_version.clone());
-        let git = match (&location, source_type) {
+        // The trigger's commit, only when it is a commit id (a payload's ref name never chooses what is built).
+        // A webhook build builds that commit and nothing else: its `sourceVersion` (`pr/<n>`) is no revision.
+        let trigger_commit = build.trigger["revision"]["commitId"]
+            .as_str()
+            .filter(|c| crate::workspace::is_commit_ref(c))
+            .map(str::to_owned);
+        let webhook_build = build.trigger["webhook"].as_bool() == Some(true);
+        let revision = if webhook_build {
+            trigger_commit.clone()
+        } else {
+            trigger_commit.clone().or_else(|| build.source_version.clone())
+        };
+        let git: Option<Box<dyn SourceStep>> = match (&location, source_type) {
             (_, "NO_SOURCE") | (None, _) => None,
-            (Some(url), _) => Some(GitSource { url: url.clone(), revision: revision.clone(), extra_env: vec![] }),
+            (Some(url), _) => {
+                let git = GitSource { url: url.clone(), revision: revision.clone(), extra_env: vec![] };
+                match (&trigger_commit, webhook_build) {
+                    (Some(commit), _) => Some(Box::new(CommitSource { git, commit: commit.clone() })),
+                    (None, true) => Some(Box::new(crate::build::FnSource(|_: PathBuf, _: Duration| async {
+                        Err::<crate::build::Downloaded, String>(
+                            "the webhook's payload names no commit id to build".to_owned(),
+                        )
+                    }))),
+                    (None, false) => Some(Box::new(git)),
+                }
+            }
         };
         let minutes =
             build.trigger["timeoutInMinutes"].as_u64().or_else(|| doc["timeoutInMinutes"].as_u64()).unwrap_or(60);
@@ -505,7 +555,7 @@ impl BuildRunner {
             (Some(text), git) => match crate::buildspec::parse(&text) {
                 Ok(b) => {
                     read_text = Some(text);
-                    (b, git.map_or_else(|| Box::new(NoSource) as Box<dyn SourceStep>, |g| Box::new(g)))
+                    (b, git.unwrap_or_else(|| Box::new(NoSource)))
                 }
                 Err(e) => {
                     let log = format!("[Container] Phase context status code: YAML_FILE_ERROR Message: {e}\n");

@@ -18,6 +18,7 @@
 //! - [`build`]: runs one CodeBuild build of a buildspec: [`build::run_build`] walks CodeBuild's phases
 //!   with real processes (through [`exec::run`]), a caller-supplied source step ([`build::GitSource`] for
 //!   git), a timeout, a stop token, a log sink and a phase observer.
+//! - [`workspace`]: where work happens on disk: paths from ids only, folders 0700, files 0600.
 
 pub mod batch;
 pub mod build;
@@ -27,3 +28,4 @@ mod companion;
 pub mod exec;
 pub mod git;
 pub mod pipeline;
+pub mod workspace;

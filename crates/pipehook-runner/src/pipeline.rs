@@ -263,7 +263,9 @@ impl PipelineRunner {
         tx.record_run_event(exec.org, kind, &exec.id, &execution_event(&ended, Some(summary))).await?;
         tx.commit().await?;
         if !self.config.keep_workspaces {
-            let _ = tokio::fs::remove_dir_all(self.config.workspace_root.join(&exec.id)).await;
+            if let Ok(workspace) = crate::workspace::id_path(&self.config.workspace_root, &exec.id) {
+                let _ = tokio::fs::remove_dir_all(workspace).await;
+            }
         }
         tracing::info!(execution = %exec.id, pipeline = %exec.pipeline_name, status, summary, "pipeline execution ended");
         Ok(())
@@ -300,8 +302,12 @@ impl Run<'_> {
     }
 
     async fn execute(&self, exec: ExecutionRecord) -> StoreResult<()> {
-        let workspace = self.runner.config.workspace_root.join(&exec.id);
-        if let Err(e) = tokio::fs::create_dir_all(&workspace).await {
+        // The execution's own folder, named by its id (never by a name a user chose), 0700.
+        let workspace = match crate::workspace::id_path(&self.runner.config.workspace_root, &exec.id) {
+            Ok(w) => w,
+            Err(e) => return self.runner.finish(&exec, "Failed", &format!("cannot create the workspace: {e}")).await,
+        };
+        if let Err(e) = crate::workspace::create_private_dir(&workspace).await {
             return self.runner.finish(&exec, "Failed", &format!("cannot create the workspace: {e}")).await;
         }
         // Watch for stop requests while the execution runs: `halt` stops new actions, `kill` running ones.
@@ -475,7 +481,7 @@ impl Run<'_> {
         tx.commit().await?;
 
         let outcome = if action.action_type_id.is_source() {
-            self.source(exec, stage, action, workspace).await?
+            self.source(exec, stage, action_index, action, workspace).await?
         } else if action.action_type_id.is_codebuild() {
             self.codebuild(exec, stage, action, kill).await?
         } else {
@@ -506,6 +512,7 @@ impl Run<'_> {
         &self,
         exec: &ExecutionRecord,
         stage: &str,
+        action_index: usize,
         action: &ActionDeclaration,
         workspace: &std::path::Path,
     ) -> StoreResult<ActionOutcome> {
@@ -518,6 +525,14 @@ impl Run<'_> {
             })
             .and_then(|r| r.get("revisionId").and_then(Value::as_str).map(str::to_owned));
         let hint = exec.trigger.get("revision").cloned().unwrap_or(Value::Null);
+        // The trigger's commit, only when it is a commit id: a payload's ref name (`refs/pull/1/head`) must
+        // never choose what is checked out.
+        let trigger_commit = hint
+            .get("commitId")
+            .and_then(Value::as_str)
+            .filter(|c| crate::workspace::is_commit_ref(c))
+            .map(str::to_owned);
+        let configured_branch = config.get("Branch").or(config.get("BranchName")).cloned();
         let branch = hint
             .get("branch")
             .and_then(Value::as_str)
@@ -532,7 +547,7 @@ impl Run<'_> {
         let mut revision = json!({
             "actionName": action.name,
             "artifactName": action.output_artifacts.as_ref().and_then(|o| o.first()).map(|o| o.name.clone()),
-            "revisionId": overridden.clone().or_else(|| hint.get("commitId").and_then(Value::as_str).map(str::to_owned)),
+            "revisionId": overridden.clone().or_else(|| trigger_commit.clone()),
             "revisionSummary": hint.get("message"),
             "branch": branch,
             "repository": repository,
@@ -540,12 +555,30 @@ impl Run<'_> {
         });
         let mut log = String::new();
         if let Some(url) = config.get("CloneUrl") {
-            let want = revision["revisionId"].as_str().map(str::to_owned).or(branch.clone());
+            // A commit (an override, or the trigger's commit id), else the branch the action is configured with:
+            // never a branch name from the payload.
+            let want = revision["revisionId"].as_str().map(str::to_owned).or(configured_branch);
+            // Checked out by id, so the commit must be the one named (git prefers a ref of that name).
+            let want_commit =
+                if overridden.is_none() { trigger_commit.clone().filter(|c| want.as_deref() == Some(c)) } else { None };
             let sources = self.decl.stages.first().map_or(1, |s| s.actions.len());
-            let dest = if sources > 1 { workspace.join(&action.name) } else { workspace.to_owned() };
+            // Several sources: each in `source-<n>` (its place in the stage), never a folder named after the
+            // action (an action named `..` would check out into the shared workspaces root).
+            let dest =
+                if sources > 1 { crate::workspace::source_dir(workspace, action_index) } else { workspace.to_owned() };
             let timeout = action_timeout(action, self.runner.config.default_timeout);
             log.push_str(&format!("git checkout {url} {}\n", want.as_deref().unwrap_or("HEAD")));
-            match crate::git::checkout(url, want.as_deref(), &dest, timeout).await {
+            let checked = match crate::git::checkout(url, want.as_deref(), &dest, timeout).await {
+                Ok(c) => match &want_commit {
+                    Some(w) if !crate::workspace::commit_matches(&c.commit, w) => Err(format!(
+                        "git resolved {w} to commit {}, not to that commit; refusing to run another revision",
+                        c.commit
+                    )),
+                    _ => Ok(c),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            match checked {
                 Ok(c) => {
                     log.push_str(&format!("checked out {}\n", c.commit));
                     revision["revisionId"] = json!(c.commit);
@@ -560,7 +593,7 @@ impl Run<'_> {
                     log.push_str(&format!("{e}\n"));
                     return Ok(ActionOutcome {
                         output: json!({"summary": "Checkout failed"}),
-                        error: Some(("JobFailed".into(), e.to_string())),
+                        error: Some(("JobFailed".into(), e)),
                         log,
                     });
                 }
