@@ -45,10 +45,11 @@ impl From<crate::bootstrap::BootstrapError> for StartError {
     }
 }
 
-/// Creates the data folder if needed and proves it writable, so a bad folder fails before anything else.
+/// Creates the data folder if needed (0700, or tightened to it: see [`crate::files`]) and proves it writable, so
+/// a bad folder fails before anything else.
 fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
     const SETTING: &str = "data_dir (PIPEHOOK_DATA_DIR)";
-    std::fs::create_dir_all(dir)
+    crate::files::private_dir(dir)
         .map_err(|e| ConfigError::new(SETTING, format!("cannot create {}: {e}", dir.display())))?;
     let probe = dir.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"")
@@ -63,6 +64,7 @@ pub fn resolve_master_key(config: &Config) -> Result<MasterKey, StartError> {
         return Ok(k.clone());
     }
     let path = config.data_dir.join("master.key");
+    crate::files::tighten(&path, crate::files::FILE_MODE);
     match std::fs::read_to_string(&path) {
         Ok(text) => MasterKey::from_base64(&text)
             .map_err(|e| ConfigError::new(format!("master key file {}", path.display()), e.0).into()),
@@ -99,6 +101,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 ensure_data_dir(parent)?;
             }
+            // The database (and so its WAL and shared-memory files) readable by pipehook's user only.
+            crate::files::prepare_sqlite(path)
+                .map_err(|e| StartError::Runtime(format!("cannot create SQLite database {}: {e}", path.display())))?;
             let opts = SqliteOptions { durability: config.sqlite_durability, ..SqliteOptions::default() };
             let store = SqliteStore::open(path, &opts)
                 .await
@@ -176,6 +181,10 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
     let mut tasks = tokio::task::JoinSet::new();
     if config.role.runs_workers() {
         let mut handlers = Handlers::default();
+        // Every execution's and build's folder is 0700 under a 0700 root.
+        if let Err(e) = crate::files::private_dir(&config.runner.workspace_dir) {
+            tracing::warn!(path = %config.runner.workspace_dir.display(), error = %e, "cannot create the workspaces folder");
+        }
         let mut runner = pipehook_runner::pipeline::RunnerConfig::new(config.runner.workspace_dir.clone());
         runner.log_limit = config.runner.log_limit_bytes;
         runner.keep_workspaces = config.runner.keep_workspaces;

@@ -231,25 +231,24 @@ pub enum AccessKeyCommand {
 }
 
 /// Parses arguments, runs the command, and returns the process exit code.
-pub async fn main() -> i32 {
+///
+/// It starts the async runtime itself, once it knows the command: a server command first takes the secrets it
+/// was given by environment out of the process's environment ([`crate::secrets_env`]; `serve` re-executes
+/// itself for that), which is only sound while the process has one thread.
+pub fn main() -> i32 {
+    let handed = match crate::secrets_env::take_handed_over() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("pipehook: {e}");
+            return 1;
+        }
+    };
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.format(&mut command()).exit());
     // Client commands talk to a server over HTTP and must work without any server configuration, so they run
     // before the configuration is loaded.
     let conn = client::Connection { server: cli.server.clone(), token: cli.token.clone(), output: cli.output };
-    match cli.command {
-        Command::Pipelines(args) => return client::pipelines(&conn, args).await,
-        Command::Executions(args) => return client::executions(&conn, args).await,
-        Command::Logs(args) => return client::logs(&conn, args).await,
-        Command::Webhooks(args) => return client::webhooks(&conn, args).await,
-        Command::Inbound(args) => return client::inbound(&conn, args).await,
-        Command::Hooks(args) => return client::hooks(&conn, args).await,
-        Command::Deliveries(args) => return client::deliveries(&conn, args).await,
-        Command::Events(args) => return client::events(&conn, args).await,
-        Command::Projects(args) => return client::codebuild::projects(&conn, args).await,
-        Command::Builds(args) => return client::codebuild::builds(&conn, args).await,
-        Command::ProjectWebhooks(args) => return client::codebuild::project_webhooks(&conn, args).await,
-        Command::Completions(args) => return client::completions(args, command()),
-        _ => {}
+    if !is_server_command(&cli.command) {
+        return with_runtime(client_command(conn, cli.command));
     }
     let listen_role = match &cli.command {
         Command::Serve(a) => (a.listen.clone(), a.role.clone()),
@@ -262,19 +261,96 @@ pub async fn main() -> i32 {
         database_url: cli.database_url.clone(),
         log_format: cli.log_format.clone(),
     };
-    let config = match Config::load(cli.config.as_deref(), &|k| std::env::var(k).ok(), &overrides) {
+    let config = match Config::load(cli.config.as_deref(), &|k| handed.var(k), &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("pipehook: configuration error: {e}");
             return 2;
         }
     };
-    crate::telemetry::init(config.log_format);
-    match execute(cli.command, config).await {
-        Ok(()) => 0,
+    if matches!(cli.command, Command::Serve(_)) {
+        let secrets = crate::secrets_env::present();
+        if !secrets.is_empty() {
+            // Returns only when the re-execution failed.
+            let e = crate::secrets_env::reexec_without(&secrets);
+            eprintln!(
+                "pipehook: warning: could not restart without the secrets in the environment ({e}); they are only \
+                 removed from the environment list, and /proc/<pid>/environ still shows them"
+            );
+        }
+    }
+    let removed = crate::secrets_env::scrub();
+    let command = cli.command;
+    with_runtime(async move {
+        crate::telemetry::init(config.log_format);
+        let mut names: Vec<&str> = handed.names();
+        names.extend(removed.iter().copied());
+        if !names.is_empty() {
+            tracing::info!(variables = ?names, "secrets given by environment were read and removed from pipehook's environment");
+        }
+        match execute(command, config).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("pipehook: {e}");
+                e.exit_code()
+            }
+        }
+    })
+}
+
+/// Runs `f` to completion on a new multi-threaded runtime; the runtime is then left to the process's exit, as
+/// `#[tokio::main]` with `std::process::exit` inside it did.
+fn with_runtime(f: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => {
+            let code = runtime.block_on(f);
+            runtime.shutdown_background();
+            code
+        }
         Err(e) => {
-            eprintln!("pipehook: {e}");
-            e.exit_code()
+            eprintln!("pipehook: cannot start the async runtime: {e}");
+            1
+        }
+    }
+}
+
+/// The commands that work on the installation (and so load the server's configuration).
+fn is_server_command(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Serve(_)
+            | Command::Migrate
+            | Command::Org(_)
+            | Command::Token(_)
+            | Command::AccessKey(_)
+            | Command::Backup(_)
+            | Command::Db(_)
+    )
+}
+
+async fn client_command(conn: client::Connection, cmd: Command) -> i32 {
+    match cmd {
+        Command::Pipelines(args) => client::pipelines(&conn, args).await,
+        Command::Executions(args) => client::executions(&conn, args).await,
+        Command::Logs(args) => client::logs(&conn, args).await,
+        Command::Webhooks(args) => client::webhooks(&conn, args).await,
+        Command::Inbound(args) => client::inbound(&conn, args).await,
+        Command::Hooks(args) => client::hooks(&conn, args).await,
+        Command::Deliveries(args) => client::deliveries(&conn, args).await,
+        Command::Events(args) => client::events(&conn, args).await,
+        Command::Projects(args) => client::codebuild::projects(&conn, args).await,
+        Command::Builds(args) => client::codebuild::builds(&conn, args).await,
+        Command::ProjectWebhooks(args) => client::codebuild::project_webhooks(&conn, args).await,
+        Command::Completions(args) => client::completions(args, command()),
+        Command::Serve(_)
+        | Command::Migrate
+        | Command::Org(_)
+        | Command::Token(_)
+        | Command::AccessKey(_)
+        | Command::Backup(_)
+        | Command::Db(_) => {
+            eprintln!("pipehook: internal error: a server command was taken for a client command");
+            1
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   to create one by accident); [`backup`]: `pipehook backup` and `pipehook db copy`.
 //! - [`client`]: the client commands, which call a running server's REST API.
 //! - [`telemetry`]: logging setup.
+//! - [`files`]: the modes of what pipehook keeps on disk (folders 0700, files 0600).
+//! - [`secrets_env`]: secrets given by environment, read once and removed from the process's environment.
 
 pub mod app;
 pub mod backup;
@@ -16,7 +18,9 @@ pub mod bootstrap;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod files;
 pub mod installation;
+pub mod secrets_env;
 pub mod telemetry;
 pub mod worker;
 
