@@ -23,12 +23,22 @@
 //!   compiled, so an unknown key is an error at PutWebhook rather than a webhook that silently never fires.
 //!
 //! A webhook passes when every rule passes; [`evaluate`] still runs them all, so `explain` can show each one.
+//!
+//! Cost: nested descendant segments and filters make some queries exponential in their nesting (see [`cost`]).
+//! [`compile`] refuses those shapes as an invalid pattern (at most [`MAX_DESCENDANT_SEGMENTS`] `..` per rule,
+//! filters at most [`MAX_FILTER_DEPTH`] deep, no `..` in a `$` query inside a filter, bracket selectors
+//! repeating nodes at most [`MAX_SELECTOR_PRODUCT`] times, 150 characters), and [`evaluate_bounded`] does not
+//! run a rule whose bound on the payload at hand exceeds the caller's budget: it fails with an `error` instead.
+
+mod cost;
 
 use std::collections::BTreeMap;
 use std::io;
 
 use serde_json::Value;
 use serde_json_path::JsonPath;
+
+pub use cost::{PayloadStats, MAX_DESCENDANT_SEGMENTS, MAX_FILTER_DEPTH, MAX_SELECTOR_PRODUCT};
 
 /// At most this many rules per webhook (CodePipeline's `WebhookFilters` max).
 pub const MAX_RULES: usize = 5;
@@ -51,6 +61,7 @@ pub struct Rule {
 pub struct CompiledRule {
     index: usize,
     path: JsonPath,
+    shape: cost::Shape,
     json_path: String,
     match_equals: Option<String>,
     wanted: Option<String>,
@@ -105,21 +116,62 @@ pub struct RuleOutcome {
     /// The JSON text of up to 5 selected nodes, each cut to 200 characters (the last one `…` when cut).
     pub found: Vec<String>,
     pub passed: bool,
+    /// Why the rule was not (fully) evaluated, which fails it: over the cost or time budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RuleOutcome {
+    /// A rule that failed without a result: `error` says why.
+    pub fn failed(rule: &CompiledRule, error: String) -> RuleOutcome {
+        RuleOutcome {
+            index: rule.index,
+            json_path: rule.json_path.clone(),
+            wanted: rule.wanted.clone(),
+            found: Vec::new(),
+            passed: false,
+            error: Some(error),
+        }
+    }
 }
 
 /// Validates and compiles a webhook's rules. Placeholders are resolved from `action_configuration` (the target
 /// action's `configuration` map), once, here: a configuration change therefore needs the webhook recompiled.
+///
+/// A path whose shape is too costly (see the module docs) is an [`RuleError::InvalidPattern`].
 pub fn compile(
     rules: &[Rule],
     action_configuration: &BTreeMap<String, String>,
 ) -> Result<Vec<CompiledRule>, RuleError> {
+    compile_checked(rules, action_configuration, true)
+}
+
+/// [`compile`] without the shape limits, for webhooks already stored (a webhook accepted before the limits
+/// keeps working; its evaluations are still bounded by [`evaluate_bounded`]).
+pub fn compile_stored(
+    rules: &[Rule],
+    action_configuration: &BTreeMap<String, String>,
+) -> Result<Vec<CompiledRule>, RuleError> {
+    compile_checked(rules, action_configuration, false)
+}
+
+fn compile_checked(
+    rules: &[Rule],
+    action_configuration: &BTreeMap<String, String>,
+    check_shape: bool,
+) -> Result<Vec<CompiledRule>, RuleError> {
     if rules.len() > MAX_RULES {
         return Err(RuleError::TooMany { count: rules.len() });
     }
-    rules.iter().enumerate().map(|(index, rule)| compile_one(index, rule, action_configuration)).collect()
+    rules.iter().enumerate().map(|(index, rule)| compile_one(index, rule, action_configuration, check_shape)).collect()
 }
 
-fn compile_one(index: usize, rule: &Rule, configuration: &BTreeMap<String, String>) -> Result<CompiledRule, RuleError> {
+fn compile_one(
+    index: usize,
+    rule: &Rule,
+    configuration: &BTreeMap<String, String>,
+    check_shape: bool,
+) -> Result<CompiledRule, RuleError> {
     // AWS (Smithy) lengths count characters, not bytes.
     let length_ok = |s: &str| (1..=MAX_FIELD_CHARS).contains(&s.chars().count());
     if !length_ok(&rule.json_path) {
@@ -130,11 +182,12 @@ fn compile_one(index: usize, rule: &Rule, configuration: &BTreeMap<String, Strin
             return Err(RuleError::Length { index, field: "matchEquals" });
         }
     }
-    let path = parse_path(&rule.json_path).map_err(|reason| RuleError::InvalidPattern {
-        index,
-        path: rule.json_path.clone(),
-        reason,
-    })?;
+    let invalid = |reason| RuleError::InvalidPattern { index, path: rule.json_path.clone(), reason };
+    let (path, rooted) = parse_path(&rule.json_path).map_err(invalid)?;
+    let shape = cost::Shape::of(&rooted);
+    if check_shape {
+        cost::check(&shape).map_err(invalid)?;
+    }
     let wanted = rule
         .match_equals
         .as_deref()
@@ -142,17 +195,27 @@ fn compile_one(index: usize, rule: &Rule, configuration: &BTreeMap<String, Strin
             resolve_placeholders(text, configuration).map_err(|key| RuleError::UnknownPlaceholder { index, key })
         })
         .transpose()?;
-    Ok(CompiledRule { index, path, json_path: rule.json_path.clone(), match_equals: rule.match_equals.clone(), wanted })
+    Ok(CompiledRule {
+        index,
+        path,
+        shape,
+        json_path: rule.json_path.clone(),
+        match_equals: rule.match_equals.clone(),
+        wanted,
+    })
 }
 
 /// Parses a `jsonPath`; one without the leading `$` is read relative to the root, as Jayway JsonPath (what AWS
-/// evaluates rules with) reads it. The error is for the text that was parsed.
-fn parse_path(text: &str) -> Result<JsonPath, String> {
+/// evaluates rules with) reads it. The error is for the text that was parsed; the text parsed comes with the path.
+fn parse_path(text: &str) -> Result<(JsonPath, String), String> {
     if text.starts_with('$') {
-        return JsonPath::parse(text).map_err(|e| e.to_string());
+        return JsonPath::parse(text).map(|p| (p, text.to_owned())).map_err(|e| e.to_string());
     }
     let rooted = if text.starts_with('[') { format!("${text}") } else { format!("$.{text}") };
-    JsonPath::parse(&rooted).map_err(|e| format!("{e} (read as {rooted:?})"))
+    match JsonPath::parse(&rooted) {
+        Ok(p) => Ok((p, rooted)),
+        Err(e) => Err(format!("{e} (read as {rooted:?})")),
+    }
 }
 
 /// Replaces every `{Key}` with the configuration's value for `Key`, or returns the first unknown key.
@@ -192,24 +255,60 @@ fn is_placeholder_key(key: &str) -> bool {
 /// Runs every rule against `payload`. The webhook's verdict is that all outcomes passed; all rules are run
 /// anyway so `explain` and the inbound log can say which ones failed and what they saw.
 pub fn evaluate(rules: &[CompiledRule], payload: &Value) -> Vec<RuleOutcome> {
-    rules
-        .iter()
-        .map(|rule| {
-            let nodes = rule.path.query(payload);
-            let passed = !nodes.is_empty()
-                && match rule.wanted.as_deref() {
-                    None => true,
-                    Some(wanted) => nodes.iter().any(|node| node_equals(node, wanted)),
-                };
-            RuleOutcome {
-                index: rule.index,
-                json_path: rule.json_path.clone(),
-                wanted: rule.wanted.clone(),
-                found: nodes.iter().take(MAX_FOUND_NODES).map(|node| json_text(node)).collect(),
-                passed,
+    rules.iter().map(|rule| evaluate_one(rule, payload)).collect()
+}
+
+/// [`evaluate`] with a cost budget, one rule at a time: a rule whose bound on this payload (in node visits, see
+/// [`cost`]) exceeds `max_cost` is not run and fails with an `error` saying so. `each` receives every outcome
+/// as soon as it is known and answers whether to go on (a caller that stopped waiting answers false, and the
+/// remaining rules are not run).
+pub fn evaluate_bounded(
+    rules: &[CompiledRule],
+    payload: &Value,
+    max_cost: u64,
+    mut each: impl FnMut(RuleOutcome) -> bool,
+) {
+    let mut stats = None;
+    for rule in rules {
+        let outcome = if rule.shape.is_trivial() {
+            evaluate_one(rule, payload)
+        } else {
+            let stats = stats.get_or_insert_with(|| PayloadStats::of(payload));
+            let bound = cost::estimate(&rule.shape, stats);
+            if bound > max_cost as f64 {
+                RuleOutcome::failed(
+                    rule,
+                    format!(
+                        "not evaluated: on this payload ({} values, {} deep) the path could take up to {bound:.0} \
+                         node visits, over the budget of {max_cost}",
+                        stats.nodes, stats.depth
+                    ),
+                )
+            } else {
+                evaluate_one(rule, payload)
             }
-        })
-        .collect()
+        };
+        if !each(outcome) {
+            return;
+        }
+    }
+}
+
+fn evaluate_one(rule: &CompiledRule, payload: &Value) -> RuleOutcome {
+    let nodes = rule.path.query(payload);
+    let passed = !nodes.is_empty()
+        && match rule.wanted.as_deref() {
+            None => true,
+            Some(wanted) => nodes.iter().any(|node| node_equals(node, wanted)),
+        };
+    RuleOutcome {
+        index: rule.index,
+        json_path: rule.json_path.clone(),
+        wanted: rule.wanted.clone(),
+        found: nodes.iter().take(MAX_FOUND_NODES).map(|node| json_text(node)).collect(),
+        passed,
+        error: None,
+    }
 }
 
 /// Our equality between a selected node and the resolved `matchEquals` (see the module docs).
@@ -471,6 +570,52 @@ mod tests {
         let compiled = compile(&[rule("ref", None)], &config()).unwrap();
         assert_eq!(compiled[0].json_path(), "ref");
         assert_eq!(evaluate(&compiled, &payload())[0].json_path, "ref");
+    }
+
+    /// The report's freezing rule: refused at put time, kept working when already stored, and not run when
+    /// its bound on the payload is over the budget.
+    #[test]
+    fn costly_paths_are_refused_or_not_run() {
+        let nested = "$..[?@..[?@..[?@..[?@..[?@..zz]]]]]";
+        match compile(&[rule(nested, None)], &config()) {
+            Err(RuleError::InvalidPattern { index: 0, path, reason }) => {
+                assert_eq!(path, nested);
+                assert!(reason.contains("too costly to evaluate"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Relative paths are checked as they are read.
+        assert!(matches!(compile(&[rule(".a..b..c", None)], &config()), Err(RuleError::InvalidPattern { .. })));
+        let stored = compile_stored(&[rule("$.ref", None), rule(nested, None)], &config()).unwrap();
+        let mut deep = json!("zz");
+        for _ in 0..100 {
+            deep = Value::Array(vec![deep]);
+        }
+        let started = std::time::Instant::now();
+        let mut outcomes = Vec::new();
+        evaluate_bounded(&stored, &deep, 1_000_000, |o| {
+            outcomes.push(o);
+            true
+        });
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+        assert_eq!(outcomes.len(), 2);
+        assert!(!outcomes[0].passed && outcomes[0].error.is_none(), "a cheap rule is evaluated: {:?}", outcomes[0]);
+        let error = outcomes[1].error.as_deref().unwrap();
+        assert!(!outcomes[1].passed && error.contains("over the budget of 1000000"), "{error}");
+        // Within the budget, the bounded evaluation is the plain one; a caller that stops gets no more.
+        let cheap = compile(&[rule("$.ref", Some("refs/heads/main")), rule("$..name", None)], &config()).unwrap();
+        let mut got = Vec::new();
+        evaluate_bounded(&cheap, &payload(), 1_000_000, |o| {
+            got.push(o);
+            true
+        });
+        assert_eq!(got, evaluate(&cheap, &payload()));
+        let mut calls = 0;
+        evaluate_bounded(&cheap, &payload(), 1_000_000, |_| {
+            calls += 1;
+            false
+        });
+        assert_eq!(calls, 1);
     }
 
     #[test]

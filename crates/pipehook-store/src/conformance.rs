@@ -544,6 +544,63 @@ pub async fn executions_actions_and_stops(store: &dyn Store) {
     assert!(store.action_executions(a.id, "e1").await.unwrap().is_empty());
 }
 
+/// The inbound log's size budget: the oldest requests go until the rest fit, counted as
+/// [`crate::webhooks::inbound_size`] says (multi-byte characters by their bytes), across organizations; a log
+/// within the budget is left alone.
+pub async fn inbound_log_size_budget(store: &dyn Store) {
+    use crate::webhooks::inbound_size;
+    use crate::InboundRecord;
+    let a = org(store, "org-a").await;
+    let b = org(store, "org-b").await;
+    let req = |org: OrgId, n: usize, body: String| InboundRecord {
+        seq: 0,
+        id: format!("r{n}"),
+        org,
+        webhook_id: 1,
+        webhook_name: "gh".into(),
+        received_at: Timestamp(1_000 + n as i64),
+        peer: "127.0.0.1".into(),
+        headers: json!({"x-github-event": "push"}),
+        body,
+        body_truncated: false,
+        delivery_id: None,
+        verdict: "filtered".into(),
+        detail: json!({"reason": "é"}),
+        execution_id: None,
+    };
+    // Ten requests of 1,000 bytes of body each (the even ones in two-byte characters), alternating orgs.
+    let records: Vec<InboundRecord> = (0..10)
+        .map(|n| {
+            let body = if n % 2 == 0 { "é".repeat(500) } else { "x".repeat(1_000) };
+            req(if n % 2 == 0 { a.id } else { b.id }, n, body)
+        })
+        .collect();
+    let size = inbound_size(&records[0]);
+    assert_eq!(size, inbound_size(&records[1]), "bytes, not characters");
+    let mut tx = store.begin().await.unwrap();
+    for r in &records {
+        tx.insert_inbound(r).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let ids = |org: OrgId| async move {
+        store.list_inbound(org, None, None, None, 100).await.unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.prune_inbound_to_size(10 * size).await.unwrap(), 0, "exactly at the budget");
+    assert_eq!(tx.prune_inbound_to_size(u64::MAX).await.unwrap(), 0);
+    // Room for three and a half: the four newest do not fit, the three newest do.
+    assert_eq!(tx.prune_inbound_to_size(3 * size + size / 2).await.unwrap(), 7);
+    tx.commit().await.unwrap();
+    assert_eq!(ids(a.id).await, ["r8"]);
+    assert_eq!(ids(b.id).await, ["r9", "r7"]);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.prune_inbound_to_size(0).await.unwrap(), 3);
+    assert_eq!(tx.prune_inbound_to_size(0).await.unwrap(), 0, "an empty log");
+    tx.commit().await.unwrap();
+    assert!(ids(a.id).await.is_empty() && ids(b.id).await.is_empty());
+}
+
 pub async fn webhooks_inbound_log_and_dedupe(store: &dyn Store) {
     use crate::{InboundRecord, NewWebhook, WebhookUpdate};
     let a = org(store, "org-a").await;

@@ -144,7 +144,19 @@ pub trait WebhookTx: Send {
     ) -> StoreResult<bool>;
     /// Deletes inbound requests and delivery reservations received before `before`; returns how many requests.
     async fn prune_inbound(&mut self, before: Timestamp) -> StoreResult<u64>;
+    /// Deletes the oldest inbound requests until the rest take at most `max_bytes` ([`inbound_size`] each);
+    /// returns how many requests. Delivery reservations are left to [`WebhookTx::prune_inbound`].
+    async fn prune_inbound_to_size(&mut self, max_bytes: u64) -> StoreResult<u64>;
 }
+
+/// What one inbound request counts for against the log's size budget: the bytes of its headers, body and
+/// detail as stored, plus [`INBOUND_ROW_OVERHEAD`] for its other columns and index entries.
+pub fn inbound_size(r: &InboundRecord) -> u64 {
+    (r.headers.to_string().len() + r.body.len() + r.detail.to_string().len()) as u64 + INBOUND_ROW_OVERHEAD
+}
+
+/// The fixed part of [`inbound_size`].
+pub const INBOUND_ROW_OVERHEAD: u64 = 256;
 
 /// Everything one trigger request writes, as one unit: on SQLite it joins the group commit, so concurrent
 /// deliveries share a commit (and its fsync) instead of queueing for one each.

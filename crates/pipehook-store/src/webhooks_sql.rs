@@ -362,6 +362,23 @@ macro_rules! webhook_tx_impl {
                     .await?;
                 Ok(r.rows_affected())
             }
+
+            async fn prune_inbound_to_size(&mut self, max_bytes: u64) -> StoreResult<u64> {
+                // The newest request at which the running total (newest first) goes over the budget: it and
+                // everything older go. OCTET_LENGTH reads the stored length (SQLite ≥ 3.43 and PostgreSQL
+                // alike) without loading large values.
+                let sql = format!(
+                    "DELETE FROM inbound_requests WHERE seq <= (SELECT seq FROM (SELECT seq, SUM(OCTET_LENGTH(headers) \
+                     + OCTET_LENGTH(body) + OCTET_LENGTH(detail) + {overhead}) OVER (ORDER BY seq DESC) AS kept \
+                     FROM inbound_requests) sized WHERE kept > $1 ORDER BY seq DESC LIMIT 1)",
+                    overhead = crate::webhooks::INBOUND_ROW_OVERHEAD
+                );
+                let r = sqlx::query(&$sql(&sql))
+                    .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(r.rows_affected())
+            }
         }
     };
 }

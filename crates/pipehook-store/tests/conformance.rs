@@ -48,6 +48,7 @@ conformance! {
     pipelines_versions_and_isolation => |s| conformance::pipelines_versions_and_isolation(&*s).await;
     executions_actions_and_stops => |s| conformance::executions_actions_and_stops(&*s).await;
     webhooks_inbound_log_and_dedupe => |s| conformance::webhooks_inbound_log_and_dedupe(&*s).await;
+    inbound_log_size_budget => |s| conformance::inbound_log_size_budget(&*s).await;
     killed_worker_job_is_completed_by_another => |s| conformance::killed_worker_job_is_completed_by_another(s).await;
     cancelled_writes_never_wedge_the_writer => |s| conformance::cancelled_writes_never_wedge_the_writer(s).await;
     outbound_hooks_events_deliveries_and_relay => |s| conformance::outbound_hooks_events_deliveries_and_relay(&*s).await;
