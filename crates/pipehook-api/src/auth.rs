@@ -8,7 +8,7 @@
 //! A verified request carries a [`Principal`] extension; handlers take it with the [`Principal`] extractor,
 //! so a handler cannot forget which organization it serves.
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -93,11 +93,37 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         },
         Scheme::Aws => {
             let (parts, body) = req.into_parts();
-            let bytes = match to_bytes(body, state.config.max_body_bytes).await {
-                Ok(b) => b,
-                Err(_) => return AwsError::too_large(state.config.max_body_bytes).into_response(),
+            // A body declared over the cap is refused before anything else: that reveals nothing.
+            let declared =
+                parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+            if declared.is_some_and(|n| n > state.config.max_body_bytes) {
+                return AwsError::too_large(state.config.max_body_bytes).into_response();
+            }
+            // The key is looked up before the body is read: a caller without a valid access key id gets its
+            // answer without pipehook buffering (up to) the body cap for it.
+            let key = match aws_key(&state, &parts).await {
+                Ok(k) => k,
+                Err(e) => return e.into_response(),
             };
-            match aws_principal(&state, &parts, &bytes).await {
+            let (bytes, _budget) = match state.bodies.read(&parts.headers, body, state.config.max_body_bytes).await {
+                Ok(b) => b,
+                Err(crate::server::BodyError::TooLarge(_)) => {
+                    return AwsError::too_large(state.config.max_body_bytes).into_response()
+                }
+                Err(crate::server::BodyError::Timeout) => {
+                    return AwsError::new(
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        "RequestTimeoutException",
+                        format!("the request body was not received within {} s", state.bodies.read_timeout.as_secs()),
+                    )
+                    .into_response()
+                }
+                Err(crate::server::BodyError::Broken(reason)) => {
+                    return AwsError::new(axum::http::StatusCode::BAD_REQUEST, "SerializationException", reason)
+                        .into_response()
+                }
+            };
+            match aws_principal(&state, &parts, key, &bytes).await {
                 Ok(p) => {
                     let mut req = Request::from_parts(parts, Body::from(bytes));
                     req.extensions_mut().insert(p);
@@ -127,14 +153,25 @@ async fn token_principal(state: &AppState, authorization: Option<HeaderValue>) -
     }
 }
 
-async fn aws_principal(state: &AppState, parts: &Parts, body: &[u8]) -> Result<Principal, AwsError> {
+/// A request's SigV4 `Authorization` with its access key's record: what can be checked before the body.
+struct AwsKey {
+    auth: pipehook_sigv4::Authorization,
+    key_id: AccessKeyId,
+    record: pipehook_store::AccessKeyRecord,
+}
+
+async fn aws_key(state: &AppState, parts: &Parts) -> Result<AwsKey, AwsError> {
     let auth = pipehook_sigv4::parse_authorization(&parts.headers).map_err(AwsError::from_sigv4)?;
     let key_id = AccessKeyId::parse(&auth.access_key_id).map_err(|_| AwsError::unrecognized_client())?;
-    let record = match state.store.access_key(&key_id).await {
-        Ok(Some(r)) if r.revoked_at.is_none() => r,
-        Ok(_) => return Err(AwsError::unrecognized_client()),
-        Err(e) => return Err(AwsError::from_store(e)),
-    };
+    match state.store.access_key(&key_id).await {
+        Ok(Some(record)) if record.revoked_at.is_none() => Ok(AwsKey { auth, key_id, record }),
+        Ok(_) => Err(AwsError::unrecognized_client()),
+        Err(e) => Err(AwsError::from_store(e)),
+    }
+}
+
+async fn aws_principal(state: &AppState, parts: &Parts, key: AwsKey, body: &[u8]) -> Result<Principal, AwsError> {
+    let AwsKey { auth, key_id, record } = key;
     let secret = state
         .master_key
         .decrypt(&key_id.encryption_context(), &record.secret_ciphertext)

@@ -38,4 +38,8 @@ pub struct AppState {
     pub outbound: Arc<pipehook_outbound::Outbound>,
     /// Loaded pipeline webhooks for the trigger path.
     pub inbound_cache: Arc<crate::inbound::LoadCache>,
+    /// Rule evaluation slots and budgets, and the rate of logged unauthenticated requests.
+    pub inbound_guard: Arc<crate::inbound::InboundGuard>,
+    /// Request body bytes held in memory at once, and how long reading one may take.
+    pub bodies: crate::server::BodyBudget,
 }
