@@ -30,6 +30,39 @@ pub fn validate_name(name: &str) -> Result<(), Invalid> {
     }
 }
 
+/// Pulumi's rule for project, stack and ESC environment names: letters, digits, `-`, `_` and `.`, 1 to 100
+/// characters; `.` and `..` are refused too (they would be path segments). `what` names the kind for the message.
+fn validate_pulumi_name(what: &str, name: &str) -> Result<(), Invalid> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid {what} name {name:?}: {what} names may only contain alphanumerics, hyphens, underscores and \
+             periods, 1 to 100 characters"
+        )))
+    }
+}
+
+/// A Pulumi project name (stack and environment hooks' `{project}`, an event's `projectName`).
+pub fn validate_project_name(name: &str) -> Result<(), Invalid> {
+    validate_pulumi_name("project", name)
+}
+
+/// A Pulumi stack name (stack hooks' `{stack}`, an event's `stackName`).
+pub fn validate_stack_name(name: &str) -> Result<(), Invalid> {
+    validate_pulumi_name("stack", name)
+}
+
+/// A Pulumi ESC environment name (environment hooks' `{env}`, an event's `envName`).
+pub fn validate_env_name(name: &str) -> Result<(), Invalid> {
+    validate_pulumi_name("environment", name)
+}
+
 /// 1 to 256 printable characters.
 pub fn validate_display_name(s: &str) -> Result<(), Invalid> {
     if s.trim().is_empty() || s.chars().count() > 256 || s.chars().any(char::is_control) {
@@ -113,6 +146,21 @@ mod tests {
         for bad in ["", "with space", "semi;colon", "slash/", "..", "ü", &"x".repeat(101)] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn pulumi_names() {
+        for ok in ["web", "my-project_2.x", "A", &"p".repeat(100)] {
+            for f in [validate_project_name, validate_stack_name, validate_env_name] {
+                assert!(f(ok).is_ok(), "{ok}");
+            }
+        }
+        for bad in ["", ".", "..", "a/b", "a\0b", "a\r\nb", "with space", "ü", &"p".repeat(101)] {
+            for f in [validate_project_name, validate_stack_name, validate_env_name] {
+                assert!(f(bad).is_err(), "{bad:?}");
+            }
+        }
+        assert!(validate_stack_name("..").unwrap_err().0.contains("stack name"));
     }
 
     #[test]

@@ -217,6 +217,12 @@ pub enum WebhooksCommand {
         /// Webhook name.
         name: String,
     },
+    /// End the rotation overlap now: the secret a put replaced stops being accepted at once.
+    #[command(name = "revoke-previous-secret")]
+    RevokePreviousSecret {
+        /// Webhook name.
+        name: String,
+    },
     /// Show, rule by rule, what a webhook would do with a payload, starting nothing.
     Explain {
         /// Webhook name.
@@ -1121,6 +1127,7 @@ impl Client {
                         let done = if status == StatusCode::CREATED { "created" } else { "updated" };
                         outln!("{done} webhook {}", text(&w["name"]));
                         outln!("URL: {}", text(&w["url"]));
+                        previous_secret_note(&w);
                     }
                 }
             }
@@ -1136,6 +1143,15 @@ impl Client {
                 match self.output {
                     Output::Json => self.print_json(&w),
                     Output::Table => outln!("registered webhook {name} with the git host"),
+                }
+            }
+            WebhooksCommand::RevokePreviousSecret { name } => {
+                let w = self
+                    .call(Method::POST, self.url(&["webhooks", &name, "revoke-previous-secret"], &[]), None)
+                    .await?;
+                match self.output {
+                    Output::Json => self.print_json(&w),
+                    Output::Table => outln!("webhook {name}: only the current secret is accepted now"),
                 }
             }
             WebhooksCommand::Deregister { name } => {
@@ -2157,6 +2173,18 @@ fn print_execution(e: &Value) {
     print_table(&["STAGE", "ACTION", "STATUS", "STARTED", "ENDED", "DETAIL"], rows);
 }
 
+/// On stderr: until when the secret a put replaced is still accepted, and how to end that now.
+fn previous_secret_note(w: &Value) {
+    if w["previousSecretValidUntil"].is_i64() {
+        eprintln!(
+            "pipehook: the previous secret stays valid until {}; end that now with: pipehook webhooks \
+             revoke-previous-secret {}",
+            time(&w["previousSecretValidUntil"]),
+            text(&w["name"])
+        );
+    }
+}
+
 fn print_webhook(w: &Value) {
     let d = &w["definition"];
     let c = &d["authenticationConfiguration"];
@@ -2173,6 +2201,9 @@ fn print_webhook(w: &Value) {
     outln!("Triggered:  {}", time(&w["lastTriggered"]));
     if let Some(code) = w["errorCode"].as_str() {
         outln!("Error:      {code}: {}", text(&w["errorMessage"]));
+    }
+    if w["previousSecretValidUntil"].is_i64() {
+        outln!("Previous:   the previous secret is accepted until {}", time(&w["previousSecretValidUntil"]));
     }
     let tags: Vec<String> = w["tags"]
         .as_array()

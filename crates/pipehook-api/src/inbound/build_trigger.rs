@@ -17,7 +17,7 @@
 //! the event's commit; the `CODEBUILD_WEBHOOK_*` variables come from the event.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -43,7 +43,7 @@ use crate::auth::{ensure_org, Principal};
 use crate::aws::codebuild::webhook_secret_context;
 use crate::githost::changes::{self, Apis, Wanted};
 use crate::githost::HostError;
-use crate::native::RestError;
+use crate::native::{RestError, RestQuery};
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -228,7 +228,7 @@ async fn complete_for_rest(
 async fn trigger(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<TriggerQuery>,
+    RestQuery(q): RestQuery<TriggerQuery>,
     rid: Option<axum::Extension<tower_http::request_id::RequestId>>,
     headers: HeaderMap,
     body: Body,
@@ -507,7 +507,7 @@ pub async fn explain(
     State(state): State<AppState>,
     principal: Principal,
     Path((org, name)): Path<(String, String)>,
-    Query(q): Query<ExplainQuery>,
+    RestQuery(q): RestQuery<ExplainQuery>,
     mut headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, RestError> {
@@ -553,6 +553,10 @@ pub(super) async fn replay(state: &AppState, original: &InboundRecord) -> Result
         state.store.build_webhook(original.org, project).await.map_err(RestError::from_store)?.ok_or_else(|| {
             RestError::new(StatusCode::NOT_FOUND, format!("Not Found: project '{project}' has no webhook any more"))
         })?;
+    // Only into the webhook that received the request, not one deleted and created again since.
+    if inbound_webhook_id(webhook.id) != original.webhook_id {
+        return Err(super::log::replaced(&original.webhook_name));
+    }
     let loaded = load(state, webhook).await.map_err(|reason| RestError::new(StatusCode::CONFLICT, reason))?;
     let headers = super::log::headers_of(&original.headers);
     let payload: Value = super::parse_payload(&headers, original.body.as_bytes()).unwrap_or(Value::Null);

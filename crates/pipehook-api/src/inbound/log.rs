@@ -2,7 +2,7 @@
 //! this delivery start my pipeline?".
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
 use pipehook_domain::time::Timestamp;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{first_failure, judge, load, start_request, LoadError};
 use crate::auth::{ensure_org, Principal};
-use crate::native::RestError;
+use crate::native::{RestError, RestQuery};
 use crate::AppState;
 
 const VERDICTS: [&str; 5] = ["triggered", "filtered", "duplicate", "unauthenticated", "rejected"];
@@ -62,7 +62,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Path(org): Path<String>,
-    Query(q): Query<ListQuery>,
+    RestQuery(q): RestQuery<ListQuery>,
 ) -> Result<Json<Value>, RestError> {
     ensure_org(&principal, &org)?;
     if let Some(v) = &q.verdict {
@@ -147,6 +147,11 @@ pub async fn replay(
             format!("Not Found: webhook '{}' no longer exists", original.webhook_name),
         )
     })?;
+    // Only into the webhook that received the request: one deleted and put again under the same name is another
+    // webhook (its own secret and rules), which never authenticated this request.
+    if webhook.id != original.webhook_id {
+        return Err(replaced(&original.webhook_name));
+    }
     let loaded = load(&state, webhook).await.map_err(load_error)?;
     let headers = headers_of(&original.headers);
     let payload: Value = super::parse_payload(&headers, original.body.as_bytes()).unwrap_or(Value::Null);
@@ -187,7 +192,7 @@ pub async fn explain(
     State(state): State<AppState>,
     principal: Principal,
     Path((org, name)): Path<(String, String)>,
-    Query(q): Query<ExplainQuery>,
+    RestQuery(q): RestQuery<ExplainQuery>,
     mut headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, RestError> {
@@ -226,6 +231,17 @@ pub async fn explain(
         "failedRule": first_failure(&judged.rules),
         "verdict": verdict,
     })))
+}
+
+/// The refusal to replay into a webhook re-created under the name of the one that received the request.
+pub(super) fn replaced(name: &str) -> RestError {
+    RestError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "webhook '{name}' was deleted and created again since this request arrived; a request is replayed only \
+             into the webhook that received it"
+        ),
+    )
 }
 
 fn load_error(e: LoadError) -> RestError {

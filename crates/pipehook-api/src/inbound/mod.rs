@@ -143,11 +143,12 @@ pub(crate) fn logged_headers(headers: &http::HeaderMap) -> Value {
     Value::Object(m)
 }
 
-/// The body as logged: UTF-8 (lossy), capped on a character boundary.
+/// The body as logged: UTF-8 (lossy), NUL characters replaced by U+FFFD (PostgreSQL's text cannot hold them, and
+/// both backends must keep the same log and give the same verdicts), capped on a character boundary.
 pub(crate) fn logged_body(body: &[u8]) -> (String, bool) {
     let truncated = body.len() > LOGGED_BODY_BYTES;
     let slice = &body[..body.len().min(LOGGED_BODY_BYTES)];
-    let mut text = String::from_utf8_lossy(slice).into_owned();
+    let mut text = String::from_utf8_lossy(slice).replace('\0', "\u{FFFD}");
     if truncated {
         while text.len() > LOGGED_BODY_BYTES {
             text.pop();

@@ -6,7 +6,7 @@
 //! the response is sent, so an answered delivery is never lost and an unanswered one is retried by the host.
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
@@ -23,6 +23,7 @@ use super::{
     answer, first_failure, judge, logged_body, logged_headers, not_found, start_request, unavailable, LoadError,
     DEDUPE_WINDOW,
 };
+use crate::native::RestQuery;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -37,7 +38,7 @@ struct TriggerQuery {
 async fn trigger(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<TriggerQuery>,
+    RestQuery(q): RestQuery<TriggerQuery>,
     rid: Option<axum::Extension<tower_http::request_id::RequestId>>,
     headers: HeaderMap,
     body: Body,

@@ -155,14 +155,20 @@ fn org_of(p: &HashMap<String, String>) -> &str {
     p.get("org").map(String::as_str).unwrap_or_default()
 }
 
-fn scope_of(p: &HashMap<String, String>) -> HookScope {
+/// The hook scope the path names. Its project, stack and environment segments must follow Pulumi's name rules
+/// (400 otherwise), so nothing else (NUL, CR/LF, `/`, `..`, 300 characters) is ever stored or looked up.
+fn scope_of(p: &HashMap<String, String>) -> Result<HookScope, RestError> {
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
     if p.contains_key("stack") {
-        HookScope::stack(get("project"), get("stack"))
+        rules::validate_project_name(get("project")).map_err(|e| bad(e.0))?;
+        rules::validate_stack_name(get("stack")).map_err(|e| bad(e.0))?;
+        Ok(HookScope::stack(get("project"), get("stack")))
     } else if p.contains_key("env") {
-        HookScope::env(get("project"), get("env"))
+        rules::validate_project_name(get("project")).map_err(|e| bad(e.0))?;
+        rules::validate_env_name(get("env")).map_err(|e| bad(e.0))?;
+        Ok(HookScope::env(get("project"), get("env")))
     } else {
-        HookScope::org()
+        Ok(HookScope::org())
     }
 }
 
@@ -340,7 +346,7 @@ async fn list(
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<Json<Vec<HookView>>, RestError> {
     ensure_org(&principal, org_of(&p))?;
-    let hooks = state.store.list_hooks(principal.org.id, &scope_of(&p)).await.map_err(RestError::from_store)?;
+    let hooks = state.store.list_hooks(principal.org.id, &scope_of(&p)?).await.map_err(RestError::from_store)?;
     let org = principal.org.name.to_string();
     let mut views = Vec::with_capacity(hooks.len());
     for h in hooks {
@@ -356,7 +362,7 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, axum::http::HeaderMap, Json<HookView>), RestError> {
     ensure_org(&principal, org_of(&p))?;
-    let scope = scope_of(&p);
+    let scope = scope_of(&p)?;
     let body = parse_body(body)?;
     check_place(&body, org_of(&p), &scope, true)?;
     let name = body.name.clone().ok_or_else(|| bad("name is required"))?;
@@ -414,7 +420,7 @@ async fn read(
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<Json<HookView>, RestError> {
     ensure_org(&principal, org_of(&p))?;
-    let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
+    let hook = find(&state, &principal, &scope_of(&p)?, &p["name"]).await?;
     Ok(Json(view_with_health(&state, hook, &principal.org.name.to_string()).await?))
 }
 
@@ -425,7 +431,7 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(axum::http::HeaderMap, Json<HookView>), RestError> {
     ensure_org(&principal, org_of(&p))?;
-    let scope = scope_of(&p);
+    let scope = scope_of(&p)?;
     let name = &p["name"];
     let body = parse_body(body)?;
     check_place(&body, org_of(&p), &scope, false)?;
@@ -464,8 +470,9 @@ async fn remove(
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<StatusCode, RestError> {
     ensure_org(&principal, org_of(&p))?;
+    let scope = scope_of(&p)?;
     let mut tx = state.store.begin().await.map_err(RestError::from_store)?;
-    tx.delete_hook(principal.org.id, &scope_of(&p), &p["name"]).await.map_err(RestError::from_store)?;
+    tx.delete_hook(principal.org.id, &scope, &p["name"]).await.map_err(RestError::from_store)?;
     tx.commit().await.map_err(RestError::from_store)?;
     state.outbound.forget_hooks();
     Ok(StatusCode::NO_CONTENT)
@@ -491,7 +498,7 @@ async fn deliveries(
     if !(1..=1000).contains(&limit) {
         return Err(bad("limit must be between 1 and 1000"));
     }
-    let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
+    let hook = find(&state, &principal, &scope_of(&p)?, &p["name"]).await?;
     let mut rows = state.store.delivery_log(hook.id, q.before, limit + 1).await.map_err(RestError::from_store)?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
@@ -510,7 +517,7 @@ async fn delivery(
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<Json<DeliveryDetail>, RestError> {
     ensure_org(&principal, org_of(&p))?;
-    let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
+    let hook = find(&state, &principal, &scope_of(&p)?, &p["name"]).await?;
     let not_found = || RestError::new(StatusCode::NOT_FOUND, "Delivery not found");
     let d = state.store.delivery(&p["event"]).await.map_err(RestError::from_store)?.ok_or_else(not_found)?;
     if d.hook_id != hook.id {
@@ -540,7 +547,7 @@ async fn redeliver(
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<Json<DeliveryView>, RestError> {
     ensure_org(&principal, org_of(&p))?;
-    let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
+    let hook = find(&state, &principal, &scope_of(&p)?, &p["name"]).await?;
     let attempt = state
         .outbound
         .redeliver(&hook, &p["event"])
@@ -556,7 +563,7 @@ async fn ping(
     Path(p): Path<HashMap<String, String>>,
 ) -> Result<Json<DeliveryView>, RestError> {
     ensure_org(&principal, org_of(&p))?;
-    let hook = find(&state, &principal, &scope_of(&p), &p["name"]).await?;
+    let hook = find(&state, &principal, &scope_of(&p)?, &p["name"]).await?;
     let attempt = state.outbound.ping(&principal.org, &hook).await.map_err(RestError::from_store)?;
     Ok(Json(made_view(&state, attempt).await?))
 }
@@ -587,6 +594,14 @@ async fn publish(
         Some(v) => Some(v.to_str().map_err(|_| bad("Idempotency-Key must be visible ASCII"))?.to_owned()),
         None => None,
     };
+    // The same name rules as the hook routes: what is stored and matched is a Pulumi name.
+    let named = |v: &Option<String>, check: fn(&str) -> Result<(), rules::Invalid>| match v.as_deref() {
+        Some(name) if !name.is_empty() => check(name).map_err(|e| bad(e.0)),
+        _ => Ok(()),
+    };
+    named(&b.project_name, rules::validate_project_name)?;
+    named(&b.stack_name, rules::validate_stack_name)?;
+    named(&b.env_name, rules::validate_env_name)?;
     let input = PublishInput {
         kind: b.kind,
         payload: b.payload,

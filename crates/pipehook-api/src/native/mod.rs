@@ -98,3 +98,22 @@ impl IntoResponse for RestError {
         crate::with_request_id(self.status, json!({"code": self.status.as_u16(), "message": self.message}))
     }
 }
+
+/// axum's `Query<T>` with its rejection (a malformed or mistyped query string) in the REST error shape,
+/// `{"code": 400, "message": ...}`, instead of axum's `text/plain`.
+pub struct RestQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for RestQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = RestError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, RestError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(RestQuery(value)),
+            Err(e) => Err(RestError::new(e.status(), e.body_text())),
+        }
+    }
+}

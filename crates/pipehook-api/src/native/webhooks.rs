@@ -6,7 +6,9 @@
 //! the same rules and is stored the same way whichever API sent it. Only the wire differs: camelCase JSON owned
 //! by this file, timestamps in epoch milliseconds, and HTTP statuses in the `{"code","message"}` shape, mapped
 //! from the AWS exception with its message ([`from_aws`]). The secret is never returned: the stored
-//! definition shows `REDACTED` in its place. The inbound log and `explain` are in `inbound::log`.
+//! definition shows `REDACTED` in its place. A put that changes the secret keeps the previous one valid for the
+//! rotation overlap (`previousSecretValidUntil`); `POST .../revoke-previous-secret` ends that at once. The inbound
+//! log and `explain` are in `inbound::log`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -32,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/orgs/{org}/webhooks/{name}", get(get_one).put(put).delete(delete))
         .route("/orgs/{org}/webhooks/{name}/register", post(register))
         .route("/orgs/{org}/webhooks/{name}/deregister", post(deregister))
+        .route("/orgs/{org}/webhooks/{name}/revoke-previous-secret", post(revoke_previous_secret))
 }
 
 /// The largest page a listing returns, and the size when `limit` is not given (ListWebhooks' maximum).
@@ -72,6 +75,10 @@ struct WebhookView {
     error_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_message: Option<String>,
+    /// Until when (epoch ms) the secret a put replaced is still accepted, during the rotation overlap;
+    /// `POST .../revoke-previous-secret` ends it at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_secret_valid_until: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -153,6 +160,19 @@ async fn register(
     ensure_org(&principal, &org)?;
     let ctx = Ctx { state: &state, principal: &principal };
     let w = shared::register_webhook(&ctx, "name", &name).await.map_err(from_aws)?;
+    let tags = shared::webhook_tags(&ctx, &name).await.map_err(from_aws)?;
+    Ok(Json(view(&ctx, w, tags)?))
+}
+
+/// Ends the rotation overlap at once: the secret a put replaced stops being accepted, only the current one signs.
+async fn revoke_previous_secret(
+    principal: Principal,
+    State(state): State<AppState>,
+    Path((org, name)): Path<(String, String)>,
+) -> Result<Json<WebhookView>, RestError> {
+    ensure_org(&principal, &org)?;
+    let ctx = Ctx { state: &state, principal: &principal };
+    let w = shared::revoke_previous_secret(&ctx, "name", &name).await.map_err(from_aws)?;
     let tags = shared::webhook_tags(&ctx, &name).await.map_err(from_aws)?;
     Ok(Json(view(&ctx, w, tags)?))
 }
@@ -248,6 +268,12 @@ fn view(ctx: &Ctx<'_>, w: WebhookRecord, tags: Vec<Tag>) -> Result<WebhookView, 
         last_triggered: w.last_triggered.map(|t| t.millis()),
         error_code: w.error_code,
         error_message: w.error_message,
+        previous_secret_valid_until: w
+            .previous_secret_ciphertext
+            .as_ref()
+            .and(w.previous_secret_expires_at)
+            .filter(|t| t.millis() > pipehook_domain::time::Timestamp::now().millis())
+            .map(|t| t.millis()),
     })
 }
 

@@ -9,6 +9,7 @@ mod codebuild;
 mod codebuild_cli;
 mod codebuild_githost;
 mod first_day;
+mod hardening;
 mod lifecycle;
 mod native_pipelines;
 mod outbound;

@@ -249,14 +249,27 @@ pub(crate) async fn put_webhook(ctx: &Ctx<'_>, def: WebhookDefinition, tags: &[T
     let definition = serde_json::to_value(&shown).map_err(|_| AwsError::internal())?;
     let org = ctx.org();
     let key = &ctx.state.master_key;
-    let secret_ct = def
-        .authentication_configuration
-        .secret_token
-        .as_ref()
-        .map(|s| key.encrypt(&secret_context(org.0, &def.name), s.as_bytes()));
     let arn = webhook_arn(ctx, &def.name);
     let store = &ctx.state.store;
     let existing = store.webhook(org, &def.name).await.map_err(AwsError::from_store)?;
+    // `REDACTED` is what ListWebhooks shows in place of the secret: a list → edit → put round trip sends it back,
+    // and it means "keep the stored secret" (as `****` does for OAuthToken), never a new, public HMAC key.
+    let keep_secret = def.authentication_configuration.secret_token.as_deref() == Some(REDACTED);
+    let secret_ct = if keep_secret {
+        match existing.as_ref().and_then(|w| w.secret_ciphertext.clone()) {
+            Some(ct) => Some(ct),
+            None => return Err(auth_error(format!(
+                "SecretToken is '{REDACTED}', the placeholder ListWebhooks shows instead of the secret, and webhook \
+                 '{}' has no stored secret to keep; give the secret",
+                def.name
+            ))),
+        }
+    } else {
+        def.authentication_configuration
+            .secret_token
+            .as_ref()
+            .map(|s| key.encrypt(&secret_context(org.0, &def.name), s.as_bytes()))
+    };
     let conflict = || {
         AwsError::new(
             http::StatusCode::BAD_REQUEST,
@@ -270,8 +283,8 @@ pub(crate) async fn put_webhook(ctx: &Ctx<'_>, def: WebhookDefinition, tags: &[T
             // Keep the URL. When the secret changes, the old one stays valid for the overlap window.
             let old_secret =
                 old.secret_ciphertext.as_ref().and_then(|ct| key.decrypt(&secret_context(org.0, &def.name), ct).ok());
-            let changed =
-                old_secret.as_deref() != def.authentication_configuration.secret_token.as_deref().map(str::as_bytes);
+            let changed = !keep_secret
+                && old_secret.as_deref() != def.authentication_configuration.secret_token.as_deref().map(str::as_bytes);
             let overlap = ctx.state.config.secret_rotation_overlap;
             let (previous, expires) = if changed && old.secret_ciphertext.is_some() && !overlap.is_zero() {
                 (old.secret_ciphertext.clone(), Some(Timestamp::now().saturating_add(overlap)))
@@ -325,8 +338,48 @@ pub(crate) async fn put_webhook(ctx: &Ctx<'_>, def: WebhookDefinition, tags: &[T
         StoreError::Conflict(_) => conflict(),
         e => AwsError::from_store(e),
     })?;
+    // A rotation keeps the previous secret valid for a while: say until when, and how to end it at once.
+    if let (Some(old), Some(until)) = (&existing, record.previous_secret_expires_at) {
+        if old.previous_secret_expires_at != Some(until) {
+            tracing::info!(
+                webhook = %def.name,
+                previous_secret_valid_until_ms = until.millis(),
+                previous_secret_valid_for_s = ctx.state.config.secret_rotation_overlap.as_secs(),
+                "the webhook's secret changed; the previous secret stays valid until then (end it now: \
+                 POST /api/orgs/{{org}}/webhooks/{{name}}/revoke-previous-secret, pipehook webhooks revoke-previous-secret)"
+            );
+        }
+    }
     let tags = webhook_tags(ctx, &def.name).await?;
     Ok(PutOutcome { record, tags, created: existing.is_none() })
+}
+
+/// Ends the validity of the secret a put replaced (kept for the rotation overlap), at once: only the current
+/// secret signs deliveries from then on. Returns the webhook as it is afterwards; nothing to end is no error.
+pub(crate) async fn revoke_previous_secret(ctx: &Ctx<'_>, member: &str, name: &str) -> Result<WebhookRecord, AwsError> {
+    let w = find_webhook(ctx, member, name).await?;
+    if w.previous_secret_ciphertext.is_none() && w.previous_secret_expires_at.is_none() {
+        return Ok(w);
+    }
+    let update = WebhookUpdate {
+        pipeline_id: w.pipeline_id,
+        definition: w.definition.clone(),
+        secret_ciphertext: w.secret_ciphertext.clone(),
+        previous_secret_ciphertext: None,
+        previous_secret_expires_at: None,
+    };
+    let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
+    let updated = tx.update_webhook(ctx.org(), name, w.revision, &update).await.map_err(AwsError::from_store)?;
+    let Some(record) = updated else {
+        return Err(AwsError::new(
+            http::StatusCode::BAD_REQUEST,
+            "ConcurrentModificationException",
+            format!("Webhook '{name}' was modified by another request at the same time; retry"),
+        ));
+    };
+    tx.commit().await.map_err(AwsError::from_store)?;
+    tracing::info!(webhook = %name, "the webhook's previous secret was revoked; only the current secret is accepted");
+    Ok(record)
 }
 
 /// 256 random bits, URL-safe.
