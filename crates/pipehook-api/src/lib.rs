@@ -7,6 +7,7 @@
 //! - [`native`]: pipehook's own REST API under `/api/` (token-authenticated, Pulumi-style error shape).
 //! - [`inbound`]: the trigger URLs git hosts call, and the inbound log, replay and explain routes.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`server`]: the server loop with connection, header and idle limits, and the request body budget.
 //! - [`metrics`]: the in-process Prometheus registry the API and the workers record into.
 //!
 //! Each wire flavour owns its request/response types and its error shape; they never share DTOs.
@@ -18,6 +19,7 @@ pub mod inbound;
 pub mod metrics;
 pub mod native;
 pub mod ops;
+pub mod server;
 mod state;
 
 pub use state::{ApiConfig, AppState};
@@ -80,11 +82,27 @@ async fn record_metrics(
     let operation =
         if route == "/" && method == http::Method::POST { aws::operation_label(req.headers()) } else { String::new() };
     let response = next.run(req).await;
-    state.metrics.observe_request(&route, &operation, method.as_str(), response.status().as_u16(), started.elapsed());
+    state.metrics.observe_request(&route, &operation, method_label(&method), response.status().as_u16(), started.elapsed());
     if let Some(result) = response.extensions().get::<inbound::TriggerResult>() {
         state.metrics.trigger(if route == "/trigger" { "pipeline" } else { "build" }, result.0);
     }
     response
+}
+
+/// The method as a metrics label: the standard methods by name, anything else (a client may send any token as
+/// a method) as `other`, so the label space stays bounded.
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// An error answer's JSON body, waiting for [`request_ids`] to add the request's id as `requestId` (the

@@ -122,9 +122,9 @@ async fn protocol_known(stream: &tokio::net::TcpStream) -> bool {
     }
 }
 
-/// The bytes of request bodies held in memory at once, across all requests (trigger URLs and the AWS
-/// endpoint): a body is read only while the budget has room for it, so many large bodies at once wait (up to
-/// the body timeout) instead of exhausting memory.
+/// The memory request bodies (and their parsed JSON, [`PARSE_FACTOR`]) may take at once, across all requests
+/// (trigger URLs and the AWS endpoint): a body is read only while the budget has room for it, so many large
+/// bodies at once wait (up to the body timeout) instead of exhausting memory.
 #[derive(Debug, Clone)]
 pub struct BodyBudget {
     bytes: Arc<Semaphore>,
@@ -144,6 +144,13 @@ pub enum BodyError {
     Broken(String),
 }
 
+/// Bytes of memory a parsed JSON document takes per byte of its text: `serde_json::Value` spends several times
+/// the text on nodes and maps (a 23 MiB array of small objects was seen at +370 MB, about 16×; typical webhook
+/// payloads, mostly strings, far less). Every body byte reserves `1 + PARSE_FACTOR` bytes of the budget, once,
+/// when it is read, so a request never holds part of the budget while waiting for more (no deadlock between
+/// requests) and what its parse will take is already counted.
+pub const PARSE_FACTOR: usize = 8;
+
 /// A body's share of the budget, given back when dropped (when the request is done with the body).
 #[derive(Debug)]
 pub struct BodyPermit(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
@@ -154,9 +161,13 @@ impl BodyBudget {
         Self { bytes: Arc::new(Semaphore::new(total)), total, read_timeout }
     }
 
-    /// Adds `n` bytes (at most the whole budget) to what `held` holds, waiting for room.
+    /// Adds what `n` body bytes cost (with their parse; at most the whole budget) to what `held` holds, waiting
+    /// for room.
     async fn reserve(&self, n: usize, held: &mut Option<OwnedSemaphorePermit>) -> Result<(), BodyError> {
-        let n = n.min(self.total) as u32;
+        let cost = n.saturating_mul(1 + PARSE_FACTOR);
+        let have = held.as_ref().map_or(0, |h| h.num_permits());
+        // Never more than the whole budget for one request, so a single large body can always proceed alone.
+        let n = cost.min(self.total.saturating_sub(have)) as u32;
         if n == 0 {
             return Ok(());
         }

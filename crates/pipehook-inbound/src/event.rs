@@ -267,6 +267,37 @@ pub fn json_payload<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<std::borr
         .ok_or_else(|| "the form-encoded body has no `payload` field".to_owned())
 }
 
+/// The most values (objects, arrays, strings, numbers, literals) a delivery's JSON may hold. A parsed value
+/// takes far more memory than its text (an array of small objects about 50 times), so the count, not the byte
+/// size, is what bounds a parse's memory: 100,000 values is at most about 80 MB, and a large real delivery
+/// (a GitLab push listing 20 commits with their files) holds a few thousand.
+pub const MAX_JSON_VALUES: usize = 100_000;
+
+/// Counts the values in a JSON text without parsing it (one pass over the bytes: each `,` and each opening
+/// bracket outside strings starts one more value). Malformed text gives some count; the parser reports it.
+pub fn json_values(text: &[u8]) -> usize {
+    let (mut count, mut in_string, mut escaped, mut any) = (0usize, false, false, false);
+    for &b in text {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' | b',' => count += 1,
+            b' ' | b'\t' | b'\n' | b'\r' => continue,
+            _ => {}
+        }
+        any = true;
+    }
+    count + usize::from(any)
+}
+
 /// A header's trimmed text, or `None` when it is absent, empty or not visible ASCII.
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name)?.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
@@ -379,6 +410,30 @@ mod tests {
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn json_values_counts_without_parsing() {
+        for (text, want) in [
+            ("", 0),
+            ("1", 1),
+            ("{}", 2),
+            ("[1,2,3]", 4),
+            (r#"{"a":1,"b":[2]}"#, 4),
+            (r#"{"a":"x,y[{","b":"\\\",["}"#, 3),
+        ] {
+            assert_eq!(json_values(text.as_bytes()), want, "{text}");
+        }
+        // Never fewer than the values serde_json finds.
+        let doc = r#"{"commits":[{"id":"a","added":["x","y"]},{"id":"b","added":[]}],"ref":"refs/heads/main"}"#;
+        fn values(v: &serde_json::Value) -> usize {
+            1 + match v {
+                serde_json::Value::Array(a) => a.iter().map(values).sum(),
+                serde_json::Value::Object(o) => o.values().map(values).sum(),
+                _ => 0,
+            }
+        }
+        assert!(json_values(doc.as_bytes()) >= values(&serde_json::from_str(doc).unwrap()));
     }
 
     #[test]

@@ -59,7 +59,7 @@ async fn unknown_tokens_and_keys_are_answered_before_the_body_is_read() {
          x-amz-target: CodePipeline_20150709.ListPipelines\r\nx-amz-date: 20260101T000000Z\r\n\
          authorization: AWS4-HMAC-SHA256 Credential=AKIANOTAREALKEY00000/20260101/us-east-1/codepipeline/aws4_request, \
          SignedHeaders=host;x-amz-date;x-amz-target, \
-         Signature=0000000000000000000000000000000000000000000000000000000000000000\r\ncontent-length: 20000000\r\n\r\n",
+         Signature=0000000000000000000000000000000000000000000000000000000000000000\r\ncontent-length: 9000000\r\n\r\n",
         addr(&s)
     );
     let (answer, took) = raw(&s, &head, b"{", Duration::from_secs(10)).await;
@@ -163,4 +163,90 @@ async fn made_up_methods_do_not_grow_the_metrics() {
     let text = s.client().get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
     assert!(!text.contains("MADEUP"), "{text}");
     assert!(text.contains(r#"method="other""#), "{text}");
+}
+
+/// Peak resident memory (VmHWM) of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A parsed JSON value takes many times its text (an array of small objects about 50 times), so a body's
+/// values are counted before it is parsed: a document of hundreds of thousands of values is refused as
+/// `rejected` without being parsed, four at once leave the server's memory where it was, and a large
+/// document of few values (long strings) is still read. Measured on the real binary (its own process).
+#[tokio::test]
+async fn documents_of_too_many_values_are_refused_before_parsing() {
+    use aws_sdk_codepipeline::types::{WebhookAuthConfiguration, WebhookAuthenticationType};
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = tokio::process::Command::from(crate::support::pipehook_cmd())
+        .envs([
+            ("PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID", crate::support::ACCESS_KEY_ID),
+            ("PIPEHOOK_BOOTSTRAP_AWS_SECRET_ACCESS_KEY", crate::support::SECRET_ACCESS_KEY),
+            ("PIPEHOOK_HTTP_MAX_INFLIGHT_BODY_BYTES", "16777216"),
+            ("PIPEHOOK_SQLITE_DURABILITY", "normal"),
+        ])
+        .args(["serve", "--role", "api", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    for _ in 0..200 {
+        if reqwest::get(format!("{url}/healthz")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = crate::support::codepipeline(
+        &url,
+        crate::support::ACCESS_KEY_ID,
+        crate::support::SECRET_ACCESS_KEY,
+        "us-east-1",
+    );
+    create_pipeline(&c, "app", "master", "true").await;
+    let definition = crate::webhooks::definition(
+        "open",
+        "app",
+        WebhookAuthenticationType::Unauthenticated,
+        WebhookAuthConfiguration::builder().build(),
+    );
+    let trigger = c.put_webhook().webhook(definition).send().await.unwrap().webhook.unwrap().url;
+    // About 5 MiB of small objects (about a million values): parsed, it would take some 280 MB.
+    let mut body = String::from("[");
+    while body.len() < 5 * 1024 * 1024 {
+        body.push_str("{\"a\":1,\"b\":[2]},");
+    }
+    body.push_str("{}]");
+    let before = peak_rss(pid);
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let (trigger, body) = (trigger.clone(), body.clone());
+        posts.spawn(async move { post(&trigger, body.as_bytes(), &github("push", &format!("big-{i}"), None)).await });
+    }
+    while let Some(answer) = posts.join_next().await {
+        let (status, answer) = answer.unwrap();
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains("values"), "{answer}");
+    }
+    let grew = peak_rss(pid).saturating_sub(before);
+    eprintln!("peak RSS: +{} MiB for four documents of a million values at once", grew / (1024 * 1024));
+    assert!(grew < 100 * 1024 * 1024, "+{grew} bytes");
+    // 4 MiB in a few long strings: read, and filtered by the webhook's rule.
+    let long = serde_json::json!({"ref": "refs/heads/other", "blob": "x".repeat(4 * 1024 * 1024)}).to_string();
+    let (status, answer) = post(&trigger, long.as_bytes(), &github("push", "long", None)).await;
+    assert_eq!((status, answer["result"].as_str()), (200, Some("filtered")), "{answer}");
+    let _ = child.kill().await;
 }
