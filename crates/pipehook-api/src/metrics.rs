@@ -25,6 +25,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<RequestKey, Histogram>>,
     jobs: Mutex<BTreeMap<(String, &'static str), u64>>,
     triggers: Mutex<BTreeMap<(String, String), u64>>,
+    inbound_dropped: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Route template, AWS operation (empty for other routes), method, status.
@@ -59,6 +60,14 @@ impl Metrics {
     pub fn trigger(&self, trigger: &str, result: &str) {
         let mut map = self.triggers.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((trigger.to_owned(), result.to_owned())).or_default() += 1;
+    }
+
+    /// Counts inbound requests (or log records) dropped rather than stored: `reason` is `unauthenticated_rate`
+    /// (over the per-webhook rate of logged unauthenticated requests) or `log_size_budget` (pruned to keep the
+    /// inbound log within its size budget). A fixed set, so the label space stays bounded.
+    pub fn inbound_dropped(&self, reason: &'static str, n: u64) {
+        let mut map = self.inbound_dropped.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(reason).or_default() += n;
     }
 
     /// Counts a finished job attempt: `outcome` is `completed`, `retried`, `dead` or `lost` (lease lost).
@@ -115,6 +124,15 @@ impl Metrics {
                 escape(trigger),
                 escape(result)
             );
+        }
+        header(
+            &mut out,
+            "pipehook_inbound_dropped_total",
+            "counter",
+            "Inbound requests counted but not logged, and log records pruned for size, by reason.",
+        );
+        for (reason, n) in self.inbound_dropped.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "pipehook_inbound_dropped_total{{reason=\"{reason}\"}} {n}");
         }
         header(&mut out, "pipehook_jobs_total", "counter", "Finished job attempts by kind and outcome.");
         for ((kind, outcome), n) in self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter() {
@@ -235,6 +253,8 @@ mod tests {
         m.job_outcome("t.kind", "completed");
         m.trigger("pipeline", "triggered");
         m.trigger("pipeline", "triggered");
+        m.inbound_dropped("unauthenticated_rate", 3);
+        m.inbound_dropped("unauthenticated_rate", 1);
         let now = Timestamp::now();
         let snapshot = Snapshot {
             depth: Some(vec![
@@ -261,6 +281,7 @@ mod tests {
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(text.contains("pipehook_triggers_total{trigger=\"pipeline\",result=\"triggered\"} 2"));
         assert!(text.contains("pipehook_jobs_total{kind=\"t.kind\",outcome=\"completed\"} 1"));
+        assert!(text.contains("pipehook_inbound_dropped_total{reason=\"unauthenticated_rate\"} 4"));
         assert!(text.contains("pipehook_queue_jobs{kind=\"t.kind\",state=\"ready\"} 7"));
         let age = text
             .lines()

@@ -214,7 +214,13 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         );
         handlers.register(pipehook_runner::codebuild::BUILD_JOB, build_runner.clone());
         handlers.register(pipehook_runner::codebuild::BATCH_JOB, build_runner);
-        tasks.spawn(prune_inbound_log(store.clone(), config.inbound.retention, shutdown.clone()));
+        tasks.spawn(prune_inbound_log(
+            store.clone(),
+            config.inbound.retention,
+            config.inbound.max_log_bytes,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         let queue: Arc<dyn Queue> = store.clone();
         let pool = WorkerPool::new(queue, handlers, config.worker.clone(), metrics.clone());
         let (token, grace) = (shutdown.clone(), config.shutdown_grace);
@@ -284,9 +290,22 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             metrics: metrics.clone(),
             outbound: outbound.clone(),
             inbound_cache: Arc::default(),
+            inbound_guard: Arc::new(pipehook_api::inbound::InboundGuard::new(config.inbound.limits.clone())),
         };
         // A worker-only node serves health, readiness and metrics, so it can be probed and scraped like the
         // others; everything else is the API nodes'.
+        if config.role.runs_api() {
+            // One record per webhook and minute sums up the unauthenticated requests counted but not logged;
+            // at shutdown, the minutes not ended yet are written too.
+            let (summaries, token) = (state.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = pipehook_api::inbound::record_dropped(summaries.clone(), Duration::from_secs(10)) => {}
+                    _ = token.cancelled() => pipehook_api::inbound::write_dropped(&summaries, true).await,
+                }
+                Ok(())
+            });
+        }
         let app = if config.role.runs_api() { pipehook_api::router(state) } else { pipehook_api::ops_router(state) };
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let (token, grace) = (shutdown.clone(), config.shutdown_grace);
@@ -340,31 +359,52 @@ fn unreachable_public_url(public_url_set: bool, bound: SocketAddr) -> Option<&'s
     }
 }
 
-/// Deletes inbound requests older than the retention, every ten minutes (and once at start). Every worker
-/// node runs it; the delete is idempotent, so nodes racing on it do no harm.
+/// Deletes inbound requests older than the retention every ten minutes (and once at start), and, with a size
+/// budget, the oldest requests over it every minute. Every worker node runs it; the deletes are idempotent, so
+/// nodes racing on them do no harm.
 async fn prune_inbound_log(
     store: Arc<dyn Store>,
     retention: Duration,
+    max_bytes: Option<u64>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    loop {
+    for round in 0u64.. {
+        let by_age = round % 10 == 0;
         let cutoff = pipehook_domain::time::Timestamp::now().saturating_sub(retention);
         let pruned = async {
             let mut tx = store.begin().await?;
-            let n = tx.prune_inbound(cutoff).await?;
+            let old = if by_age { tx.prune_inbound(cutoff).await? } else { 0 };
+            let over = match max_bytes {
+                Some(max) => tx.prune_inbound_to_size(max).await?,
+                None => 0,
+            };
             tx.commit().await?;
-            Ok::<u64, pipehook_store::StoreError>(n)
+            Ok::<(u64, u64), pipehook_store::StoreError>((old, over))
         };
         match pruned.await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(pruned = n, "pruned the inbound request log"),
+            Ok((old, over)) => {
+                if old > 0 {
+                    tracing::info!(pruned = old, "pruned the inbound request log");
+                }
+                if over > 0 {
+                    metrics.inbound_dropped("log_size_budget", over);
+                    tracing::warn!(
+                        pruned = over,
+                        max_bytes = max_bytes.unwrap_or_default(),
+                        "the inbound request log was over its size budget (inbound.max_log_bytes): pruned its \
+                         oldest requests"
+                    );
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "pruning the inbound request log failed; will retry"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
         }
     }
+    Ok(())
 }
 
 /// Deletes delivery attempts, finished deliveries and their events older than the retention, every ten

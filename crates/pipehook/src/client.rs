@@ -1957,11 +1957,18 @@ fn member<'a>(v: &'a Value, camel: &str, snake: &str) -> &'a Value {
 
 /// A rule outcome as `<jsonPath>: wanted <value>, found <values>`.
 fn rule_summary(rule: &Value) -> String {
+    if let Some(error) = rule["error"].as_str() {
+        return format!("{}: {error}", text(member(rule, "jsonPath", "json_path")));
+    }
     let wanted = rule["wanted"].as_str().map_or_else(|| "anything".to_owned(), str::to_owned);
     format!("{}: wanted {wanted}, found {}", text(member(rule, "jsonPath", "json_path")), found(rule))
 }
 
 fn found(rule: &Value) -> String {
+    // A rule over the evaluation's cost or time budget found nothing: say why.
+    if let Some(error) = rule["error"].as_str() {
+        return error.to_owned();
+    }
     let nodes: Vec<&str> = rule["found"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     if nodes.is_empty() {
         "nothing".to_owned()
@@ -2295,9 +2302,18 @@ fn print_inbound(r: &Value) {
     for (k, v) in r["headers"].as_object().into_iter().flatten() {
         outln!("  {k}: {}", text(v));
     }
+    outln!();
+    if let Some(why) = r["bodyOmitted"].as_str() {
+        // Unauthenticated requests keep only the body's size and hash.
+        let d = &r["detail"];
+        match (d["bodyBytes"].as_u64(), d["bodySha256"].as_str()) {
+            (Some(n), Some(sha)) => outln!("Body:       not kept ({why}): {n} bytes, SHA-256 {sha}"),
+            _ => outln!("Body:       not kept ({why})"),
+        }
+        return;
+    }
     let body = r["body"].as_str().unwrap_or_default();
     let truncated = if r["bodyTruncated"].as_bool() == Some(true) { ", truncated" } else { "" };
-    outln!();
     outln!("Body ({} bytes{truncated}):", body.len());
     outln!("{body}");
 }
@@ -2385,6 +2401,10 @@ mod tests {
         let nothing = json!({"failedRule": {"jsonPath": "$.x", "wanted": null, "found": []}});
         assert_eq!(inbound_detail(&nothing), "$.x: wanted anything, found nothing");
         assert_eq!(inbound_detail(&json!({"reason": "bad signature"})), "bad signature");
+        let over =
+            json!({"failedRule": {"jsonPath": "$..x", "found": [], "error": "ran out of the time budget of 2000 ms"}});
+        assert_eq!(inbound_detail(&over), "$..x: ran out of the time budget of 2000 ms");
+        assert_eq!(found(&over["failedRule"]), "ran out of the time budget of 2000 ms");
         assert_eq!(inbound_detail(&json!({"firstVerdict": "triggered"})), "delivery seen before: triggered");
         assert_eq!(inbound_detail(&json!({"replayOf": "r1", "rules": []})), "replay of r1");
         assert_eq!(inbound_detail(&Value::Null), "");

@@ -51,6 +51,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_TRUST_PROXY", "inbound.trust_proxy"),
     ("PIPEHOOK_SECRET_ROTATION_OVERLAP", "inbound.secret_rotation_overlap_seconds"),
     ("PIPEHOOK_INBOUND_RETENTION", "inbound.retention_seconds"),
+    ("PIPEHOOK_INBOUND_MAX_LOG_BYTES", "inbound.max_log_bytes"),
+    ("PIPEHOOK_INBOUND_UNAUTHENTICATED_LOG_PER_MINUTE", "inbound.unauthenticated_log_per_minute"),
+    ("PIPEHOOK_INBOUND_RULE_EVALUATIONS", "inbound.rule_evaluations"),
+    ("PIPEHOOK_INBOUND_RULE_TIMEOUT_MS", "inbound.rule_timeout_ms"),
+    ("PIPEHOOK_INBOUND_RULE_MAX_COST", "inbound.rule_max_cost"),
     ("PIPEHOOK_GITHUB_API_URL", "inbound.github_api_url"),
     ("PIPEHOOK_GITLAB_API_URL", "inbound.gitlab_api_url"),
     ("PIPEHOOK_BITBUCKET_API_URL", "inbound.bitbucket_api_url"),
@@ -110,6 +115,11 @@ struct RawInbound {
     trust_proxy: String,
     secret_rotation_overlap_seconds: u64,
     retention_seconds: u64,
+    max_log_bytes: u64,
+    unauthenticated_log_per_minute: u32,
+    rule_evaluations: u32,
+    rule_timeout_ms: u64,
+    rule_max_cost: u64,
     github_api_url: String,
     gitlab_api_url: String,
     bitbucket_api_url: String,
@@ -253,6 +263,10 @@ pub struct InboundSettings {
     pub trust_proxy: bool,
     pub secret_rotation_overlap: Duration,
     pub retention: Duration,
+    /// Size budget of the inbound log (`None`: none).
+    pub max_log_bytes: Option<u64>,
+    /// Rule evaluation budgets and the rate of logged unauthenticated requests.
+    pub limits: pipehook_api::inbound::InboundLimits,
     pub github_api_url: String,
     pub gitlab_api_url: String,
     pub bitbucket_api_url: String,
@@ -461,6 +475,22 @@ impl Config {
                 raw.inbound.retention_seconds,
                 "inbound.retention_seconds (PIPEHOOK_INBOUND_RETENTION)",
             )?),
+            max_log_bytes: (raw.inbound.max_log_bytes > 0).then_some(raw.inbound.max_log_bytes),
+            limits: pipehook_api::inbound::InboundLimits {
+                unauthenticated_per_minute: raw.inbound.unauthenticated_log_per_minute,
+                rule_evaluations: positive(
+                    u64::from(raw.inbound.rule_evaluations),
+                    "inbound.rule_evaluations (PIPEHOOK_INBOUND_RULE_EVALUATIONS)",
+                )? as usize,
+                rule_timeout: Duration::from_millis(positive(
+                    raw.inbound.rule_timeout_ms,
+                    "inbound.rule_timeout_ms (PIPEHOOK_INBOUND_RULE_TIMEOUT_MS)",
+                )?),
+                rule_max_cost: positive(
+                    raw.inbound.rule_max_cost,
+                    "inbound.rule_max_cost (PIPEHOOK_INBOUND_RULE_MAX_COST)",
+                )?,
+            },
             github_api_url: parse_public_url(&raw.inbound.github_api_url)
                 .map_err(|e| ConfigError::new("inbound.github_api_url (PIPEHOOK_GITHUB_API_URL)", e.problem))?,
             gitlab_api_url: parse_public_url(&raw.inbound.gitlab_api_url)
@@ -677,6 +707,14 @@ mod tests {
         assert_eq!(c.public_url_for("127.0.0.1:9999".parse().unwrap()), "http://127.0.0.1:9999");
         assert_eq!(c.bootstrap.org.as_str(), "default");
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.inbound.max_log_bytes, Some(1 << 30));
+        let l = &c.inbound.limits;
+        assert_eq!(
+            (l.unauthenticated_per_minute, l.rule_evaluations, l.rule_timeout, l.rule_max_cost),
+            (60, 2, Duration::from_secs(2), 50_000_000)
+        );
+        let c = load(&[("PIPEHOOK_INBOUND_MAX_LOG_BYTES", "0")], None, Overrides::default()).unwrap();
+        assert_eq!(c.inbound.max_log_bytes, None, "0: no size budget");
     }
 
     #[test]
@@ -757,6 +795,10 @@ mod tests {
             (&[("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "10.0.0.0/33")], None, "outbound.allowed_networks"),
             (&[("PIPEHOOK_OUTBOUND_TIMEOUT", "0")], None, "outbound.timeout_seconds"),
             (&[("PIPEHOOK_SECRET_ROTATION_OVERLAP", "1d")], None, "PIPEHOOK_SECRET_ROTATION_OVERLAP"),
+            (&[("PIPEHOOK_INBOUND_RULE_EVALUATIONS", "0")], None, "inbound.rule_evaluations"),
+            (&[("PIPEHOOK_INBOUND_RULE_TIMEOUT_MS", "0")], None, "inbound.rule_timeout_ms"),
+            (&[("PIPEHOOK_INBOUND_RULE_MAX_COST", "0")], None, "inbound.rule_max_cost"),
+            (&[("PIPEHOOK_INBOUND_UNAUTHENTICATED_LOG_PER_MINUTE", "-1")], None, "configuration"),
             (&[], Some("nonsense = = ="), "--config"),
             (&[], Some("unknown_key = 1"), "unknown field"),
             (&[], Some("[worker]\nconcurrency = \"x\""), "invalid type"),

@@ -271,13 +271,22 @@ async fn trigger(
         Ok(l) => l,
         Err(reason) => {
             tracing::warn!(%reason, project = %project_name, "a payload URL points at a webhook that cannot be evaluated");
-            record.verdict = "rejected".into();
-            record.detail = json!({"reason": reason});
-            return match save(&state, &record).await {
-                Ok(()) => answer(
+            let refused = || {
+                answer(
                     StatusCode::CONFLICT,
                     json!({"result": "rejected", "message": "The webhook's configuration is not usable; see its inbound log", "requestId": request_id}),
-                ),
+                )
+            };
+            // Nothing could authenticate the request: it is logged as unauthenticated ones are.
+            if !state.inbound_guard.admit_unauthenticated(org, record.webhook_id, &record.webhook_name, &record.peer) {
+                state.metrics.inbound_dropped("unauthenticated_rate", 1);
+                return refused();
+            }
+            record.verdict = "rejected".into();
+            record.detail = json!({"reason": reason});
+            super::limits::omit_body(&mut record, &body);
+            return match save(&state, &record).await {
+                Ok(()) => refused(),
                 Err(r) => r,
             };
         }
@@ -292,10 +301,18 @@ async fn trigger(
         state.config.trust_forwarded_for,
     );
     if let AuthOutcome::Failed { reason } = &auth {
+        let refused =
+            || answer(StatusCode::UNAUTHORIZED, json!({"result": "unauthenticated", "requestId": request_id}));
+        // Logged without its body, and at most so many per webhook and minute: the rest are only counted.
+        if !state.inbound_guard.admit_unauthenticated(org, record.webhook_id, &record.webhook_name, &record.peer) {
+            state.metrics.inbound_dropped("unauthenticated_rate", 1);
+            return refused();
+        }
         record.verdict = "unauthenticated".into();
         record.detail = json!({"reason": reason});
+        super::limits::omit_body(&mut record, &body);
         return match save(&state, &record).await {
-            Ok(()) => answer(StatusCode::UNAUTHORIZED, json!({"result": "unauthenticated", "requestId": request_id})),
+            Ok(()) => refused(),
             Err(r) => r,
         };
     }

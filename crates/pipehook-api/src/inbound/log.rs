@@ -32,9 +32,13 @@ pub struct InboundView {
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<String>,
     body_truncated: bool,
+    /// Why the body was not kept (`unauthenticated`); its size and SHA-256 are in `detail`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_omitted: Option<String>,
 }
 
 fn view(r: InboundRecord, with_body: bool) -> InboundView {
+    let body_omitted = r.detail["bodyOmitted"].as_str().map(str::to_owned);
     InboundView {
         id: r.id,
         webhook: r.webhook_name,
@@ -45,8 +49,9 @@ fn view(r: InboundRecord, with_body: bool) -> InboundView {
         detail: r.detail,
         pipeline_execution_id: r.execution_id,
         headers: r.headers,
-        body: with_body.then_some(r.body),
+        body: (with_body && body_omitted.is_none()).then_some(r.body),
         body_truncated: r.body_truncated,
+        body_omitted,
     }
 }
 
@@ -132,6 +137,12 @@ pub async fn replay(
             "the logged body was truncated, so the request cannot be replayed",
         ));
     }
+    if original.detail["bodyOmitted"].is_string() {
+        return Err(RestError::new(
+            StatusCode::CONFLICT,
+            "the body of this request was not kept, so it cannot be replayed",
+        ));
+    }
     if original.webhook_id < 0 {
         // A build project's webhook (see `pipehook_store::builds`).
         return super::build_trigger::replay(&state, &original).await;
@@ -155,7 +166,7 @@ pub async fn replay(
     let loaded = load(&state, webhook).await.map_err(load_error)?;
     let headers = headers_of(&original.headers);
     let payload: Value = super::parse_payload(&headers, original.body.as_bytes()).unwrap_or(Value::Null);
-    let judged = judge(&loaded, &headers, &payload);
+    let judged = judge(&state, &loaded, &headers, payload).await;
     let mut record = original.clone();
     record.id = uuid::Uuid::new_v4().to_string();
     record.received_at = Timestamp::now();
@@ -211,7 +222,7 @@ pub async fn explain(
             HeaderValue::from_str(event).map_err(|_| RestError::new(StatusCode::BAD_REQUEST, "invalid event name"))?;
         headers.entry("x-github-event").or_insert(v);
     }
-    let judged = judge(&loaded, &headers, &payload);
+    let judged = judge(&state, &loaded, &headers, payload).await;
     let verdict = if judged.event.is_ping {
         "filtered (ping: nothing to start)"
     } else if judged.passed {

@@ -7,6 +7,7 @@
 //! one transaction before answering.
 
 mod build_trigger;
+mod limits;
 mod log;
 mod trigger;
 
@@ -25,6 +26,7 @@ use crate::aws::codepipeline::webhooks::secret_context;
 use crate::AppState;
 
 pub use build_trigger::routes as build_trigger_routes;
+pub use limits::{record_dropped, write_dropped, InboundGuard, InboundLimits};
 pub use trigger::routes as trigger_routes;
 
 /// `/api/orgs/{org}/...` routes of the inbound log and explain.
@@ -211,7 +213,8 @@ pub(crate) async fn load(state: &AppState, webhook: WebhookRecord) -> Result<Loa
         })
         .collect();
     let rules =
-        pipehook_inbound::rules::compile(&filters, &crate::aws::codepipeline::secrets::without_secrets(&config))
+        // Stored rules passed PutWebhook's checks when they were put; newer shape limits apply to new puts only.
+        pipehook_inbound::rules::compile_stored(&filters, &crate::aws::codepipeline::secrets::without_secrets(&config))
             .map_err(|e| LoadError::Broken(e.to_string()))?;
     let auth = match webhook.definition["authentication"].as_str() {
         Some("GITHUB_HMAC") => {
@@ -302,9 +305,14 @@ pub(crate) struct Judgement {
     pub passed: bool,
 }
 
-pub(crate) fn judge(loaded: &Loaded, headers: &http::HeaderMap, payload: &Value) -> Judgement {
-    let event = pipehook_inbound::event::normalize(headers, payload);
-    let rules = pipehook_inbound::rules::evaluate(&loaded.rules, payload);
+/// Normalizes the payload, then runs the rules off the async runtime within the evaluation budgets (see
+/// `limits`); the payload goes to the evaluation thread, which also drops it.
+pub(crate) async fn judge(state: &AppState, loaded: &Loaded, headers: &http::HeaderMap, payload: Value) -> Judgement {
+    let event = pipehook_inbound::event::normalize(headers, &payload);
+    let rules = state.inbound_guard.evaluate(&loaded.rules, payload).await;
+    if let Some(error) = rules.iter().find_map(|r| r.error.as_deref()) {
+        tracing::warn!(webhook = %loaded.webhook.name, %error, "a webhook rule was not evaluated to the end");
+    }
     let passed = rules.iter().all(|r| r.passed);
     Judgement { event, rules, passed }
 }

@@ -101,10 +101,18 @@ async fn trigger(
         state.config.trust_forwarded_for,
     );
     if let AuthOutcome::Failed { reason } = &auth {
+        let refused =
+            || answer(StatusCode::UNAUTHORIZED, json!({"result": "unauthenticated", "requestId": request_id}));
+        // Logged without its body, and at most so many per webhook and minute: the rest are only counted.
+        if !state.inbound_guard.admit_unauthenticated(w.org, w.id, &w.name, &record.peer) {
+            state.metrics.inbound_dropped("unauthenticated_rate", 1);
+            return refused();
+        }
         record.verdict = "unauthenticated".into();
         record.detail = json!({"reason": reason});
+        super::limits::omit_body(&mut record, &body);
         return match save(&state, &record).await {
-            Ok(()) => answer(StatusCode::UNAUTHORIZED, json!({"result": "unauthenticated", "requestId": request_id})),
+            Ok(()) => refused(),
             Err(r) => r,
         };
     }
@@ -129,7 +137,7 @@ async fn trigger(
         }
         Err(_) => Value::Null,
     };
-    let judged = judge(&loaded, &headers, &payload);
+    let judged = judge(&state, &loaded, &headers, payload).await;
 
     // 3. Deduplicate: the first request with a delivery id decides; later ones answer with its verdict.
     //    The claim is written with the request itself (below), so two racing copies cannot both win.
@@ -147,7 +155,12 @@ async fn trigger(
     } else if !judged.passed {
         record.verdict = "filtered".into();
         record.detail = json!({"failedRule": first_failure(&judged.rules), "rules": judged.rules, "event": event_json, "authentication": auth_detail});
-        (StatusCode::OK, json!({"result": "filtered", "requestId": request_id}))
+        let mut out = json!({"result": "filtered", "requestId": request_id});
+        // A rule over the evaluation budget: the sender learns why nothing started.
+        if let Some(error) = judged.rules.iter().find_map(|r| r.error.as_deref()) {
+            out["reason"] = json!(format!("a filter rule could not be evaluated: {error}"));
+        }
+        (StatusCode::OK, out)
     } else {
         let start = match pipehook_runner::pipeline::prepare_start(&start_request(&state, &loaded, &judged.event, None))
         {

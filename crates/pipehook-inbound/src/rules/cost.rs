@@ -116,23 +116,23 @@ pub(crate) fn check(shape: &Shape) -> Result<(), String> {
     let descendants = shape.descendants();
     if descendants > MAX_DESCENDANT_SEGMENTS {
         return Err(format!(
-            "too costly to evaluate: {descendants} descendant segments (`..`), at most {MAX_DESCENDANT_SEGMENTS} \
+            "{descendants} descendant segments (`..`), at most {MAX_DESCENDANT_SEGMENTS} \
              (each one can multiply the work by the payload's depth)"
         ));
     }
     let depth = shape.filter_depth();
     if depth > MAX_FILTER_DEPTH {
-        return Err(format!("too costly to evaluate: filters nested {depth} deep, at most {MAX_FILTER_DEPTH}"));
+        return Err(format!("filters nested {depth} deep, at most {MAX_FILTER_DEPTH}"));
     }
     if shape.absolute_descendant_in_filter() {
-        return Err("too costly to evaluate: a `$` query inside a filter runs over the whole payload for every \
+        return Err("a `$` query inside a filter runs over the whole payload for every \
                     candidate node, so it may not contain a descendant segment (`..`)"
             .into());
     }
     let product = shape.selector_product();
     if product > MAX_SELECTOR_PRODUCT {
         return Err(format!(
-            "too costly to evaluate: brackets with several selectors repeat the nodes they select ({product} \
+            "brackets with several selectors repeat the nodes they select ({product} \
              copies), at most {MAX_SELECTOR_PRODUCT}"
         ));
     }

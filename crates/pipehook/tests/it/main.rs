@@ -1,6 +1,7 @@
 //! pipehook's integration tests: the real server on a real socket with a real database, called over HTTP,
 //! with the official AWS SDK, and as the real binary.
 
+mod abuse;
 mod auth;
 mod aws;
 mod backup;

@@ -235,7 +235,8 @@ pub(crate) async fn put_webhook(ctx: &Ctx<'_>, def: WebhookDefinition, tags: &[T
         .collect();
     if let Err(e) = pipehook_inbound::rules::compile(&rules, &super::secrets::without_secrets(&config)) {
         return Err(match e {
-            pipehook_inbound::rules::RuleError::InvalidPattern { .. } => {
+            pipehook_inbound::rules::RuleError::InvalidPattern { .. }
+            | pipehook_inbound::rules::RuleError::TooCostly { .. } => {
                 AwsError::new(http::StatusCode::BAD_REQUEST, "InvalidWebhookFilterPatternException", e.to_string())
             }
             other => AwsError::validation(other.to_string()),
