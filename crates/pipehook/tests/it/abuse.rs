@@ -266,11 +266,13 @@ async fn flood(url: &str, body: &[u8], n: usize, signature: impl Fn(usize) -> Op
 async fn unauthenticated_floods_leave_the_log_bounded() {
     const PER_MINUTE: usize = 10;
     const FLOOD: usize = 200;
-    let s = TestServer::builder()
-        .env("PIPEHOOK_INBOUND_UNAUTHENTICATED_LOG_PER_MINUTE", &PER_MINUTE.to_string())
-        .start()
-        .await
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = || {
+        TestServer::builder()
+            .data_dir(dir.path())
+            .env("PIPEHOOK_INBOUND_UNAUTHENTICATED_LOG_PER_MINUTE", &PER_MINUTE.to_string())
+    };
+    let s = server().start().await.unwrap();
     let c = client(&s);
     create_pipeline(&c, "app", "main", "true").await;
     // Signed requests are filtered (they name another branch), so the flood starts nothing.
@@ -349,5 +351,19 @@ async fn unauthenticated_floods_leave_the_log_bounded() {
     assert!(logged.iter().all(|r| r["bodyOmitted"] == "unauthenticated"), "{list}");
     let dropped = metric(&s, "pipehook_inbound_dropped_total{reason=\"unauthenticated_rate\"} ").await;
     assert_eq!(dropped, Some((FLOOD - PER_MINUTE + 15 - PER_MINUTE) as u64));
+    s.stop().await.unwrap();
+
+    // At shutdown, the minute not ended yet is summed up: one record per webhook with the count dropped.
+    let s = server().start().await.unwrap();
+    let (_, list) =
+        rest(&s, reqwest::Method::GET, "/api/orgs/default/inbound?verdict=unauthenticated&limit=500", None).await;
+    let mut summaries: Vec<(&str, u64)> = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| Some((r["webhook"].as_str()?, r["detail"]["dropped"].as_u64()?)))
+        .collect();
+    summaries.sort();
+    assert_eq!(summaries, [("gh", (FLOOD - PER_MINUTE) as u64), ("project:web", 5)], "{list}");
     s.stop().await.unwrap();
 }
