@@ -233,8 +233,8 @@ async fn trigger(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (token, body) = match super::read_trigger(&state, q.t, body).await {
-        Ok(r) => r,
+    let token = match super::trigger_token(q.t) {
+        Ok(t) => t,
         Err(response) => return response,
     };
     let webhook = match state.store.build_webhook_by_token(&TokenHash::of(&token).0).await {
@@ -244,6 +244,11 @@ async fn trigger(
             tracing::error!(error = %e, "looking up a payload URL token failed");
             return unavailable();
         }
+    };
+    // Only now, with a webhook found, is the body read (bounded in size, time and memory).
+    let (body, _body_budget) = match super::read_trigger_body(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     let (org, hook_id, project_name) = (webhook.org, webhook.id, webhook.project_name.clone());
     let now = Timestamp::now();

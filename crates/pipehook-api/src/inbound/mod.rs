@@ -88,27 +88,43 @@ pub(crate) fn unavailable() -> axum::response::Response {
     answer(axum::http::StatusCode::SERVICE_UNAVAILABLE, json!({"message": "Service Unavailable: retry later"}))
 }
 
-/// The token from `?t=` and the body read up to the trigger cap: what every trigger URL does first.
-pub(crate) async fn read_trigger(
+/// The token from `?t=`: a missing, empty or implausibly long one is an unknown token (404, body unread).
+pub(crate) fn trigger_token(token: Option<String>) -> Result<String, axum::response::Response> {
+    token.filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(not_found)
+}
+
+/// The body, read up to the trigger cap within the server's body timeout and in-memory budget. Called only
+/// once the token named a webhook, so unknown tokens never make pipehook buffer anything.
+pub(crate) async fn read_trigger_body(
     state: &AppState,
-    token: Option<String>,
+    headers: &http::HeaderMap,
     body: axum::body::Body,
-) -> Result<(String, axum::body::Bytes), axum::response::Response> {
-    let Some(token) = token.filter(|t| !t.is_empty() && t.len() <= 128) else { return Err(not_found()) };
+) -> Result<(axum::body::Bytes, crate::server::BodyPermit), axum::response::Response> {
+    use crate::server::BodyError;
+    use axum::http::StatusCode;
     let cap = state.config.trigger_max_body_bytes;
-    match axum::body::to_bytes(body, cap).await {
-        Ok(b) => Ok((token, b)),
-        Err(_) => Err(answer(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            json!({"message": format!("Payload Too Large: the limit is {cap} bytes")}),
-        )),
-    }
+    state.bodies.read(headers, body, cap).await.map_err(|e| match e {
+        BodyError::TooLarge(cap) => {
+            answer(StatusCode::PAYLOAD_TOO_LARGE, json!({"message": format!("Payload Too Large: the limit is {cap} bytes")}))
+        }
+        BodyError::Timeout => answer(
+            StatusCode::REQUEST_TIMEOUT,
+            json!({"message": format!("Request Timeout: the body was not received within {} s", state.bodies.read_timeout.as_secs())}),
+        ),
+        BodyError::Broken(reason) => answer(StatusCode::BAD_REQUEST, json!({"message": format!("Bad Request: {reason}")})),
+    })
 }
 
 /// The JSON document a delivery (or a logged one, or a payload to explain) carries: the body itself, or the
 /// `payload` field of a form-encoded body, as GitHub sends by default.
 pub(crate) fn parse_payload(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, String> {
+    use pipehook_inbound::event::{json_values, MAX_JSON_VALUES};
     let json = pipehook_inbound::event::json_payload(headers, body)?;
+    // Counted before parsing: a parsed value takes many times its text, so the count bounds the memory.
+    let values = json_values(&json);
+    if values > MAX_JSON_VALUES {
+        return Err(format!("the document holds about {values} values; at most {MAX_JSON_VALUES} are read"));
+    }
     serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
 

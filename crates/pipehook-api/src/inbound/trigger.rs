@@ -43,8 +43,8 @@ async fn trigger(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (token, body) = match super::read_trigger(&state, q.t, body).await {
-        Ok(r) => r,
+    let token = match super::trigger_token(q.t) {
+        Ok(t) => t,
         Err(response) => return response,
     };
     let webhook = match state.store.webhook_by_token(&TokenHash::of(&token).0).await {
@@ -54,6 +54,11 @@ async fn trigger(
             tracing::error!(error = %e, "looking up a trigger token failed");
             return unavailable();
         }
+    };
+    // Only now, with a webhook found, is the body read (bounded in size, time and memory).
+    let (body, _body_budget) = match super::read_trigger_body(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     let loaded = match state.inbound_cache.get(&state, webhook).await {
         Ok(l) => l,
