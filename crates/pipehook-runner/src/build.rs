@@ -42,6 +42,12 @@
 //! `CODEBUILD_RESOLVED_SOURCE_VERSION`, `CODEBUILD_START_TIME`, `CODEBUILD_CI`, `CODEBUILD_LOG_PATH`).
 //! `CODEBUILD_BUILD_SUCCEEDING` is set at the start of every phase: `1`, or `0` once a phase has failed.
 //!
+//! ## Sandbox
+//! Each phase runs with the request's [`Executor`]: in a sandbox, the phase sees the source folder and the
+//! state folder (both writable) and nothing else of the worker (see [`crate::sandbox`]).
+//! `PIPEHOOK_NETWORK=none` among the variables (the buildspec's or the caller's) takes the network away from
+//! every phase; another value fails PROVISIONING with `CLIENT_ERROR`.
+//!
 //! ## Log
 //! One text: CodeBuild-style `[Container]` lines for each phase (entering, each command, completion and
 //! context) around each phase's output. Each phase's output is bounded by `log_limit` (head and tail, see
@@ -59,7 +65,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::buildspec::{Buildspec, BuildspecVersion, OnFailure, Phase};
-use crate::exec::{self, CommandResult, CommandSpec, LogSink, Outcome};
+use crate::exec::{self, CommandResult, CommandSpec, Executor, LogSink, Outcome};
+use crate::sandbox::Network;
 
 /// CodeBuild's build phases, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -190,6 +197,8 @@ pub struct BuildRequest {
     pub log_limit: usize,
     /// When the build was submitted (StartBuild or the webhook), for SUBMITTED and QUEUED; `None` means now.
     pub submitted_at: Option<Timestamp>,
+    /// Where the phases' commands run.
+    pub executor: Executor,
 }
 
 /// What a source step produced.
@@ -311,6 +320,7 @@ pub async fn run_build(
         status: None,
         any_failed: false,
         deadline: deadline_after(request.timeout),
+        network: Network::Shared,
     };
     let now = Timestamp::now();
     let submitted = request.submitted_at.unwrap_or(now).min(now);
@@ -394,6 +404,8 @@ struct Run<'a> {
     status: Option<StatusType>,
     any_failed: bool,
     deadline: Instant,
+    /// What the variables ask for with `PIPEHOOK_NETWORK`.
+    network: Network,
 }
 
 impl Run<'_> {
@@ -405,6 +417,17 @@ impl Run<'_> {
         }
         // PROVISIONING: the workspace and the private state directory.
         self.begin(PhaseType::Provisioning).await;
+        let mut asked: Vec<(String, String)> = self.request.buildspec.variables.clone();
+        asked.extend(self.request.env.iter().cloned());
+        match Network::from_env(&asked) {
+            Ok(network) => self.network = network,
+            Err(message) => {
+                self.line(&message);
+                self.any_failed = true;
+                self.end(StatusType::Failed, Some(context("CLIENT_ERROR", message))).await;
+                return None;
+            }
+        }
         let state = match self.provision().await {
             Ok(state) => state,
             Err(message) => {
@@ -562,6 +585,9 @@ impl Run<'_> {
         let _ = tokio::fs::remove_file(&failed_file).await;
         let script = phase_script(phase_type, phase, self.request.buildspec.version, &state.path, !self.any_failed);
         let script_path = state.path.join(format!("{}.sh", phase_type.as_str().to_ascii_lowercase()));
+        // The state folder is writable from the sandbox: whatever an earlier phase left at this name (a symbolic
+        // link to a server file, say) goes first, so writing the script never follows it.
+        remove_entry(&script_path).await;
         if let Err(e) = crate::workspace::write_private_file(&script_path, script).await {
             return PhaseEnd::Ended(
                 StatusType::Fault,
@@ -581,6 +607,9 @@ impl Run<'_> {
             env: if saved { Vec::new() } else { env.to_vec() },
             timeout: remaining,
             log_limit: self.request.log_limit,
+            executor: self.request.executor.clone(),
+            writable: vec![state.path.clone()],
+            network: self.network,
         };
         let result = self.run_command(&spec).await;
         match result.outcome {
@@ -596,7 +625,7 @@ impl Run<'_> {
                     (None, Some(signal)) => format!("killed by signal {signal}"),
                     (None, None) => "unknown exit status".to_string(),
                 };
-                let message = match tokio::fs::read_to_string(&failed_file).await {
+                let message = match read_state_file(&failed_file).await {
                     Ok(text) => {
                         let (code, command) = text.split_once('\n').unwrap_or((text.as_str(), ""));
                         format!(
@@ -719,6 +748,37 @@ impl Drop for StateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Removes whatever is at `path`, a symbolic link itself rather than what it points to.
+async fn remove_entry(path: &Path) {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) if meta.is_dir() => {
+            let _ = tokio::fs::remove_dir_all(path).await;
+        }
+        Ok(_) => {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        Err(_) => {}
+    }
+}
+
+/// The most of a state file pipehook reads (the failed command's line).
+const STATE_FILE_LIMIT: u64 = 16 * 1024;
+
+/// A file a phase's script left in the state folder, read by pipehook outside the sandbox: only a regular file
+/// (not a symbolic link to a server file, not a FIFO that would block), and at most [`STATE_FILE_LIMIT`] bytes.
+/// Nothing of the phase runs any more when this is read (its sandbox ended with it), so nothing can swap the
+/// file between the check and the read.
+async fn read_state_file(path: &Path) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let meta = tokio::fs::symlink_metadata(path).await?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    tokio::fs::File::open(path).await?.take(STATE_FILE_LIMIT).read_to_end(&mut bytes).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// `text` as one single-quoted shell word.

@@ -209,6 +209,8 @@ pub struct BuildRunnerConfig {
     /// The operator's cap on any build's timeout (`None`: the project's `timeoutInMinutes` or the
     /// override, 5 to 2160 minutes, as in CodeBuild).
     pub max_timeout: Option<Duration>,
+    /// Where the phases' commands run (the server sets the sandbox unless told otherwise).
+    pub executor: crate::exec::Executor,
 }
 
 impl BuildRunnerConfig {
@@ -220,6 +222,7 @@ impl BuildRunnerConfig {
             poll: Duration::from_millis(500),
             keep_workspaces: false,
             max_timeout: None,
+            executor: crate::exec::Executor::default(),
         }
     }
 }
@@ -334,13 +337,37 @@ async fn read_buildspec(
         None => vec!["buildspec.yml", "buildspec.yaml"],
     };
     for name in &names {
-        match tokio::fs::read_to_string(dir.join(name)).await {
+        match read_source_file(dir, name).await {
             Ok(text) => return crate::buildspec::parse(&text).map(|b| (b, text)).map_err(|e| format!("{name}: {e}")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.is_none() => continue,
             Err(e) => return Err(format!("{name}: {e}")),
         }
     }
     Err("no buildspec.yml at the root of the source, and the project has no inline buildspec".into())
+}
+
+/// The largest buildspec file read from a source.
+const BUILDSPEC_FILE_LIMIT: u64 = 1024 * 1024;
+
+/// Reads `name` from the checked-out source `dir` as pipehook itself, outside any sandbox: only a regular file
+/// that really lies inside `dir`. A repository can hold a symbolic link named `buildspec.yml` to
+/// `/proc/self/environ` or the master key, and `name` (a batch's per-build buildspec) can hold `..`; either would
+/// otherwise put a server file into the build's log through the parser's error message.
+async fn read_source_file(dir: &std::path::Path, name: &str) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    let root = tokio::fs::canonicalize(dir).await?;
+    let real = tokio::fs::canonicalize(dir.join(name)).await?;
+    let meta = tokio::fs::symlink_metadata(&real).await?;
+    if !real.starts_with(&root) || !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a file inside the source (a symbolic link or .. leads out of it)",
+        ));
+    }
+    if meta.len() > BUILDSPEC_FILE_LIMIT {
+        return Err(Error::new(ErrorKind::InvalidData, format!("larger than {BUILDSPEC_FILE_LIMIT} bytes")));
+    }
+    tokio::fs::read_to_string(&real).await
 }
 
 /// A buildspec for a build whose DOWNLOAD_SOURCE fails (so no command ever runs).
@@ -628,6 +655,7 @@ impl BuildRunner {
             timeout,
             log_limit: self.config.log_limit,
             submitted_at: Some(build.start_time),
+            executor: self.config.executor.clone(),
         };
         let stop = CancellationToken::new();
         let (sink, mut logs) = LogSink::new();

@@ -9,23 +9,31 @@
 //!
 //! Callers that want to show the log while the command runs (for `--follow`) pass a [`LogSink`]
 //! and read the snapshots from its [`tokio::sync::watch::Receiver`].
+//!
+//! [`CommandSpec::executor`] says where the command runs: [`Executor::Sandbox`] (pipehook's default) starts
+//! it in a bubblewrap sandbox of its own (see [`crate::sandbox`]): bubblewrap leads the process group, and
+//! ending it ends everything in the sandbox (its PID namespace goes with it). [`Executor::Direct`] runs it as
+//! the worker's own child, with the worker's user, files and network.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+
+use crate::sandbox::{Network, Sandbox};
 
 /// How long a process group gets between SIGTERM and SIGKILL after a timeout or a stop.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -50,6 +58,17 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// The size of one read from a pipe.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Where commands run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Executor {
+    /// As the worker's own child processes, with its user, its file system and its network, and `PATH`,
+    /// `HOME` and `LANG` from its environment (`PIPEHOOK_RUNNER_EXECUTOR=none`: single-tenant and trusted only).
+    #[default]
+    Direct,
+    /// Each command in its own bubblewrap sandbox.
+    Sandbox(Arc<Sandbox>),
+}
+
 /// What to run and under which limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandSpec {
@@ -64,6 +83,14 @@ pub struct CommandSpec {
     pub timeout: Duration,
     /// How many bytes of output are kept: the first half and the last half of this many bytes.
     pub log_limit: usize,
+    /// Where the command runs.
+    pub executor: Executor,
+    /// Folders a sandboxed command may write besides `workdir` (a build's private state folder); each is
+    /// bound at its own path. Without a sandbox every folder the worker can write is writable anyway.
+    pub writable: Vec<PathBuf>,
+    /// The network the action or build asked for ([`crate::sandbox::NETWORK_VAR`]). Only a sandbox can take
+    /// it away; without one, asking for none is reported in the log and not enforced.
+    pub network: Network,
 }
 
 /// How a command ended.
@@ -176,29 +203,52 @@ pub async fn run(spec: &CommandSpec, stop: &CancellationToken, progress: Option<
         }
     }
 
-    let mut cmd = Command::new(SHELL);
-    cmd.arg("-c").arg(&spec.command).current_dir(&spec.workdir).env_clear();
-    for key in BASE_ENV {
-        match std::env::var_os(key) {
-            Some(value) => {
-                cmd.env(key, value);
+    let (mut cmd, sandbox_args) = match &spec.executor {
+        Executor::Direct => {
+            if spec.network == Network::Isolated {
+                log.push(
+                    format!(
+                        "[pipehook] {}=none is not enforced: this worker runs commands without the sandbox \
+                         (executor none)\n",
+                        crate::sandbox::NETWORK_VAR
+                    )
+                    .as_bytes(),
+                );
             }
-            None if key == "PATH" => {
-                cmd.env(key, DEFAULT_PATH);
-            }
-            None => {}
+            (direct_command(spec), None)
         }
-    }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+        Executor::Sandbox(sandbox) => match sandbox.arguments(spec) {
+            Ok(args) => {
+                let mut cmd = Command::new(sandbox.bwrap());
+                // Everything but the program to run goes through standard input; bubblewrap itself gets no
+                // environment, so nothing a build defines (LD_PRELOAD, say) acts on it outside the sandbox.
+                cmd.args(["--args", "0", "--"]).args(sandbox.inner_command(SHELL, &spec.command));
+                cmd.current_dir(&spec.workdir).env_clear().stdin(Stdio::piped());
+                (cmd, Some(args))
+            }
+            Err(message) => return finish(Outcome::SpawnFailed(message), &log),
+        },
+    };
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
 
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(err) => {
-            let msg = format!("could not start {SHELL} in {}: {err}", spec.workdir.display());
+            let program = match &spec.executor {
+                Executor::Direct => SHELL.to_owned(),
+                Executor::Sandbox(sandbox) => sandbox.bwrap().display().to_string(),
+            };
+            let msg = format!("could not start {program} in {}: {err}", spec.workdir.display());
             return finish(Outcome::SpawnFailed(msg), &log);
         }
     };
+    if let (Some(args), Some(mut stdin)) = (sandbox_args, child.stdin.take()) {
+        // bubblewrap reads its arguments to the end before it does anything; a write error means it died
+        // already, which its exit status and stderr report.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&args).await;
+        });
+    }
     // With process_group(0) the child's pid is also its process group id. The guard kills the
     // group when it goes out of scope, which covers both the normal end and a dropped future.
     let group = ProcessGroup::new(child.id());
@@ -302,6 +352,26 @@ pub async fn run(spec: &CommandSpec, stop: &CancellationToken, progress: Option<
     let result = finish(outcome, &log);
     tracing::debug!(outcome = ?result.outcome, duration = ?result.duration, "command finished");
     result
+}
+
+/// The shell as the worker's own child: a clean environment with `PATH`, `HOME` and `LANG` from the worker's.
+fn direct_command(spec: &CommandSpec) -> Command {
+    let mut cmd = Command::new(SHELL);
+    cmd.arg("-c").arg(&spec.command).current_dir(&spec.workdir).env_clear();
+    for key in BASE_ENV {
+        match std::env::var_os(key) {
+            Some(value) => {
+                cmd.env(key, value);
+            }
+            None if key == "PATH" => {
+                cmd.env(key, DEFAULT_PATH);
+            }
+            None => {}
+        }
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd.stdin(Stdio::null());
+    cmd
 }
 
 /// `timeout` from now, or a point far enough away to never fire when `timeout` is too large to add.

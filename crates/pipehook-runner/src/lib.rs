@@ -10,6 +10,8 @@
 //! - [`git`]: the checkout helper. [`git::checkout`] fetches one revision of a repository with the
 //!   system `git` (so the operator's git configuration applies) and reports the resolved commit.
 //!
+//! - [`sandbox`]: the sandbox executor: every command in its own bubblewrap sandbox (namespaces, a
+//!   read-only system, its workspace only, a clean environment, optional network isolation, resource limits).
 //! - [`pipeline`]: the pipeline execution state machine: [`pipeline::start_execution`] and the
 //!   [`pipeline::PipelineRunner`] job handler.
 //! - [`buildspec`]: parses CodeBuild buildspec YAML (version 0.2 subset) into a [`buildspec::Buildspec`].
@@ -28,4 +30,5 @@ mod companion;
 pub mod exec;
 pub mod git;
 pub mod pipeline;
+pub mod sandbox;
 pub mod workspace;

@@ -163,6 +163,8 @@ pub struct RunnerConfig {
     pub poll: Duration,
     /// Keep workspaces after the execution ends (for debugging).
     pub keep_workspaces: bool,
+    /// Where Command actions run (the server sets the sandbox unless told otherwise).
+    pub executor: crate::exec::Executor,
 }
 
 impl RunnerConfig {
@@ -173,6 +175,7 @@ impl RunnerConfig {
             default_timeout: Duration::from_secs(3600),
             poll: Duration::from_millis(500),
             keep_workspaces: false,
+            executor: crate::exec::Executor::default(),
         }
     }
 }
@@ -770,12 +773,26 @@ impl Run<'_> {
         let latest = self.store().execution(self.org, &exec.id).await?.unwrap_or_else(|| exec.clone());
         let env = command_env(&latest, stage, action);
         let timeout = action_timeout(action, self.runner.config.default_timeout);
+        // PIPEHOOK_NETWORK=none in the action's variables: no network in its sandbox.
+        let network = match crate::sandbox::Network::from_env(&env) {
+            Ok(network) => network,
+            Err(message) => {
+                return Ok(ActionOutcome {
+                    output: json!({"summary": "Command could not start"}),
+                    error: Some(("JobFailed".to_owned(), message.clone())),
+                    log: format!("{message}\n"),
+                })
+            }
+        };
         let spec = CommandSpec {
             command,
             workdir: workspace.to_owned(),
             env,
             timeout,
             log_limit: self.runner.config.log_limit,
+            executor: self.runner.config.executor.clone(),
+            writable: Vec::new(),
+            network,
         };
         // Persist partial logs while the command runs, so `logs --follow` sees them.
         let (sink, mut snapshots) = LogSink::new();

@@ -12,7 +12,7 @@ use pipehook_runner::build::{
     PhaseObserver, PhaseType, SourceStep, StatusType,
 };
 use pipehook_runner::buildspec::parse;
-use pipehook_runner::exec::LogSink;
+use pipehook_runner::exec::{Executor, LogSink};
 use tokio_util::sync::CancellationToken;
 
 fn request(dir: &Path, buildspec: &str) -> BuildRequest {
@@ -32,6 +32,7 @@ fn request(dir: &Path, buildspec: &str) -> BuildRequest {
         timeout: Duration::from_secs(60),
         log_limit: 64 * 1024,
         submitted_at: None,
+        executor: Executor::Direct,
     }
 }
 

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pipehook_runner::exec::{run, CommandResult, CommandSpec, LogSink, Outcome};
+use pipehook_runner::exec::{run, CommandResult, CommandSpec, Executor, LogSink, Outcome};
+use pipehook_runner::sandbox::Network;
 use tokio_util::sync::CancellationToken;
 
 fn spec(workdir: &Path, command: &str) -> CommandSpec {
@@ -13,6 +14,9 @@ fn spec(workdir: &Path, command: &str) -> CommandSpec {
         env: Vec::new(),
         timeout: Duration::from_secs(20),
         log_limit: 64 * 1024,
+        executor: Executor::Direct,
+        writable: Vec::new(),
+        network: Network::Shared,
     }
 }
 
