@@ -233,10 +233,7 @@ async fn trigger(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let token = match super::trigger_token(q.t) {
-        Ok(t) => t,
-        Err(response) => return response,
-    };
+    let Some(token) = super::trigger_token(q.t) else { return not_found() };
     let webhook = match state.store.build_webhook_by_token(&TokenHash::of(&token).0).await {
         Ok(Some(w)) => w,
         Ok(None) => return not_found(),

@@ -89,8 +89,8 @@ pub(crate) fn unavailable() -> axum::response::Response {
 }
 
 /// The token from `?t=`: a missing, empty or implausibly long one is an unknown token (404, body unread).
-pub(crate) fn trigger_token(token: Option<String>) -> Result<String, axum::response::Response> {
-    token.filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(not_found)
+pub(crate) fn trigger_token(token: Option<String>) -> Option<String> {
+    token.filter(|t| !t.is_empty() && t.len() <= 128)
 }
 
 /// The body, read up to the trigger cap within the server's body timeout and in-memory budget. Called only
