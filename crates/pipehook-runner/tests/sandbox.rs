@@ -430,3 +430,38 @@ async fn links_left_in_the_state_folder_are_not_followed() {
     let build = outcome.phases.iter().find(|p| p.phase_type == pipehook_runner::build::PhaseType::Build).unwrap();
     assert_eq!(build.phase_status, Some(StatusType::Failed));
 }
+
+/// Not a check but a measurement: 50 `true` commands one after the other, without and with the sandbox
+/// (`cargo test --release -p pipehook-runner --test sandbox overhead -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore]
+async fn overhead_of_50_true_commands() {
+    let h = host();
+    let isolated = {
+        let mut s = spec(&h.mine, "true");
+        s.network = Network::Isolated;
+        s
+    };
+    let direct = CommandSpec { executor: Executor::Direct, ..spec(&h.mine, "true") };
+    let no_limits = CommandSpec {
+        executor: sandbox(SandboxSettings {
+            limits: Limits { cpu_seconds: 0, memory_bytes: 0, processes: 0, file_size_bytes: 0, tmp_bytes: 0 },
+            ..SandboxSettings::default()
+        }),
+        ..spec(&h.mine, "true")
+    };
+    for (name, spec) in [
+        ("none (no sandbox)", direct),
+        ("sandbox", spec(&h.mine, "true")),
+        ("sandbox without limits (no prlimit)", no_limits),
+        ("sandbox, PIPEHOOK_NETWORK=none", isolated),
+    ] {
+        assert_eq!(run_plain(&spec).await.outcome, Outcome::Succeeded);
+        let started = Instant::now();
+        for _ in 0..50 {
+            assert_eq!(run_plain(&spec).await.outcome, Outcome::Succeeded);
+        }
+        let took = started.elapsed();
+        println!("{name}: 50 x true in {took:.2?}, {:.2?} each", took / 50);
+    }
+}

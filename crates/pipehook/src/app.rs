@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, Database};
+use crate::config::{Config, ConfigError, Database, ExecutorKind};
 use crate::worker::{Handlers, WorkerPool};
+use pipehook_runner::exec::Executor;
+use pipehook_runner::sandbox::Sandbox;
 
 /// Why the process could not start. A configuration problem exits with 2, anything else with 1.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,9 @@ pub async fn open_migrated(config: &Config) -> Result<Arc<dyn Store>, StartError
 /// Runs pipehook until `shutdown` is cancelled: the API on `listener` (when given and the role serves it)
 /// and the workers (when the role runs them). Returns after in-flight work drained or the grace period.
 pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: CancellationToken) -> Result<(), StartError> {
+    // Workers refuse to start without a working sandbox (unless told to run commands unsandboxed), before
+    // anything is opened; an API-only node runs no commands and needs no bubblewrap.
+    let executor = if config.role.runs_workers() { Some(command_executor(&config).await?) } else { None };
     let (store, key) = prepare(&config).await?;
     if let Some(generated) = crate::bootstrap::run(&*store, &key, &config.bootstrap).await? {
         println!("{}", generated.notice());
@@ -188,6 +193,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         let mut runner = pipehook_runner::pipeline::RunnerConfig::new(config.runner.workspace_dir.clone());
         runner.log_limit = config.runner.log_limit_bytes;
         runner.keep_workspaces = config.runner.keep_workspaces;
+        runner.executor = executor.clone().unwrap_or_default();
         handlers.register(
             pipehook_runner::pipeline::EXECUTION_JOB,
             Arc::new(pipehook_runner::pipeline::PipelineRunner::new(store.clone(), runner)),
@@ -199,6 +205,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         builds.log_limit = config.runner.log_limit_bytes;
         builds.keep_workspaces = config.runner.keep_workspaces;
         builds.max_timeout = config.runner.max_build_timeout;
+        builds.executor = executor.clone().unwrap_or_default();
         // Commit statuses link to this server: the address the API is bound to unless PIPEHOOK_PUBLIC_URL says.
         let bound = listener.as_ref().and_then(|l| l.local_addr().ok()).unwrap_or(config.listen);
         let reporter = pipehook_api::githost::status::Reporter {
@@ -343,6 +350,58 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
     store.close().await;
     tracing::info!("pipehook stopped");
     result
+}
+
+/// Where pipeline commands and build phases run. The sandbox needs bubblewrap, found on `PATH` and probed once
+/// (a sandbox running `true`), so a worker never starts only to fail every command; the error says how to
+/// install it or opt out. `none` is said loudly, at every start.
+async fn command_executor(config: &Config) -> Result<Executor, StartError> {
+    match config.runner.executor {
+        ExecutorKind::None => {
+            tracing::warn!(
+                "runner.executor is \"none\" (PIPEHOOK_RUNNER_EXECUTOR=none): pipeline commands and build phases run \
+                 UNSANDBOXED as this server's own processes, with its user, its files (the database, the master key, \
+                 every workspace), its network and the power to signal it. Only for a single-tenant installation \
+                 whose pipelines and builds are all trusted; remove the setting to sandbox them with bubblewrap"
+            );
+            Ok(Executor::Direct)
+        }
+        ExecutorKind::Sandbox => {
+            let sandbox =
+                Sandbox::new(config.runner.sandbox.clone()).map_err(|e| StartError::Runtime(e.to_string()))?;
+            // A folder of its own for the probe: the workspaces may not exist yet, and nothing should be created
+            // there before the installation is.
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+            let dir = std::env::temp_dir().join(format!("pipehook-sandbox-probe-{}-{nanos}", std::process::id()));
+            std::fs::create_dir(&dir)
+                .map_err(|e| StartError::Runtime(format!("cannot create {} to try the sandbox: {e}", dir.display())))?;
+            let probed = sandbox.probe(&dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            probed.map_err(|e| StartError::Runtime(e.to_string()))?;
+            let settings = sandbox.settings();
+            tracing::info!(
+                bwrap = %sandbox.bwrap().display(),
+                network = ?settings.network,
+                limits = ?settings.limits,
+                "pipeline commands and build phases run in bubblewrap sandboxes"
+            );
+            if runs_as_root() {
+                tracing::warn!(
+                    "pipehook runs as root: sandboxed commands then run as uid 0 (without capabilities, in their own \
+                     namespaces), and the kernel does not apply the process limit to root; run pipehook as a user of \
+                     its own (see docs/install.md)"
+                );
+            }
+            Ok(Executor::Sandbox(Arc::new(sandbox)))
+        }
+    }
+}
+
+/// Whether this process runs as root (the owner of its own `/proc` entry).
+fn runs_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Why trigger URLs built on `bound` cannot be reached from another machine, when no public URL is set: a

@@ -70,6 +70,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_RUNNER_LOG_LIMIT_BYTES", "runner.log_limit_bytes"),
     ("PIPEHOOK_RUNNER_KEEP_WORKSPACES", "runner.keep_workspaces"),
     ("PIPEHOOK_RUNNER_MAX_BUILD_TIMEOUT", "runner.max_build_timeout_seconds"),
+    ("PIPEHOOK_RUNNER_EXECUTOR", "runner.executor"),
+    ("PIPEHOOK_RUNNER_SANDBOX_NETWORK", "runner.sandbox_network"),
+    ("PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS", "runner.sandbox_read_only_paths"),
+    ("PIPEHOOK_RUNNER_LIMIT_CPU_SECONDS", "runner.limit_cpu_seconds"),
+    ("PIPEHOOK_RUNNER_LIMIT_MEMORY_BYTES", "runner.limit_memory_bytes"),
+    ("PIPEHOOK_RUNNER_LIMIT_PROCESSES", "runner.limit_processes"),
+    ("PIPEHOOK_RUNNER_LIMIT_FILE_SIZE_BYTES", "runner.limit_file_size_bytes"),
+    ("PIPEHOOK_RUNNER_LIMIT_TMP_BYTES", "runner.limit_tmp_bytes"),
     ("PIPEHOOK_BOOTSTRAP_ORG", "bootstrap.org"),
     ("PIPEHOOK_BOOTSTRAP_ACCOUNT_ID", "bootstrap.account_id"),
     ("PIPEHOOK_BOOTSTRAP_TOKEN", "bootstrap.token"),
@@ -144,6 +152,14 @@ struct RawRunner {
     log_limit_bytes: u64,
     keep_workspaces: String,
     max_build_timeout_seconds: u64,
+    executor: String,
+    sandbox_network: String,
+    sandbox_read_only_paths: String,
+    limit_cpu_seconds: u64,
+    limit_memory_bytes: u64,
+    limit_processes: u64,
+    limit_file_size_bytes: u64,
+    limit_tmp_bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +304,19 @@ pub struct RunnerSettings {
     pub keep_workspaces: bool,
     /// Caps every CodeBuild build's timeout (`None`: no cap).
     pub max_build_timeout: Option<Duration>,
+    /// Where commands run.
+    pub executor: ExecutorKind,
+    /// The sandbox's limits, network policy and extra read-only paths (used with [`ExecutorKind::Sandbox`]).
+    pub sandbox: pipehook_runner::sandbox::SandboxSettings,
+}
+
+/// `runner.executor`: where pipeline commands and build phases run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// Each command in its own bubblewrap sandbox (the default).
+    Sandbox,
+    /// As the worker's own processes: single-tenant installations whose pipelines are all trusted.
+    None,
 }
 
 /// Sets `dotted.key` in `table` to `value`, typed like the default already there.
@@ -547,13 +576,17 @@ impl Config {
         };
         let log_limit =
             positive(raw.runner.log_limit_bytes, "runner.log_limit_bytes (PIPEHOOK_RUNNER_LOG_LIMIT_BYTES)")?;
+        let workspace_dir =
+            non_empty(&raw.runner.workspace_dir).map_or_else(|| raw.data_dir.join("workspaces"), PathBuf::from);
+        let (executor, sandbox) = sandbox_settings(&raw.runner, &raw.data_dir, &workspace_dir)?;
         let runner = RunnerSettings {
-            workspace_dir: non_empty(&raw.runner.workspace_dir)
-                .map_or_else(|| raw.data_dir.join("workspaces"), PathBuf::from),
+            workspace_dir,
             log_limit_bytes: usize::try_from(log_limit).unwrap_or(usize::MAX),
             keep_workspaces,
             max_build_timeout: (raw.runner.max_build_timeout_seconds > 0)
                 .then(|| Duration::from_secs(raw.runner.max_build_timeout_seconds)),
+            executor,
+            sandbox,
         };
         let b = &raw.bootstrap;
         let org =
@@ -618,6 +651,74 @@ impl Config {
     pub fn public_url_for(&self, bound: SocketAddr) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
     }
+}
+
+/// `runner.executor`, `runner.sandbox_*` and `runner.limit_*`. Extra read-only paths must be absolute and must
+/// neither be nor contain nor lie inside the data folder or the workspaces, which no sandbox may see.
+fn sandbox_settings(
+    r: &RawRunner,
+    data_dir: &Path,
+    workspace_dir: &Path,
+) -> Result<(ExecutorKind, pipehook_runner::sandbox::SandboxSettings), ConfigError> {
+    use pipehook_runner::sandbox::{Limits, NetworkPolicy, SandboxSettings};
+    let executor = match r.executor.trim() {
+        "sandbox" => ExecutorKind::Sandbox,
+        "none" => ExecutorKind::None,
+        other => {
+            return Err(ConfigError::new(
+                "runner.executor (PIPEHOOK_RUNNER_EXECUTOR)",
+                format!("{other:?} is not one of sandbox, none"),
+            ))
+        }
+    };
+    let network = match r.sandbox_network.trim() {
+        "shared" => NetworkPolicy::Shared,
+        "none" => NetworkPolicy::Isolated,
+        other => {
+            return Err(ConfigError::new(
+                "runner.sandbox_network (PIPEHOOK_RUNNER_SANDBOX_NETWORK)",
+                format!("{other:?} is not one of shared, none"),
+            ))
+        }
+    };
+    const PATHS: &str = "runner.sandbox_read_only_paths (PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS)";
+    let mut read_only_paths = Vec::new();
+    for item in r.sandbox_read_only_paths.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(item);
+        if !path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(ConfigError::new(PATHS, format!("{item:?} must be an absolute path without ..")));
+        }
+        for (hidden, what) in [(data_dir, "the data folder"), (workspace_dir, "the workspaces")] {
+            if hidden.starts_with(&path) || path.starts_with(hidden) {
+                return Err(ConfigError::new(
+                    PATHS,
+                    format!("{item:?} would show {what} ({}) to every sandbox", hidden.display()),
+                ));
+            }
+        }
+        read_only_paths.push(path);
+    }
+    let limits = Limits {
+        cpu_seconds: r.limit_cpu_seconds,
+        memory_bytes: r.limit_memory_bytes,
+        processes: r.limit_processes,
+        file_size_bytes: r.limit_file_size_bytes,
+        tmp_bytes: r.limit_tmp_bytes,
+    };
+    // Values so small that nothing could start are mistakes, not limits.
+    for (value, floor, setting) in [
+        (limits.memory_bytes, 64 * 1024 * 1024, "runner.limit_memory_bytes (PIPEHOOK_RUNNER_LIMIT_MEMORY_BYTES)"),
+        (limits.processes, 8, "runner.limit_processes (PIPEHOOK_RUNNER_LIMIT_PROCESSES)"),
+        (limits.tmp_bytes, 1024 * 1024, "runner.limit_tmp_bytes (PIPEHOOK_RUNNER_LIMIT_TMP_BYTES)"),
+    ] {
+        if value != 0 && value < floor {
+            return Err(ConfigError::new(
+                setting,
+                format!("{value} is too small to run anything: at least {floor}, or 0 for no limit"),
+            ));
+        }
+    }
+    Ok((executor, SandboxSettings { limits, network, read_only_paths }))
 }
 
 fn boolean(v: &str, setting: &str) -> Result<bool, ConfigError> {
@@ -813,6 +914,71 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--config"));
+    }
+
+    /// The executor and the sandbox's settings: defaults, values, and each bad value naming its setting.
+    #[test]
+    fn executor_and_sandbox_settings() {
+        use pipehook_runner::sandbox::{Limits, NetworkPolicy};
+        let c = load(&[], None, Overrides::default()).unwrap();
+        assert_eq!(c.runner.executor, ExecutorKind::Sandbox, "sandboxed unless told otherwise");
+        assert_eq!(c.runner.sandbox.network, NetworkPolicy::Shared);
+        assert_eq!(c.runner.sandbox.limits, Limits::default());
+        assert!(c.runner.sandbox.read_only_paths.is_empty());
+
+        let c = load(
+            &[
+                ("PIPEHOOK_RUNNER_EXECUTOR", "none"),
+                ("PIPEHOOK_RUNNER_SANDBOX_NETWORK", "none"),
+                ("PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS", "/opt/tools, /srv/cache"),
+                ("PIPEHOOK_RUNNER_LIMIT_CPU_SECONDS", "60"),
+                ("PIPEHOOK_RUNNER_LIMIT_MEMORY_BYTES", "0"),
+                ("PIPEHOOK_RUNNER_LIMIT_PROCESSES", "100"),
+                ("PIPEHOOK_RUNNER_LIMIT_FILE_SIZE_BYTES", "1048576"),
+                ("PIPEHOOK_RUNNER_LIMIT_TMP_BYTES", "2097152"),
+                ("PIPEHOOK_DATA_DIR", "/srv/pipehook"),
+            ],
+            None,
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.runner.executor, ExecutorKind::None);
+        assert_eq!(c.runner.sandbox.network, NetworkPolicy::Isolated);
+        assert_eq!(c.runner.sandbox.read_only_paths, [PathBuf::from("/opt/tools"), PathBuf::from("/srv/cache")]);
+        assert_eq!(
+            c.runner.sandbox.limits,
+            Limits { cpu_seconds: 60, memory_bytes: 0, processes: 100, file_size_bytes: 1048576, tmp_bytes: 2097152 }
+        );
+
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (&[("PIPEHOOK_RUNNER_EXECUTOR", "docker")], "runner.executor (PIPEHOOK_RUNNER_EXECUTOR)"),
+            (&[("PIPEHOOK_RUNNER_SANDBOX_NETWORK", "off")], "runner.sandbox_network"),
+            (&[("PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS", "opt/tools")], "absolute"),
+            (&[("PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS", "/opt/../srv")], "absolute"),
+            (&[("PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS", "/")], "the data folder"),
+            (
+                &[("PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS", "/srv"), ("PIPEHOOK_DATA_DIR", "/srv/p")],
+                "the data folder",
+            ),
+            (
+                &[("PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS", "/srv/p/x"), ("PIPEHOOK_DATA_DIR", "/srv/p")],
+                "data folder",
+            ),
+            (
+                &[("PIPEHOOK_RUNNER_SANDBOX_READ_ONLY_PATHS", "/ws"), ("PIPEHOOK_RUNNER_WORKSPACE_DIR", "/ws/w")],
+                "the workspaces",
+            ),
+            (&[("PIPEHOOK_RUNNER_LIMIT_PROCESSES", "2")], "runner.limit_processes"),
+            (&[("PIPEHOOK_RUNNER_LIMIT_MEMORY_BYTES", "1000")], "runner.limit_memory_bytes"),
+            (&[("PIPEHOOK_RUNNER_LIMIT_TMP_BYTES", "10")], "runner.limit_tmp_bytes"),
+            (&[("PIPEHOOK_RUNNER_LIMIT_CPU_SECONDS", "forever")], "PIPEHOOK_RUNNER_LIMIT_CPU_SECONDS"),
+        ];
+        for (env, needle) in cases {
+            let err = load(env, None, Overrides::default()).expect_err(needle).to_string();
+            assert!(err.contains(needle), "{env:?}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod outbound;
 mod outbound_cli;
 mod pipelines;
 mod quickstart;
+mod sandbox;
 mod support;
 mod webhooks;
 mod webhooks_cli;

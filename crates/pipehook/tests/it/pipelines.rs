@@ -9,7 +9,7 @@ use aws_sdk_codepipeline::types::{
 use aws_sdk_codepipeline::Client;
 use std::time::Duration;
 
-use crate::support::{codepipeline, wait_done, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
+use crate::support::{codepipeline, wait_done, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
 
 fn client(s: &TestServer) -> Client {
     codepipeline(&s.url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "us-east-1")
@@ -232,13 +232,10 @@ async fn invalid_pipelines_get_the_aws_error_for_each_rule() {
 async fn executions_run_commands_and_record_everything() {
     let s = TestServer::start().await;
     let c = client(&s);
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = out_dir.path().join("out.txt");
-    let cmd = format!(
-        "echo \"$PIPEHOOK_PIPELINE $PIPEHOOK_EXECUTION_ID $PIPEHOOK_BRANCH $PIPEHOOK_REPOSITORY $GREETING\" > {}",
-        out.display()
-    );
-    let mut compile = command("Compile", &cmd);
+    // Commands run sandboxed and write only inside their workspace: the run's facts are read from the log.
+    let cmd =
+        "echo \"facts: $PIPEHOOK_PIPELINE $PIPEHOOK_EXECUTION_ID $PIPEHOOK_BRANCH $PIPEHOOK_REPOSITORY $GREETING\"";
+    let mut compile = command("Compile", cmd);
     compile
         .configuration
         .as_mut()
@@ -253,8 +250,11 @@ async fn executions_run_commands_and_record_everything() {
 
     let e = wait_done(&c, "app", &id).await;
     assert_eq!(e.status, Some(PipelineExecutionStatus::Succeeded), "{:?}", e.status_summary);
-    let written = std::fs::read_to_string(&out).expect("the command wrote its file");
-    assert_eq!(written.trim(), format!("app {id} main octo/app hello"));
+    let (status, logs) =
+        s.get(&format!("/api/orgs/default/pipelines/app/executions/{id}/logs?action=Compile"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{logs}");
+    let log = logs["actions"][0]["log"].as_str().unwrap_or_default();
+    assert!(log.contains(&format!("facts: app {id} main octo/app hello\n")), "{log}");
     assert_eq!(e.trigger.unwrap().trigger_type.unwrap().as_str(), "StartPipelineExecution");
 
     let actions = c.list_action_executions().pipeline_name("app").send().await.unwrap();

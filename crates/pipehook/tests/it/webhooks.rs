@@ -306,13 +306,9 @@ async fn put_webhook_errors_follow_the_seed() {
 async fn signed_github_deliveries_trigger_filter_and_deduplicate() {
     let s = TestServer::start().await;
     let c = client(&s);
-    let out = tempfile::tempdir().unwrap();
-    let file = out.path().join("trigger.txt");
-    let cmd = format!(
-        "echo \"$PIPEHOOK_COMMIT_ID $PIPEHOOK_BRANCH $PIPEHOOK_REPOSITORY $PIPEHOOK_TRIGGER\" > {}",
-        file.display()
-    );
-    create_pipeline(&c, "app", "master", &cmd).await;
+    // Commands run sandboxed and write only inside their workspace: what the command saw is read from its log.
+    let cmd = "echo \"facts: $PIPEHOOK_COMMIT_ID $PIPEHOOK_BRANCH $PIPEHOOK_REPOSITORY $PIPEHOOK_TRIGGER\"";
+    create_pipeline(&c, "app", "master", cmd).await;
     create_pipeline(&c, "other", "develop", "true").await;
     let url = c
         .put_webhook()
@@ -343,9 +339,12 @@ async fn signed_github_deliveries_trigger_filter_and_deduplicate() {
     let trigger = e.trigger.clone().unwrap();
     assert_eq!(trigger.trigger_type.unwrap().as_str(), "Webhook");
     assert_eq!(trigger.trigger_detail.as_deref(), Some("arn:aws:codepipeline:us-east-1:123456789012:webhook:gh"));
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap().trim(),
-        "6113728f27ae82c7b1a177c8d03f9e96e0adf246 master Codertocat/Hello-World Webhook"
+    let (status, logs) = s.get(&format!("/api/orgs/default/pipelines/app/executions/{id}/logs"), Some(TOKEN)).await;
+    assert_eq!(status, 200, "{logs}");
+    let log = logs["actions"].as_array().unwrap().iter().filter_map(|a| a["log"].as_str()).collect::<String>();
+    assert!(
+        log.contains("facts: 6113728f27ae82c7b1a177c8d03f9e96e0adf246 master Codertocat/Hello-World Webhook\n"),
+        "{log}"
     );
     let revisions = e.artifact_revisions();
     assert_eq!(revisions[0].revision_id(), Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246"));
