@@ -626,3 +626,109 @@ async fn a_request_is_replayed_only_into_the_webhook_that_received_it() {
     assert!(rest_error(409, &refused).contains("created again"), "{refused}");
     s.stop().await.unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The same defects on CodeBuild payload URLs (`/webhooks`)
+// ---------------------------------------------------------------------------------------------------------
+
+/// A GitHub project on a local repository whose main branch says "from main" and whose `refs/pull/1/head` (a
+/// fork's pull request, as GitHub keeps it in the base repository) says "from the fork", with a webhook for
+/// pull requests; returns the CodeBuild client, the payload URL and its secret.
+async fn pull_request_project(s: &TestServer, repo: &Path) -> (aws_sdk_codebuild::Client, String, String) {
+    use aws_sdk_codebuild::types::{ProjectSource, SourceType, WebhookFilterType};
+    git(repo, &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(repo.join("marker.txt"), "from main\n").unwrap();
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "--quiet", "-m", "main"]);
+    git(repo, &["checkout", "--quiet", "-b", "fork"]);
+    std::fs::write(repo.join("marker.txt"), "from the fork\n").unwrap();
+    git(repo, &["commit", "--quiet", "-am", "fork"]);
+    git(repo, &["update-ref", "refs/pull/1/head", "HEAD"]);
+    git(repo, &["checkout", "--quiet", "main"]);
+    git(repo, &["branch", "--quiet", "-D", "fork"]);
+    let cb = crate::codebuild::client(s);
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - cat marker.txt\n";
+    cb.create_project()
+        .name("prs")
+        .source(
+            ProjectSource::builder()
+                .r#type(SourceType::Github)
+                .location(repo.display().to_string())
+                .buildspec(spec)
+                .build()
+                .unwrap(),
+        )
+        .artifacts(crate::codebuild::artifacts())
+        .environment(crate::codebuild::environment(&[]))
+        .service_role("r")
+        .send()
+        .await
+        .unwrap();
+    let w = cb
+        .create_webhook()
+        .project_name("prs")
+        .filter_groups(vec![crate::codebuild::filter(WebhookFilterType::Event, "PULL_REQUEST_CREATED")])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    (cb, w.payload_url.unwrap(), w.secret.unwrap())
+}
+
+#[tokio::test]
+async fn a_webhook_build_never_checks_out_a_ref_name_from_the_payload() {
+    let s = TestServer::builder().env("PIPEHOOK_WORKER_POLL_MS", "50").start().await.unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let (cb, url, secret) = pull_request_project(&s, repo.path()).await;
+    let mut pr: Value = serde_json::from_slice(&fixture("github/pull_request-opened.json")).unwrap();
+    pr["pull_request"]["head"]["sha"] = json!("refs/pull/1/head");
+    let body = serde_json::to_vec(&pr).unwrap();
+    let (status, out) = post(&url, &body, &github("pull_request", "pr-ref-name", Some(sign(&secret, &body)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let b = wait_build(&cb, out["buildId"].as_str().unwrap()).await;
+    let log = build_log(&s, &b).await;
+    assert!(!log.contains("from the fork"), "a fork's code was built: {log}");
+    assert_eq!(b.build_status, Some(aws_sdk_codebuild::types::StatusType::Failed), "{log}");
+    assert!(log.contains("names no commit id"), "{log}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_build_webhook_request_is_replayed_only_into_the_webhook_that_received_it() {
+    let s = TestServer::builder().env("PIPEHOOK_WORKER_POLL_MS", "50").start().await.unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let (cb, url, secret) = pull_request_project(&s, repo.path()).await;
+    let pr = fixture("github/pull_request-opened.json");
+    let (status, out) = post(&url, &pr, &github("pull_request", "pr-1", Some(sign(&secret, &pr)))).await;
+    assert_eq!(status, 200, "{out}");
+    let replay = format!("default/inbound/{}/replay", out["requestId"].as_str().unwrap());
+    let (status, replayed) = api(&s, Method::POST, &replay, None).await;
+    assert_eq!(status, 200, "into the same webhook: {replayed}");
+    cb.delete_webhook().project_name("prs").send().await.unwrap();
+    cb.create_webhook().project_name("prs").manual_creation(true).send().await.unwrap();
+    let (status, refused) = api(&s, Method::POST, &replay, None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(rest_error(409, &refused).contains("created again"), "{refused}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn nul_bytes_in_payload_url_bodies_get_the_same_verdicts_on_postgres() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(s) = TestServer::builder().backend(backend).start().await else { continue };
+        let repo = tempfile::tempdir().unwrap();
+        let (_, url, secret) = pull_request_project(&s, repo.path()).await;
+        let mut body = fixture("github/pull_request-opened.json");
+        body.push(0);
+        let (status, out) = post(&url, &body, &github("pull_request", "nul-1", Some(sign(&secret, &body)))).await;
+        assert_eq!((status, out["result"].as_str()), (400, Some("rejected")), "{backend:?}: {out}");
+        let (status, logged) =
+            api(&s, Method::GET, &format!("default/inbound/{}", out["requestId"].as_str().unwrap()), None).await;
+        assert_eq!((status, logged["verdict"].as_str()), (200, Some("rejected")), "{backend:?}: {logged}");
+        let (status, out) = post(&url, &body, &github("pull_request", "nul-2", Some(sign("wrong", &body)))).await;
+        assert_eq!((status, out["result"].as_str()), (401, Some("unauthenticated")), "{backend:?}: {out}");
+        s.stop().await.unwrap();
+    }
+}
