@@ -350,9 +350,10 @@ async fn read_buildspec(
 const BUILDSPEC_FILE_LIMIT: u64 = 1024 * 1024;
 
 /// Reads `name` from the checked-out source `dir` as pipehook itself, outside any sandbox: only a regular file
-/// that really lies inside `dir`. A repository can hold a symbolic link named `buildspec.yml` to
-/// `/proc/self/environ` or the master key, and `name` (a batch's per-build buildspec) can hold `..`; either would
-/// otherwise put a server file into the build's log through the parser's error message.
+/// of at most [`BUILDSPEC_FILE_LIMIT`] bytes that really lies inside `dir`. A repository can hold a symbolic link
+/// named `buildspec.yml` to any path of the server's, and `name` (a batch's per-build buildspec) can hold `..`:
+/// a link to `/dev/zero` would fill the server's memory, one to a FIFO block the worker, one to a YAML file put
+/// parts of it in the build's log through the parser's error message.
 async fn read_source_file(dir: &std::path::Path, name: &str) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind};
     let root = tokio::fs::canonicalize(dir).await?;

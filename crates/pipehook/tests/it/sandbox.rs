@@ -463,39 +463,54 @@ async fn the_network_knob_cuts_the_network() {
     accepting.abort();
 }
 
-/// A repository whose `buildspec.yml` is a symbolic link to the master key: pipehook reads the buildspec itself,
-/// outside any sandbox, and must not follow the link out of the source (the parser's error would show the key).
+/// Repositories whose `buildspec.yml` is a symbolic link out of the source: to the master key, to a YAML file of
+/// the server's (the parser's error would quote its `version`), to a FIFO (reading it would block the build's
+/// worker for ever; `/dev/zero` would fill the server's memory). pipehook reads the buildspec itself, outside any
+/// sandbox: each build fails in DOWNLOAD_SOURCE with YAML_FILE_ERROR, and nothing of the target shows.
 #[tokio::test]
-async fn a_buildspec_link_out_of_the_source_is_refused() {
+async fn buildspec_links_out_of_the_source_are_refused() {
     let s = TestServer::start().await;
     let secrets = Secrets::of(&s);
-    let repo = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(s.data_dir.join("master.key"), repo.path().join("buildspec.yml")).unwrap();
-    git_repo_with(repo.path(), &[("README", "a repository\n")]);
+    let outside = tempfile::tempdir().unwrap();
+    let yaml = outside.path().join("server-settings.yml");
+    std::fs::write(&yaml, "version: YAML-SECRET-MARKER\n").unwrap();
+    let fifo = outside.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let cb = codebuild(&s);
-    cb.create_project()
-        .name("linked")
-        .source(
-            ProjectSource::builder()
-                .r#type(SourceType::Github)
-                .location(repo.path().display().to_string())
-                .build()
-                .unwrap(),
-        )
-        .artifacts(artifacts())
-        .environment(environment(&[]))
-        .service_role("r")
-        .send()
-        .await
-        .unwrap();
-    let b = cb.start_build().project_name("linked").send().await.unwrap().build_value.unwrap();
-    let b = wait_build(&cb, b.id.as_deref().unwrap()).await;
-    assert_eq!(b.build_status, Some(StatusType::Failed));
-    let download = b.phases.clone().unwrap().into_iter().find(|p| p.phase_type == Some(BuildPhaseType::DownloadSource));
-    let message = download.unwrap().contexts.unwrap()[0].message.clone().unwrap();
-    assert!(message.contains("YAML_FILE_ERROR") && message.contains("not a file inside the source"), "{message}");
-    secrets.assert_absent("phases", &format!("{:?}", b.phases));
-    secrets.assert_absent("log", &build_log(&s, &b).await);
+    let mut repos = Vec::new();
+    for (name, target) in [("key", s.data_dir.join("master.key")), ("yaml", yaml), ("fifo", fifo)] {
+        let repo = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(&target, repo.path().join("buildspec.yml")).unwrap();
+        git_repo_with(repo.path(), &[("README", "a repository\n")]);
+        cb.create_project()
+            .name(name)
+            .source(
+                ProjectSource::builder()
+                    .r#type(SourceType::Github)
+                    .location(repo.path().display().to_string())
+                    .build()
+                    .unwrap(),
+            )
+            .artifacts(artifacts())
+            .environment(environment(&[]))
+            .service_role("r")
+            .send()
+            .await
+            .unwrap();
+        repos.push(repo);
+        let b = cb.start_build().project_name(name).send().await.unwrap().build_value.unwrap();
+        let b = wait_build(&cb, b.id.as_deref().unwrap()).await;
+        assert_eq!(b.build_status, Some(StatusType::Failed), "{name}");
+        let download =
+            b.phases.clone().unwrap().into_iter().find(|p| p.phase_type == Some(BuildPhaseType::DownloadSource));
+        let message = download.unwrap().contexts.unwrap()[0].message.clone().unwrap();
+        assert!(message.contains("YAML_FILE_ERROR") && message.contains("not a file inside the source"), "{message}");
+        let log = build_log(&s, &b).await;
+        for text in [format!("{:?}", b.phases), log] {
+            secrets.assert_absent(name, &text);
+            assert!(!text.contains("YAML-SECRET-MARKER"), "{name}: {text}");
+        }
+    }
     s.stop().await.unwrap();
 }
 
