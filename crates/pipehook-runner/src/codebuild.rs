@@ -555,6 +555,13 @@ impl BuildRunner {
         };
         let git: Option<Box<dyn SourceStep>> = match (&location, source_type) {
             (_, "NO_SOURCE") | (None, _) => None,
+            (Some(url), _) if self.config.executor.refuses_source(url).is_some() => {
+                let message = self.config.executor.refuses_source(url).unwrap_or_default();
+                Some(Box::new(crate::build::FnSource(move |_: PathBuf, _: Duration| {
+                    let message = message.clone();
+                    async move { Err::<crate::build::Downloaded, String>(message) }
+                })))
+            }
             (Some(url), _) => {
                 let git = GitSource { url: url.clone(), revision: revision.clone(), extra_env: vec![] };
                 match (&trigger_commit, webhook_build) {

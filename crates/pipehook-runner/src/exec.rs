@@ -69,6 +69,17 @@ pub enum Executor {
     Sandbox(Arc<Sandbox>),
 }
 
+impl Executor {
+    /// Why a checkout of `url` must not run under this executor (see [`Sandbox::refuses_source`]); never without
+    /// a sandbox, where commands can read those folders anyway.
+    pub fn refuses_source(&self, url: &str) -> Option<String> {
+        match self {
+            Executor::Direct => None,
+            Executor::Sandbox(sandbox) => sandbox.refuses_source(url),
+        }
+    }
+}
+
 /// What to run and under which limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandSpec {

@@ -12,7 +12,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -70,6 +70,23 @@ pub enum GitError {
     /// A git command failed; `message` is what git printed on stderr.
     #[error("git {step} failed: {message}")]
     Failed { step: &'static str, message: String },
+}
+
+/// The local folder `url` names when it names one: a path (absolute, or relative to the worker's folder) or a
+/// `file://` URL. `None` for a remote: `scheme://...` other than `file`, or scp-like `[user@]host:path`.
+pub fn local_path(url: &str) -> Option<PathBuf> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Some(PathBuf::from(rest));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    // git reads `host:path` as ssh when the colon comes before any slash.
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), None) => (colon == 0).then(|| PathBuf::from(url)),
+        (Some(colon), Some(slash)) if colon < slash => None,
+        _ => Some(PathBuf::from(url)),
+    }
 }
 
 /// Checks out `revision` of the repository at `url` into `dest`.
@@ -325,6 +342,22 @@ mod tests {
         assert!(bounded.len() <= ERROR_MESSAGE_LIMIT);
         assert!(bounded.ends_with("fatal: the real reason"));
         assert_eq!(bound_message("  fatal: short \n"), "fatal: short");
+    }
+
+    #[test]
+    fn local_paths() {
+        for (url, want) in [
+            ("/srv/repo", Some("/srv/repo")),
+            ("relative/repo", Some("relative/repo")),
+            ("file:///srv/repo.git", Some("/srv/repo.git")),
+            ("./a:b", Some("./a:b")),
+            ("https://github.com/o/r.git", None),
+            ("ssh://git@host/r", None),
+            ("git@github.com:o/r.git", None),
+            ("host:repo", None),
+        ] {
+            assert_eq!(local_path(url), want.map(PathBuf::from), "{url}");
+        }
     }
 
     #[test]

@@ -571,7 +571,14 @@ impl Run<'_> {
                 if sources > 1 { crate::workspace::source_dir(workspace, action_index) } else { workspace.to_owned() };
             let timeout = action_timeout(action, self.runner.config.default_timeout);
             log.push_str(&format!("git checkout {url} {}\n", want.as_deref().unwrap_or("HEAD")));
-            let checked = match crate::git::checkout(url, want.as_deref(), &dest, timeout).await {
+            let refused = self.runner.config.executor.refuses_source(url);
+            let checkout = async {
+                match refused {
+                    Some(message) => Err(crate::git::GitError::Failed { step: "fetch", message }),
+                    None => crate::git::checkout(url, want.as_deref(), &dest, timeout).await,
+                }
+            };
+            let checked = match checkout.await {
                 Ok(c) => match &want_commit {
                     Some(w) if !crate::workspace::commit_matches(&c.commit, w) => Err(format!(
                         "git resolved {w} to commit {}, not to that commit; refusing to run another revision",

@@ -189,6 +189,9 @@ pub struct SandboxSettings {
     pub network: NetworkPolicy,
     /// More host paths every sandbox sees read-only at the same place (toolchains in `/opt`, say).
     pub read_only_paths: Vec<PathBuf>,
+    /// What no tenant may reach by any way: the data folder and the workspaces. Checkouts, which run outside the
+    /// sandbox, refuse a local source in them ([`Sandbox::refuses_source`]).
+    pub hidden_paths: Vec<PathBuf>,
 }
 
 /// Why the sandbox cannot be used.
@@ -286,6 +289,19 @@ impl Sandbox {
                 )))
             }
         }
+    }
+
+    /// Why a checkout of `url` must not run: a local path inside [`SandboxSettings::hidden_paths`] (another
+    /// execution's workspace is a git repository, and git runs as the server's user, outside any sandbox).
+    pub fn refuses_source(&self, url: &str) -> Option<String> {
+        let path = crate::git::local_path(url)?;
+        let real = std::fs::canonicalize(&path).ok()?;
+        self.settings.hidden_paths.iter().find_map(|hidden| {
+            let hidden = std::fs::canonicalize(hidden).unwrap_or_else(|_| hidden.clone());
+            real.starts_with(&hidden).then(|| {
+                format!("{url} is inside pipehook's data folder or workspaces, which no source may be checked out from")
+            })
+        })
     }
 
     /// Whether a command asking for `network` runs without the host's network.

@@ -718,7 +718,8 @@ fn sandbox_settings(
             ));
         }
     }
-    Ok((executor, SandboxSettings { limits, network, read_only_paths }))
+    let hidden_paths = vec![data_dir.to_owned(), workspace_dir.to_owned()];
+    Ok((executor, SandboxSettings { limits, network, read_only_paths, hidden_paths }))
 }
 
 fn boolean(v: &str, setting: &str) -> Result<bool, ConfigError> {

@@ -514,6 +514,52 @@ async fn buildspec_links_out_of_the_source_are_refused() {
     s.stop().await.unwrap();
 }
 
+/// git runs outside the sandbox, as the server: a local `CloneUrl` or `source.location` inside the workspaces (every
+/// execution's workspace is a git repository) or the data folder is refused before git runs.
+#[tokio::test]
+async fn local_sources_inside_pipehooks_folders_are_refused() {
+    let s = TestServer::start().await;
+    // A repository where another execution's checkout would be.
+    let inside = s.data_dir.join("workspaces").join("another-execution");
+    std::fs::create_dir_all(&inside).unwrap();
+    git_repo_with(&inside, &[("secret.txt", "ANOTHER-TENANT-SOURCE\n")]);
+    let url = inside.display().to_string();
+    let id =
+        start(&s.url, TOKEN, declaration("steal", Some(&url), vec![command_action("Read", "cat secret.txt", &[])]))
+            .await;
+    let (e, logs) = finished(&s.url, TOKEN, "steal", &id).await;
+    assert_eq!(e["status"], "Failed", "{e}");
+    let log = log_of(&logs, "Source");
+    assert!(log.contains("which no source may be checked out from"), "{log}");
+    for (_, log) in &logs {
+        assert!(!log.contains("ANOTHER-TENANT-SOURCE"), "{log}");
+    }
+
+    let cb = codebuild(&s);
+    cb.create_project()
+        .name("steal")
+        .source(
+            ProjectSource::builder()
+                .r#type(SourceType::Github)
+                .location(&url)
+                .buildspec("version: 0.2\nphases:\n  build:\n    commands:\n      - cat secret.txt\n")
+                .build()
+                .unwrap(),
+        )
+        .artifacts(artifacts())
+        .environment(environment(&[]))
+        .service_role("r")
+        .send()
+        .await
+        .unwrap();
+    let b = cb.start_build().project_name("steal").send().await.unwrap().build_value.unwrap();
+    let b = wait_build(&cb, b.id.as_deref().unwrap()).await;
+    assert_eq!(b.build_status, Some(StatusType::Failed));
+    let log = build_log(&s, &b).await;
+    assert!(log.contains("which no source may be checked out from") && !log.contains("ANOTHER-TENANT-SOURCE"), "{log}");
+    s.stop().await.unwrap();
+}
+
 /// With the sandbox executor (the default) and no bubblewrap, workers refuse to start and say how to install it
 /// or opt out, before anything is created; the API role starts without it; `none` starts, loudly.
 #[tokio::test]
