@@ -320,6 +320,9 @@ impl Sandbox {
             "--unshare-uts".into(),
             "--unshare-cgroup-try".into(),
             "--disable-userns".into(),
+            // PR_SET_PDEATHSIG: the sandbox dies with the *thread* that started bwrap. exec::run starts it from
+            // a runtime worker thread, which lives as long as the runtime; never start commands from a thread
+            // that may end before them (spawn_blocking, block_in_place).
             "--die-with-parent".into(),
             "--new-session".into(),
             "--cap-drop".into(),
