@@ -82,7 +82,13 @@ async fn record_metrics(
     let operation =
         if route == "/" && method == http::Method::POST { aws::operation_label(req.headers()) } else { String::new() };
     let response = next.run(req).await;
-    state.metrics.observe_request(&route, &operation, method_label(&method), response.status().as_u16(), started.elapsed());
+    state.metrics.observe_request(
+        &route,
+        &operation,
+        method_label(&method),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     if let Some(result) = response.extensions().get::<inbound::TriggerResult>() {
         state.metrics.trigger(if route == "/trigger" { "pipeline" } else { "build" }, result.0);
     }

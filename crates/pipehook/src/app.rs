@@ -7,7 +7,6 @@ use pipehook_domain::secret::MasterKey;
 use pipehook_store::postgres::{PgOptions, PgStore};
 use pipehook_store::sqlite::{SqliteOptions, SqliteStore};
 use pipehook_store::{Queue, Store};
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -298,6 +297,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             outbound: outbound.clone(),
             inbound_cache: Arc::default(),
             inbound_guard: Arc::new(pipehook_api::inbound::InboundGuard::new(config.inbound.limits.clone())),
+            bodies: pipehook_api::server::BodyBudget::new(config.max_inflight_body_bytes, config.body_timeout),
         };
         // A worker-only node serves health, readiness and metrics, so it can be probed and scraped like the
         // others; everything else is the API nodes'.
@@ -314,20 +314,16 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             });
         }
         let app = if config.role.runs_api() { pipehook_api::router(state) } else { pipehook_api::ops_router(state) };
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let (token, grace) = (shutdown.clone(), config.shutdown_grace);
         tracing::info!(listen = %bound, role = ?config.role, backend = ?store.backend(), %public_url, "pipehook is serving");
+        let limits = pipehook_api::server::ServerLimits {
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_timeout,
+        };
         tasks.spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(token.clone().cancelled_owned());
-            let server = std::pin::pin!(server.into_future());
-            // In-flight requests get the grace period after shutdown begins, then the server is dropped.
-            tokio::select! {
-                r = server => r.map_err(|e| StartError::Runtime(format!("HTTP server failed: {e}"))),
-                _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
-                    tracing::warn!("in-flight requests did not finish within the grace period");
-                    Ok(())
-                }
-            }
+            pipehook_api::server::serve(listener, app, limits, token, grace)
+                .await
+                .map_err(|e| StartError::Runtime(format!("HTTP server failed: {e}")))
         });
     } else if config.role.runs_api() {
         return Err(StartError::Runtime("the api role needs a listener".into()));

@@ -40,6 +40,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_LOG_FORMAT", "log_format"),
     ("PIPEHOOK_HTTP_MAX_BODY_BYTES", "http.max_body_bytes"),
     ("PIPEHOOK_SHUTDOWN_GRACE_SECONDS", "http.shutdown_grace_seconds"),
+    ("PIPEHOOK_HTTP_MAX_CONNECTIONS", "http.max_connections"),
+    ("PIPEHOOK_HTTP_HEADER_TIMEOUT_SECONDS", "http.header_timeout_seconds"),
+    ("PIPEHOOK_HTTP_BODY_TIMEOUT_SECONDS", "http.body_timeout_seconds"),
+    ("PIPEHOOK_HTTP_MAX_INFLIGHT_BODY_BYTES", "http.max_inflight_body_bytes"),
     ("PIPEHOOK_SQLITE_DURABILITY", "sqlite.durability"),
     ("PIPEHOOK_POSTGRES_SCHEMA", "postgres.schema"),
     ("PIPEHOOK_POSTGRES_MAX_CONNECTIONS", "postgres.max_connections"),
@@ -167,6 +171,10 @@ struct RawRunner {
 struct RawHttp {
     max_body_bytes: u64,
     shutdown_grace_seconds: u64,
+    max_connections: u64,
+    header_timeout_seconds: u64,
+    body_timeout_seconds: u64,
+    max_inflight_body_bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,6 +270,14 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Time to send a request head; also how long a connection may sit idle between requests.
+    pub header_timeout: Duration,
+    /// Time to send a request body (trigger URLs and the AWS endpoint).
+    pub body_timeout: Duration,
+    /// Request body bytes held in memory at once, across requests.
+    pub max_inflight_body_bytes: usize,
     pub sqlite_durability: pipehook_store::sqlite::Durability,
     pub postgres_schema: Option<String>,
     pub postgres_max_connections: u32,
@@ -631,6 +647,24 @@ impl Config {
             log_format,
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(raw.http.shutdown_grace_seconds),
+            max_connections: usize::try_from(positive(
+                raw.http.max_connections,
+                "http.max_connections (PIPEHOOK_HTTP_MAX_CONNECTIONS)",
+            )?)
+            .unwrap_or(usize::MAX),
+            header_timeout: Duration::from_secs(positive(
+                raw.http.header_timeout_seconds,
+                "http.header_timeout_seconds (PIPEHOOK_HTTP_HEADER_TIMEOUT_SECONDS)",
+            )?),
+            body_timeout: Duration::from_secs(positive(
+                raw.http.body_timeout_seconds,
+                "http.body_timeout_seconds (PIPEHOOK_HTTP_BODY_TIMEOUT_SECONDS)",
+            )?),
+            max_inflight_body_bytes: usize::try_from(positive(
+                raw.http.max_inflight_body_bytes,
+                "http.max_inflight_body_bytes (PIPEHOOK_HTTP_MAX_INFLIGHT_BODY_BYTES)",
+            )?)
+            .unwrap_or(usize::MAX),
             sqlite_durability,
             postgres_schema,
             postgres_max_connections: raw.postgres.max_connections,

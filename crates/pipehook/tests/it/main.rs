@@ -12,6 +12,7 @@ mod codebuild_githost;
 mod first_day;
 mod hardening;
 mod lifecycle;
+mod limits;
 mod native_pipelines;
 mod outbound;
 mod outbound_cli;

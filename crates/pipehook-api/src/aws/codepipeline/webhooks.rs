@@ -259,11 +259,13 @@ pub(crate) async fn put_webhook(ctx: &Ctx<'_>, def: WebhookDefinition, tags: &[T
     let secret_ct = if keep_secret {
         match existing.as_ref().and_then(|w| w.secret_ciphertext.clone()) {
             Some(ct) => Some(ct),
-            None => return Err(auth_error(format!(
+            None => {
+                return Err(auth_error(format!(
                 "SecretToken is '{REDACTED}', the placeholder ListWebhooks shows instead of the secret, and webhook \
                  '{}' has no stored secret to keep; give the secret",
                 def.name
-            ))),
+            )))
+            }
         }
     } else {
         def.authentication_configuration
