@@ -67,6 +67,9 @@ pub enum Executor {
     Direct,
     /// Each command in its own bubblewrap sandbox.
     Sandbox(Arc<Sandbox>),
+    /// The sandbox was asked for but cannot run here (bubblewrap missing or refused): every command fails at
+    /// once with this message, which says how to install bubblewrap or opt out. Nothing runs unsandboxed.
+    Unavailable(Arc<str>),
 }
 
 impl Executor {
@@ -74,7 +77,7 @@ impl Executor {
     /// a sandbox, where commands can read those folders anyway.
     pub fn refuses_source(&self, url: &str) -> Option<String> {
         match self {
-            Executor::Direct => None,
+            Executor::Direct | Executor::Unavailable(_) => None,
             Executor::Sandbox(sandbox) => sandbox.refuses_source(url),
         }
     }
@@ -239,6 +242,7 @@ pub async fn run(spec: &CommandSpec, stop: &CancellationToken, progress: Option<
             }
             Err(message) => return finish(Outcome::SpawnFailed(message), &log),
         },
+        Executor::Unavailable(message) => return finish(Outcome::SpawnFailed(message.to_string()), &log),
     };
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
 
@@ -246,7 +250,7 @@ pub async fn run(spec: &CommandSpec, stop: &CancellationToken, progress: Option<
         Ok(child) => child,
         Err(err) => {
             let program = match &spec.executor {
-                Executor::Direct => SHELL.to_owned(),
+                Executor::Direct | Executor::Unavailable(_) => SHELL.to_owned(),
                 Executor::Sandbox(sandbox) => sandbox.bwrap().display().to_string(),
             };
             let msg = format!("could not start {program} in {}: {err}", spec.workdir.display());

@@ -169,8 +169,8 @@ pub async fn open_migrated(config: &Config) -> Result<Arc<dyn Store>, StartError
 /// Runs pipehook until `shutdown` is cancelled: the API on `listener` (when given and the role serves it)
 /// and the workers (when the role runs them). Returns after in-flight work drained or the grace period.
 pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: CancellationToken) -> Result<(), StartError> {
-    // Workers refuse to start without a working sandbox (unless told to run commands unsandboxed), before
-    // anything is opened; an API-only node runs no commands and needs no bubblewrap.
+    // The sandbox is tried before anything is opened: without it, workers run no command (each fails saying
+    // why) unless told to run them unsandboxed; an API-only node runs no commands and needs no bubblewrap.
     let executor = if config.role.runs_workers() { Some(command_executor(&config).await?) } else { None };
     let (store, key) = prepare(&config).await?;
     if let Some(generated) = crate::bootstrap::run(&*store, &key, &config.bootstrap).await? {
@@ -349,8 +349,9 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
 }
 
 /// Where pipeline commands and build phases run. The sandbox needs bubblewrap, found on `PATH` and probed once
-/// (a sandbox running `true`), so a worker never starts only to fail every command; the error says how to
-/// install it or opt out. `none` is said loudly, at every start.
+/// (a sandbox running `true`). When it does not work the server still starts (a fresh machine without
+/// bubblewrap can try pipehook), an error at start says how to install it or opt out, and every command fails
+/// with that message: nothing runs unsandboxed. `none` is said loudly, at every start.
 async fn command_executor(config: &Config) -> Result<Executor, StartError> {
     match config.runner.executor {
         ExecutorKind::None => {
@@ -363,8 +364,20 @@ async fn command_executor(config: &Config) -> Result<Executor, StartError> {
             Ok(Executor::Direct)
         }
         ExecutorKind::Sandbox => {
-            let sandbox =
-                Sandbox::new(config.runner.sandbox.clone()).map_err(|e| StartError::Runtime(e.to_string()))?;
+            // Without a working bubblewrap the server still starts (the API, trigger URLs, the inbound log and
+            // outbound webhooks work), but no command runs: each fails with how to install bubblewrap or opt out.
+            // Never unsandboxed unless the operator says `none`.
+            let unavailable = |e: String| {
+                tracing::error!(
+                    "{e}. Pipeline commands and build phases fail until the sandbox works (nothing runs \
+                     unsandboxed); the API and trigger URLs serve meanwhile"
+                );
+                Ok(Executor::Unavailable(Arc::from(format!("the command did not run: {e}"))))
+            };
+            let sandbox = match Sandbox::new(config.runner.sandbox.clone()) {
+                Ok(s) => s,
+                Err(e) => return unavailable(e.to_string()),
+            };
             // A folder of its own for the probe: the workspaces may not exist yet, and nothing should be created
             // there before the installation is.
             let nanos =
@@ -374,7 +387,9 @@ async fn command_executor(config: &Config) -> Result<Executor, StartError> {
                 .map_err(|e| StartError::Runtime(format!("cannot create {} to try the sandbox: {e}", dir.display())))?;
             let probed = sandbox.probe(&dir).await;
             let _ = std::fs::remove_dir_all(&dir);
-            probed.map_err(|e| StartError::Runtime(e.to_string()))?;
+            if let Err(e) = probed {
+                return unavailable(e.to_string());
+            }
             let settings = sandbox.settings();
             tracing::info!(
                 bwrap = %sandbox.bwrap().display(),

@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::codebuild::{artifacts, client as codebuild, environment, git_repo_with, logs as build_log, wait_build};
-use crate::support::{pipehook_cmd, TestServer, TOKEN};
+use crate::support::{codepipeline, pipehook_cmd, TestServer, ACCESS_KEY_ID, SECRET_ACCESS_KEY, TOKEN};
 
 /// What must never appear in a log: the master key, the marker in the data folder, the database's header,
 /// the victims' marker, and the names of variables only this process has.
@@ -560,24 +560,53 @@ async fn local_sources_inside_pipehooks_folders_are_refused() {
     s.stop().await.unwrap();
 }
 
-/// With the sandbox executor (the default) and no bubblewrap, workers refuse to start and say how to install it
-/// or opt out, before anything is created; the API role starts without it; `none` starts, loudly.
+/// With the sandbox executor (the default) and no bubblewrap, the server starts (a fresh machine can try it)
+/// but runs no command: it says at start how to install bubblewrap or opt out, and a pipeline's command fails
+/// with that message instead of running unsandboxed. The API role needs no bubblewrap; `none` starts, loudly.
 #[tokio::test]
-async fn workers_refuse_to_start_without_bubblewrap() {
+async fn without_bubblewrap_no_command_runs_and_the_server_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty-path");
     std::fs::create_dir(&empty).unwrap();
     let path = empty.display().to_string();
     let data = dir.path().join("data");
-
-    let out = spawn_serve(&data, &[("PATH", &path)]).await.expect_err("workers need bubblewrap");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for needle in ["bubblewrap", "apt-get install bubblewrap", "PIPEHOOK_RUNNER_EXECUTOR=none"] {
+    let marker = dir.path().join("ran");
+    let creds = [
+        ("PATH", path.as_str()),
+        ("PIPEHOOK_BOOTSTRAP_AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("PIPEHOOK_BOOTSTRAP_AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+    ];
+    let (server, url) = spawn_serve(&data, &creds).await.expect("the server starts without bubblewrap");
+    let c = codepipeline(&url, ACCESS_KEY_ID, SECRET_ACCESS_KEY, "us-east-1");
+    let pipeline = serde_json::json!({
+        "name": "p", "roleArn": "arn:aws:iam::123456789012:role/r",
+        "artifactStore": {"type": "S3", "location": "bucket"},
+        "stages": [
+            {"name": "Source", "actions": [{"name": "Src", "actionTypeId": {"category": "Source", "owner": "ThirdParty", "provider": "GitHub", "version": "1"}, "configuration": {"Owner": "o", "Repo": "r", "Branch": "main"}}]},
+            {"name": "Build", "actions": [{"name": "Run", "actionTypeId": {"category": "Build", "owner": "Custom", "provider": "Command", "version": "1"}, "configuration": {"Command": format!("touch {}", marker.display())}}]}
+        ]
+    });
+    let (status, body) = crate::support::signed_post(
+        &url,
+        "CodePipeline_20150709.CreatePipeline",
+        serde_json::to_vec(&serde_json::json!({"pipeline": pipeline})).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = c.start_pipeline_execution().name("p").send().await.unwrap().pipeline_execution_id.unwrap();
+    let e = crate::support::wait_done(&c, "p", &id).await;
+    assert_eq!(e.status, Some(aws_sdk_codepipeline::types::PipelineExecutionStatus::Failed));
+    let actions = c.list_action_executions().pipeline_name("p").send().await.unwrap();
+    let run = actions.action_execution_details().iter().find(|a| a.action_name() == Some("Run")).unwrap();
+    let summary = format!("{:?}", run.output());
+    assert!(summary.contains("bubblewrap") || format!("{run:?}").contains("bubblewrap"), "{run:?}");
+    assert!(!marker.exists(), "the command did not run unsandboxed");
+    let stderr = terminate(server);
+    for needle in
+        ["bubblewrap", "apt-get install bubblewrap", "PIPEHOOK_RUNNER_EXECUTOR=none", "nothing runs unsandboxed"]
+    {
         assert!(stderr.contains(needle), "{needle}: {stderr}");
     }
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(!data.exists(), "nothing was created");
 
     let (api, _) = spawn_serve(&data, &[("PATH", &path), ("PIPEHOOK_ROLE", "api")]).await.expect("the api role");
     terminate(api);
