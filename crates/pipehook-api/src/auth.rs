@@ -94,9 +94,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Scheme::Aws => {
             let (parts, body) = req.into_parts();
             // A body declared over the cap is refused before anything else: that reveals nothing.
-            let declared =
-                parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
-            if declared.is_some_and(|n| n > state.config.max_body_bytes) {
+            if crate::server::declared_length(&parts.headers).is_some_and(|n| n > state.config.max_body_bytes) {
                 return AwsError::too_large(state.config.max_body_bytes).into_response();
             }
             // The key is looked up before the body is read: a caller without a valid access key id gets its

@@ -151,6 +151,11 @@ pub enum BodyError {
 /// requests) and what its parse will take is already counted.
 pub const PARSE_FACTOR: usize = 8;
 
+/// The body length a request declares (`Content-Length`), if it is a number.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<usize> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
 /// A body's share of the budget, given back when dropped (when the request is done with the body).
 #[derive(Debug)]
 pub struct BodyPermit(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
@@ -187,10 +192,7 @@ impl BodyBudget {
         cap: usize,
     ) -> Result<(axum::body::Bytes, BodyPermit), BodyError> {
         use http_body_util::BodyExt;
-        let declared = headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok());
+        let declared = declared_length(headers);
         if declared.is_some_and(|n| n > cap) {
             return Err(BodyError::TooLarge(cap));
         }

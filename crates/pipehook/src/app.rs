@@ -88,7 +88,7 @@ pub fn resolve_master_key(config: &Config) -> Result<MasterKey, StartError> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(crate::files::FILE_MODE).open(path)?;
     f.write_all(bytes)?;
     f.write_all(b"\n")?;
     f.sync_all()

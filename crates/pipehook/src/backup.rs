@@ -24,18 +24,14 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> StartError {
     move |e| StartError::Runtime(format!("{what}: {e}"))
 }
 
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
-}
-
 /// `pipehook backup --to DIR [--force]`.
 pub async fn backup(config: &Config, to: &Path, force: bool) -> Result<(), StartError> {
-    let to = absolute(to);
+    let to = crate::files::absolute(to);
     match &config.database {
         Database::Sqlite(db) => {
             require(config).await?;
             let key = existing_master_key(config)?;
-            let own = [absolute(&config.data_dir), absolute(db.parent().unwrap_or(Path::new("/")))];
+            let own = [config.data_dir.clone(), db.parent().unwrap_or(Path::new("/")).to_owned()];
             prepare_folder(&to, force, &own)?;
             let started = Instant::now();
             let size = snapshot_into(db, &to).await?;
@@ -56,7 +52,7 @@ pub async fn backup(config: &Config, to: &Path, force: bool) -> Result<(), Start
         Database::Postgres(url) => {
             // The key is what only pipehook has; the database is PostgreSQL's to dump.
             let key = existing_master_key(config)?;
-            prepare_folder(&to, force, &[absolute(&config.data_dir)])?;
+            prepare_folder(&to, force, std::slice::from_ref(&config.data_dir))?;
             write_key(&to, &key)?;
             sync_dir(&to);
             let schema = config.postgres_schema.as_deref().map(|s| format!(" --schema={s}")).unwrap_or_default();
@@ -113,7 +109,7 @@ fn prepare_folder(to: &Path, force: bool, own: &[PathBuf]) -> Result<(), StartEr
     }
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(crate::files::DIR_MODE)
         .create(to)
         .map_err(|e| usage(SETTING, format!("cannot create {}: {e}", to.display())))
 }
@@ -133,7 +129,7 @@ async fn snapshot_into(db: &Path, to: &Path) -> Result<u64, StartError> {
             CopyError::Refused(m) => usage("--to", m),
             other => StartError::Runtime(format!("backing up {} failed: {other}", db.display())),
         })?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(crate::files::FILE_MODE))
             .map_err(io(format!("cannot restrict {}", tmp.display())))?;
         std::fs::rename(&tmp, to.join(DB_FILE)).map_err(io(format!("cannot move the backup into {}", to.display())))?;
         Ok(size)
@@ -152,7 +148,7 @@ fn write_key(to: &Path, key: &MasterKey) -> Result<(), StartError> {
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(crate::files::FILE_MODE)
         .open(&tmp)
         .and_then(|mut f| {
             f.write_all(key.to_base64().as_bytes())?;
@@ -189,7 +185,7 @@ pub async fn copy_database(
                     Some(rest) => PathBuf::from(rest.trim_start_matches("//").split('?').next().unwrap_or_default()),
                     None => p.to_owned(),
                 };
-                let p = absolute(&p);
+                let p = crate::files::absolute(&p);
                 if p.is_dir() {
                     p.join(DB_FILE)
                 } else {
@@ -197,7 +193,7 @@ pub async fn copy_database(
                 }
             }
             None => match &config.database {
-                Database::Sqlite(path) => absolute(path),
+                Database::Sqlite(path) => path.clone(),
                 Database::Postgres(_) => return Err(usage(
                     "--from",
                     "the configured database is PostgreSQL already; name the SQLite installation's folder with --from",

@@ -15,6 +15,12 @@ pub const DIR_MODE: u32 = 0o700;
 /// Files pipehook writes: owner only.
 pub const FILE_MODE: u32 = 0o600;
 
+/// `path` made absolute against the current folder, for paths given on the command line (the configuration's
+/// own paths are made absolute when it is loaded); as given when the current folder cannot be read.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
 /// Creates `dir` (and missing parents) with mode 0700, or tightens an existing one to 0700 (see the module).
 pub fn private_dir(dir: &Path) -> io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;

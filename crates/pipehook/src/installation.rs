@@ -5,7 +5,6 @@
 
 use pipehook_domain::secret::MasterKey;
 use pipehook_store::Store;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,18 +15,14 @@ use crate::config::{Config, ConfigError, Database};
 fn place(config: &Config) -> (String, &'static str) {
     match &config.database {
         Database::Sqlite(path) if *path == config.data_dir.join("pipehook.db") => {
-            (format!("{}", absolute(&config.data_dir).display()), "data_dir (PIPEHOOK_DATA_DIR)")
+            (format!("{}", config.data_dir.display()), "data_dir (PIPEHOOK_DATA_DIR)")
         }
-        Database::Sqlite(path) => (format!("{}", absolute(path).display()), "database_url (PIPEHOOK_DATABASE_URL)"),
+        Database::Sqlite(path) => (format!("{}", path.display()), "database_url (PIPEHOOK_DATABASE_URL)"),
         Database::Postgres(url) => {
             let schema = config.postgres_schema.as_deref().map(|s| format!(" (schema {s})")).unwrap_or_default();
             (format!("{}{schema}", redacted(url)), "database_url (PIPEHOOK_DATABASE_URL)")
         }
     }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// A database URL without its password, for messages.
@@ -92,7 +87,7 @@ pub fn existing_master_key(config: &Config) -> Result<MasterKey, StartError> {
     if let Some(k) = &config.master_key {
         return Ok(k.clone());
     }
-    let path = absolute(&config.data_dir.join("master.key"));
+    let path = config.data_dir.join("master.key");
     match std::fs::read_to_string(&path) {
         Ok(text) => MasterKey::from_base64(&text)
             .map_err(|e| ConfigError::new(format!("master key file {}", path.display()), e.0).into()),
