@@ -13,7 +13,10 @@
 //! default). Each endpoint (scheme, host and port) has its own concurrency limit; a delivery that finds its
 //! endpoint busy or paused waits without using an attempt, so one slow receiver never holds the workers the
 //! other receivers need. Delivery is at least once: a worker that dies mid-attempt leaves the job to be
-//! claimed again, and the retry carries the same delivery id.
+//! claimed again, and the retry carries the same delivery id (`webhook-id`, `Pulumi-Webhook-ID`) for receivers
+//! to dedupe on. A claim after the first reads the delivery's log first: a recorded success (or final failure)
+//! is never sent again, and the attempt's place in the retry schedule is the number of scheduled attempts
+//! recorded, so a lease lost to a crash does not use up a retry.
 
 use async_trait::async_trait;
 use pipehook_domain::org::{OrgId, Organization};
@@ -803,9 +806,23 @@ impl JobHandler for Outbound {
             return Err(JobFailure::Permanent(format!("malformed delivery job payload: {}", job.payload)));
         };
         let store_err = |e: StoreError| JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(5) };
+        // Scheduled attempts already recorded. A later claim may follow a recorded outcome whose job was not
+        // completed (a crash before the worker pool's batched `complete`), or a lease lost before anything was
+        // recorded: the log, not the claim count, says where the delivery stands. A first claim has no history,
+        // so it reads nothing.
+        let attempts_before = if job.attempt > 1 {
+            match self.store.delivery_progress(&delivery_id).await.map_err(store_err)? {
+                // Gone: its hook was deleted, and took its deliveries with it.
+                None => return Ok(()),
+                // Its success (or final failure) is recorded: never sent again.
+                Some(p) if matches!(p.status.as_str(), "succeeded" | "failed") => return Ok(()),
+                Some(p) => p.scheduled_attempts.max(0),
+            }
+        } else {
+            0
+        };
         // A deleted hook took its deliveries with it.
         let Some(hook) = self.cached_hook(hook_id).await.map_err(store_err)? else { return Ok(()) };
-        let attempts_before = i64::from(job.attempt.saturating_sub(1));
         if !hook.active {
             let record = skipped(&hook, &delivery_id, &event_id, job, "the hook is inactive; delivery abandoned");
             self.store
@@ -841,7 +858,8 @@ impl JobHandler for Outbound {
                 sent.retry_after.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(3600)),
             );
         }
-        let attempt_no = job.attempt as usize;
+        // 1-based number of this attempt within the retry schedule; lost leases do not use it up.
+        let attempt_no = usize::try_from(attempts_before).unwrap_or(usize::MAX).saturating_add(1);
         let ok = is_success(code);
         let health = self.health_after(&hook, &sent.record);
         let deactivated = health.as_ref().is_some_and(|h| h.1.is_some());

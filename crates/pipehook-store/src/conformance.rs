@@ -1300,4 +1300,17 @@ pub async fn delivery_log_and_hook_health(store: &dyn Store) {
             consecutive_failures: 1
         }
     );
+
+    // What the scheduled sender reads on a retry: the status and the scheduled attempts only.
+    let progress =
+        |status: &str, n: i64| Some(crate::outbound::DeliveryProgress { status: status.into(), scheduled_attempts: n });
+    assert_eq!(store.delivery_progress(first).await.unwrap(), progress("succeeded", 2));
+    assert_eq!(store.delivery_progress(second).await.unwrap(), progress("pending", 1));
+    let mut manual = attempt(second, 500, 4_000);
+    manual.trigger = "redeliver".into();
+    let w = AttemptWrite { attempt: manual, delivery_status: "pending".into(), hook_health: None };
+    store.record_attempt(w).await.unwrap();
+    assert_eq!(store.delivery_progress(second).await.unwrap(), progress("pending", 1), "a redelivery is not counted");
+    assert_eq!(store.delivery(second).await.unwrap().unwrap().attempts, 2, "though it is an attempt");
+    assert_eq!(store.delivery_progress("6d7c1a52-0000-4000-8000-00000000dead").await.unwrap(), None);
 }

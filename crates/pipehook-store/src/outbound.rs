@@ -94,6 +94,15 @@ pub struct DeliveryRecord {
     pub updated_at: Timestamp,
 }
 
+/// Where a delivery stands for its scheduled sender, read in one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryProgress {
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    /// Attempts with trigger `scheduled` kept in its log (redeliveries and pings are not counted).
+    pub scheduled_attempts: i64,
+}
+
 /// One HTTP attempt (or a refusal to make one) and what came back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRecord {
@@ -197,6 +206,8 @@ pub trait OutboundStore: Send + Sync {
         since: Timestamp,
     ) -> StoreResult<Option<OutboundEvent>>;
     async fn delivery(&self, id: &str) -> StoreResult<Option<DeliveryRecord>>;
+    /// The delivery's status and its scheduled attempts so far; `None` when it is gone.
+    async fn delivery_progress(&self, id: &str) -> StoreResult<Option<DeliveryProgress>>;
     /// A hook's attempts, newest first, with `seq` below `before`.
     async fn list_attempts(&self, hook_id: i64, before: Option<i64>, limit: u32) -> StoreResult<Vec<AttemptRecord>>;
     /// [`OutboundStore::list_attempts`] with each attempt's number within its delivery and the delivery's state.

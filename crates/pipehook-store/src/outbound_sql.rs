@@ -366,6 +366,23 @@ macro_rules! outbound_store_impl {
                 Ok(row.map($crate::outbound::DeliveryRecord::from))
             }
 
+            async fn delivery_progress(
+                &self,
+                id: &str,
+            ) -> $crate::StoreResult<Option<$crate::outbound::DeliveryProgress>> {
+                let row: Option<(String, i64)> = sqlx::query_as(&$sql(
+                    "SELECT d.status, (SELECT COUNT(*) FROM delivery_attempts a WHERE a.delivery_id = d.id \
+                     AND a.attempt_trigger = 'scheduled') FROM deliveries d WHERE d.id = $1",
+                ))
+                .bind(id)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(row.map(|(status, scheduled_attempts)| $crate::outbound::DeliveryProgress {
+                    status,
+                    scheduled_attempts,
+                }))
+            }
+
             async fn list_attempts(
                 &self,
                 hook_id: i64,
