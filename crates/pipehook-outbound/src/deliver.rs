@@ -23,8 +23,8 @@ use pipehook_domain::org::{OrgId, Organization};
 use pipehook_domain::secret::MasterKey;
 use pipehook_domain::time::Timestamp;
 use pipehook_store::{
-    AttemptRecord, AttemptWrite, DeliveryRecord, HookRecord, Job, JobFailure, JobHandler, NewJob, OutboundEvent,
-    Publication, Store, StoreError,
+    AttemptRecord, AttemptWrite, DeliveryRecord, HookRecord, Job, JobContext, JobFailure, JobHandler, NewJob,
+    OutboundEvent, Publication, Store, StoreError,
 };
 use rand::Rng;
 use serde_json::{json, Value};
@@ -796,7 +796,7 @@ fn describe_error(e: reqwest::Error) -> String {
 /// The `outbound.delivery` job handler.
 #[async_trait]
 impl JobHandler for Outbound {
-    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+    async fn handle(&self, job: &Job, _ctx: &JobContext) -> Result<(), JobFailure> {
         let field = |k: &str| job.payload.get(k).cloned().unwrap_or(Value::Null);
         let (Some(delivery_id), Some(hook_id), Some(event_id)) = (
             field("delivery").as_str().map(str::to_owned),

@@ -10,7 +10,7 @@ use pipehook_domain::time::Timestamp;
 use pipehook_outbound::ssrf::AddressPolicy;
 use pipehook_outbound::{HookSecret, Outbound, OutboundConfig, PublishInput, JOB_KIND};
 use pipehook_store::testing::{self, TestStore};
-use pipehook_store::{FailOutcome, HookFields, HookRecord, HookScope, Job, JobFailure, JobHandler, Store};
+use pipehook_store::{FailOutcome, HookFields, HookRecord, HookScope, Job, JobContext, JobFailure, JobHandler, Store};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -176,12 +176,12 @@ async fn recorded_success_is_not_sent_again(store: Arc<dyn Store>) {
     let s = setup(store, &receiver.url).await;
     let first = claim(&*s.store).await;
     assert_eq!(first.attempt, 1);
-    s.outbound.handle(&first).await.expect("delivered");
+    s.outbound.handle(&first, &JobContext::default()).await.expect("delivered");
     assert_eq!(receiver.got().len(), 1);
     // Crash: the job is never completed; its lease runs out and it is claimed again.
     let again = claim(&*s.store).await;
     assert_eq!((again.id, again.attempt), (first.id, 2));
-    s.outbound.handle(&again).await.expect("nothing left to do");
+    s.outbound.handle(&again, &JobContext::default()).await.expect("nothing left to do");
     s.store.complete(&[again.lease]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(receiver.got().len(), 1, "a recorded success is never sent again");
@@ -202,7 +202,7 @@ async fn lost_lease_does_not_use_up_a_retry(store: Arc<dyn Store>) {
     let first = claim(&*s.store).await;
     let id = delivery_id(&first);
     let (outbound, job) = (s.outbound.clone(), first.clone());
-    let in_flight = tokio::spawn(async move { outbound.handle(&job).await });
+    let in_flight = tokio::spawn(async move { outbound.handle(&job, &JobContext::default()).await });
     receiver.wait_for(1).await;
     // Crash mid-request: the request went out, no answer came, nothing is recorded.
     in_flight.abort();
@@ -218,7 +218,7 @@ async fn lost_lease_does_not_use_up_a_retry(store: Arc<dyn Store>) {
         let job = claim(&*s.store).await;
         assert_eq!(job.id, first.id);
         claims.push(job.attempt);
-        match s.outbound.handle(&job).await {
+        match s.outbound.handle(&job, &JobContext::default()).await {
             Ok(()) => {
                 s.store.complete(&[job.lease]).await.unwrap();
                 break;

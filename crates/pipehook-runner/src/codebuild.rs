@@ -25,9 +25,11 @@ use async_trait::async_trait;
 use pipehook_domain::org::OrgId;
 use pipehook_domain::time::Timestamp;
 use pipehook_store::{
-    BuildRecord, BuildStart, Job, JobFailure, JobHandler, NewBuild, NewJob, ProjectRecord, Store, StoreError,
-    StoreResult, Tx,
+    BuildRecord, BuildStart, Job, JobContext, JobFailure, JobHandler, Lease, NewBuild, NewJob, ProjectRecord, Store,
+    StoreError, StoreResult, Tx,
 };
+
+use crate::pipeline::fenced;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -211,6 +213,8 @@ pub struct BuildRunnerConfig {
     pub max_timeout: Option<Duration>,
     /// Where the phases' commands run (the server sets the sandbox unless told otherwise).
     pub executor: crate::exec::Executor,
+    /// Where running phases' process groups are written down, for the node's next start.
+    pub registry: Option<crate::exec::ProcessRegistry>,
 }
 
 impl BuildRunnerConfig {
@@ -223,6 +227,7 @@ impl BuildRunnerConfig {
             keep_workspaces: false,
             max_timeout: None,
             executor: crate::exec::Executor::default(),
+            registry: None,
         }
     }
 }
@@ -416,6 +421,7 @@ fn advance_phases(phases: &Value, status: &str, next: &str, at: Timestamp) -> Va
 /// Persists phases as they change.
 struct StoreObserver {
     store: Arc<dyn Store>,
+    lease: Lease,
     org: OrgId,
     id: String,
 }
@@ -425,7 +431,7 @@ impl PhaseObserver for StoreObserver {
     async fn phases_changed(&self, phases: &[BuildPhase]) {
         let current = phases.last().map_or("SUBMITTED", |p| p.phase_type.as_str());
         let result = async {
-            let mut tx = self.store.begin().await?;
+            let mut tx = fenced(&*self.store, &self.lease).await?;
             tx.set_build_progress(self.org, &self.id, Some(&phases_json(phases)), Some(current), None, None).await?;
             tx.commit().await
         }
@@ -451,11 +457,12 @@ fn env_pairs(list: &Value) -> Vec<(String, String)> {
 
 #[async_trait]
 impl JobHandler for BuildRunner {
-    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+    async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<(), JobFailure> {
+        let lease = &job.lease;
         if job.kind == BATCH_JOB {
             let j: BatchJob = serde_json::from_value(job.payload.clone())
                 .map_err(|e| JobFailure::Permanent(format!("bad batch job payload: {e}")))?;
-            return self.coordinate(&j).await;
+            return self.coordinate(lease, &j).await;
         }
         let j: BuildJob = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Permanent(format!("bad build job payload: {e}")))?;
@@ -466,39 +473,46 @@ impl JobHandler for BuildRunner {
         if build.status != "IN_PROGRESS" {
             return Ok(());
         }
-        if build.current_phase != "SUBMITTED" {
+        // A build whose worker was lost before its commands ran (provisioning, checking out) starts over: that
+        // is safe to repeat. One lost while its commands ran has an unknown outcome: it ends FAULT.
+        if !matches!(build.current_phase.as_str(), "SUBMITTED" | "QUEUED" | "PROVISIONING" | "DOWNLOAD_SOURCE") {
             let mut log =
                 format!("{}\n[Container] The worker running this build stopped before it finished\n", build.logs);
             // The in-progress status it reported must not stay pending on the commit.
             log.push_str(&self.report_end(&build, ReportedState::Failed).await);
-            return self.finish(&build, "FAULT", &build.phases, None, &log).await.map_err(retry);
+            return self.finish(lease, &build, "FAULT", &build.phases, None, &log).await.map_err(retry);
         }
         if build.stop_requested {
             return self
-                .finish(&build, "STOPPED", &build.phases, None, "Build stopped before it started\n")
+                .finish(lease, &build, "STOPPED", &build.phases, None, "Build stopped before it started\n")
                 .await
                 .map_err(retry);
         }
+        // A draining node starts no build; another node (or this one after its restart) starts it at once.
+        if ctx.handoff.is_cancelled() {
+            return Err(JobFailure::Defer { after: Duration::ZERO });
+        }
         let Some(project) = self.store.project(org, &build.project_name).await.map_err(retry)? else {
             return self
-                .finish(&build, "FAULT", &build.phases, None, "The build's project no longer exists\n")
+                .finish(lease, &build, "FAULT", &build.phases, None, "The build's project no longer exists\n")
                 .await
                 .map_err(retry);
         };
-        self.run(build, project).await.map_err(retry)
+        self.run(lease, build, project).await.map_err(retry)
     }
 }
 
 impl BuildRunner {
     async fn finish(
         &self,
+        lease: &Lease,
         b: &BuildRecord,
         status: &str,
         phases: &Value,
         resolved: Option<&str>,
         log: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = fenced(&*self.store, lease).await?;
         tx.finish_build(b.org, &b.id, status, phases, resolved, log).await?;
         let kind = if status == "SUCCEEDED" { "build_succeeded" } else { "build_failed" };
         tx.record_run_event(b.org, kind, &b.id, &end_event(b, status)).await?;
@@ -507,7 +521,7 @@ impl BuildRunner {
         Ok(())
     }
 
-    async fn run(&self, build: BuildRecord, project: ProjectRecord) -> StoreResult<()> {
+    async fn run(&self, lease: &Lease, build: BuildRecord, project: ProjectRecord) -> StoreResult<()> {
         let doc = &project.document;
         // A batch build with its own buildspec file reads it from the source, whatever the project says.
         let spec_path = build.trigger["buildspecPath"].as_str().map(str::to_owned);
@@ -523,7 +537,7 @@ impl BuildRunner {
             Ok(w) => w,
             Err(e) => {
                 let log = format!("[Container] Phase context status code: CLIENT_ERROR Message: no workspace: {e}\n");
-                return self.finish(&build, "FAULT", &build.phases, None, &log).await;
+                return self.finish(lease, &build, "FAULT", &build.phases, None, &log).await;
             }
         };
         let source_dir = workspace.join("src");
@@ -594,13 +608,13 @@ impl BuildRunner {
                 }
                 Err(e) => {
                     let log = format!("[Container] Phase context status code: YAML_FILE_ERROR Message: {e}\n");
-                    return self.finish(&build, "FAILED", &build.phases, None, &log).await;
+                    return self.finish(lease, &build, "FAILED", &build.phases, None, &log).await;
                 }
             },
             (None, None) => {
                 let log = "[Container] Phase context status code: YAML_FILE_ERROR Message: no buildspec: the project \
                            has no source to read buildspec.yml from; set source.buildspec or buildspecOverride\n";
-                return self.finish(&build, "FAILED", &build.phases, None, log).await;
+                return self.finish(lease, &build, "FAILED", &build.phases, None, log).await;
             }
             (None, Some(g)) => {
                 let downloaded = g.download(&source_dir, timeout).await;
@@ -630,14 +644,14 @@ impl BuildRunner {
                         let commit = revision.as_deref();
                         let start = self.report_status(&project, &build, &org_name, commit, ReportedState::InProgress);
                         let report_log = start.await.unwrap_or_default();
-                        return self.begin_batch(&build, batch, &report_log).await;
+                        return self.begin_batch(lease, &build, batch, &report_log).await;
                     }
                     // No batch section: the batch is this one build, as in CodeBuild.
                     Ok(None) => {}
                     Err(e) => {
                         let _ = tokio::fs::remove_dir_all(&workspace).await;
                         let log = format!("[Container] Phase context status code: YAML_FILE_ERROR Message: {e}\n");
-                        return self.finish(&build, "FAILED", &build.phases, None, &log).await;
+                        return self.finish(lease, &build, "FAILED", &build.phases, None, &log).await;
                     }
                 }
             }
@@ -664,13 +678,14 @@ impl BuildRunner {
             log_limit: self.config.log_limit,
             submitted_at: Some(build.start_time),
             executor: self.config.executor.clone(),
+            registry: self.config.registry.clone(),
         };
         let stop = CancellationToken::new();
         let (sink, mut logs) = LogSink::new();
-        let observer = StoreObserver { store: self.store.clone(), org: build.org, id: build.id.clone() };
+        let observer = StoreObserver { store: self.store.clone(), lease: *lease, org: build.org, id: build.id.clone() };
         let watcher = {
-            let (store, org, id, every, stop) =
-                (self.store.clone(), build.org, build.id.clone(), self.config.poll, stop.clone());
+            let (store, org, id, every, stop, lease) =
+                (self.store.clone(), build.org, build.id.clone(), self.config.poll, stop.clone(), *lease);
             Companion::spawn(move |done| async move {
                 while pause(&done, every).await {
                     match store.build(org, &id).await {
@@ -682,7 +697,7 @@ impl BuildRunner {
                         // The phases are the observer's; only the log is written here.
                         let snapshot = logs.borrow_and_update().clone();
                         let write = async {
-                            let mut tx = store.begin().await?;
+                            let mut tx = fenced(&*store, &lease).await?;
                             tx.set_build_progress(org, &id, None, None, None, Some(&snapshot)).await?;
                             tx.commit().await
                         };
@@ -708,6 +723,7 @@ impl BuildRunner {
         }
         let log = if report_log.is_empty() { outcome.log } else { format!("{}{report_log}", outcome.log) };
         self.finish(
+            lease,
             &build,
             status.as_str(),
             &phases_json(&outcome.phases),
@@ -719,7 +735,13 @@ impl BuildRunner {
 
     /// Starts a batch: this build (the coordinator) enters BUILD and a `codebuild.batch` job carrying the plan
     /// takes over (see [`BuildRunner::coordinate`]), in one transaction.
-    async fn begin_batch(&self, build: &BuildRecord, batch: crate::batch::Batch, report_log: &str) -> StoreResult<()> {
+    async fn begin_batch(
+        &self,
+        lease: &Lease,
+        build: &BuildRecord,
+        batch: crate::batch::Batch,
+        report_log: &str,
+    ) -> StoreResult<()> {
         let started = Timestamp::now();
         let phases = advance_phases(&build.phases, "SUCCEEDED", "BUILD", started);
         let minutes = batch.timeout_minutes.unwrap_or(DEFAULT_BATCH_MINUTES);
@@ -741,7 +763,7 @@ impl BuildRunner {
             log_head: log.clone(),
         };
         let payload = serde_json::to_value(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = fenced(&*self.store, lease).await?;
         tx.set_build_progress(build.org, &build.id, Some(&phases), Some("BUILD"), None, Some(&log)).await?;
         tx.enqueue(&[NewJob::new(BATCH_JOB, payload).org(build.org).max_attempts(BATCH_MAX_ATTEMPTS)]).await?;
         tx.commit().await
@@ -751,7 +773,7 @@ impl BuildRunner {
     /// that can start are started (idempotently: a token per batch build, so a look repeated by another worker
     /// starts nothing twice), and the job is deferred until the next look, or the coordinator ends with the
     /// batch's outcome. A stopped, failing-fast or timed-out batch stops its running builds.
-    async fn coordinate(&self, job: &BatchJob) -> Result<(), JobFailure> {
+    async fn coordinate(&self, lease: &Lease, job: &BatchJob) -> Result<(), JobFailure> {
         use crate::batch::{blocked, outcome, ready, status_name, Slot};
         use std::fmt::Write as _;
         let org = OrgId(job.org);
@@ -781,7 +803,7 @@ impl BuildRunner {
         let stopping = build.stop_requested || failing || timed_out;
         if stopping {
             for i in (0..n).filter(|&i| slots[i] == Slot::Running) {
-                let mut tx = self.store.begin().await.map_err(retry)?;
+                let mut tx = fenced(&*self.store, lease).await.map_err(retry)?;
                 tx.request_build_stop(org, ids[i].as_deref().unwrap_or_default()).await.map_err(retry)?;
                 tx.commit().await.map_err(retry)?;
             }
@@ -804,7 +826,7 @@ impl BuildRunner {
                     // The project was deleted under the batch: nothing more can start.
                     Err(StoreError::NotFound(_)) => {
                         let log = format!("{}[Batch] the project no longer exists\n", job.log_head);
-                        return self.finish(&build, "FAULT", &build.phases, None, &log).await.map_err(retry);
+                        return self.finish(lease, &build, "FAULT", &build.phases, None, &log).await.map_err(retry);
                     }
                     Err(e) => return Err(retry(e)),
                 };
@@ -826,7 +848,7 @@ impl BuildRunner {
         }
         let done = slots.iter().all(|s| matches!(s, Slot::Ended(_) | Slot::Skipped));
         if !done {
-            let mut tx = self.store.begin().await.map_err(retry)?;
+            let mut tx = fenced(&*self.store, lease).await.map_err(retry)?;
             tx.set_build_progress(org, &build.id, None, None, None, Some(&log)).await.map_err(retry)?;
             tx.commit().await.map_err(retry)?;
             return Err(JobFailure::Defer { after: self.config.poll.max(Duration::from_millis(200)) });
@@ -842,7 +864,7 @@ impl BuildRunner {
         let _ = writeln!(log, "[Batch] the batch {status}");
         let phases = advance_phases(&build.phases, status, "COMPLETED", Timestamp::now());
         log.push_str(&self.report_end(&build, ReportedState::of(status)).await);
-        self.finish(&build, status, &phases, None, &log).await.map_err(retry)
+        self.finish(lease, &build, status, &phases, None, &log).await.map_err(retry)
     }
 
     /// Reports how a build ended when the caller has not loaded its project (a batch, a build whose worker

@@ -5,11 +5,14 @@
 //! stages in order and, inside a stage, the run groups (`runOrder`) in order, running each group's actions
 //! in parallel, recording every action and every transition as it goes.
 //!
-//! Crash behaviour: the whole execution is one job, kept leased by the worker's heartbeat. If the worker
+//! Crash behaviour: the whole execution is one job, kept leased by the worker's heartbeat, and every write
+//! the handler makes is fenced by that lease (a worker that lost the job can change nothing). If the worker
 //! dies, the job is claimed again and the handler resumes from what is recorded: actions that succeeded are
-//! never run again, and an action found `InProgress` (its worker died mid-command, so its outcome is
-//! unknown) is failed with `WorkerLost`, which fails the execution cleanly rather than running a command
-//! twice or leaving the execution `InProgress` forever.
+//! never run again; an action found `InProgress` is run again when that is safe (a Source action, a
+//! CodeBuild action, which re-attaches to its build, and a command that had not started yet); a command
+//! that had started (its outcome is unknown) is failed with `WorkerLost`, with its end events, unless its
+//! stage opts in to retries (`onFailure.result = RETRY`). When the node drains, the execution stops between
+//! actions and is handed to another node without failing.
 
 use async_trait::async_trait;
 use pipehook_domain::org::OrgId;
@@ -17,8 +20,8 @@ use pipehook_domain::pipeline::{ActionCategory, ActionDeclaration, ExecutionMode
 use pipehook_domain::time::Timestamp;
 use pipehook_store::ExecutionStart;
 use pipehook_store::{
-    ActionExecutionRecord, ExecutionRecord, Job, JobFailure, JobHandler, NewExecution, NewJob, PipelineRecord, Store,
-    StoreError, StoreResult, Tx,
+    ActionExecutionRecord, ExecutionRecord, Job, JobContext, JobFailure, JobHandler, Lease, NewExecution, NewJob,
+    PipelineRecord, Store, StoreError, StoreResult, Tx,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -165,6 +168,8 @@ pub struct RunnerConfig {
     pub keep_workspaces: bool,
     /// Where Command actions run (the server sets the sandbox unless told otherwise).
     pub executor: crate::exec::Executor,
+    /// Where running commands' process groups are written down, for the node's next start.
+    pub registry: Option<crate::exec::ProcessRegistry>,
 }
 
 impl RunnerConfig {
@@ -176,6 +181,7 @@ impl RunnerConfig {
             poll: Duration::from_millis(500),
             keep_workspaces: false,
             executor: crate::exec::Executor::default(),
+            registry: None,
         }
     }
 }
@@ -196,9 +202,16 @@ fn retry(e: StoreError) -> JobFailure {
     JobFailure::Retry { error: e.to_string(), after: Duration::from_secs(2) }
 }
 
+/// A transaction fenced by `lease`: it fails with [`StoreError::LeaseLost`] once another worker holds the job.
+pub(crate) async fn fenced(store: &dyn Store, lease: &Lease) -> StoreResult<Box<dyn Tx>> {
+    let mut tx = store.begin().await?;
+    tx.hold(lease).await?;
+    Ok(tx)
+}
+
 #[async_trait]
 impl JobHandler for PipelineRunner {
-    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+    async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<(), JobFailure> {
         let j: ExecutionJob = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobFailure::Permanent(format!("bad execution job payload: {e}")))?;
         let org = OrgId(j.org);
@@ -216,19 +229,23 @@ impl JobHandler for PipelineRunner {
         let decl: PipelineDeclaration = match serde_json::from_value(doc) {
             Ok(d) => d,
             Err(e) => {
-                self.finish(&exec, "Failed", &format!("stored declaration does not parse: {e}"))
+                self.finish(&job.lease, &exec, "Failed", &format!("stored declaration does not parse: {e}"))
                     .await
                     .map_err(retry)?;
                 return Ok(());
             }
         };
-        let run = Run { runner: self, org, decl: &decl };
+        let run = Run { runner: self, org, decl: &decl, lease: job.lease, handoff: &ctx.handoff };
         match run.turn(&exec).await.map_err(retry)? {
             Turn::Go => {}
             Turn::Wait => return Err(JobFailure::Defer { after: Duration::from_secs(1) }),
             Turn::Done => return Ok(()),
         }
-        run.execute(exec).await.map_err(retry)
+        match run.execute(exec).await.map_err(retry)? {
+            Flow::Ended => Ok(()),
+            // The node is draining: another node carries on from the next action, at once.
+            Flow::HandedOff => Err(JobFailure::Defer { after: Duration::ZERO }),
+        }
     }
 }
 
@@ -243,17 +260,30 @@ enum ActionEnd {
     Succeeded,
     Failed,
     Abandoned,
+    /// Left `InProgress` for another node to take up (a CodeBuild action waiting on its build while the node
+    /// drains).
+    HandedOff,
+}
+
+/// Whether the execution ended here or was handed off.
+enum Flow {
+    Ended,
+    HandedOff,
 }
 
 struct Run<'a> {
     runner: &'a PipelineRunner,
     org: OrgId,
     decl: &'a PipelineDeclaration,
+    /// The execution job's lease: every write is fenced with it.
+    lease: Lease,
+    /// Cancelled when the node drains.
+    handoff: &'a CancellationToken,
 }
 
 impl PipelineRunner {
-    async fn finish(&self, exec: &ExecutionRecord, status: &str, summary: &str) -> StoreResult<()> {
-        let mut tx = self.store.begin().await?;
+    async fn finish(&self, lease: &Lease, exec: &ExecutionRecord, status: &str, summary: &str) -> StoreResult<()> {
+        let mut tx = fenced(&*self.store, lease).await?;
         tx.set_execution_status(exec.org, &exec.id, status, Some(summary)).await?;
         let kind = match status {
             "Succeeded" => "pipeline_execution_succeeded",
@@ -280,6 +310,15 @@ impl Run<'_> {
         &*self.runner.store
     }
 
+    /// A transaction fenced by the execution job's lease.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        fenced(self.store(), &self.lease).await
+    }
+
+    async fn finish(&self, exec: &ExecutionRecord, status: &str, summary: &str) -> StoreResult<()> {
+        self.runner.finish(&self.lease, exec, status, summary).await
+    }
+
     /// Whether this execution may run now. QUEUED: one at a time, in start order. SUPERSEDED: one at a time,
     /// and a waiting execution is superseded as soon as a newer one is waiting too. PARALLEL: always.
     async fn turn(&self, exec: &ExecutionRecord) -> StoreResult<Turn> {
@@ -294,24 +333,27 @@ impl Run<'_> {
         }
         let started = !self.store().action_executions(self.org, &exec.id).await?.is_empty();
         if mode == ExecutionMode::Superseded && !started && active.iter().any(|e| e.seq > exec.seq) {
-            self.runner.finish(exec, "Superseded", "Superseded by a newer execution").await?;
+            self.finish(exec, "Superseded", "Superseded by a newer execution").await?;
             return Ok(Turn::Done);
         }
         if exec.stop_requested && !started {
-            self.runner.finish(exec, "Stopped", &stop_summary(exec)).await?;
+            self.finish(exec, "Stopped", &stop_summary(exec)).await?;
             return Ok(Turn::Done);
         }
         Ok(Turn::Wait)
     }
 
-    async fn execute(&self, exec: ExecutionRecord) -> StoreResult<()> {
+    async fn execute(&self, exec: ExecutionRecord) -> StoreResult<Flow> {
+        let failed = |e: std::io::Error| format!("cannot create the workspace: {e}");
         // The execution's own folder, named by its id (never by a name a user chose), 0700.
         let workspace = match crate::workspace::id_path(&self.runner.config.workspace_root, &exec.id) {
             Ok(w) => w,
-            Err(e) => return self.runner.finish(&exec, "Failed", &format!("cannot create the workspace: {e}")).await,
+            Err(e) => return self.finish(&exec, "Failed", &failed(e)).await.map(|()| Flow::Ended),
         };
+        // Resumed elsewhere (another node, or a workspace removed): its checkouts must be made again.
+        let fresh = tokio::fs::metadata(&workspace).await.is_err();
         if let Err(e) = crate::workspace::create_private_dir(&workspace).await {
-            return self.runner.finish(&exec, "Failed", &format!("cannot create the workspace: {e}")).await;
+            return self.finish(&exec, "Failed", &failed(e)).await.map(|()| Flow::Ended);
         }
         // Watch for stop requests while the execution runs: `halt` stops new actions, `kill` running ones.
         let halt = CancellationToken::new();
@@ -322,9 +364,13 @@ impl Run<'_> {
             let (halt, kill) = (halt.clone(), kill.clone());
             Companion::spawn(move |stop| watch_stop(store, org, id, every, stop, halt, kill))
         };
-        let result = self.stages(&exec, &workspace, &halt, &kill).await;
+        let result = self.stages(&exec, &workspace, fresh, &halt, &kill).await;
         watcher.finish().await;
         let (status, summary) = match result? {
+            Ended::HandedOff => {
+                tracing::info!(execution = %exec.id, "draining: execution handed to another node between actions");
+                return Ok(Flow::HandedOff);
+            }
             Ended::Succeeded => ("Succeeded", "All actions succeeded".to_owned()),
             Ended::Failed(summary) => ("Failed", summary),
             Ended::Stopped => {
@@ -333,17 +379,23 @@ impl Run<'_> {
             }
             Ended::Superseded => ("Superseded", "Superseded by a newer execution".to_owned()),
         };
-        self.runner.finish(&exec, status, &summary).await
+        self.finish(&exec, status, &summary).await.map(|()| Flow::Ended)
     }
 
     async fn stages(
         &self,
         exec: &ExecutionRecord,
         workspace: &std::path::Path,
+        fresh_workspace: bool,
         halt: &CancellationToken,
         kill: &CancellationToken,
     ) -> StoreResult<Ended> {
         let recorded = self.store().action_executions(self.org, &exec.id).await?;
+        if fresh_workspace && !recorded.is_empty() {
+            if let Some(failure) = self.restore_checkouts(exec, &recorded, workspace).await? {
+                return Ok(Ended::Failed(failure));
+            }
+        }
         for (si, stage) in self.decl.stages.iter().enumerate() {
             if si > 0 && self.superseded(exec).await? {
                 return Ok(Ended::Superseded);
@@ -352,44 +404,43 @@ impl Run<'_> {
                 if halt.is_cancelled() {
                     return Ok(Ended::Stopped);
                 }
+                if self.handoff.is_cancelled() {
+                    return Ok(Ended::HandedOff);
+                }
                 let mut pending = Vec::new();
                 for action in group {
                     let ai = stage.actions.iter().position(|a| a.name == action.name).unwrap_or(0);
                     match recorded.iter().find(|r| r.stage_name == stage.name && r.action_name == action.name) {
                         Some(r) if r.status == "Succeeded" => continue,
                         Some(r) if r.status == "InProgress" => {
-                            let mut tx = self.store().begin().await?;
-                            tx.finish_action(
-                                &r.id,
-                                "Failed",
-                                &r.output,
-                                Some((
-                                    "WorkerLost",
-                                    "The worker running this action stopped before it finished; its outcome is unknown",
-                                )),
-                                &r.log,
-                            )
-                            .await?;
-                            tx.commit().await?;
+                            if repeatable(stage, action, r) {
+                                tracing::info!(execution = %exec.id, stage = %stage.name, action = %action.name,
+                                    "resuming an action its lost worker left in progress: it is safe to run again");
+                                pending.push((si, ai, action, Some(r.clone())));
+                                continue;
+                            }
+                            self.lose_action(exec, &stage.name, action, r).await?;
                             return Ok(Ended::Failed(format!(
                                 "Action '{}' in stage '{}' was interrupted by a lost worker",
                                 action.name, stage.name
                             )));
                         }
-                        _ => pending.push((si, ai, action)),
+                        _ => pending.push((si, ai, action, None)),
                     }
                 }
-                let runs = pending
-                    .into_iter()
-                    .map(|(si, ai, action)| self.run_action(exec, &stage.name, si, ai, action, workspace, kill));
+                let runs = pending.into_iter().map(|(si, ai, action, resumed)| {
+                    self.run_action(exec, &stage.name, si, ai, action, resumed, workspace, kill)
+                });
                 let ends = futures::future::join_all(runs).await;
                 let mut failed = None;
                 let mut abandoned = false;
+                let mut handed_off = false;
                 for (end, name) in ends {
                     match end? {
                         ActionEnd::Succeeded => {}
                         ActionEnd::Failed => failed = failed.or(Some(name)),
                         ActionEnd::Abandoned => abandoned = true,
+                        ActionEnd::HandedOff => handed_off = true,
                     }
                 }
                 if let Some(name) = failed {
@@ -397,6 +448,9 @@ impl Run<'_> {
                 }
                 if abandoned {
                     return Ok(Ended::Stopped);
+                }
+                if handed_off {
+                    return Ok(Ended::HandedOff);
                 }
             }
         }
@@ -407,6 +461,60 @@ impl Run<'_> {
         Ok(Ended::Succeeded)
     }
 
+    /// Fails an action its lost worker left running (its command had started: its outcome is unknown), with the
+    /// end events its start events promised.
+    async fn lose_action(
+        &self,
+        exec: &ExecutionRecord,
+        stage: &str,
+        action: &ActionDeclaration,
+        r: &ActionExecutionRecord,
+    ) -> StoreResult<()> {
+        const LOST: &str = "The worker running this action stopped before it finished; its outcome is unknown";
+        let mut tx = self.begin().await?;
+        tx.finish_action(&r.id, "Failed", &r.output, Some(("WorkerLost", LOST)), &r.log).await?;
+        let ended = action_event(exec, stage, action, "Failed", Some(LOST));
+        tx.record_run_event(self.org, "action_finished", &exec.id, &ended).await?;
+        if let Some(k) = run_kind(action) {
+            tx.record_run_event(self.org, &format!("{k}_failed"), &exec.id, &ended).await?;
+        }
+        tx.commit().await
+    }
+
+    /// The execution resumes in a new workspace (another node took it over): the Source actions that already
+    /// succeeded check their recorded revisions out again, so later actions find the files they expect.
+    /// `Some(reason)` when that fails.
+    async fn restore_checkouts(
+        &self,
+        exec: &ExecutionRecord,
+        recorded: &[ActionExecutionRecord],
+        workspace: &std::path::Path,
+    ) -> StoreResult<Option<String>> {
+        let Some(stage) = self.decl.stages.first() else { return Ok(None) };
+        for (ai, action) in stage.actions.iter().enumerate() {
+            let done = recorded
+                .iter()
+                .any(|r| r.stage_name == stage.name && r.action_name == action.name && r.status == "Succeeded");
+            let has_clone = action.configuration.as_ref().is_some_and(|c| c.contains_key("CloneUrl"));
+            if !(done && action.action_type_id.is_source() && has_clone) {
+                continue;
+            }
+            let latest = self.store().execution(self.org, &exec.id).await?.unwrap_or_else(|| exec.clone());
+            let pinned = latest.source_revisions.as_array().and_then(|list| {
+                list.iter()
+                    .find(|r| r.get("actionName").and_then(Value::as_str) == Some(&action.name))
+                    .and_then(|r| r.get("revisionId").and_then(Value::as_str).map(str::to_owned))
+            });
+            let outcome = self.source(&latest, &stage.name, ai, action, workspace, pinned).await?;
+            if let Some((_, message)) = outcome.error {
+                return Ok(Some(format!(
+                    "Action '{}' could not check its revision out again on the node that took the execution over: {message}",
+                    action.name
+                )));
+            }
+        }
+        Ok(None)
+    }
     /// SUPERSEDED mode: a newer execution waiting for this pipeline takes over at the next stage boundary.
     async fn superseded(&self, exec: &ExecutionRecord) -> StoreResult<bool> {
         if self.decl.effective_execution_mode() != ExecutionMode::Superseded {
@@ -424,10 +532,11 @@ impl Run<'_> {
         stage_index: usize,
         action_index: usize,
         action: &ActionDeclaration,
+        resumed: Option<ActionExecutionRecord>,
         workspace: &std::path::Path,
         kill: &CancellationToken,
     ) -> (StoreResult<ActionEnd>, String) {
-        let r = self.run_action_inner(exec, stage, stage_index, action_index, action, workspace, kill).await;
+        let r = self.run_action_inner(exec, stage, stage_index, action_index, action, resumed, workspace, kill).await;
         (r, action.name.clone())
     }
 
@@ -439,9 +548,61 @@ impl Run<'_> {
         stage_index: usize,
         action_index: usize,
         action: &ActionDeclaration,
+        resumed: Option<ActionExecutionRecord>,
         workspace: &std::path::Path,
         kill: &CancellationToken,
     ) -> StoreResult<ActionEnd> {
+        let kind = run_kind(action);
+        // A resumed action keeps its record (and its start events, sent when it first started).
+        let id = match &resumed {
+            Some(r) => r.id.clone(),
+            None => self.start_action_record(exec, stage, stage_index, action_index, action, kind).await?,
+        };
+        let outcome = if action.action_type_id.is_source() {
+            self.source(exec, stage, action_index, action, workspace, None).await?
+        } else if action.action_type_id.is_codebuild() {
+            let prior = resumed.as_ref().and_then(|r| r.output.get("buildId")).and_then(Value::as_str);
+            match self.codebuild(exec, stage, action, &id, prior, kill).await? {
+                Some(outcome) => outcome,
+                None => return Ok(ActionEnd::HandedOff),
+            }
+        } else {
+            self.command(exec, stage, action, &id, workspace, kill).await?
+        };
+        let (status, end) = match &outcome.error {
+            None => ("Succeeded", ActionEnd::Succeeded),
+            Some((code, _)) if code == "Abandoned" => ("Abandoned", ActionEnd::Abandoned),
+            Some(_) => ("Failed", ActionEnd::Failed),
+        };
+        let mut output = outcome.output;
+        output["externalExecutionId"] = json!(id);
+        let mut log = outcome.log;
+        if resumed.is_some() {
+            log.insert_str(0, "[pipehook] the worker first running this action was lost; it ran again here\n");
+        }
+        let error = outcome.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
+        let mut tx = self.begin().await?;
+        tx.finish_action(&id, status, &output, error, &log).await?;
+        let ended = action_event(exec, stage, action, status, outcome.error.as_ref().map(|e| e.1.as_str()));
+        tx.record_run_event(self.org, "action_finished", &exec.id, &ended).await?;
+        if let Some(k) = kind {
+            let suffix = if status == "Succeeded" { "succeeded" } else { "failed" };
+            tx.record_run_event(self.org, &format!("{k}_{suffix}"), &exec.id, &ended).await?;
+        }
+        tx.commit().await?;
+        Ok(end)
+    }
+
+    /// Records a new action execution `InProgress` with its start events; returns its id.
+    async fn start_action_record(
+        &self,
+        exec: &ExecutionRecord,
+        stage: &str,
+        stage_index: usize,
+        action_index: usize,
+        action: &ActionDeclaration,
+        kind: Option<&str>,
+    ) -> StoreResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
         // The record is shown by ListActionExecutions: secrets are kept out of it.
         let shown = pipehook_domain::pipeline::mask_configuration(&json!(action.configuration));
@@ -473,8 +634,7 @@ impl Run<'_> {
             start_time: Timestamp::now(),
             last_update_time: Timestamp::now(),
         };
-        let kind = run_kind(action);
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.begin().await?;
         tx.start_action(&record).await?;
         let started = action_event(exec, stage, action, "InProgress", None);
         tx.record_run_event(self.org, "action_started", &exec.id, &started).await?;
@@ -482,35 +642,11 @@ impl Run<'_> {
             tx.record_run_event(self.org, &format!("{k}_started"), &exec.id, &started).await?;
         }
         tx.commit().await?;
-
-        let outcome = if action.action_type_id.is_source() {
-            self.source(exec, stage, action_index, action, workspace).await?
-        } else if action.action_type_id.is_codebuild() {
-            self.codebuild(exec, stage, action, kill).await?
-        } else {
-            self.command(exec, stage, action, &id, workspace, kill).await?
-        };
-        let (status, end) = match &outcome.error {
-            None => ("Succeeded", ActionEnd::Succeeded),
-            Some((code, _)) if code == "Abandoned" => ("Abandoned", ActionEnd::Abandoned),
-            Some(_) => ("Failed", ActionEnd::Failed),
-        };
-        let mut output = outcome.output;
-        output["externalExecutionId"] = json!(id);
-        let error = outcome.error.as_ref().map(|(c, m)| (c.as_str(), m.as_str()));
-        let mut tx = self.store().begin().await?;
-        tx.finish_action(&id, status, &output, error, &outcome.log).await?;
-        let ended = action_event(exec, stage, action, status, outcome.error.as_ref().map(|e| e.1.as_str()));
-        tx.record_run_event(self.org, "action_finished", &exec.id, &ended).await?;
-        if let Some(k) = kind {
-            let suffix = if status == "Succeeded" { "succeeded" } else { "failed" };
-            tx.record_run_event(self.org, &format!("{k}_{suffix}"), &exec.id, &ended).await?;
-        }
-        tx.commit().await?;
-        Ok(end)
+        Ok(id)
     }
 
     /// A source action: the revision from an override, the trigger, or (with `CloneUrl`) a checkout.
+    /// `pinned`: check out exactly this commit (restoring a checkout the action already recorded).
     async fn source(
         &self,
         exec: &ExecutionRecord,
@@ -518,6 +654,7 @@ impl Run<'_> {
         action_index: usize,
         action: &ActionDeclaration,
         workspace: &std::path::Path,
+        pinned: Option<String>,
     ) -> StoreResult<ActionOutcome> {
         let config = action.configuration.clone().unwrap_or_default();
         let overrides = exec.source_revisions.as_array().cloned().unwrap_or_default();
@@ -527,6 +664,7 @@ impl Run<'_> {
                 r.get("actionName").and_then(Value::as_str) == Some(&action.name) && r.get("revisionType").is_some()
             })
             .and_then(|r| r.get("revisionId").and_then(Value::as_str).map(str::to_owned));
+        let overridden = pinned.or(overridden);
         let hint = exec.trigger.get("revision").cloned().unwrap_or(Value::Null);
         // The trigger's commit, only when it is a commit id: a payload's ref name (`refs/pull/1/head`) must
         // never choose what is checked out.
@@ -615,7 +753,7 @@ impl Run<'_> {
             .filter(|r| r.get("actionName").and_then(Value::as_str) != Some(&action.name))
             .collect();
         all.push(revision.clone());
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.begin().await?;
         tx.set_source_revisions(self.org, &exec.id, &Value::Array(all)).await?;
         tx.commit().await?;
         let _ = stage;
@@ -634,13 +772,19 @@ impl Run<'_> {
     /// source revision the execution resolved, `EnvironmentVariables` as overrides), started as its own
     /// `codebuild.build` job and waited for; the action ends as the build does. The build's own `build_*` events
     /// (with the pipeline and execution) stand for the action's. Abandoning the execution stops the build.
+    ///
+    /// Safe to repeat: the build's id is recorded on the action as soon as it starts (and the start is
+    /// idempotent on the action's id until then), so an action resumed after a lost worker waits for the same
+    /// build. `None`: the node is draining and left the action for another node to wait on.
     async fn codebuild(
         &self,
         exec: &ExecutionRecord,
         stage: &str,
         action: &ActionDeclaration,
+        action_id: &str,
+        prior_build: Option<&str>,
         kill: &CancellationToken,
-    ) -> StoreResult<ActionOutcome> {
+    ) -> StoreResult<Option<ActionOutcome>> {
         let config = action.configuration.clone().unwrap_or_default();
         let project = config.get("ProjectName").cloned().unwrap_or_default();
         let latest = self.store().execution(self.org, &exec.id).await?.unwrap_or_else(|| exec.clone());
@@ -653,14 +797,14 @@ impl Run<'_> {
             Some(text) => match serde_json::from_str::<Value>(text) {
                 Ok(v @ Value::Array(_)) => v,
                 _ => {
-                    return Ok(ActionOutcome {
+                    return Ok(Some(ActionOutcome {
                         output: json!({"summary": "Invalid EnvironmentVariables"}),
                         error: Some((
                             "JobFailed".into(),
                             "EnvironmentVariables must be a JSON array of {name, value, type}".into(),
                         )),
                         log: String::new(),
-                    })
+                    }))
                 }
             },
         };
@@ -686,39 +830,53 @@ impl Run<'_> {
             initiator: format!("codepipeline/{}", exec.pipeline_name),
             env_overrides,
             buildspec_override: None,
-            idempotency_token: None,
+            idempotency_token: Some(action_id.to_owned()),
             trigger,
         };
-        let build = match crate::codebuild::start_build(self.store(), &req).await {
-            Ok(b) => b,
-            Err(StoreError::NotFound(_)) => {
-                return Ok(ActionOutcome {
-                    output: json!({"summary": format!("CodeBuild project '{project}' not found")}),
-                    error: Some(("JobFailed".into(), format!("CodeBuild project '{project}' does not exist"))),
-                    log: String::new(),
-                })
+        let build_id = match prior_build {
+            Some(id) => id.to_owned(),
+            None => {
+                let build = match crate::codebuild::start_build(self.store(), &req).await {
+                    Ok(b) => b,
+                    Err(StoreError::NotFound(_)) => {
+                        return Ok(Some(ActionOutcome {
+                            output: json!({"summary": format!("CodeBuild project '{project}' not found")}),
+                            error: Some(("JobFailed".into(), format!("CodeBuild project '{project}' does not exist"))),
+                            log: String::new(),
+                        }))
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut tx = self.begin().await?;
+                tx.set_action_output(action_id, &json!({"externalExecutionId": action_id, "buildId": build.id}))
+                    .await?;
+                tx.commit().await?;
+                build.id
             }
-            Err(e) => return Err(e),
         };
         let mut stopping = false;
         let ended = loop {
             tokio::time::sleep(self.runner.config.poll).await;
             if kill.is_cancelled() && !stopping {
-                let mut tx = self.store().begin().await?;
-                tx.request_build_stop(self.org, &build.id).await?;
+                let mut tx = self.begin().await?;
+                tx.request_build_stop(self.org, &build_id).await?;
                 tx.commit().await?;
                 stopping = true;
             }
-            match self.store().build(self.org, &build.id).await? {
+            match self.store().build(self.org, &build_id).await? {
                 Some(b) if b.status == "IN_PROGRESS" => {}
                 Some(b) => break b,
                 None => {
-                    return Ok(ActionOutcome {
-                        output: json!({"summary": "The build disappeared", "buildId": build.id}),
-                        error: Some(("JobFailed".into(), format!("Build {} no longer exists", build.id))),
+                    return Ok(Some(ActionOutcome {
+                        output: json!({"summary": "The build disappeared", "buildId": build_id}),
+                        error: Some(("JobFailed".into(), format!("Build {build_id} no longer exists"))),
                         log: String::new(),
-                    })
+                    }))
                 }
+            }
+            // The build runs as its own job: waiting on it is safe to hand to another node.
+            if self.handoff.is_cancelled() && !stopping {
+                return Ok(None);
             }
         };
         let mut summary = format!("Build {} (#{}) {}", ended.id, ended.build_number, ended.status);
@@ -733,7 +891,7 @@ impl Run<'_> {
             "STOPPED" if stopping => Some(("Abandoned".to_owned(), summary.clone())),
             _ => Some(("JobFailed".to_owned(), summary.clone())),
         };
-        Ok(ActionOutcome {
+        Ok(Some(ActionOutcome {
             output: json!({
                 "summary": summary,
                 "buildId": ended.id,
@@ -743,7 +901,7 @@ impl Run<'_> {
             }),
             error,
             log: ended.logs,
-        })
+        }))
     }
 
     /// The first build of `commit` a webhook of `project` started within the last day, as `duplicateOf`.
@@ -800,12 +958,20 @@ impl Run<'_> {
             executor: self.runner.config.executor.clone(),
             writable: Vec::new(),
             network,
+            registry: self.runner.config.registry.clone(),
         };
+        // From here the command may have effects: a worker taking the execution over must not run it again
+        // unasked (see `repeatable`).
+        let mut tx = self.begin().await?;
+        let started = json!({"externalExecutionId": action_id, "commandStartedAt": Timestamp::now().millis()});
+        tx.set_action_output(action_id, &started).await?;
+        tx.commit().await?;
         // Persist partial logs while the command runs, so `logs --follow` sees them.
         let (sink, mut snapshots) = LogSink::new();
         let store = self.runner.store.clone();
         let id = action_id.to_owned();
         let poll = self.runner.config.poll;
+        let lease = self.lease;
         let persist = Companion::spawn(move |stop| async move {
             let mut last = String::new();
             while pause(&stop, poll).await {
@@ -819,7 +985,7 @@ impl Run<'_> {
                 let current = snapshots.borrow_and_update().clone();
                 if current != last {
                     let write = async {
-                        let mut tx = store.begin().await?;
+                        let mut tx = fenced(&*store, &lease).await?;
                         tx.set_action_log(&id, &current).await?;
                         tx.commit().await
                     };
@@ -874,6 +1040,26 @@ enum Ended {
     Failed(String),
     Stopped,
     Superseded,
+    /// The node is draining: left for another node to continue.
+    HandedOff,
+}
+
+/// Whether an action its lost worker left `InProgress` may simply run again. A Source action only records a
+/// revision or checks one out; a CodeBuild action waits for its build (recorded, or started idempotently);
+/// a command that had not started has done nothing. A command that had started may have had effects: it runs
+/// again only when its stage opts in to retries (`onFailure` with `result: RETRY`).
+fn repeatable(
+    stage: &pipehook_domain::pipeline::StageDeclaration,
+    action: &ActionDeclaration,
+    r: &ActionExecutionRecord,
+) -> bool {
+    if action.action_type_id.is_source() || action.action_type_id.is_codebuild() {
+        return true;
+    }
+    if r.output.get("commandStartedAt").is_none() {
+        return true;
+    }
+    stage.on_failure.as_ref().and_then(|f| f.get("result")).and_then(Value::as_str) == Some("RETRY")
 }
 
 struct ActionOutcome {

@@ -251,6 +251,73 @@ pub async fn expired_lease_is_reclaimed_and_old_holder_is_fenced(store: &dyn Sto
     assert!(store.depth().await.unwrap().is_empty());
 }
 
+/// Fencing: a transaction that holds a job's lease writes as its holder or not at all. A stale holder's
+/// transaction is refused, and a claim racing a held transaction never takes the job before it commits.
+pub async fn writes_are_fenced_by_the_lease(store: Arc<dyn Store>) {
+    let id = store.enqueue(&[NewJob::new("t.fence", json!(null))]).await.unwrap()[0];
+    let a = store.claim_for("node-a", &["t.fence"], 1, Duration::from_millis(200)).await.unwrap().remove(0);
+    let mut tx = store.begin().await.unwrap();
+    tx.hold(&a.lease).await.expect("the holder's lease holds");
+    tx.commit().await.unwrap();
+
+    // The lease runs out while a transaction holds it: the claim that races it cannot take the job until the
+    // transaction has ended (SQLite: the claim waits for the write lock; PostgreSQL: the row is locked).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.hold(&a.lease).await.expect("an expired lease nobody took over still holds");
+    let claimer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let jobs = store.claim_for("node-b", &["t.fence"], 1, Duration::from_secs(30)).await.unwrap();
+            (jobs, std::time::Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let committed = std::time::Instant::now();
+    tx.commit().await.unwrap();
+    let (jobs, at) = claimer.await.unwrap();
+    if let Some(b) = jobs.first() {
+        assert!(at >= committed, "a claim took a job inside its holder's transaction");
+        assert_eq!(b.id, id);
+    }
+    let b = match jobs.into_iter().next() {
+        Some(b) => b,
+        None => store.claim_for("node-b", &["t.fence"], 1, Duration::from_secs(30)).await.unwrap().remove(0),
+    };
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.hold(&a.lease).await, Err(StoreError::LeaseLost)), "the stale holder is fenced");
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    tx.hold(&b.lease).await.expect("the new holder writes");
+    tx.commit().await.unwrap();
+    assert_eq!(store.complete(&[b.lease]).await.unwrap(), [b.lease]);
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.hold(&b.lease).await, Err(StoreError::LeaseLost)), "a completed job holds no lease");
+}
+
+/// A restarted node takes back at once the jobs its previous life held; other nodes' jobs stay theirs.
+pub async fn a_restarted_node_recovers_its_own_leases(store: &dyn Store) {
+    let ids = store.enqueue(&(0..3).map(|i| NewJob::new("t.recover", json!(i))).collect::<Vec<_>>()).await.unwrap();
+    let mine = store.claim_for("node-r", &["t.recover"], 2, Duration::from_secs(60)).await.unwrap();
+    let theirs = store.claim_for("node-s", &["t.recover"], 1, Duration::from_secs(60)).await.unwrap();
+    assert_eq!((mine.len(), theirs.len()), (2, 1));
+    assert_eq!(store.recover("").await.unwrap(), 0, "an anonymous node recovers nothing");
+    assert_eq!(store.recover("node-r").await.unwrap(), 2);
+    let again = store.claim_for("node-r", &["t.recover"], 10, Duration::from_secs(60)).await.unwrap();
+    let mut got: Vec<JobId> = again.iter().map(|j| j.id).collect();
+    got.sort();
+    let mut want: Vec<JobId> = mine.iter().map(|j| j.id).collect();
+    want.sort();
+    assert_eq!(got, want, "only the node's own jobs come back, at once");
+    assert!(again.iter().all(|j| j.attempt == 2), "the lost claim counts towards max_attempts: {again:?}");
+    let mut tx = store.begin().await.unwrap();
+    assert!(matches!(tx.hold(&mine[0].lease).await, Err(StoreError::LeaseLost)), "the previous life is fenced");
+    drop(tx);
+    assert_eq!(store.complete(&theirs.iter().map(|j| j.lease).collect::<Vec<_>>()).await.unwrap().len(), 1);
+    assert_eq!(store.complete(&again.iter().map(|j| j.lease).collect::<Vec<_>>()).await.unwrap().len(), 2);
+    assert_eq!(ids.len(), 3);
+}
+
 pub async fn extended_lease_is_kept(store: &dyn Store) {
     store.enqueue(&[NewJob::new("t.extend", json!(null))]).await.unwrap();
     let j = store.claim(&["t.extend"], 1, Duration::from_millis(300)).await.unwrap().remove(0);

@@ -17,6 +17,10 @@ pub enum StoreError {
     /// The database has not been migrated to the version this binary needs.
     #[error("database schema is not up to date: {0}")]
     NotMigrated(String),
+    /// A job's write was refused because the job's lease is no longer the writer's: it expired and another
+    /// worker claimed the job (fencing). The writer must stop and change nothing more.
+    #[error("the job's lease was lost to another worker")]
+    LeaseLost,
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]

@@ -42,7 +42,9 @@ pub use outbound::{
 pub use pipelines::{
     ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord, PipelineStore, PipelineTx, StopRequest,
 };
-pub use queue::{backoff, DeadJob, FailOutcome, Job, JobFailure, JobHandler, JobId, Lease, NewJob, Queue, QueueDepth};
+pub use queue::{
+    backoff, DeadJob, FailOutcome, Job, JobContext, JobFailure, JobHandler, JobId, Lease, NewJob, Queue, QueueDepth,
+};
 pub use store::{AccessKeyRecord, Backend, StatusCount, Store, TokenId, TokenPrincipal, TokenRecord, Tx};
 pub use webhooks::{
     DeliveryClaim, ExecutionStart, InboundRecord, NewWebhook, TriggerOutcome, TriggerWrite, WebhookRecord,

@@ -198,6 +198,8 @@ pub trait PipelineTx: Send {
         error: Option<(&str, &str)>,
         log: &str,
     ) -> StoreResult<()>;
+    /// Replaces an InProgress action's output (e.g. to record that its command started).
+    async fn set_action_output(&mut self, id: &str, output: &serde_json::Value) -> StoreResult<()>;
     async fn set_action_log(&mut self, id: &str, log: &str) -> StoreResult<()>;
 
     async fn record_run_event(

@@ -629,6 +629,15 @@ macro_rules! pipeline_tx_impl {
                 Ok(())
             }
 
+            async fn set_action_output(&mut self, id: &str, output: &serde_json::Value) -> StoreResult<()> {
+                sqlx::query(&$sql("UPDATE action_executions SET output = $1 WHERE id = $2 AND status = 'InProgress'"))
+                    .bind(output.to_string())
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
+
             async fn set_action_log(&mut self, id: &str, log: &str) -> StoreResult<()> {
                 sqlx::query(&$sql("UPDATE action_executions SET log = $1 WHERE id = $2 AND status = 'InProgress'"))
                     .bind(log)

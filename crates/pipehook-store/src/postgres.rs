@@ -129,7 +129,7 @@ impl Queue for PgStore {
         Ok(ids)
     }
 
-    async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
+    async fn claim_for(&self, node: &str, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -157,7 +157,7 @@ impl Queue for PgStore {
                 // `id = ANY(ARRAY(...))` makes the planner lock the picked rows first and then update them by
                 // primary key, instead of hash-joining the whole backlog on a table without statistics.
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1, lease_until = $2, \
-                 updated_at = $3 WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= $3 \
+                 updated_at = $3, node = NULLIF($6, '') WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= $3 \
                  AND kind = ANY($4) AND attempts < max_attempts ORDER BY {order} LIMIT $5 FOR UPDATE SKIP LOCKED)) \
                  RETURNING {JOB_COLUMNS}"
             );
@@ -168,11 +168,28 @@ impl Queue for PgStore {
                     .bind(now.0)
                     .bind(kinds)
                     .bind(want)
+                    .bind(node)
                     .fetch_all(&self.pool)
                     .await?,
             );
         }
         jobs_from_rows(rows)
+    }
+
+    async fn recover(&self, node: &str) -> StoreResult<u64> {
+        if node.is_empty() {
+            return Ok(0);
+        }
+        let now = Timestamp::now().0;
+        let r = sqlx::query(
+            "UPDATE jobs SET state = 'ready', lease_token = NULL, lease_until = NULL, run_at = $1, updated_at = $1 \
+             WHERE state = 'running' AND node = $2",
+        )
+        .bind(now)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
     }
 
     async fn extend(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Lease>> {
@@ -518,6 +535,18 @@ impl Tx for PgTx {
 
     async fn enqueue(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
         enqueue_in(&mut self.tx, jobs).await
+    }
+
+    async fn hold(&mut self, lease: &Lease) -> StoreResult<()> {
+        // FOR SHARE locks the job's row until this transaction ends: a claim (which updates the row, skipping
+        // locked ones) cannot take the job in between, so the writes here are the lease holder's or nothing.
+        let held: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = $1 AND lease_token = $2 AND state = 'running' FOR SHARE")
+                .bind(lease.job.0)
+                .bind(lease.token)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        held.map(|_| ()).ok_or(StoreError::LeaseLost)
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

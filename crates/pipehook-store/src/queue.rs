@@ -130,7 +130,23 @@ pub trait Queue: Send + Sync + 'static {
     /// Leases up to `limit` due jobs of the given kinds for `lease_for`: ready jobs whose `run_at` has come,
     /// and running jobs whose lease expired (their worker died). Jobs whose lease expired with no attempts
     /// left are marked dead instead. Oldest `run_at` first.
-    async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>>;
+    async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
+        self.claim_for("", kinds, limit, lease_for).await
+    }
+
+    /// [`Queue::claim`] by the node named `node` (`""`: anonymous), which the claimed jobs remember until they
+    /// are completed, failed, deferred or released, so [`Queue::recover`] can give them back when that node
+    /// restarts.
+    async fn claim_for(&self, node: &str, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>>;
+
+    /// Called by a node as it starts, before it claims: every job its previous life still holds (that life
+    /// ended without releasing them: a crash, a kill) is made ready at once instead of after its lease runs
+    /// out. The lost claim still counts towards `max_attempts`, so a job that kills its node every time ends
+    /// dead instead of looping; handlers that must not lose a retry to a crash count their own attempts
+    /// (outbound deliveries count the attempts they recorded). Returns how many jobs were given back. A node name
+    /// must belong to one running process at a time, or the other process's jobs are taken from it (which
+    /// fencing makes safe, but wasteful).
+    async fn recover(&self, node: &str) -> StoreResult<u64>;
 
     /// Extends the leases still held to now + `lease_for`; returns those (lost leases are left out).
     async fn extend(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Lease>>;
@@ -192,11 +208,24 @@ pub enum JobFailure {
     Defer { after: Duration },
 }
 
+/// What the worker pool tells a running job besides the job itself.
+#[derive(Debug, Clone, Default)]
+pub struct JobContext {
+    /// Cancelled when the node drains (a graceful stop). A long job finishes the step in hand, starts no new
+    /// one, and returns [`JobFailure::Defer`], so another node carries on from there without a failure.
+    pub handoff: tokio_util::sync::CancellationToken,
+}
+
 /// Runs one kind of job. Implemented by the crates that own the work (runner, outbound delivery); the
 /// binary's worker pool claims jobs and calls the handler registered for their kind.
+///
+/// Every write a handler makes about its job's work goes through a transaction fenced with the job's lease
+/// ([`crate::Tx::hold`] with `job.lease`): once the lease is lost (the worker paused past it and another
+/// worker claimed the job) the handler can change nothing. The pool also drops a handler whose lease it
+/// finds lost, which kills its commands.
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
-    async fn handle(&self, job: &Job) -> Result<(), JobFailure>;
+    async fn handle(&self, job: &Job, ctx: &JobContext) -> Result<(), JobFailure>;
 }
 
 /// Exponential backoff with full jitter: a random delay in `[base, min(cap, base * 2^(attempt-1))]`.

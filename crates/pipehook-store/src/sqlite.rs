@@ -194,6 +194,7 @@ const HELD: &str = "id IN (SELECT j.id FROM json_each(?1) AS l JOIN jobs AS j \
 
 async fn claim_in(
     conn: &mut SqliteConnection,
+    node: &str,
     kinds: &[String],
     limit: u32,
     lease_for: Duration,
@@ -219,10 +220,11 @@ async fn claim_in(
         }
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_until = ?, \
-             updated_at = ? WHERE id IN (SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= ? \
-             AND kind IN ({in_kinds}) AND attempts < max_attempts ORDER BY {order} LIMIT ?) RETURNING {JOB_COLUMNS}"
+             updated_at = ?, node = NULLIF(?, '') WHERE id IN (SELECT id FROM jobs WHERE state = '{state}' \
+             AND {due_col} <= ? AND kind IN ({in_kinds}) AND attempts < max_attempts ORDER BY {order} LIMIT ?) \
+             RETURNING {JOB_COLUMNS}"
         );
-        let mut q = sqlx::query_as::<_, JobRow>(&sql).bind(token).bind(until).bind(now.0).bind(now.0);
+        let mut q = sqlx::query_as::<_, JobRow>(&sql).bind(token).bind(until).bind(now.0).bind(node).bind(now.0);
         for k in kinds {
             q = q.bind(k.as_str());
         }
@@ -241,7 +243,7 @@ impl Queue for SqliteStore {
         self.combiner.submit(&self.write, move |conn| Box::pin(async move { enqueue_in(conn, &jobs).await })).await
     }
 
-    async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
+    async fn claim_for(&self, node: &str, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -260,11 +262,36 @@ impl Queue for SqliteStore {
             return Ok(Vec::new());
         }
         let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+        let node = node.to_owned();
         let rows = self
             .combiner
-            .submit(&self.write, move |conn| Box::pin(async move { claim_in(conn, &kinds, limit, lease_for).await }))
+            .submit(&self.write, move |conn| {
+                Box::pin(async move { claim_in(conn, &node, &kinds, limit, lease_for).await })
+            })
             .await?;
         jobs_from_rows(rows)
+    }
+
+    async fn recover(&self, node: &str) -> StoreResult<u64> {
+        if node.is_empty() {
+            return Ok(0);
+        }
+        let (node, now) = (node.to_owned(), Timestamp::now().0);
+        self.combiner
+            .submit(&self.write, move |conn| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE jobs SET state = 'ready', lease_token = NULL, lease_until = NULL, run_at = ?1, \
+                         updated_at = ?1 WHERE state = 'running' AND node = ?2",
+                    )
+                    .bind(now)
+                    .bind(node)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(r.rows_affected())
+                })
+            })
+            .await
     }
 
     async fn extend(&self, leases: &[Lease], lease_for: Duration) -> StoreResult<Vec<Lease>> {
@@ -632,6 +659,17 @@ impl Tx for SqliteTx {
 
     async fn enqueue(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
         enqueue_in(&mut self.tx, jobs).await
+    }
+
+    async fn hold(&mut self, lease: &Lease) -> StoreResult<()> {
+        // The transaction began IMMEDIATE: it holds the write lock, so no claim can take the job before it ends.
+        let held: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = ? AND lease_token = ? AND state = 'running'")
+                .bind(lease.job.0)
+                .bind(lease.token)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        held.map(|_| ()).ok_or(StoreError::LeaseLost)
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

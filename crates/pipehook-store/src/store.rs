@@ -5,7 +5,7 @@ use pipehook_domain::credentials::{AccessKeyId, TokenHash};
 use pipehook_domain::org::{AccountId, OrgId, OrgName, Organization};
 use pipehook_domain::time::Timestamp;
 
-use crate::queue::{JobId, NewJob, Queue};
+use crate::queue::{JobId, Lease, NewJob, Queue};
 use crate::StoreResult;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +120,10 @@ pub trait Tx:
     async fn revoke_access_key(&mut self, org: OrgId, id: &AccessKeyId) -> StoreResult<bool>;
 
     async fn enqueue(&mut self, jobs: &[NewJob]) -> StoreResult<Vec<JobId>>;
+    /// The fence: fails with [`StoreError::LeaseLost`] unless `lease` still holds its job, and keeps it held
+    /// until this transaction ends (SQLite: the transaction holds the write lock; PostgreSQL: the job's row is
+    /// locked), so everything this transaction writes is written by the lease holder or not at all.
+    async fn hold(&mut self, lease: &Lease) -> StoreResult<()>;
 
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -40,6 +40,8 @@ conformance! {
     scheduled_jobs_wait_for_run_at => |s| conformance::scheduled_jobs_wait_for_run_at(&*s).await;
     fail_retries_then_dies => |s| conformance::fail_retries_then_dies(&*s).await;
     expired_lease_is_reclaimed_and_old_holder_is_fenced => |s| conformance::expired_lease_is_reclaimed_and_old_holder_is_fenced(&*s).await;
+    writes_are_fenced_by_the_lease => |s| conformance::writes_are_fenced_by_the_lease(s).await;
+    a_restarted_node_recovers_its_own_leases => |s| conformance::a_restarted_node_recovers_its_own_leases(&*s).await;
     extended_lease_is_kept => |s| conformance::extended_lease_is_kept(&*s).await;
     lost_lease_on_last_attempt_dies => |s| conformance::lost_lease_on_last_attempt_dies(&*s).await;
     defer_waits_without_using_an_attempt => |s| conformance::defer_waits_without_using_an_attempt(&*s).await;

@@ -166,6 +166,35 @@ pub async fn open_migrated(config: &Config) -> Result<Arc<dyn Store>, StartError
     }
 }
 
+/// This node's name in the job queue: `worker.node_id` when set, else the one kept in the data folder's
+/// `node-id` file (generated, 0600, on first start), so a restarted node knows which leases were its own.
+fn node_id(config: &Config) -> Result<String, String> {
+    if !config.worker.node.is_empty() {
+        return Ok(config.worker.node.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let id = format!("node-{:016x}", rand::random::<u64>());
+    crate::files::private_dir(&config.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = config.data_dir.join("node-id.tmp");
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(format!("{id}\n").as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(id)
+}
+
 /// Runs pipehook until `shutdown` is cancelled: the API on `listener` (when given and the role serves it)
 /// and the workers (when the role runs them). Returns after in-flight work drained or the grace period.
 pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: CancellationToken) -> Result<(), StartError> {
@@ -189,10 +218,13 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         if let Err(e) = crate::files::private_dir(&config.runner.workspace_dir) {
             tracing::warn!(path = %config.runner.workspace_dir.display(), error = %e, "cannot create the workspaces folder");
         }
+        // Before any worker runs: what this node's previous life left running is killed first.
+        let registry = command_registry(&config.data_dir.join("commands"));
         let mut runner = pipehook_runner::pipeline::RunnerConfig::new(config.runner.workspace_dir.clone());
         runner.log_limit = config.runner.log_limit_bytes;
         runner.keep_workspaces = config.runner.keep_workspaces;
         runner.executor = executor.clone().unwrap_or_default();
+        runner.registry = registry.clone();
         handlers.register(
             pipehook_runner::pipeline::EXECUTION_JOB,
             Arc::new(pipehook_runner::pipeline::PipelineRunner::new(store.clone(), runner)),
@@ -205,6 +237,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         builds.keep_workspaces = config.runner.keep_workspaces;
         builds.max_timeout = config.runner.max_build_timeout;
         builds.executor = executor.clone().unwrap_or_default();
+        builds.registry = registry;
         // Commit statuses link to this server: the address the API is bound to unless PIPEHOOK_PUBLIC_URL says.
         let bound = listener.as_ref().and_then(|l| l.local_addr().ok()).unwrap_or(config.listen);
         let reporter = pipehook_api::githost::status::Reporter {
@@ -227,11 +260,24 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             metrics.clone(),
             shutdown.clone(),
         ));
+        // The node's name in the queue; what its previous life held (it crashed or was killed) is taken back
+        // now, instead of after those leases run out.
+        let mut worker = config.worker.clone();
+        worker.node = node_id(&config).map_err(StartError::Runtime)?;
+        match store.recover(&worker.node).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(node = %worker.node, jobs = n, "took back the jobs this node held when it last stopped")
+            }
+            Err(e) => {
+                tracing::warn!(node = %worker.node, error = %e, "taking back this node's jobs failed; they return when their leases run out")
+            }
+        }
         let queue: Arc<dyn Queue> = store.clone();
-        let pool = WorkerPool::new(queue, handlers, config.worker.clone(), metrics.clone());
-        let (token, grace) = (shutdown.clone(), config.shutdown_grace);
+        let pool = WorkerPool::new(queue, handlers, worker.clone(), metrics.clone());
+        let token = shutdown.clone();
         tasks.spawn(async move {
-            pool.run(token, grace).await;
+            pool.run(token).await;
             Ok(())
         });
 
@@ -240,14 +286,16 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         delivery_handlers.register(pipehook_outbound::JOB_KIND, outbound.clone());
         let delivery_config = crate::config::WorkerConfig {
             concurrency: config.outbound.concurrency,
-            lease: config.worker.lease.max(config.outbound.delivery.timeout * 2),
-            poll: config.worker.poll,
+            lease: worker.lease.max(config.outbound.delivery.timeout * 2),
+            // A delivery is one HTTP request: it drains within the API's grace, never the long drain.
+            drain: config.shutdown_grace.min(worker.drain),
+            ..worker.clone()
         };
         let queue: Arc<dyn Queue> = store.clone();
         let pool = WorkerPool::new(queue, delivery_handlers, delivery_config, metrics.clone());
-        let (token, grace) = (shutdown.clone(), config.shutdown_grace);
+        let token = shutdown.clone();
         tasks.spawn(async move {
-            pool.run(token, grace).await;
+            pool.run(token).await;
             Ok(())
         });
         let (relay, relay_store, token) = (outbound.clone(), store.clone(), shutdown.clone());
@@ -346,6 +394,21 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
     store.close().await;
     tracing::info!("pipehook stopped");
     result
+}
+
+/// The registry of running commands' process groups in `dir`, after killing what this node's previous life left
+/// running there (its commands die with it, but not what they started in the background). `None` (commands run
+/// unrecorded) when the folder cannot be made.
+fn command_registry(dir: &Path) -> Option<pipehook_runner::exec::ProcessRegistry> {
+    let registry = pipehook_runner::exec::ProcessRegistry::open(dir)
+        .map_err(|e| tracing::warn!(path = %dir.display(), error = %e, "cannot create the folder of running commands"))
+        .ok()?;
+    match registry.reap_leftovers() {
+        Ok(0) => {}
+        Ok(killed) => tracing::warn!(killed, "killed the commands a previous run of this node left running"),
+        Err(e) => tracing::warn!(path = %dir.display(), error = %e, "cannot look for commands left running"),
+    }
+    Some(registry)
 }
 
 /// Where pipeline commands and build phases run. The sandbox needs bubblewrap, found on `PATH` and probed once

@@ -51,6 +51,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_WORKER_CONCURRENCY", "worker.concurrency"),
     ("PIPEHOOK_WORKER_LEASE_SECONDS", "worker.lease_seconds"),
     ("PIPEHOOK_WORKER_POLL_MS", "worker.poll_ms"),
+    ("PIPEHOOK_WORKER_HEARTBEAT_MS", "worker.heartbeat_ms"),
+    ("PIPEHOOK_WORKER_DRAIN_SECONDS", "worker.drain_seconds"),
+    ("PIPEHOOK_NODE_ID", "worker.node_id"),
     ("PIPEHOOK_TRIGGER_MAX_BODY_BYTES", "inbound.max_body_bytes"),
     ("PIPEHOOK_TRUST_PROXY", "inbound.trust_proxy"),
     ("PIPEHOOK_SECRET_ROTATION_OVERLAP", "inbound.secret_rotation_overlap_seconds"),
@@ -197,6 +200,9 @@ struct RawWorker {
     concurrency: u32,
     lease_seconds: u64,
     poll_ms: u64,
+    heartbeat_ms: u64,
+    drain_seconds: u64,
+    node_id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,8 +249,16 @@ pub enum Database {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub concurrency: usize,
+    /// How long a job stays leased without a heartbeat: a dead node's jobs are taken over after this.
     pub lease: Duration,
     pub poll: Duration,
+    /// How often the node renews the leases of the jobs it runs.
+    pub heartbeat: Duration,
+    /// On a graceful stop, how long running jobs may take to finish before they are killed and handed off.
+    pub drain: Duration,
+    /// This node's name in the queue (`worker.node_id`, else the data folder's `node-id` file). Empty until
+    /// the node starts.
+    pub node: String,
 }
 
 #[derive(Debug, Clone)]
@@ -492,6 +506,14 @@ impl Config {
         positive(u64::from(raw.worker.concurrency), "worker.concurrency (PIPEHOOK_WORKER_CONCURRENCY)")?;
         positive(raw.worker.lease_seconds, "worker.lease_seconds (PIPEHOOK_WORKER_LEASE_SECONDS)")?;
         positive(raw.worker.poll_ms, "worker.poll_ms (PIPEHOOK_WORKER_POLL_MS)")?;
+        positive(raw.worker.heartbeat_ms, "worker.heartbeat_ms (PIPEHOOK_WORKER_HEARTBEAT_MS)")?;
+        let node_id = raw.worker.node_id.trim().to_owned();
+        if node_id.len() > 128 || node_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(ConfigError::new(
+                "worker.node_id (PIPEHOOK_NODE_ID)",
+                "must be at most 128 characters, without spaces or control characters",
+            ));
+        }
         positive(
             u64::from(raw.postgres.max_connections),
             "postgres.max_connections (PIPEHOOK_POSTGRES_MAX_CONNECTIONS)",
@@ -673,6 +695,11 @@ impl Config {
                 concurrency: raw.worker.concurrency as usize,
                 lease: Duration::from_secs(raw.worker.lease_seconds),
                 poll: Duration::from_millis(raw.worker.poll_ms),
+                // At least three heartbeats per lease, so one slow renewal never costs a live node its jobs.
+                heartbeat: Duration::from_millis(raw.worker.heartbeat_ms)
+                    .min(Duration::from_secs(raw.worker.lease_seconds) / 3),
+                drain: Duration::from_secs(raw.worker.drain_seconds),
+                node: node_id,
             },
             inbound,
             outbound,

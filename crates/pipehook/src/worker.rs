@@ -2,13 +2,20 @@
 //! leases alive with a heartbeat, and records each outcome.
 //!
 //! Completions are batched: finished leases go to one completer task that completes everything waiting in
-//! one call, so a burst of short jobs costs a few commits, not one each. On shutdown the pool stops
-//! claiming, lets running jobs finish until the deadline, then releases the leases it still holds so
-//! another node picks those jobs up at once instead of after the lease expires.
+//! one call, so a burst of short jobs costs a few commits, not one each.
+//!
+//! Fencing: the heartbeat renews every held lease each `heartbeat`; a lease it finds lost (the node paused
+//! past it and another node took the job) has its job's task dropped at once, which kills its commands, and
+//! the handlers' own writes are fenced by the lease in the store, so a worker that lost a job changes
+//! nothing more of it.
+//!
+//! Draining: on shutdown the pool stops claiming and tells running jobs to hand off (`JobContext::handoff`:
+//! a pipeline execution stops between actions and is deferred, so another node carries on at once); running
+//! jobs get until the drain deadline, then their tasks are dropped and their leases released.
 
 use pipehook_api::metrics::Metrics;
 use pipehook_domain::time::Timestamp;
-use pipehook_store::{Job, JobFailure, JobHandler, Lease, Queue, StoreError};
+use pipehook_store::{Job, JobContext, JobFailure, JobHandler, Lease, Queue, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,15 +54,27 @@ pub struct WorkerPool {
     metrics: Arc<Metrics>,
 }
 
-type Held = Arc<Mutex<HashSet<Lease>>>;
+/// The leases this pool holds, each with its job's kind and task once spawned (so a lost lease's task can be
+/// dropped).
+type Held = Arc<Mutex<HashMap<Lease, HeldJob>>>;
+
+struct HeldJob {
+    kind: String,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+fn lock_held(held: &Held) -> std::sync::MutexGuard<'_, HashMap<Lease, HeldJob>> {
+    held.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl WorkerPool {
     pub fn new(queue: Arc<dyn Queue>, handlers: Handlers, config: WorkerConfig, metrics: Arc<Metrics>) -> Self {
         Self { queue, handlers, config, metrics }
     }
 
-    /// Runs until `shutdown`, then drains for at most `grace`.
-    pub async fn run(self, shutdown: CancellationToken, grace: Duration) {
+    /// Runs until `shutdown`, then drains for at most the configured drain time.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let grace = self.config.drain;
         if self.handlers.is_empty() {
             shutdown.cancelled().await;
             return;
@@ -73,7 +92,14 @@ impl WorkerPool {
             held.clone(),
             self.metrics.clone(),
         )));
-        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(self.queue.clone(), held.clone(), self.config.lease)));
+        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+            self.queue.clone(),
+            held.clone(),
+            self.config.lease,
+            self.config.heartbeat,
+            self.metrics.clone(),
+        )));
+        let context = JobContext::default();
         let mut running = JoinSet::new();
         let mut error_backoff = Duration::from_millis(100);
 
@@ -84,7 +110,7 @@ impl WorkerPool {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             let free = slots.available_permits() + 1;
-            let jobs = match self.queue.claim(&kind_refs, free as u32, self.config.lease).await {
+            let jobs = match self.queue.claim_for(&self.config.node, &kind_refs, free as u32, self.config.lease).await {
                 Ok(jobs) => {
                     error_backoff = Duration::from_millis(100);
                     jobs
@@ -118,26 +144,33 @@ impl WorkerPool {
                         Err(_) => break,
                     },
                 };
-                held.lock().unwrap_or_else(|p| p.into_inner()).insert(job.lease);
+                lock_held(&held).insert(job.lease, HeldJob { kind: job.kind.clone(), task: None });
                 let Some(handler) = self.handlers.0.get(&job.kind).cloned() else {
                     continue;
                 };
-                let (queue, metrics, done_tx, held) =
-                    (self.queue.clone(), self.metrics.clone(), done_tx.clone(), held.clone());
+                let lease = job.lease;
+                let (queue, metrics, done_tx, task_held, context) =
+                    (self.queue.clone(), self.metrics.clone(), done_tx.clone(), held.clone(), context.clone());
                 let span = tracing::info_span!("job", job_id = job.id.0, kind = %job.kind, attempt = job.attempt);
-                running.spawn(
+                let task = running.spawn(
                     async move {
                         let _permit = permit;
-                        run_one(&*queue, &*handler, job, &metrics, &done_tx, &held).await;
+                        run_one(&*queue, &*handler, job, &context, &metrics, &done_tx, &task_held).await;
                     }
                     .instrument(span),
                 );
+                // Unless the job already ended (and left `held`), the heartbeat can now drop it if its lease is lost.
+                if let Some(slot) = lock_held(&held).get_mut(&lease) {
+                    slot.task = Some(task);
+                }
             }
             // Reap finished tasks so the set does not grow without bound.
             while running.try_join_next().is_some() {}
         }
 
-        // Drain: running jobs get until the deadline; what is still running then is released.
+        // Drain: running jobs are asked to hand off and get until the deadline; what is still running then is
+        // dropped (its commands killed) and released.
+        context.handoff.cancel();
         let deadline = tokio::time::sleep(grace);
         tokio::pin!(deadline);
         loop {
@@ -150,7 +183,7 @@ impl WorkerPool {
         drop(done_tx);
         let _ = completer.join().await;
         drop(heartbeat);
-        let leftover: Vec<Lease> = held.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let leftover: Vec<Lease> = lock_held(&held).drain().map(|(lease, _)| lease).collect();
         if !leftover.is_empty() {
             match self.queue.release(&leftover).await {
                 Ok(n) => tracing::info!(released = n, "released unfinished jobs for other workers"),
@@ -183,13 +216,14 @@ async fn run_one(
     queue: &dyn Queue,
     handler: &dyn JobHandler,
     job: Job,
+    context: &JobContext,
     metrics: &Metrics,
     done: &mpsc::UnboundedSender<(Lease, String)>,
     held: &Held,
 ) {
     // A panicking handler must not take the worker down or leave the job leased until expiry.
     let outcome = {
-        let fut = std::panic::AssertUnwindSafe(handler.handle(&job));
+        let fut = std::panic::AssertUnwindSafe(handler.handle(&job, context));
         match futures::FutureExt::catch_unwind(fut).await {
             Ok(r) => r,
             Err(_) => Err(JobFailure::Retry {
@@ -202,12 +236,12 @@ async fn run_one(
         Ok(()) => {
             // The completer removes it from `held` once the completion is stored.
             if done.send((job.lease, job.kind.clone())).is_err() {
-                held.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.lease);
+                lock_held(held).remove(&job.lease);
             }
         }
         Err(JobFailure::Defer { after }) => {
             let result = queue.defer(&job.lease, Timestamp::now().saturating_add(after)).await;
-            held.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.lease);
+            lock_held(held).remove(&job.lease);
             if let Err(e) = result {
                 tracing::warn!(error = %e, "deferring a job failed; it returns when its lease expires");
             }
@@ -221,7 +255,7 @@ async fn run_one(
                 JobFailure::Permanent(error) => (error, None),
             };
             let result = queue.fail(&job.lease, &error, retry_at).await;
-            held.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.lease);
+            lock_held(held).remove(&job.lease);
             let outcome = match result {
                 Ok(Some(pipehook_store::FailOutcome::Retrying { .. })) => "retried",
                 Ok(Some(pipehook_store::FailOutcome::Dead)) => "dead",
@@ -267,7 +301,7 @@ async fn complete_batches(
             }
         };
         let completed: HashSet<Lease> = completed.into_iter().collect();
-        let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = lock_held(&held);
         for (lease, kind) in &batch {
             h.remove(lease);
             metrics.job_outcome(kind, if completed.contains(lease) { "completed" } else { "lost" });
@@ -279,19 +313,32 @@ fn is_retryable(e: &StoreError) -> bool {
     e.is_transient() || matches!(e, StoreError::Database(_))
 }
 
-/// Extends every held lease at a third of the lease time, so a live worker never loses a job it is running.
+/// Renews every held lease each `every` (at most a third of the lease), so a live worker never loses a job it
+/// is running. A lease found lost was taken over by another node while this one was paused or cut off: its
+/// job's task is dropped at once (killing its commands), since every write it could still make is refused.
 /// It keeps running through the drain after shutdown; the pool aborts it when it is done.
-async fn heartbeat(queue: Arc<dyn Queue>, held: Held, lease: Duration) {
-    let every = (lease / 3).max(Duration::from_millis(100));
+async fn heartbeat(queue: Arc<dyn Queue>, held: Held, lease: Duration, every: Duration, metrics: Arc<Metrics>) {
+    let every = every.min(lease / 3).max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(every).await;
-        let leases: Vec<Lease> = held.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        let leases: Vec<Lease> = lock_held(&held).keys().copied().collect();
         if leases.is_empty() {
             continue;
         }
         match queue.extend(&leases, lease).await {
             Ok(kept) if kept.len() < leases.len() => {
-                tracing::warn!(lost = leases.len() - kept.len(), "some job leases were lost (expired and taken over)")
+                let kept: HashSet<Lease> = kept.into_iter().collect();
+                let mut h = lock_held(&held);
+                for lost in leases.iter().filter(|l| !kept.contains(l)) {
+                    // Not in `held` any more: the job ended meanwhile (completed, failed or deferred).
+                    if let Some(job) = h.remove(lost) {
+                        tracing::warn!(job_id = lost.job.0, kind = %job.kind, "a job's lease was lost to another node; stopping it here");
+                        if let Some(task) = job.task {
+                            task.abort();
+                        }
+                        metrics.job_outcome(&job.kind, "lost");
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "extending job leases failed"),

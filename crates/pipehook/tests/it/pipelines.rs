@@ -400,12 +400,17 @@ async fn a_worker_killed_mid_action_fails_it_cleanly_and_never_reruns_succeeded_
         let mut handlers = Handlers::default();
         let runner = RunnerConfig::new(dir.path().join("ws"));
         handlers.register(EXECUTION_JOB, std::sync::Arc::new(PipelineRunner::new(store.clone(), runner)));
-        let config =
-            WorkerConfig { concurrency: 4, lease: Duration::from_millis(900), poll: Duration::from_millis(50) };
+        let config = WorkerConfig {
+            concurrency: 4,
+            lease: Duration::from_millis(900),
+            poll: Duration::from_millis(50),
+            heartbeat: Duration::from_millis(300),
+            drain: Duration::from_secs(5),
+            node: String::new(),
+        };
         WorkerPool::new(store, handlers, config, Default::default())
     };
-    let first =
-        tokio::spawn(pool(store.clone()).run(tokio_util::sync::CancellationToken::new(), Duration::from_secs(5)));
+    let first = tokio::spawn(pool(store.clone()).run(tokio_util::sync::CancellationToken::new()));
     let org = store.org_by_name(&pipehook_domain::org::OrgName::parse("default").unwrap()).await.unwrap().unwrap().id;
     for _ in 0..200 {
         let acts = store.action_executions(org, &id).await.unwrap();
@@ -418,7 +423,7 @@ async fn a_worker_killed_mid_action_fails_it_cleanly_and_never_reruns_succeeded_
     let _ = first.await;
 
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let second = tokio::spawn(pool(store.clone()).run(shutdown.clone(), Duration::from_secs(5)));
+    let second = tokio::spawn(pool(store.clone()).run(shutdown.clone()));
     let e = wait_done(&c, "crashy", &id).await;
     shutdown.cancel();
     second.await.unwrap();

@@ -6,7 +6,7 @@ use pipehook::config::WorkerConfig;
 use pipehook::worker::{Handlers, WorkerPool};
 use pipehook_api::metrics::Metrics;
 use pipehook_store::testing::{self, TestStore};
-use pipehook_store::{Job, JobFailure, JobHandler, NewJob, Queue};
+use pipehook_store::{Job, JobContext, JobFailure, JobHandler, NewJob, Queue};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ struct Recorder {
 
 #[async_trait]
 impl JobHandler for Recorder {
-    async fn handle(&self, job: &Job) -> Result<(), JobFailure> {
+    async fn handle(&self, job: &Job, _ctx: &JobContext) -> Result<(), JobFailure> {
         let n = {
             let mut a = self.attempts.lock().unwrap();
             let n = a.entry(job.id.0).or_default();
@@ -44,7 +44,14 @@ impl JobHandler for Recorder {
 }
 
 fn config(lease_ms: u64) -> WorkerConfig {
-    WorkerConfig { concurrency: 8, lease: Duration::from_millis(lease_ms), poll: Duration::from_millis(20) }
+    WorkerConfig {
+        concurrency: 8,
+        lease: Duration::from_millis(lease_ms),
+        poll: Duration::from_millis(20),
+        heartbeat: Duration::from_millis(lease_ms / 3),
+        drain: Duration::from_secs(5),
+        node: String::new(),
+    }
 }
 
 struct Running {
@@ -60,9 +67,9 @@ fn start(t: &TestStore, lease_ms: u64, grace: Duration) -> Running {
     handlers.register("t.work", recorder.clone());
     let metrics = Arc::new(Metrics::default());
     let queue: Arc<dyn Queue> = t.store.clone();
-    let pool = WorkerPool::new(queue, handlers, config(lease_ms), metrics.clone());
+    let pool = WorkerPool::new(queue, handlers, WorkerConfig { drain: grace, ..config(lease_ms) }, metrics.clone());
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(pool.run(shutdown.clone(), grace));
+    let handle = tokio::spawn(pool.run(shutdown.clone()));
     Running { shutdown, handle, recorder, metrics }
 }
 
