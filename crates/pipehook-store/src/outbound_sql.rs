@@ -617,8 +617,11 @@ macro_rules! outbound_tx_impl {
             }
 
             async fn set_delivery_status(&mut self, id: &str, status: &str) -> $crate::StoreResult<()> {
+                // A recorded success stays: a worker that lost its lease mid-send and records its failure late
+                // must not turn a delivered event back into a pending or failed one.
                 sqlx::query(&$sql(
-                    "UPDATE deliveries SET status = $1, attempts = attempts + 1, updated_at = $2 WHERE id = $3",
+                    "UPDATE deliveries SET status = CASE WHEN status = 'succeeded' THEN status ELSE $1 END, \
+                     attempts = attempts + 1, updated_at = $2 WHERE id = $3",
                 ))
                 .bind(status)
                 .bind(pipehook_domain::time::Timestamp::now().0)

@@ -267,7 +267,11 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         match store.recover(&worker.node).await {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(node = %worker.node, jobs = n, "took back the jobs this node held when it last stopped")
+                tracing::warn!(
+                    node = %worker.node,
+                    jobs = n,
+                    "took back the jobs this node held when it last stopped without giving them back (a crash or a kill)"
+                )
             }
             Err(e) => {
                 tracing::warn!(node = %worker.node, error = %e, "taking back this node's jobs failed; they return when their leases run out")
