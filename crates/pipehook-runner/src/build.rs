@@ -199,6 +199,8 @@ pub struct BuildRequest {
     pub submitted_at: Option<Timestamp>,
     /// Where the phases' commands run.
     pub executor: Executor,
+    /// Where the phases' process groups are written down while they run ([`exec::ProcessRegistry`]).
+    pub registry: Option<exec::ProcessRegistry>,
 }
 
 /// What a source step produced.
@@ -610,6 +612,7 @@ impl Run<'_> {
             executor: self.request.executor.clone(),
             writable: vec![state.path.clone()],
             network: self.network,
+            registry: self.request.registry.clone(),
         };
         let result = self.run_command(&spec).await;
         match result.outcome {

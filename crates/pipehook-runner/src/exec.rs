@@ -14,11 +14,18 @@
 //! it in a bubblewrap sandbox of its own (see [`crate::sandbox`]): bubblewrap leads the process group, and
 //! ending it ends everything in the sandbox (its PID namespace goes with it). [`Executor::Direct`] runs it as
 //! the worker's own child, with the worker's user, files and network.
+//!
+//! Commands die with their worker. Every process [`run`] (and [`crate::git`]) starts gets SIGKILL when the
+//! worker does ([`die_with_worker`]: `PR_SET_PDEATHSIG`), which ends the shell (or bubblewrap and with it the
+//! whole sandbox), but not what a shell started in the background. For those, [`run`] writes every process group
+//! it starts down in a [`ProcessRegistry`] (a folder with one file per group) while it runs, and a node that
+//! starts again kills the groups its previous life left behind ([`reap_leftovers`]) before it takes work.
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +112,9 @@ pub struct CommandSpec {
     /// The network the action or build asked for ([`crate::sandbox::NETWORK_VAR`]). Only a sandbox can take
     /// it away; without one, asking for none is reported in the log and not enforced.
     pub network: Network,
+    /// Where the command's process group is written down while it runs, so that the node's next life can kill
+    /// it if this one dies first ([`ProcessRegistry`]); `None` writes nothing (tests, tools).
+    pub registry: Option<ProcessRegistry>,
 }
 
 /// How a command ended.
@@ -245,6 +255,8 @@ pub async fn run(spec: &CommandSpec, stop: &CancellationToken, progress: Option<
         Executor::Unavailable(message) => return finish(Outcome::SpawnFailed(message.to_string()), &log),
     };
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+    // The shell (or bubblewrap, which also asks for it itself with --die-with-parent) dies with the worker.
+    die_with_worker(&mut cmd);
 
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -265,8 +277,12 @@ pub async fn run(spec: &CommandSpec, stop: &CancellationToken, progress: Option<
         });
     }
     // With process_group(0) the child's pid is also its process group id. The guard kills the
-    // group when it goes out of scope, which covers both the normal end and a dropped future.
-    let group = ProcessGroup::new(child.id());
+    // group when it goes out of scope, which covers both the normal end and a dropped future, and then
+    // takes it out of the registry.
+    let mut group = ProcessGroup::new(child.id());
+    if let Some(registry) = &spec.registry {
+        group.record(registry).await;
+    }
     tracing::debug!(pid = ?child.id(), workdir = %spec.workdir.display(), "command started");
 
     let mut stdout = child.stdout.take();
@@ -425,17 +441,34 @@ async fn tick(ticker: &mut Option<Interval>) {
 /// Signals go through `killpg` so every process the command started is reached, not only the
 /// shell. A group that no longer exists is not an error: it means everything has already exited.
 #[derive(Debug)]
-pub(crate) struct ProcessGroup(Option<Pid>);
+pub(crate) struct ProcessGroup {
+    pgid: Option<Pid>,
+    /// The registry the group is written down in, if any; it is taken out once the group is killed.
+    recorded: Option<ProcessRegistry>,
+}
 
 impl ProcessGroup {
     /// The group led by the process `pid`, which must have been spawned with `process_group(0)`.
     pub(crate) fn new(pid: Option<u32>) -> Self {
         // Group ids 0 and 1 would mean our own group and init's; never signal those.
-        ProcessGroup(pid.and_then(|pid| i32::try_from(pid).ok()).filter(|pid| *pid > 1).map(Pid::from_raw))
+        let pgid = pid.and_then(|pid| i32::try_from(pid).ok()).filter(|pid| *pid > 1).map(Pid::from_raw);
+        ProcessGroup { pgid, recorded: None }
+    }
+
+    /// Writes the group down in `registry` until it is dropped. A failure is logged: the command still runs,
+    /// only a crash of this node would then leave its background processes running.
+    pub(crate) async fn record(&mut self, registry: &ProcessRegistry) {
+        let Some(pgid) = self.pgid else { return };
+        // Set before the write, so that a future dropped in the middle of it still removes the file.
+        self.recorded = Some(registry.clone());
+        if let Err(err) = registry.record(pgid.as_raw()).await {
+            tracing::warn!(%err, pgid = pgid.as_raw(), dir = %registry.dir().display(),
+                "could not write the command's process group down; a crash of this node would leave it running");
+        }
     }
 
     pub(crate) fn signal(&self, signal: Signal) {
-        let Some(pgid) = self.0 else { return };
+        let Some(pgid) = self.pgid else { return };
         match killpg(pgid, signal) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(err) => tracing::warn!(%err, pgid = pgid.as_raw(), ?signal, "signalling the process group failed"),
@@ -446,7 +479,246 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.signal(Signal::SIGKILL);
+        if let (Some(pgid), Some(registry)) = (self.pgid, &self.recorded) {
+            registry.remove(pgid.as_raw());
+        }
     }
+}
+
+/// Makes the process `cmd` starts die (SIGKILL) when the worker does, with `PR_SET_PDEATHSIG`.
+///
+/// The signal comes when the *thread* that spawned the process ends, not the process: [`run`] and
+/// [`crate::git`] spawn from whichever tokio runtime worker thread polls them, and those live as long as the
+/// runtime (pipehook's multi-threaded runtime lives as long as the process). Never start commands from a thread
+/// that may end before them (`spawn_blocking`, `block_in_place`, a thread of one's own): the command would be
+/// killed when that thread ends.
+///
+/// Only the process itself gets the signal: what a shell started survives it, which [`ProcessRegistry`] covers.
+#[allow(unsafe_code)]
+pub(crate) fn die_with_worker(cmd: &mut Command) {
+    // The worker's pid, taken before the fork: the child's parent as long as the worker lives.
+    let worker = nix::libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe calls are
+    // allowed: it calls prctl, getppid and _exit, allocates nothing, and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            // prctl takes its arguments as unsigned longs, through C varargs: each passed as one.
+            let (kill, unused): (nix::libc::c_ulong, nix::libc::c_ulong) = (nix::libc::SIGKILL as _, 0);
+            if nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, kill, unused, unused, unused) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The worker died between the fork and the prctl (the child was adopted by another process, and
+            // no signal will come): do not run the command at all.
+            if nix::libc::getppid() != worker {
+                nix::libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Where the process groups of running commands are written down, so that a node that died (kill -9, out of
+/// memory, power) can kill on its next start what its commands left running ([`reap_leftovers`]).
+///
+/// A folder (pipehook's is `<data_dir>/commands`, 0700) with one file per running group, named by its process
+/// group id (the pid of the process [`run`] started, which leads the group), mode 0600, holding `key=value`
+/// lines: `start_time` (that process's start time, field 22 of `/proc/<pid>/stat`, so a reused pid is told
+/// apart), `owner` and `owner_start_time` (the worker that started it, so a living node's groups are never
+/// touched, e.g. another node sharing the data folder) and `boot_id` (`/proc/sys/kernel/random/boot_id`: after a
+/// reboot nothing is left to kill). [`run`] writes the file right after the spawn and removes it once it has
+/// killed the group at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessRegistry {
+    dir: Arc<Path>,
+}
+
+/// The folder's mode: owner only.
+const REGISTRY_DIR_MODE: u32 = 0o700;
+
+impl ProcessRegistry {
+    /// The registry in `dir`, which is created (0700, with missing parents) if needed.
+    pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
+        let dir: PathBuf = dir.into();
+        std::fs::DirBuilder::new().recursive(true).mode(REGISTRY_DIR_MODE).create(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(REGISTRY_DIR_MODE))?;
+        Ok(ProcessRegistry { dir: dir.into() })
+    }
+
+    /// The registry's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes down the process group led by `pgid` (a process this worker started with `process_group(0)`, not
+    /// yet reaped), as [`run`] does for every command.
+    pub async fn record(&self, pgid: i32) -> io::Result<()> {
+        let path = self.path(pgid)?;
+        let leader = proc_stat(pgid)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no process {pgid} to write down")))?;
+        let me = std::process::id();
+        let owner_start = i32::try_from(me).ok().and_then(proc_stat).map_or(0, |s| s.start_time);
+        let text = format!(
+            "start_time={}\nowner={me}\nowner_start_time={owner_start}\nboot_id={}\n",
+            leader.start_time,
+            boot_id()
+        );
+        crate::workspace::write_private_file(&path, text).await
+    }
+
+    /// Takes the group led by `pgid` out of the registry (it was killed); a missing file is not an error.
+    pub fn remove(&self, pgid: i32) {
+        let Ok(path) = self.path(pgid) else { return };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(%err, path = %path.display(), "could not take a finished command out of the registry")
+            }
+        }
+    }
+
+    /// [`reap_leftovers`] on this registry's folder.
+    pub fn reap_leftovers(&self) -> io::Result<usize> {
+        reap_leftovers(&self.dir)
+    }
+
+    fn path(&self, pgid: i32) -> io::Result<PathBuf> {
+        if pgid <= 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{pgid} is no process group of a command"),
+            ));
+        }
+        Ok(self.dir.join(pgid.to_string()))
+    }
+}
+
+/// Kills (SIGKILL) the process groups written down in the registry folder `dir` whose worker is gone, and
+/// returns how many groups it killed. Call it once when a node starts, before it takes work.
+///
+/// Each file's group is killed only when it still runs processes of that command: the group's leader is gone (a
+/// shell killed with its worker) or is still the process that was written down (same start time), and processes
+/// in that group started no earlier than it are still running. A leader pid now used by another process means the
+/// group ended long ago and its id was reused: nothing is killed. Files whose group ended, was reused, or was
+/// written before the last reboot, and files that cannot be read, are removed; files of a worker that still runs
+/// (this one, or another node using the same folder) are left alone. A missing folder has nothing to kill.
+pub fn reap_leftovers(dir: &Path) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    let boot = boot_id();
+    let mut processes: Option<Vec<ProcStat>> = None;
+    let mut killed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let Some(pgid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).filter(|p| *p > 1) else {
+            continue;
+        };
+        let path = entry.path();
+        let record = std::fs::read_to_string(&path).ok().and_then(|text| Recorded::parse(&text));
+        if let Some(record) = record {
+            let owner_alive =
+                proc_stat(record.owner).is_some_and(|s| s.start_time == record.owner_start_time && !s.is_zombie());
+            if owner_alive && record.boot_id == boot {
+                continue;
+            }
+            let reused = proc_stat(pgid).is_some_and(|leader| leader.start_time != record.start_time);
+            if record.boot_id == boot && !reused {
+                let processes = processes.get_or_insert_with(all_processes);
+                let running =
+                    processes.iter().any(|p| p.pgid == pgid && p.start_time >= record.start_time && !p.is_zombie());
+                if running {
+                    match killpg(Pid::from_raw(pgid), Signal::SIGKILL) {
+                        Ok(()) => {
+                            tracing::info!(pgid, "killed a command's process group left running by a previous run");
+                            killed += 1;
+                        }
+                        Err(Errno::ESRCH) => {}
+                        Err(err) => {
+                            tracing::warn!(%err, pgid, "could not kill a command's process group left running by a previous run")
+                        }
+                    }
+                }
+            }
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => tracing::warn!(%err, path = %path.display(), "could not remove a registry file"),
+        }
+    }
+    Ok(killed)
+}
+
+/// A registry file's contents.
+#[derive(Debug)]
+struct Recorded {
+    start_time: u64,
+    owner: i32,
+    owner_start_time: u64,
+    boot_id: String,
+}
+
+impl Recorded {
+    fn parse(text: &str) -> Option<Recorded> {
+        let value =
+            |key: &str| text.lines().find_map(|line| line.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')));
+        Some(Recorded {
+            start_time: value("start_time")?.trim().parse().ok()?,
+            owner: value("owner")?.trim().parse().ok()?,
+            owner_start_time: value("owner_start_time")?.trim().parse().ok()?,
+            boot_id: value("boot_id")?.trim().to_owned(),
+        })
+    }
+}
+
+/// What [`reap_leftovers`] needs of `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcStat {
+    /// Field 3: `Z` (zombie) and `X` (dead) run nothing any more.
+    state: char,
+    /// Field 5, the process group id.
+    pgid: i32,
+    /// Field 22, the start time in clock ticks after boot.
+    start_time: u64,
+}
+
+impl ProcStat {
+    fn parse(stat: &str) -> Option<ProcStat> {
+        // The command name (field 2) is in parentheses and may hold spaces and parentheses itself: the fields
+        // after it start after the last ')'.
+        let (_, rest) = stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+        Some(ProcStat {
+            state: fields.first()?.chars().next()?,
+            pgid: fields.get(2)?.parse().ok()?,
+            start_time: fields.get(19)?.parse().ok()?,
+        })
+    }
+
+    fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
+    if pid <= 0 {
+        return None;
+    }
+    ProcStat::parse(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Every process this node can see.
+fn all_processes() -> Vec<ProcStat> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter_map(proc_stat).collect()
+}
+
+/// This boot's id (empty when it cannot be read).
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_owned()).unwrap_or_default()
 }
 
 /// The captured output: the first half of the limit, and a ring of the most recent bytes for the
@@ -628,6 +900,24 @@ mod tests {
         assert!(text.len() <= 10 + marker(20).len(), "{text:?}");
         let (text, _) = render(10, &[&data, &data]);
         assert!(text.len() <= 10 + marker(20).len(), "{text:?}");
+    }
+
+    #[test]
+    fn proc_stat_fields_come_after_the_last_parenthesis() {
+        let stat = "4242 (a) b (c) S 1 4240 4240 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
+        assert_eq!(ProcStat::parse(stat), Some(ProcStat { state: 'S', pgid: 4240, start_time: 987_654 }));
+        assert_eq!(ProcStat::parse("4242 (sh) S 1"), None);
+        let me = proc_stat(std::process::id() as i32).expect("our own stat");
+        assert!(!me.is_zombie() && me.start_time > 0, "{me:?}");
+    }
+
+    #[test]
+    fn registry_files_parse() {
+        let text = "start_time=12\nowner=34\nowner_start_time=5\nboot_id=abc\n";
+        let r = Recorded::parse(text).unwrap();
+        assert_eq!((r.start_time, r.owner, r.owner_start_time, r.boot_id.as_str()), (12, 34, 5, "abc"));
+        assert!(Recorded::parse("start_time=12\nowner=34\n").is_none());
+        assert!(Recorded::parse("").is_none());
     }
 
     #[test]

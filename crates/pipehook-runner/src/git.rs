@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::Instant;
 
-use crate::exec::{ProcessGroup, DRAIN_PERIOD};
+use crate::exec::{die_with_worker, ProcessGroup, DRAIN_PERIOD};
 
 /// How much of git's stderr a [`GitError`] keeps: the end, where git puts its `fatal:` line.
 pub const ERROR_MESSAGE_LIMIT: usize = 4 * 1024;
@@ -196,6 +196,8 @@ impl Git<'_> {
         // Its own process group, so a timeout also reaches the helpers git starts (ssh,
         // git-remote-https, upload-pack), which would otherwise keep running and hold the pipes.
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+        // git dies with the worker too (its helpers then lose their pipes to it).
+        die_with_worker(&mut cmd);
 
         let mut child = cmd.spawn().map_err(|err| GitError::Spawn(err.to_string()))?;
         let group = ProcessGroup::new(child.id());

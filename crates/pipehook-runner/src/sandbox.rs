@@ -273,6 +273,7 @@ impl Sandbox {
             executor: exec::Executor::Sandbox(std::sync::Arc::new(self.clone())),
             writable: Vec::new(),
             network: Network::Isolated,
+            registry: None,
         };
         let result = exec::run(&spec, &CancellationToken::new(), None).await;
         match result.outcome {
@@ -500,6 +501,7 @@ mod tests {
             executor: exec::Executor::Direct,
             writable: vec!["/srv/state/1".into()],
             network: Network::Shared,
+            registry: None,
         }
     }
 

@@ -33,6 +33,7 @@ fn request(dir: &Path, buildspec: &str) -> BuildRequest {
         log_limit: 64 * 1024,
         submitted_at: None,
         executor: Executor::Direct,
+        registry: None,
     }
 }
 

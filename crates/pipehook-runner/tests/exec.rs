@@ -17,6 +17,7 @@ fn spec(workdir: &Path, command: &str) -> CommandSpec {
         executor: Executor::Direct,
         writable: Vec::new(),
         network: Network::Shared,
+        registry: None,
     }
 }
 

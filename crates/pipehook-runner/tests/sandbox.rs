@@ -27,6 +27,7 @@ fn spec(workdir: &Path, command: &str) -> CommandSpec {
         executor: sandbox(SandboxSettings::default()),
         writable: Vec::new(),
         network: Network::Shared,
+        registry: None,
     }
 }
 
@@ -381,6 +382,7 @@ async fn a_build_runs_its_phases_in_the_sandbox() {
         log_limit: 64 * 1024,
         submitted_at: None,
         executor: sandbox(SandboxSettings::default()),
+        registry: None,
     };
     let source = GitSource { url: url.clone(), revision: Some("main".into()), extra_env: Vec::new() };
     let outcome = run_build(&request, &source, &(), &CancellationToken::new(), None).await;
@@ -421,6 +423,7 @@ async fn links_left_in_the_state_folder_are_not_followed() {
         log_limit: 64 * 1024,
         submitted_at: None,
         executor: sandbox(SandboxSettings::default()),
+        registry: None,
     };
     let outcome = run_build(&request, &pipehook_runner::build::NoSource, &(), &CancellationToken::new(), None).await;
     assert_eq!(outcome.build_status, StatusType::Failed, "{}", outcome.log);
