@@ -40,7 +40,16 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    // half_close: a client may shut down its write side once its request is sent and still wait for the answer
+    // (hyper's default takes that EOF for an abandoned request and closes without answering). Only the rest of a
+    // request already under way is waited for: an EOF while waiting for a request head (nothing sent, or half a
+    // head) still closes the connection at once, and the header timeout still bounds the head.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -250,3 +250,50 @@ async fn documents_of_too_many_values_are_refused_before_parsing() {
     assert_eq!((status, answer["result"].as_str()), (200, Some("filtered")), "{answer}");
     let _ = child.kill().await;
 }
+
+/// A client that sends its whole request and then shuts down its write side (`shutdown(SHUT_WR)`, what
+/// `curl --no-keepalive`-style tools and some proxies do) still gets the whole answer: a GET and a POST whose
+/// body the handler reads. A connection half-closed before sending a request is still closed at once.
+#[tokio::test]
+async fn half_closed_clients_get_their_answer() {
+    let s = TestServer::builder().env("PIPEHOOK_HTTP_HEADER_TIMEOUT_SECONDS", "2").start().await.unwrap();
+    let url = webhook_url(&s).await;
+    let path = url[url.find("/trigger").unwrap()..].to_owned();
+    let push = fixture("github/push-branch.json");
+    async fn half_closed(s: &TestServer, request: &[u8]) -> String {
+        let mut sock = TcpStream::connect(addr(s)).await.unwrap();
+        sock.write_all(request).await.unwrap();
+        sock.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut got))
+            .await
+            .expect("the server answers and closes within 20 s")
+            .unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+    for i in 0..20 {
+        let get = format!("GET /healthz HTTP/1.1\r\nhost: {}\r\n\r\n", addr(&s));
+        let answer = half_closed(&s, get.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "GET {i}: {answer:?}");
+
+        let mut post = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\nx-github-event: push\r\n\
+             x-github-delivery: half-{i}\r\nx-hub-signature-256: {}\r\ncontent-length: {}\r\n\r\n",
+            addr(&s),
+            sign(SECRET, &push),
+            push.len()
+        )
+        .into_bytes();
+        post.extend_from_slice(&push);
+        let answer = half_closed(&s, &post).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "POST {i}: {answer:?}");
+        assert!(answer.contains("\"result\""), "POST {i}: the whole answer: {answer:?}");
+    }
+    // Half-closed with nothing sent, or with half a request head: closed at once, not held to the timeout.
+    for request in ["", "GET /healthz HTTP/1.1\r\nhost: x"] {
+        let started = Instant::now();
+        let answer = half_closed(&s, request.as_bytes()).await;
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{request:?}: {answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{request:?}: {:?}", started.elapsed());
+    }
+}
