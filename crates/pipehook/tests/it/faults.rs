@@ -40,7 +40,8 @@ use crate::support::{pipehook_cmd, ACCESS_KEY_ID, ACCOUNT_ID, SECRET_ACCESS_KEY,
 const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 /// The pipeline webhooks' GitHub secret.
 const HOOK_SECRET: &str = "fault-suite-github-secret";
-/// Lease of every node here: today a job held by a killed node waits this long before another worker takes it.
+/// Lease of every node here: a job held by a killed node waits this long before another node takes it (a
+/// restarting node takes its own back at once).
 const LEASE_SECONDS: &str = "3";
 
 // ---------------------------------------------------------------------------------------------------------
@@ -48,7 +49,8 @@ const LEASE_SECONDS: &str = "3";
 // ---------------------------------------------------------------------------------------------------------
 
 /// The environment every node gets: bootstrap credentials (the suite's `TOKEN` and key pair), the shared
-/// master key, commands run directly (no bubblewrap needed), a short lease and fast polling.
+/// master key, commands run directly (no bubblewrap needed), a short lease (heartbeats every second: the
+/// server caps them at a third of the lease), fast polling, and 5 s for in-flight requests and jobs on SIGTERM.
 fn base_env() -> Vec<(String, String)> {
     [
         ("PIPEHOOK_BOOTSTRAP_TOKEN", TOKEN),
@@ -60,6 +62,7 @@ fn base_env() -> Vec<(String, String)> {
         ("PIPEHOOK_WORKER_LEASE_SECONDS", LEASE_SECONDS),
         ("PIPEHOOK_WORKER_POLL_MS", "50"),
         ("PIPEHOOK_SHUTDOWN_GRACE_SECONDS", "5"),
+        ("PIPEHOOK_WORKER_DRAIN_SECONDS", "5"),
         ("PIPEHOOK_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8"),
     ]
     .into_iter()
@@ -579,7 +582,7 @@ pub(crate) async fn run_load(
     per_client: usize,
     progress: Arc<AtomicUsize>,
 ) -> Vec<Delivery> {
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
         let (target, push, progress, prefix) = (target.clone(), push.clone(), progress.clone(), prefix.to_owned());
@@ -671,7 +674,7 @@ enum Stop {
     Term,
 }
 
-/// 6 clients push 180 signed deliveries; at the 75th answer the node is stopped (`kill -9`, or SIGTERM and
+/// 6 clients push 150 signed deliveries; at the 60th answer the node is stopped (`kill -9`, or SIGTERM and
 /// its exit awaited: status 0 within 15 s), restarted on the same data at once, and the clients carry on,
 /// redelivering what got no answer. Then: exactly one execution per delivery, every one ended; after a
 /// SIGTERM every one succeeded (a drain loses nothing).
@@ -685,9 +688,9 @@ async fn stop_under_load(db: Db, how: Stop) {
     let progress = Arc::new(AtomicUsize::new(0));
     let load = {
         let (target, push, progress) = (target.clone(), push.clone(), progress.clone());
-        tokio::spawn(async move { run_load(&target, &push, "d", 6, 30, progress).await })
+        tokio::spawn(async move { run_load(&target, &push, "d", 6, 25, progress).await })
     };
-    while progress.load(Ordering::SeqCst) < 75 {
+    while progress.load(Ordering::SeqCst) < 60 {
         assert!(!load.is_finished(), "the load ended early");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -706,10 +709,10 @@ async fn stop_under_load(db: Db, how: Stop) {
     node.start().await;
     let up_ms = epoch_ms();
     target.set_base(&node.url);
-    let deliveries = bounded(40, &label, load).await.unwrap();
+    let deliveries = bounded(60, &label, load).await.unwrap();
     let base = cluster.url(0);
     let tally = verify_exactly_once(&base, "app", &deliveries).await;
-    let (all, took) = wait_all_ended(&base, "app", Duration::from_secs(30)).await;
+    let (all, took) = wait_all_ended(&base, "app", Duration::from_secs(45)).await;
     let counts = status_counts(&all);
     let lost: Vec<Value> = all.iter().filter(|e| e["status"] != "Succeeded").cloned().collect();
     eprintln!(
@@ -722,11 +725,14 @@ async fn stop_under_load(db: Db, how: Stop) {
         last_update(&lost).map(|t| t - up_ms),
         started.elapsed()
     );
-    assert_eq!(tally.deliveries, 180);
-    assert_eq!(tally.executions, 180);
+    assert_eq!(tally.deliveries, 150);
+    assert_eq!(tally.executions, 150);
+    // Not asserted: `tally.cut` after a SIGTERM (0 to 2 a run, seen on new connections as well as kept-alive
+    // ones): a request reaching the node as it stops is closed unanswered. None was ever recorded (their
+    // redeliveries are answered `triggered`, not `duplicate`), so nothing is lost, but the sender cannot tell.
     if let Some((status, _)) = exit {
         assert!(status.success(), "SIGTERM exits 0: {status:?}");
-        assert_eq!(counts.get("Succeeded"), Some(&180), "after a drain every execution succeeds: {counts:?}");
+        assert_eq!(counts.get("Succeeded"), Some(&150), "after a drain every execution succeeds: {counts:?}");
     }
     // After kill -9, an action that was running fails with WorkerLost: the only failure allowed.
     for e in &lost {
@@ -779,7 +785,7 @@ async fn one_delivery_sent_to_two_nodes_at_once_triggers_once() {
             let mut out = Vec::new();
             for n in 0..25 {
                 let id = format!("twice-{c}-{n:03}");
-                let deadline = Instant::now() + Duration::from_secs(20);
+                let deadline = Instant::now() + Duration::from_secs(45);
                 let (x, y) = tokio::join!(deliver(&a, &push, &id, deadline), deliver(&b, &push, &id, deadline));
                 out.push((x, y));
             }
@@ -787,7 +793,7 @@ async fn one_delivery_sent_to_two_nodes_at_once_triggers_once() {
         });
     }
     let mut pairs = Vec::new();
-    while let Some(r) = bounded(40, "dual deliveries", tasks.join_next()).await {
+    while let Some(r) = bounded(60, "dual deliveries", tasks.join_next()).await {
         pairs.extend(r.unwrap());
     }
     let mut wins = [0usize; 2];
@@ -808,7 +814,7 @@ async fn one_delivery_sent_to_two_nodes_at_once_triggers_once() {
     let log = inbound_log(&cluster.url(1)).await;
     let duplicates = log.iter().filter(|r| r["verdict"] == "duplicate").count();
     assert_eq!(duplicates, 100, "one duplicate record per delivery");
-    let (all, took) = wait_all_ended(&cluster.url(1), "app", Duration::from_secs(25)).await;
+    let (all, took) = wait_all_ended(&cluster.url(1), "app", Duration::from_secs(45)).await;
     let counts = status_counts(&all);
     assert_eq!(counts.get("Succeeded"), Some(&100), "{counts:?}");
 
@@ -819,7 +825,7 @@ async fn one_delivery_sent_to_two_nodes_at_once_triggers_once() {
     assert!(more.iter().all(|d| d.last().result == "triggered"), "{more:?}");
     let alone = Instant::now();
     let mut ended = 0;
-    while alone.elapsed() < Duration::from_secs(20) {
+    while alone.elapsed() < Duration::from_secs(30) {
         let all = executions(&cluster.url(0), "app").await;
         ended = all.iter().filter(|e| e["status"] == "Succeeded").count();
         if ended == 120 {
@@ -964,7 +970,7 @@ async fn clients_that_cut_off_mid_request() {
     while let Some(r) = bounded(20, "stalled bodies", stalls.join_next()).await {
         stalled.push(r.unwrap());
     }
-    let normal = bounded(40, "normal pushes", load).await.unwrap();
+    let normal = bounded(60, "normal pushes", load).await.unwrap();
     let answered_once = |d: &Delivery| d.answers.len() == 1 && d.no_answer.is_empty();
     assert!(normal.iter().all(|d| answered_once(d) && d.last().result == "triggered"), "{normal:?}");
     let mut half_closed_answers = Vec::new();
@@ -992,7 +998,7 @@ async fn clients_that_cut_off_mid_request() {
     assert!(log.iter().all(|r| r["verdict"] == "triggered"), "only triggered records so far");
 
     // Redelivered, every delivery closed early ends with exactly one execution.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(45);
     let mut redelivered = Vec::new();
     for i in 0..40 {
         redelivered.push(deliver(&target, &push, &format!("hangup-{i:03}"), deadline).await);
@@ -1004,7 +1010,7 @@ async fn clients_that_cut_off_mid_request() {
     all.extend(half_closed_answers);
     let tally = verify_exactly_once(&base, "app", &all).await;
     assert_eq!(tally.executions, 170);
-    let (execs, _) = wait_all_ended(&base, "app", Duration::from_secs(25)).await;
+    let (execs, _) = wait_all_ended(&base, "app", Duration::from_secs(45)).await;
     let counts = status_counts(&execs);
     assert_eq!(counts.get("Succeeded"), Some(&170), "{counts:?}");
     let (status, _) = api(&base, Method::GET, "pipelines", None).await;
@@ -1176,7 +1182,7 @@ async fn flaky_receiver(db: Db, nodes: usize, kill_after_first: bool) {
         node.kill9();
         node.start().await;
     }
-    let took = receiver.wait_succeeded(EVENTS, Duration::from_secs(25)).await;
+    let took = receiver.wait_succeeded(EVENTS, Duration::from_secs(45)).await;
     // Anything late (a second success) would come within a retry delay.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let by_delivery = receiver.by_delivery();
