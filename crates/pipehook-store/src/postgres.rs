@@ -77,6 +77,11 @@ impl PgStore {
     }
 
     /// Drops a schema made with [`PgOptions::schema`] (test cleanup).
+    /// The connection pool (tests use it to watch and unblock their own sessions).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub async fn drop_schema(&self, schema: &str) -> StoreResult<()> {
         sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&self.pool).await?;
         Ok(())

@@ -36,12 +36,40 @@ impl Drop for SchemaGuard {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let s = PgStore::connect(&url, &PgOptions { max_connections: 2, schema: None }).await.ok()?;
-                s.drop_schema(&schema).await.ok()?;
+                let dropped = drop_unblocked(&s, &schema).await;
                 s.close().await;
-                Some(())
+                dropped
             })
         })
         .join();
+    }
+}
+
+/// Drops `schema`, ending what blocks it. A test on a current-thread runtime drops its guard on that runtime's
+/// only thread: a transaction one of its tasks left open in the schema (a write between two statements when
+/// the test ended) can then never finish, and would hold the DROP's lock forever. While the DROP waits, any
+/// session blocking it that has sat idle inside a transaction for over 2 s is terminated.
+async fn drop_unblocked(store: &PgStore, schema: &str) -> Option<()> {
+    let mut conn = store.pool().acquire().await.ok()?;
+    let me: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await.ok()?;
+    let unblock = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let _ = sqlx::query(
+                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a \
+                 WHERE a.pid = ANY(pg_blocking_pids($1)) AND a.state = 'idle in transaction' \
+                 AND now() - a.state_change > interval '2 seconds'",
+            )
+            .bind(me)
+            .execute(store.pool())
+            .await;
+        }
+    };
+    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+    let drop = sqlx::query(&sql).execute(&mut *conn);
+    tokio::select! {
+        r = drop => r.ok().map(|_| ()),
+        () = unblock => None,
     }
 }
 
