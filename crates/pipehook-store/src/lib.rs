@@ -43,7 +43,8 @@ pub use pipelines::{
     ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord, PipelineStore, PipelineTx, StopRequest,
 };
 pub use queue::{
-    backoff, DeadJob, FailOutcome, Job, JobContext, JobFailure, JobHandler, JobId, Lease, NewJob, Queue, QueueDepth,
+    backoff, Claimer, DeadJob, FailOutcome, Job, JobContext, JobFailure, JobHandler, JobId, Lease, NewJob, Queue,
+    QueueDepth,
 };
 pub use store::{AccessKeyRecord, Backend, StatusCount, Store, TokenId, TokenPrincipal, TokenRecord, Tx};
 pub use webhooks::{

@@ -17,12 +17,14 @@ use crate::builds_sql::*;
 use crate::outbound_sql::*;
 use crate::pipelines::{ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord};
 use crate::pipelines_sql::*;
-use crate::queue::{bound_error, lease_deadline, new_lease_token};
+use crate::queue::{bound_error, fair_shares, lease_deadline, new_lease_token, DueKinds, OrgDemand, FAIR_ORGS};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
 use crate::webhooks::{InboundRecord, WebhookRecord};
 use crate::webhooks_sql::*;
-use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
+use crate::{
+    Claimer, DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -134,7 +136,13 @@ impl Queue for PgStore {
         Ok(ids)
     }
 
-    async fn claim_for(&self, node: &str, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
+    async fn claim_fair(
+        &self,
+        claimer: &Claimer,
+        kinds: &[&str],
+        limit: u32,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<Job>> {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -152,31 +160,61 @@ impl Queue for PgStore {
         .execute(&self.pool)
         .await?;
 
-        let mut rows: Vec<JobRow> = Vec::new();
-        for (state, due_col, order) in [("running", "lease_until", "lease_until"), ("ready", "run_at", "run_at, id")] {
-            let want = i64::from(limit) - rows.len() as i64;
-            if want <= 0 {
-                break;
-            }
-            let sql = format!(
-                // `id = ANY(ARRAY(...))` makes the planner lock the picked rows first and then update them by
-                // primary key, instead of hash-joining the whole backlog on a table without statistics.
+        // `id = ANY(ARRAY(...))` makes the planner lock the picked rows first and then update them by primary
+        // key, instead of hash-joining the whole backlog on a table without statistics. `which`'s own
+        // parameters start at $5.
+        let take = |which: &str| {
+            format!(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1, lease_until = $2, \
-                 updated_at = $3, node = NULLIF($6, '') WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = '{state}' AND {due_col} <= $3 \
-                 AND kind = ANY($4) AND attempts < max_attempts ORDER BY {order} LIMIT $5 FOR UPDATE SKIP LOCKED)) \
+                 updated_at = $3, node = NULLIF($4, '') WHERE id = ANY(ARRAY({which} FOR UPDATE SKIP LOCKED)) \
                  RETURNING {JOB_COLUMNS}"
+            )
+        };
+        // Jobs whose node died first: they were started, and someone is waiting for them.
+        let sql = take(
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_until <= $3 AND kind = ANY($5) \
+             AND attempts < max_attempts ORDER BY lease_until LIMIT $6",
+        );
+        let mut rows: Vec<JobRow> = sqlx::query_as(&sql)
+            .bind(token)
+            .bind(until)
+            .bind(now.0)
+            .bind(&claimer.node)
+            .bind(kinds)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let left = limit.saturating_sub(rows.len() as u32);
+        if left > 0 {
+            // Then ready jobs, shared fairly between the organizations that have some due.
+            let (demand, mut due_kinds) = self.org_demand(kinds, now.0).await?;
+            // One kind at a time (its oldest first), so each read walks `jobs_fair` in order and stops at the share.
+            let sql = take(
+                "SELECT id FROM jobs WHERE state = 'ready' AND kind = $5 AND org_id IS NOT DISTINCT FROM $6 \
+                 AND run_at <= $3 AND attempts < max_attempts ORDER BY run_at, id LIMIT $7",
             );
-            rows.extend(
-                sqlx::query_as::<_, JobRow>(&sql)
-                    .bind(token)
-                    .bind(until)
-                    .bind(now.0)
-                    .bind(kinds)
-                    .bind(want)
-                    .bind(node)
-                    .fetch_all(&self.pool)
-                    .await?,
-            );
+            for (org, share) in fair_shares(demand, left, claimer.max_running_per_org) {
+                let mut share = i64::from(share);
+                let mut of_org = due_kinds.remove(&org).unwrap_or_default();
+                of_org.sort();
+                for (_, kind) in of_org {
+                    if share <= 0 {
+                        break;
+                    }
+                    let got: Vec<JobRow> = sqlx::query_as(&sql)
+                        .bind(token)
+                        .bind(until)
+                        .bind(now.0)
+                        .bind(&claimer.node)
+                        .bind(kind)
+                        .bind(org)
+                        .bind(share)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    share -= got.len() as i64;
+                    rows.extend(got);
+                }
+            }
         }
         jobs_from_rows(rows)
     }
@@ -561,6 +599,61 @@ impl Tx for PgTx {
 }
 
 impl PgStore {
+    /// The organizations with due ready jobs of `kinds`, each with its oldest due `run_at` and its running jobs
+    /// of those kinds, found by skipping through `jobs_fair` (one index seek each), never by reading the backlog.
+    async fn org_demand(&self, kinds: &[&str], now: i64) -> StoreResult<(Vec<OrgDemand>, DueKinds)> {
+        let mut oldest: std::collections::HashMap<Option<i64>, i64> = std::collections::HashMap::new();
+        let mut due_kinds: DueKinds = std::collections::HashMap::new();
+        for kind in kinds {
+            let orgs: Vec<i64> = sqlx::query_scalar(
+                "WITH RECURSIVE o(org) AS ( \
+                   SELECT MIN(org_id) FROM jobs WHERE state = 'ready' AND kind = $1 \
+                   UNION ALL \
+                   SELECT (SELECT MIN(org_id) FROM jobs WHERE state = 'ready' AND kind = $1 AND org_id > o.org) \
+                   FROM o WHERE o.org IS NOT NULL) \
+                 SELECT org FROM o WHERE org IS NOT NULL LIMIT $2",
+            )
+            .bind(kind)
+            .bind(FAIR_ORGS)
+            .fetch_all(&self.pool)
+            .await?;
+            for org in orgs.into_iter().map(Some).chain([None]) {
+                let first: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(run_at) FROM jobs WHERE state = 'ready' AND kind = $1 AND org_id IS NOT DISTINCT FROM $2",
+                )
+                .bind(kind)
+                .bind(org)
+                .fetch_one(&self.pool)
+                .await?;
+                if let Some(at) = first.filter(|at| *at <= now) {
+                    let e = oldest.entry(org).or_insert(at);
+                    *e = (*e).min(at);
+                    due_kinds.entry(org).or_default().push((at, kind.to_string()));
+                }
+            }
+        }
+        if oldest.is_empty() {
+            return Ok((Vec::new(), due_kinds));
+        }
+        let running: std::collections::HashMap<Option<i64>, i64> = sqlx::query_as::<_, (Option<i64>, i64)>(
+            "SELECT org_id, COUNT(*) FROM jobs WHERE state = 'running' AND kind = ANY($1) GROUP BY org_id",
+        )
+        .bind(kinds)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
+        let demand = oldest
+            .into_iter()
+            .map(|(org, oldest)| OrgDemand {
+                org,
+                oldest,
+                running: running.get(&org).copied().unwrap_or(0).max(0) as u64,
+            })
+            .collect();
+        Ok((demand, due_kinds))
+    }
+
     fn reader(&self) -> &PgPool {
         &self.pool
     }

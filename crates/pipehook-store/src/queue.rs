@@ -54,6 +54,15 @@ pub struct Lease {
     pub token: i64,
 }
 
+/// Who claims, and the limits its claims keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimer {
+    /// The node's name (`""`: anonymous), remembered by the jobs it holds (see [`Queue::recover`]).
+    pub node: String,
+    /// Running jobs of the claimed kinds one organization may have at once, across every node.
+    pub max_running_per_org: Option<u32>,
+}
+
 /// A claimed job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -137,7 +146,20 @@ pub trait Queue: Send + Sync + 'static {
     /// [`Queue::claim`] by the node named `node` (`""`: anonymous), which the claimed jobs remember until they
     /// are completed, failed, deferred or released, so [`Queue::recover`] can give them back when that node
     /// restarts.
-    async fn claim_for(&self, node: &str, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>>;
+    async fn claim_for(&self, node: &str, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
+        self.claim_fair(&Claimer { node: node.to_owned(), max_running_per_org: None }, kinds, limit, lease_for).await
+    }
+
+    /// The claim itself. Jobs whose lease expired (their node died) come first, oldest lease first; then due
+    /// ready jobs, shared fairly between organizations ([`fair_shares`]): each organization's oldest first, no
+    /// organization above `claimer.max_running_per_org` running jobs of these kinds.
+    async fn claim_fair(
+        &self,
+        claimer: &Claimer,
+        kinds: &[&str],
+        limit: u32,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<Job>>;
 
     /// Called by a node as it starts, before it claims: every job its previous life still holds (that life
     /// ended without releasing them: a crash, a kill) is made ready at once instead of after its lease runs
@@ -174,6 +196,51 @@ pub trait Queue: Send + Sync + 'static {
     /// Job counts by kind and state, for metrics. `scheduled` = ready with `run_at` in the future.
     async fn depth(&self) -> StoreResult<Vec<QueueDepth>>;
 }
+
+/// An organization with due ready jobs, as a fair claim sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OrgDemand {
+    /// `None`: jobs that belong to no organization.
+    pub org: Option<i64>,
+    /// Its oldest due job's `run_at`.
+    pub oldest: i64,
+    /// Its jobs of the claimed kinds running now (on any node).
+    pub running: u64,
+}
+
+/// How many of `limit` claim slots each organization gets: one at a time, round robin, in order of fewest
+/// running jobs, then oldest waiting job, so an organization with a huge backlog cannot starve one with a
+/// single job; an organization at `cap` running jobs gets none.
+pub(crate) fn fair_shares(mut demand: Vec<OrgDemand>, limit: u32, cap: Option<u32>) -> Vec<(Option<i64>, u32)> {
+    demand.sort_by_key(|d| (d.running, d.oldest));
+    let mut shares: Vec<(Option<i64>, u32)> = demand.iter().map(|d| (d.org, 0)).collect();
+    let mut left = limit;
+    while left > 0 {
+        let mut gave = false;
+        for (d, share) in demand.iter().zip(shares.iter_mut()) {
+            if left == 0 {
+                break;
+            }
+            if cap.is_some_and(|c| d.running + u64::from(share.1) >= u64::from(c)) {
+                continue;
+            }
+            share.1 += 1;
+            left -= 1;
+            gave = true;
+        }
+        if !gave {
+            break;
+        }
+    }
+    shares.retain(|s| s.1 > 0);
+    shares
+}
+
+/// Per organization, the claimed kinds it has due jobs of, oldest first (after sorting).
+pub(crate) type DueKinds = std::collections::HashMap<Option<i64>, Vec<(i64, String)>>;
+
+/// Organizations a fair claim considers at most (the ones with the fewest running jobs come first).
+pub(crate) const FAIR_ORGS: i64 = 512;
 
 pub(crate) fn lease_deadline(now: Timestamp, lease_for: Duration) -> Timestamp {
     now.saturating_add(lease_for)
@@ -251,6 +318,21 @@ mod tests {
         }
         assert_eq!(backoff(1, base, cap), base, "first retry waits the base delay");
         assert!((0..50).any(|_| backoff(10, base, cap) > Duration::from_secs(2)), "later attempts spread out");
+    }
+
+    #[test]
+    fn fair_shares_go_round_robin_by_least_running_then_oldest() {
+        let d = |org: i64, oldest: i64, running: u64| OrgDemand { org: Some(org), oldest, running };
+        // A huge, old backlog (org 1) and a single new job (org 2): both get a slot.
+        assert_eq!(fair_shares(vec![d(1, 0, 0), d(2, 100, 0)], 4, None), [(Some(1), 2), (Some(2), 2)]);
+        assert_eq!(fair_shares(vec![d(1, 0, 0), d(2, 100, 0)], 1, None), [(Some(1), 1)]);
+        // The one already running more goes last.
+        assert_eq!(fair_shares(vec![d(1, 0, 5), d(2, 100, 0)], 1, None), [(Some(2), 1)]);
+        // Caps: org 1 may run 6 at most, so it gets 1; org 2 takes the rest.
+        assert_eq!(fair_shares(vec![d(1, 0, 5), d(2, 100, 0)], 5, Some(6)), [(Some(2), 4), (Some(1), 1)]);
+        // Everyone at the cap: nothing.
+        assert!(fair_shares(vec![d(1, 0, 2)], 3, Some(2)).is_empty());
+        assert!(fair_shares(Vec::new(), 3, None).is_empty());
     }
 
     #[test]

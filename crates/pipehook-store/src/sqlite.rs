@@ -20,12 +20,14 @@ use crate::group_commit::GroupCommit;
 use crate::outbound_sql::*;
 use crate::pipelines::{ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord};
 use crate::pipelines_sql::*;
-use crate::queue::{bound_error, lease_deadline, new_lease_token};
+use crate::queue::{bound_error, fair_shares, lease_deadline, new_lease_token, DueKinds, OrgDemand, FAIR_ORGS};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
 use crate::webhooks::{InboundRecord, WebhookRecord};
 use crate::webhooks_sql::*;
-use crate::{DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx};
+use crate::{
+    Claimer, DeadJob, FailOutcome, Job, JobId, Lease, NewJob, Queue, QueueDepth, Store, StoreError, StoreResult, Tx,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -194,7 +196,7 @@ const HELD: &str = "id IN (SELECT j.id FROM json_each(?1) AS l JOIN jobs AS j \
 
 async fn claim_in(
     conn: &mut SqliteConnection,
-    node: &str,
+    claimer: &Claimer,
     kinds: &[String],
     limit: u32,
     lease_for: Duration,
@@ -212,25 +214,116 @@ async fn claim_in(
     .execute(&mut *conn)
     .await?;
 
-    let mut rows: Vec<JobRow> = Vec::new();
-    for (state, due_col, order) in [("running", "lease_until", "lease_until"), ("ready", "run_at", "run_at, id")] {
-        let want = i64::from(limit) - rows.len() as i64;
-        if want <= 0 {
-            break;
-        }
-        let sql = format!(
+    // The claimed rows: `which` selects the ids (its own `?`s come after the SET's four).
+    let take = |which: String| {
+        format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_until = ?, \
-             updated_at = ?, node = NULLIF(?, '') WHERE id IN (SELECT id FROM jobs WHERE state = '{state}' \
-             AND {due_col} <= ? AND kind IN ({in_kinds}) AND attempts < max_attempts ORDER BY {order} LIMIT ?) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let mut q = sqlx::query_as::<_, JobRow>(&sql).bind(token).bind(until).bind(now.0).bind(node).bind(now.0);
-        for k in kinds {
-            q = q.bind(k.as_str());
+             updated_at = ?, node = NULLIF(?, '') WHERE id IN ({which}) RETURNING {JOB_COLUMNS}"
+        )
+    };
+    // Jobs whose node died first: they were started, and someone is waiting for them.
+    let sql = take(format!(
+        "SELECT id FROM jobs WHERE state = 'running' AND lease_until <= ? AND kind IN ({in_kinds}) \
+         AND attempts < max_attempts ORDER BY lease_until LIMIT ?"
+    ));
+    let mut q = sqlx::query_as::<_, JobRow>(&sql).bind(token).bind(until).bind(now.0).bind(&claimer.node).bind(now.0);
+    for k in kinds {
+        q = q.bind(k.as_str());
+    }
+    let mut rows = q.bind(i64::from(limit)).fetch_all(&mut *conn).await?;
+    let left = limit.saturating_sub(rows.len() as u32);
+    if left == 0 {
+        return Ok(rows);
+    }
+
+    // Then ready jobs, shared fairly between the organizations that have some due.
+    let (demand, mut due_kinds) = org_demand(conn, kinds, now.0).await?;
+    // One kind at a time (its oldest first), so each read walks `jobs_fair` in order and stops at the share.
+    let sql = take(
+        "SELECT id FROM jobs WHERE state = 'ready' AND kind = ? AND org_id IS ? AND run_at <= ? \
+         AND attempts < max_attempts ORDER BY run_at, id LIMIT ?"
+            .to_owned(),
+    );
+    for (org, share) in fair_shares(demand, left, claimer.max_running_per_org) {
+        let mut share = i64::from(share);
+        let mut of_org = due_kinds.remove(&org).unwrap_or_default();
+        of_org.sort();
+        for (_, kind) in of_org {
+            if share <= 0 {
+                break;
+            }
+            let got: Vec<JobRow> = sqlx::query_as(&sql)
+                .bind(token)
+                .bind(until)
+                .bind(now.0)
+                .bind(&claimer.node)
+                .bind(kind)
+                .bind(org)
+                .bind(now.0)
+                .bind(share)
+                .fetch_all(&mut *conn)
+                .await?;
+            share -= got.len() as i64;
+            rows.extend(got);
         }
-        rows.extend(q.bind(want).fetch_all(&mut *conn).await?);
     }
     Ok(rows)
+}
+
+/// The organizations with due ready jobs of `kinds`, each with its oldest due `run_at` and its running jobs of
+/// those kinds. Organizations are found by skipping through `jobs_fair` (one index seek each), never by
+/// reading the backlog.
+async fn org_demand(
+    conn: &mut SqliteConnection,
+    kinds: &[String],
+    now: i64,
+) -> StoreResult<(Vec<OrgDemand>, DueKinds)> {
+    let mut oldest: std::collections::HashMap<Option<i64>, i64> = std::collections::HashMap::new();
+    let mut due_kinds: DueKinds = std::collections::HashMap::new();
+    for kind in kinds {
+        let orgs: Vec<i64> = sqlx::query_scalar(
+            "WITH RECURSIVE o(org) AS ( \
+               SELECT MIN(org_id) FROM jobs WHERE state = 'ready' AND kind = ?1 \
+               UNION ALL \
+               SELECT (SELECT MIN(org_id) FROM jobs WHERE state = 'ready' AND kind = ?1 AND org_id > o.org) \
+               FROM o WHERE o.org IS NOT NULL) \
+             SELECT org FROM o WHERE org IS NOT NULL LIMIT ?2",
+        )
+        .bind(kind)
+        .bind(FAIR_ORGS)
+        .fetch_all(&mut *conn)
+        .await?;
+        for org in orgs.into_iter().map(Some).chain([None]) {
+            let first: Option<i64> =
+                sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE state = 'ready' AND kind = ? AND org_id IS ?")
+                    .bind(kind)
+                    .bind(org)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if let Some(at) = first.filter(|at| *at <= now) {
+                let e = oldest.entry(org).or_insert(at);
+                *e = (*e).min(at);
+                due_kinds.entry(org).or_default().push((at, kind.to_string()));
+            }
+        }
+    }
+    if oldest.is_empty() {
+        return Ok((Vec::new(), due_kinds));
+    }
+    let sql = format!(
+        "SELECT org_id, COUNT(*) FROM jobs WHERE state = 'running' AND kind IN ({}) GROUP BY org_id",
+        placeholders(kinds.len())
+    );
+    let mut q = sqlx::query_as::<_, (Option<i64>, i64)>(&sql);
+    for k in kinds {
+        q = q.bind(k.as_str());
+    }
+    let running: std::collections::HashMap<Option<i64>, i64> = q.fetch_all(&mut *conn).await?.into_iter().collect();
+    let demand = oldest
+        .into_iter()
+        .map(|(org, oldest)| OrgDemand { org, oldest, running: running.get(&org).copied().unwrap_or(0).max(0) as u64 })
+        .collect();
+    Ok((demand, due_kinds))
 }
 
 #[async_trait]
@@ -243,7 +336,13 @@ impl Queue for SqliteStore {
         self.combiner.submit(&self.write, move |conn| Box::pin(async move { enqueue_in(conn, &jobs).await })).await
     }
 
-    async fn claim_for(&self, node: &str, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
+    async fn claim_fair(
+        &self,
+        claimer: &Claimer,
+        kinds: &[&str],
+        limit: u32,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<Job>> {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -262,11 +361,11 @@ impl Queue for SqliteStore {
             return Ok(Vec::new());
         }
         let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
-        let node = node.to_owned();
+        let claimer = claimer.clone();
         let rows = self
             .combiner
             .submit(&self.write, move |conn| {
-                Box::pin(async move { claim_in(conn, &node, &kinds, limit, lease_for).await })
+                Box::pin(async move { claim_in(conn, &claimer, &kinds, limit, lease_for).await })
             })
             .await?;
         jobs_from_rows(rows)

@@ -293,6 +293,8 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             lease: worker.lease.max(config.outbound.delivery.timeout * 2),
             // A delivery is one HTTP request: it drains within the API's grace, never the long drain.
             drain: config.shutdown_grace.min(worker.drain),
+            // The per-organization cap is for executions and builds; deliveries have per-endpoint caps.
+            max_running_per_org: None,
             ..worker.clone()
         };
         let queue: Arc<dyn Queue> = store.clone();

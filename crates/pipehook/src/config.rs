@@ -54,6 +54,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_WORKER_HEARTBEAT_MS", "worker.heartbeat_ms"),
     ("PIPEHOOK_WORKER_DRAIN_SECONDS", "worker.drain_seconds"),
     ("PIPEHOOK_NODE_ID", "worker.node_id"),
+    ("PIPEHOOK_WORKER_MAX_RUNNING_PER_ORG", "worker.max_running_per_org"),
     ("PIPEHOOK_TRIGGER_MAX_BODY_BYTES", "inbound.max_body_bytes"),
     ("PIPEHOOK_TRUST_PROXY", "inbound.trust_proxy"),
     ("PIPEHOOK_SECRET_ROTATION_OVERLAP", "inbound.secret_rotation_overlap_seconds"),
@@ -203,6 +204,7 @@ struct RawWorker {
     heartbeat_ms: u64,
     drain_seconds: u64,
     node_id: String,
+    max_running_per_org: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +261,8 @@ pub struct WorkerConfig {
     /// This node's name in the queue (`worker.node_id`, else the data folder's `node-id` file). Empty until
     /// the node starts.
     pub node: String,
+    /// Pipeline executions and builds one organization may have running at once, across every node.
+    pub max_running_per_org: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -700,6 +704,7 @@ impl Config {
                     .min(Duration::from_secs(raw.worker.lease_seconds) / 3),
                 drain: Duration::from_secs(raw.worker.drain_seconds),
                 node: node_id,
+                max_running_per_org: Some(raw.worker.max_running_per_org).filter(|n| *n > 0),
             },
             inbound,
             outbound,

@@ -15,7 +15,7 @@
 
 use pipehook_api::metrics::Metrics;
 use pipehook_domain::time::Timestamp;
-use pipehook_store::{Job, JobContext, JobFailure, JobHandler, Lease, Queue, StoreError};
+use pipehook_store::{Claimer, Job, JobContext, JobFailure, JobHandler, Lease, Queue, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -100,6 +100,7 @@ impl WorkerPool {
             self.metrics.clone(),
         )));
         let context = JobContext::default();
+        let claimer = Claimer { node: self.config.node.clone(), max_running_per_org: self.config.max_running_per_org };
         let mut running = JoinSet::new();
         let mut error_backoff = Duration::from_millis(100);
 
@@ -110,7 +111,7 @@ impl WorkerPool {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             let free = slots.available_permits() + 1;
-            let jobs = match self.queue.claim_for(&self.config.node, &kind_refs, free as u32, self.config.lease).await {
+            let jobs = match self.queue.claim_fair(&claimer, &kind_refs, free as u32, self.config.lease).await {
                 Ok(jobs) => {
                     error_backoff = Duration::from_millis(100);
                     jobs

@@ -407,6 +407,7 @@ async fn a_worker_killed_mid_action_fails_it_cleanly_and_never_reruns_succeeded_
             heartbeat: Duration::from_millis(300),
             drain: Duration::from_secs(5),
             node: String::new(),
+            max_running_per_org: None,
         };
         WorkerPool::new(store, handlers, config, Default::default())
     };

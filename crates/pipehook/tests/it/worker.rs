@@ -51,6 +51,7 @@ fn config(lease_ms: u64) -> WorkerConfig {
         heartbeat: Duration::from_millis(lease_ms / 3),
         drain: Duration::from_secs(5),
         node: String::new(),
+        max_running_per_org: None,
     }
 }
 
