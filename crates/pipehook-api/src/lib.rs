@@ -12,6 +12,7 @@
 //!
 //! Each wire flavour owns its request/response types and its error shape; they never share DTOs.
 
+pub mod admission;
 pub mod auth;
 pub mod aws;
 pub mod githost;

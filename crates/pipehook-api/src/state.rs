@@ -42,4 +42,6 @@ pub struct AppState {
     pub inbound_guard: Arc<crate::inbound::InboundGuard>,
     /// Request body bytes held in memory at once, and how long reading one may take.
     pub bodies: crate::server::BodyBudget,
+    /// The per-organization cap on queued runs.
+    pub admission: Arc<crate::admission::Admission>,
 }

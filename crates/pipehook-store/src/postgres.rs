@@ -219,6 +219,16 @@ impl Queue for PgStore {
         jobs_from_rows(rows)
     }
 
+    async fn queued_jobs(&self, org: OrgId, kinds: &[&str]) -> StoreResult<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'ready' AND kind = ANY($1) AND org_id = $2")
+                .bind(kinds)
+                .bind(org.0)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn recover(&self, node: &str) -> StoreResult<u64> {
         if node.is_empty() {
             return Ok(0);

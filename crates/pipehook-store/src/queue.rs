@@ -193,6 +193,9 @@ pub trait Queue: Send + Sync + 'static {
     /// Makes a dead job ready again with a fresh set of attempts. False when no such dead job exists.
     async fn requeue_dead(&self, id: JobId) -> StoreResult<bool>;
 
+    /// Ready jobs (due or scheduled) of `kinds` that belong to `org`: its queued work.
+    async fn queued_jobs(&self, org: OrgId, kinds: &[&str]) -> StoreResult<u64>;
+
     /// Job counts by kind and state, for metrics. `scheduled` = ready with `run_at` in the future.
     async fn depth(&self) -> StoreResult<Vec<QueueDepth>>;
 }

@@ -371,6 +371,20 @@ impl Queue for SqliteStore {
         jobs_from_rows(rows)
     }
 
+    async fn queued_jobs(&self, org: OrgId, kinds: &[&str]) -> StoreResult<u64> {
+        let mut total = 0;
+        for kind in kinds {
+            let n: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'ready' AND kind = ? AND org_id = ?")
+                    .bind(*kind)
+                    .bind(org.0)
+                    .fetch_one(&self.read)
+                    .await?;
+            total += n.max(0) as u64;
+        }
+        Ok(total)
+    }
+
     async fn recover(&self, node: &str) -> StoreResult<u64> {
         if node.is_empty() {
             return Ok(0);

@@ -206,9 +206,12 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
         println!("{}", generated.notice());
     }
     let metrics = Arc::new(Metrics::default());
+    // Run events' bodies link to this server's API: PIPEHOOK_PUBLIC_URL, else the address it is bound to.
+    let mut delivery = config.outbound.delivery.clone();
+    delivery.public_url =
+        config.public_url_for(listener.as_ref().and_then(|l| l.local_addr().ok()).unwrap_or(config.listen));
     let outbound = Arc::new(
-        pipehook_outbound::Outbound::new(store.clone(), key.clone(), config.outbound.delivery.clone())
-            .map_err(StartError::Runtime)?,
+        pipehook_outbound::Outbound::new(store.clone(), key.clone(), delivery).map_err(StartError::Runtime)?,
     );
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -352,6 +355,7 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
             inbound_cache: Arc::default(),
             inbound_guard: Arc::new(pipehook_api::inbound::InboundGuard::new(config.inbound.limits.clone())),
             bodies: pipehook_api::server::BodyBudget::new(config.max_inflight_body_bytes, config.body_timeout),
+            admission: Arc::new(pipehook_api::admission::Admission::new(config.worker.max_queued_per_org)),
         };
         // A worker-only node serves health, readiness and metrics, so it can be probed and scraped like the
         // others; everything else is the API nodes'.

@@ -55,6 +55,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("PIPEHOOK_WORKER_DRAIN_SECONDS", "worker.drain_seconds"),
     ("PIPEHOOK_NODE_ID", "worker.node_id"),
     ("PIPEHOOK_WORKER_MAX_RUNNING_PER_ORG", "worker.max_running_per_org"),
+    ("PIPEHOOK_WORKER_MAX_QUEUED_PER_ORG", "worker.max_queued_per_org"),
     ("PIPEHOOK_TRIGGER_MAX_BODY_BYTES", "inbound.max_body_bytes"),
     ("PIPEHOOK_TRUST_PROXY", "inbound.trust_proxy"),
     ("PIPEHOOK_SECRET_ROTATION_OVERLAP", "inbound.secret_rotation_overlap_seconds"),
@@ -205,6 +206,7 @@ struct RawWorker {
     drain_seconds: u64,
     node_id: String,
     max_running_per_org: u32,
+    max_queued_per_org: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,6 +265,8 @@ pub struct WorkerConfig {
     pub node: String,
     /// Pipeline executions and builds one organization may have running at once, across every node.
     pub max_running_per_org: Option<u32>,
+    /// Pipeline executions and builds one organization may have waiting to run; more are refused.
+    pub max_queued_per_org: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -705,6 +709,7 @@ impl Config {
                 drain: Duration::from_secs(raw.worker.drain_seconds),
                 node: node_id,
                 max_running_per_org: Some(raw.worker.max_running_per_org).filter(|n| *n > 0),
+                max_queued_per_org: Some(raw.worker.max_queued_per_org).filter(|n| *n > 0),
             },
             inbound,
             outbound,

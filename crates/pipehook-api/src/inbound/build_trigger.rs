@@ -381,7 +381,8 @@ async fn trigger(
     let evaluation = evaluate(&loaded.compiled, &event);
 
     // 3. Dedupe (claimed with the request itself); 4. pings; 5. filter groups; 6. start.
-    let delivery = delivery_id.clone().map(|d| DeliveryClaim { webhook_id: record.webhook_id, delivery_id: d, cutoff });
+    let mut delivery =
+        delivery_id.clone().map(|d| DeliveryClaim { webhook_id: record.webhook_id, delivery_id: d, cutoff });
     let event_json = serde_json::to_value(&event).unwrap_or(Value::Null);
     let mut build = None;
     let (status, mut out) = if event.is_ping {
@@ -403,6 +404,16 @@ async fn trigger(
             "authentication": auth_detail,
         });
         (StatusCode::OK, json!({"result": "duplicate", "duplicateOf": first, "requestId": request_id}))
+    } else if let Err(full) = state.admission.admit(&*state.store, loaded.webhook.org).await {
+        // The organization's queue is full: nothing starts, and the delivery is not claimed, so the host's
+        // redelivery is judged again once the backlog has shrunk.
+        delivery = None;
+        record.verdict = "rejected".into();
+        record.detail = json!({"reason": full.message(), "queued": full.queued, "limit": full.max, "evaluation": evaluation, "event": event_json, "authentication": auth_detail});
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"result": "rejected", "message": full.message(), "requestId": request_id}),
+        )
     } else {
         let start = match prepare_build(&build_request(&loaded, &headers, &event)) {
             Ok(s) => s,

@@ -144,7 +144,7 @@ async fn trigger(
     // 3. Deduplicate: the first request with a delivery id decides; later ones answer with its verdict.
     //    The claim is written with the request itself (below), so two racing copies cannot both win.
     let cutoff = Timestamp(now.0.saturating_sub(DEDUPE_WINDOW.as_millis() as i64));
-    let delivery = delivery_id.clone().map(|d| DeliveryClaim { webhook_id: w.id, delivery_id: d, cutoff });
+    let mut delivery = delivery_id.clone().map(|d| DeliveryClaim { webhook_id: w.id, delivery_id: d, cutoff });
 
     // 4. Pings start nothing; 5. rules; 6. start.
     let event_json = serde_json::to_value(&judged.event).unwrap_or(Value::Null);
@@ -163,6 +163,16 @@ async fn trigger(
             out["reason"] = json!(format!("a filter rule could not be evaluated: {error}"));
         }
         (StatusCode::OK, out)
+    } else if let Err(full) = state.admission.admit(&*state.store, w.org).await {
+        // The organization's queue is full: nothing starts, and the delivery is not claimed, so the host's
+        // redelivery is judged again once the backlog has shrunk.
+        delivery = None;
+        record.verdict = "rejected".into();
+        record.detail = json!({"reason": full.message(), "queued": full.queued, "limit": full.max, "rules": judged.rules, "event": event_json, "authentication": auth_detail});
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"result": "rejected", "message": full.message(), "requestId": request_id}),
+        )
     } else {
         let start = match pipehook_runner::pipeline::prepare_start(&start_request(&state, &loaded, &judged.event, None))
         {

@@ -164,3 +164,99 @@ async fn the_per_organization_cap_holds_across_claims() {
     assert!(acme_start < last_default_end, "acme's execution waited for default's capped ones");
     s.stop().await.unwrap();
 }
+
+/// With `max_queued_per_org = 2` and one worker slot busy, an organization may queue 2 executions; the next
+/// start is refused on every front door (REST 429, AWS `ConcurrentPipelineExecutionsLimitExceededException`, a
+/// trigger's 429 `rejected`, logged, its delivery id left unclaimed so the host's redelivery is judged again),
+/// a repeated clientRequestToken still returns its execution, and another organization is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queued_cap_refuses_new_runs_on_every_front_door() {
+    let s = TestServer::builder()
+        .env("PIPEHOOK_WORKER_CONCURRENCY", "1")
+        .env("PIPEHOOK_WORKER_MAX_QUEUED_PER_ORG", "2")
+        .env("PIPEHOOK_WORKER_POLL_MS", "50")
+        .start()
+        .await
+        .unwrap();
+    let acme = second_org(&s).await;
+    let mut busy = pipeline("busy", "sleep 30");
+    busy["stages"][0]["actions"][0]["configuration"]["Branch"] = json!("master");
+    assert_eq!(call(&s, TOKEN, Method::POST, "default/pipelines", Some(busy)).await.0, 201);
+    assert_eq!(call(&s, &acme, Method::POST, "acme/pipelines", Some(pipeline("one", "true"))).await.0, 201);
+    // One runs (the only slot); two wait.
+    let running = start(&s, TOKEN, "default", "busy").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, e) = call(&s, TOKEN, Method::GET, &format!("default/pipelines/busy/executions/{running}"), None).await;
+        if e["actions"].as_array().is_some_and(|a| a.iter().any(|a| a["action"] == "Build")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first execution never ran: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, first) = call(
+        &s,
+        TOKEN,
+        Method::POST,
+        "default/pipelines/busy/executions",
+        Some(json!({"clientRequestToken": "tok-1"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{first}");
+    start(&s, TOKEN, "default", "busy").await;
+
+    let (status, body) = call(&s, TOKEN, Method::POST, "default/pipelines/busy/executions", Some(json!({}))).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.to_string().contains("waiting to run"), "{body}");
+    let (status, again) = call(
+        &s,
+        TOKEN,
+        Method::POST,
+        "default/pipelines/busy/executions",
+        Some(json!({"clientRequestToken": "tok-1"})),
+    )
+    .await;
+    assert_eq!((status, &again["pipelineExecutionId"]), (202, &first["pipelineExecutionId"]), "a repeated token");
+    let aws = crate::support::codepipeline(
+        &s.url,
+        crate::support::ACCESS_KEY_ID,
+        crate::support::SECRET_ACCESS_KEY,
+        "us-east-1",
+    );
+    let err = aws.start_pipeline_execution().name("busy").send().await.unwrap_err();
+    let code = aws_sdk_codepipeline::error::ProvideErrorMetadata::code(&err).map(str::to_owned);
+    assert_eq!(code.as_deref(), Some("ConcurrentPipelineExecutionsLimitExceededException"), "{err:?}");
+
+    // A trigger: refused, logged `rejected`, and its delivery id not claimed.
+    let hook = json!({
+        "targetPipeline": "busy", "targetAction": "Source",
+        "filters": [{"jsonPath": "$.ref", "matchEquals": "refs/heads/{Branch}"}],
+        "authentication": "UNAUTHENTICATED", "authenticationConfiguration": {},
+    });
+    let (status, w) = call(&s, TOKEN, Method::PUT, "default/webhooks/busy-gh", Some(hook)).await;
+    assert_eq!(status, 201, "{w}");
+    let url = w["url"].as_str().unwrap().to_owned();
+    let push = json!({"ref": "refs/heads/master", "after": "0123456789abcdef0123456789abcdef01234567", "repository": {"full_name": "o/r"}});
+    let send = || {
+        s.client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", "cap-delivery-1")
+            .body(push.to_string())
+            .send()
+    };
+    let res = send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 429);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["result"], "rejected", "{body}");
+    let (_, log) = call(&s, TOKEN, Method::GET, "default/inbound?limit=5", None).await;
+    assert_eq!(log["requests"][0]["verdict"], "rejected", "{log}");
+    let res = send().await.unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["result"], "rejected", "the redelivery is judged again, not a duplicate: {body}");
+
+    // Another organization still starts.
+    start(&s, &acme, "acme", "one").await;
+    s.stop().await.unwrap();
+}

@@ -408,6 +408,7 @@ async fn a_worker_killed_mid_action_fails_it_cleanly_and_never_reruns_succeeded_
             drain: Duration::from_secs(5),
             node: String::new(),
             max_running_per_org: None,
+            max_queued_per_org: None,
         };
         WorkerPool::new(store, handlers, config, Default::default())
     };

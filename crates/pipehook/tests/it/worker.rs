@@ -52,6 +52,7 @@ fn config(lease_ms: u64) -> WorkerConfig {
         drain: Duration::from_secs(5),
         node: String::new(),
         max_running_per_org: None,
+        max_queued_per_org: None,
     }
 }
 

@@ -154,6 +154,29 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
             t
         },
     };
+    // A repeated idempotency token returns its build whatever the queue holds; a new build must fit.
+    let repeated = match &req.idempotency_token {
+        Some(t) => {
+            let since =
+                pipehook_domain::time::Timestamp::now().saturating_sub(pipehook_runner::codebuild::IDEMPOTENCY_WINDOW);
+            ctx.state
+                .store
+                .build_by_token(ctx.org(), &req.project, t, since)
+                .await
+                .map_err(AwsError::from_store)?
+                .is_some()
+        }
+        None => false,
+    };
+    if !repeated {
+        if let Err(full) = ctx.state.admission.admit(&*ctx.state.store, ctx.org()).await {
+            return Err(AwsError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "AccountLimitExceededException",
+                full.message(),
+            ));
+        }
+    }
     let build = pipehook_runner::codebuild::start_build(&*ctx.state.store, &req).await.map_err(|e| match e {
         pipehook_store::StoreError::NotFound(_) => not_found(format!("Project cannot be found: {name}")),
         e => AwsError::from_store(e),

@@ -101,6 +101,22 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         );
     }
 
+    // A repeated clientRequestToken returns its execution whatever the queue holds; a new execution must fit.
+    let repeated = match &input.client_request_token {
+        Some(t) => {
+            ctx.state.store.execution_by_token(ctx.org(), pipeline.id, t).await.map_err(AwsError::from_store)?.is_some()
+        }
+        None => false,
+    };
+    if !repeated {
+        if let Err(full) = ctx.state.admission.admit(&*ctx.state.store, ctx.org()).await {
+            return Err(AwsError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "ConcurrentPipelineExecutionsLimitExceededException",
+                full.message(),
+            ));
+        }
+    }
     let request = pipehook_runner::pipeline::StartRequest {
         org: ctx.org(),
         pipeline,
