@@ -102,11 +102,16 @@ pub struct SourceEvent {
     pub repository_name: Option<String>,
     /// The repository's owner: `repository` without its last segment.
     pub organization_name: Option<String>,
-    /// The commit a push moved its ref from (`before`), for `CODEBUILD_WEBHOOK_PREV_COMMIT`.
+    /// The commit a push moved its ref from (`before`), for `CODEBUILD_WEBHOOK_PREV_COMMIT`: the payload's full
+    /// commit id as it is, so a push that created the ref has git's all-zero id here (GitHub and GitLab send it
+    /// as `before`; CodeBuild passes it on). [`SourceEvent::previous_head`] leaves that one out.
     pub previous_commit: Option<String>,
     /// The merge commit of a merged pull request, when the payload names it (GitLab, Bitbucket), for
     /// `CODEBUILD_WEBHOOK_MERGE_COMMIT`.
     pub merge_commit: Option<String>,
+    /// A GitHub Actions workflow job's workflow (`workflow_job.workflow_name`), which CodeBuild's WORKFLOW_NAME
+    /// filter matches.
+    pub workflow_name: Option<String>,
 }
 
 /// CodeBuild's webhook event types: the names an `EVENT` filter lists.
@@ -183,6 +188,12 @@ impl std::fmt::Display for CodeBuildEvent {
 }
 
 impl SourceEvent {
+    /// The commit the pushed ref pointed at before the push: `previous_commit`, unless the push created the ref
+    /// (git's all-zero id), when there is none to compare with.
+    pub fn previous_head(&self) -> Option<&str> {
+        self.previous_commit.as_deref().filter(|id| !is_zero_id(id))
+    }
+
     /// CodeBuild's `CODEBUILD_WEBHOOK_TRIGGER`: `pr/<number>` for a pull request event, `branch/<name>` for a
     /// branch, `tag/<name>` for a tag push or a release; `None` when the event is about none of them.
     pub fn webhook_trigger(&self) -> Option<String> {
@@ -362,10 +373,21 @@ pub fn is_commit_id(id: &str) -> bool {
     matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Whether `id` is git's all-zero id, which providers send as the "before" of a created ref and the "after" of a
+/// deleted one.
+pub fn is_zero_id(id: &str) -> bool {
+    id.bytes().all(|b| b == b'0')
+}
+
 /// A full commit id (lowercased), or `None` for anything else ([`is_commit_id`]) and for git's all-zero id, which
 /// providers send as the "after" of a deleted ref.
 fn commit(id: Option<String>) -> Option<String> {
-    id.filter(|id| is_commit_id(id) && !id.bytes().all(|b| b == b'0')).map(|id| id.to_ascii_lowercase())
+    id.filter(|id| is_commit_id(id) && !is_zero_id(id)).map(|id| id.to_ascii_lowercase())
+}
+
+/// A push's `before`: a full commit id (lowercased), git's all-zero id included (the push created the ref).
+fn before(id: Option<String>) -> Option<String> {
+    id.filter(|id| is_commit_id(id)).map(|id| id.to_ascii_lowercase())
 }
 
 /// An abbreviated commit id (7 to 64 hexadecimal digits, lowercased), for the one payload that only has those:

@@ -9,25 +9,27 @@
 //! `excludeMatchedPattern: true` inverts a filter. `FILE_PATH` matches when any changed file matches.
 //!
 //! ## Validation ([`compile`]), every refusal an `InvalidInputException`
-//! - a filter type outside [`FilterType`] (CodeBuild's enum), or `WORKFLOW_NAME`, which the seed does not
-//!   describe and pipehook does not implement;
+//! - a filter type outside [`FilterType`] (CodeBuild's enum);
 //! - a group with no `EVENT` filter, an `EVENT` pattern with an empty or unknown name (names are exact and
 //!   upper case; blanks around the commas are ignored), a regex that does not compile or exceeds the size
 //!   limits ([`REGEX_SIZE_LIMIT`]; the dialect is Rust's `regex`: no look-around, no back-references);
 //! - an event the project's source provider does not support (the seed: PULL_REQUEST_REOPENED is GitHub and
 //!   GitHub Enterprise only, RELEASED and PRERELEASED are GitHub only; WORKFLOW_JOB_QUEUED is GitHub and GitHub
-//!   Enterprise only per CodeBuild's API reference);
+//!   Enterprise only per CodeBuild's API reference). One exception: RELEASED is also accepted for GitLab, whose
+//!   CodeBuild page lists it (Release Hook `create`/`update`);
 //! - a filter type the group's events do not support, per the seed's notes: HEAD_REF works with push and pull
 //!   request events; BASE_REF with pull request events only; FILE_PATH and COMMIT_MESSAGE with push and pull
 //!   request events, except GitHub Enterprise pull request events; TAG_NAME and RELEASE_NAME with RELEASED and
-//!   PRERELEASED only. ACTOR_ACCOUNT_ID, REPOSITORY_NAME and ORGANIZATION_NAME work with every event. The
-//!   check is strict: *every* event the group's `EVENT` filters let through must support the filter, because a
-//!   filter whose value an event never has would make that event silently fail the group. (A group whose
-//!   `EVENT` filters are all excluded lets through every other event of the provider; there a filter only
-//!   needs one of them to support it.)
+//!   PRERELEASED only; WORKFLOW_NAME (`workflow_job.workflow_name`; botocore's model) with WORKFLOW_JOB_QUEUED
+//!   only. ACTOR_ACCOUNT_ID, REPOSITORY_NAME and ORGANIZATION_NAME work with every event. The check is strict:
+//!   *every* event the group's `EVENT` filters let through must support the filter, because a filter whose value
+//!   an event never has would make that event silently fail the group. (A group whose `EVENT` filters are all
+//!   excluded lets through every other event of the provider; there a filter only needs one of them to support
+//!   it.)
 //!
 //! GitLab predates the seed's notes, which do not name it; pipehook follows CodeBuild's GitLab page for its
-//! filter types (HEAD_REF, BASE_REF, FILE_PATH, COMMIT_MESSAGE, ACTOR_ACCOUNT_ID) and the seed for its events.
+//! filter types (HEAD_REF, BASE_REF, FILE_PATH, COMMIT_MESSAGE, ACTOR_ACCOUNT_ID) and the seed for its events,
+//! except RELEASED (above).
 //!
 //! ## Evaluation ([`evaluate`])
 //! Every filter of every group is evaluated (no short cut), so the [`Evaluation`] explains each one: the value
@@ -107,7 +109,7 @@ pub enum FilterType {
 }
 
 impl FilterType {
-    /// Every type of CodeBuild's enum, `WORKFLOW_NAME` included (which [`compile`] refuses).
+    /// Every type of CodeBuild's enum.
     pub const ALL: [FilterType; 11] = [
         FilterType::Event,
         FilterType::ActorAccountId,
@@ -146,12 +148,7 @@ impl FilterType {
 
     /// The types [`compile`] accepts, as a list for messages.
     fn supported_list() -> String {
-        FilterType::ALL
-            .iter()
-            .filter(|t| **t != FilterType::WorkflowName)
-            .map(|t| t.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        FilterType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -212,14 +209,16 @@ impl SourceType {
         }
     }
 
-    /// Whether the provider can send this event at all (the seed's notes on EVENT).
+    /// Whether the provider can send this event at all (the seed's notes on EVENT; RELEASED also for GitLab, as
+    /// CodeBuild's GitLab page lists it).
     pub fn supports_event(self, event: CodeBuildEvent) -> bool {
         use CodeBuildEvent as E;
         match event {
             E::PullRequestReopened | E::WorkflowJobQueued => {
                 matches!(self, SourceType::Github | SourceType::GithubEnterprise)
             }
-            E::Released | E::Prereleased => self == SourceType::Github,
+            E::Released => matches!(self, SourceType::Github | SourceType::Gitlab | SourceType::GitlabSelfManaged),
+            E::Prereleased => self == SourceType::Github,
             _ => true,
         }
     }
@@ -230,7 +229,7 @@ impl SourceType {
     }
 
     /// Whether a filter of type `filter` can be evaluated for `event` from this provider (the seed's notes on
-    /// each filter type). `EVENT` and `WORKFLOW_NAME` are not asked about here.
+    /// each filter type; WORKFLOW_NAME from botocore's model). `EVENT` is not asked about here.
     pub fn supports_filter(self, filter: FilterType, event: CodeBuildEvent) -> bool {
         let push_or_pr = event == CodeBuildEvent::Push || event.is_pull_request();
         match filter {
@@ -242,7 +241,8 @@ impl SourceType {
                 _ => push_or_pr,
             },
             FilterType::TagName | FilterType::ReleaseName => event.is_release(),
-            FilterType::Event | FilterType::WorkflowName => false,
+            FilterType::WorkflowName => event == CodeBuildEvent::WorkflowJobQueued,
+            FilterType::Event => false,
         }
     }
 }
@@ -266,8 +266,6 @@ pub enum FilterGroupError {
     NoEventFilter { group: usize },
     #[error("Filter group {group}, filter {filter}: invalid filter type {filter_type:?}; valid types are {valid}")]
     UnknownFilterType { group: usize, filter: usize, filter_type: String, valid: String },
-    #[error("Filter group {group}, filter {filter}: filter type WORKFLOW_NAME is not supported")]
-    UnsupportedFilterType { group: usize, filter: usize },
     #[error("Filter group {group}, filter {filter}: invalid EVENT pattern {pattern:?}: {reason}")]
     InvalidEventPattern { group: usize, filter: usize, pattern: String, reason: String },
     #[error(
@@ -378,6 +376,21 @@ impl CompiledFilterGroups {
         })
     }
 
+    /// The events some group lets through (by its EVENT filters: the others are decided per delivery), or, without
+    /// groups, the default events the provider sends: what a repository hook must be subscribed to so that every
+    /// delivery that could start a build is sent. CreateWebhook registers the hook for these and UpdateWebhook
+    /// keeps it in step.
+    pub fn events(&self) -> BTreeSet<CodeBuildEvent> {
+        if self.groups.is_empty() {
+            return DEFAULT_EVENTS.into_iter().filter(|e| self.source_type.supports_event(*e)).collect();
+        }
+        self.groups
+            .iter()
+            .filter_map(|g| events_through(g, self.source_type))
+            .flat_map(|(_, through)| through)
+            .collect()
+    }
+
     /// Sets the legacy `branchFilter` (an empty one means none, as in CodeBuild: "all branches are built").
     pub fn with_branch_filter(mut self, pattern: Option<&str>) -> Result<Self, FilterGroupError> {
         self.branch_filter = match pattern.filter(|p| !p.is_empty()) {
@@ -434,7 +447,6 @@ fn compile_group(
                 valid: FilterType::supported_list(),
             })?;
         let test = match filter_type {
-            FilterType::WorkflowName => return Err(FilterGroupError::UnsupportedFilterType { group, filter: at }),
             FilterType::Event => Test::Events(parse_events(group, at, &filter.pattern, source)?),
             _ => {
                 let invalid = |reason: String| FilterGroupError::InvalidPattern {
@@ -480,7 +492,8 @@ fn parse_events(
         })?;
         if !source.supports_event(event) {
             let label = match event {
-                CodeBuildEvent::Released | CodeBuildEvent::Prereleased => "it works with GitHub only",
+                CodeBuildEvent::Released => "it works with GitHub and GitLab only",
+                CodeBuildEvent::Prereleased => "it works with GitHub only",
                 _ => "it works with GitHub and GitHub Enterprise only",
             };
             return Err(FilterGroupError::EventNotSupported { group, filter, event, source_type: source, label });
@@ -503,22 +516,23 @@ fn rule(filter_type: FilterType) -> &'static str {
         }
         FilterType::TagName => "TAG_NAME works with RELEASED and PRERELEASED events only",
         FilterType::ReleaseName => "RELEASE_NAME works with RELEASED and PRERELEASED events only",
+        FilterType::WorkflowName => "WORKFLOW_NAME works with WORKFLOW_JOB_QUEUED events only",
         _ => "",
     }
 }
 
-/// Checks every non-EVENT filter against the events the group lets through (see the module documentation).
-fn check_support(group: usize, filters: &[CompiledFilter], source: SourceType) -> Result<(), FilterGroupError> {
-    let event_sets = filters.iter().filter_map(|f| match &f.test {
-        Test::Events(set) => Some((f.exclude, set)),
-        Test::Regex(_) => None,
-    });
+/// The events a group's EVENT filters let through, in CodeBuild's order: those every including EVENT filter
+/// names (every event of the provider when none includes), less those an excluding one names; `None` when the
+/// group has no EVENT filter. The flag says whether some EVENT filter includes (a strict group, see
+/// [`check_support`]).
+fn events_through(filters: &[CompiledFilter], source: SourceType) -> Option<(bool, Vec<CodeBuildEvent>)> {
     let mut included: Option<BTreeSet<CodeBuildEvent>> = None;
     let mut excluded = BTreeSet::new();
     let mut has_event = false;
-    for (exclude, set) in event_sets {
+    for f in filters {
+        let Test::Events(set) = &f.test else { continue };
         has_event = true;
-        if exclude {
+        if f.exclude {
             excluded.extend(set.iter().copied());
         } else {
             included = Some(match included {
@@ -528,14 +542,22 @@ fn check_support(group: usize, filters: &[CompiledFilter], source: SourceType) -
         }
     }
     if !has_event {
-        return Err(FilterGroupError::NoEventFilter { group });
+        return None;
     }
     let strict = included.is_some();
-    let through: Vec<CodeBuildEvent> = included
+    let through = included
         .unwrap_or_else(|| source.events().into_iter().collect())
         .into_iter()
         .filter(|e| !excluded.contains(e))
         .collect();
+    Some((strict, through))
+}
+
+/// Checks every non-EVENT filter against the events the group lets through (see the module documentation).
+fn check_support(group: usize, filters: &[CompiledFilter], source: SourceType) -> Result<(), FilterGroupError> {
+    let Some((strict, through)) = events_through(filters, source) else {
+        return Err(FilterGroupError::NoEventFilter { group });
+    };
     if through.is_empty() {
         return Err(FilterGroupError::NoEventPasses { group });
     }
@@ -723,6 +745,7 @@ fn evaluate_filter(at: usize, filter: &CompiledFilter, event: &SourceEvent) -> F
         FilterType::ReleaseName => single(&event.release_name, "the event has no release name"),
         FilterType::RepositoryName => single(&event.repository_name, "the payload names no repository"),
         FilterType::OrganizationName => single(&event.organization_name, "the payload names no repository owner"),
+        FilterType::WorkflowName => single(&event.workflow_name, "the event names no workflow (workflow jobs only)"),
         FilterType::FilePath => match &event.changed_files {
             Some(files) => {
                 let note = files.is_empty().then(|| "the event changed no files".to_string());
@@ -730,7 +753,7 @@ fn evaluate_filter(at: usize, filter: &CompiledFilter, event: &SourceEvent) -> F
             }
             None => (Vec::new(), Some("the payload does not list the changed files".to_string())),
         },
-        FilterType::Event | FilterType::WorkflowName => (Vec::new(), None),
+        FilterType::Event => (Vec::new(), None),
     };
     outcome_of(at, name, &filter.pattern, exclude, values, note, |v| regex.is_match(v))
 }

@@ -69,6 +69,7 @@ const EVENTS: &[(&str, &str, SourceType, Option<&str>)] = &[
     ("gitlab/merge_request.json", "Merge Request Hook", Gitlab, Some("PULL_REQUEST_CREATED")),
     ("gitlab/merge_request-update.json", "Merge Request Hook", GitlabSelfManaged, Some("PULL_REQUEST_UPDATED")),
     ("gitlab/merge_request-merge.json", "Merge Request Hook", Gitlab, Some("PULL_REQUEST_MERGED")),
+    ("gitlab/release.json", "Release Hook", GitlabSelfManaged, Some("RELEASED")),
     ("bitbucket/repo-push.json", "repo:push", Bitbucket, Some("PUSH")),
     ("bitbucket/pullrequest-created.json", "pullrequest:created", Bitbucket, Some("PULL_REQUEST_CREATED")),
     ("bitbucket/pullrequest-created.json", "pullrequest:updated", Bitbucket, Some("PULL_REQUEST_UPDATED")),
@@ -266,6 +267,37 @@ fn every_filter_type() {
         (Gitlab, "gitlab/push.json", "Push Hook", "PUSH", "REPOSITORY_NAME", "^diaspora$", true),
         (Bitbucket, "bitbucket/repo-push.json", "repo:push", "PUSH", "ORGANIZATION_NAME", "^acme$", true),
         (Bitbucket, "bitbucket/repo-push.json", "repo:push", "PUSH", "REPOSITORY_NAME", "^gadgets$", false),
+        // TAG_NAME and RELEASE_NAME on a GitLab release (`tag`, `name`).
+        (Gitlab, "gitlab/release.json", "Release Hook", "RELEASED", "TAG_NAME", "^1\\.0\\.0$", true),
+        (Gitlab, "gitlab/release.json", "Release Hook", "RELEASED", "RELEASE_NAME", "^v", false),
+        // WORKFLOW_NAME: `workflow_job.workflow_name` (this example's workflow is `CodeQL`).
+        (
+            Github,
+            "github/workflow_job-queued.json",
+            "workflow_job",
+            "WORKFLOW_JOB_QUEUED",
+            "WORKFLOW_NAME",
+            "^CodeQL$",
+            true,
+        ),
+        (
+            Github,
+            "github/workflow_job-queued.json",
+            "workflow_job",
+            "WORKFLOW_JOB_QUEUED",
+            "WORKFLOW_NAME",
+            "^Deploy",
+            false,
+        ),
+        (
+            GithubEnterprise,
+            "github/workflow_job-queued.json",
+            "workflow_job",
+            "WORKFLOW_JOB_QUEUED",
+            "WORKFLOW_NAME",
+            "Code",
+            true,
+        ),
     ];
     for (source, file, header, events, filter_type, pattern, matches) in cases {
         let name = format!("{source} {file} {filter_type} {pattern:?}");
@@ -509,7 +541,19 @@ fn validation_errors() {
         ),
         ("unknown filter type", Github, vec![vec![f("EVENT", "PUSH"), f("BRANCH", "x")]], "filter 2: invalid filter type \"BRANCH\""),
         ("lower-case filter type", Github, vec![vec![f("event", "PUSH")]], "invalid filter type \"event\""),
-        ("WORKFLOW_NAME", Github, vec![vec![f("EVENT", "WORKFLOW_JOB_QUEUED"), f("WORKFLOW_NAME", "x")]], "WORKFLOW_NAME is not supported"),
+        (
+            "WORKFLOW_NAME on pushes",
+            Github,
+            vec![vec![f("EVENT", "PUSH, WORKFLOW_JOB_QUEUED"), f("WORKFLOW_NAME", "x")]],
+            "WORKFLOW_NAME is not supported with PUSH events for source type GITHUB: WORKFLOW_NAME works with WORKFLOW_JOB_QUEUED events only",
+        ),
+        (
+            "WORKFLOW_NAME on GitLab",
+            Gitlab,
+            vec![vec![x("EVENT", "PUSH"), f("WORKFLOW_NAME", "x")]],
+            "WORKFLOW_NAME is not supported with any event filter group 1 lets through",
+        ),
+        ("bad WORKFLOW_NAME regex", Github, vec![vec![f("EVENT", "WORKFLOW_JOB_QUEUED"), f("WORKFLOW_NAME", "(")]], "filter 2: invalid regular expression"),
         ("unknown event", Github, vec![vec![f("EVENT", "PUSH, PULL_REQUEST_OPENED")]], "unknown event \"PULL_REQUEST_OPENED\""),
         ("lower-case event", Github, vec![vec![f("EVENT", "push")]], "unknown event \"push\""),
         ("empty EVENT pattern", Github, vec![vec![f("EVENT", "")]], "empty event name"),
@@ -521,7 +565,7 @@ fn validation_errors() {
             "event PULL_REQUEST_REOPENED is not supported for source type GITLAB (it works with GitHub and GitHub Enterprise only)",
         ),
         ("REOPENED on Bitbucket", Bitbucket, vec![vec![f("EVENT", "PUSH, PULL_REQUEST_REOPENED")]], "PULL_REQUEST_REOPENED is not supported for source type BITBUCKET"),
-        ("RELEASED on GHE", GithubEnterprise, vec![vec![f("EVENT", "RELEASED")]], "RELEASED is not supported for source type GITHUB_ENTERPRISE (it works with GitHub only)"),
+        ("RELEASED on GHE", GithubEnterprise, vec![vec![f("EVENT", "RELEASED")]], "RELEASED is not supported for source type GITHUB_ENTERPRISE (it works with GitHub and GitLab only)"),
         ("PRERELEASED on GitLab", GitlabSelfManaged, vec![vec![f("EVENT", "PRERELEASED")]], "PRERELEASED is not supported for source type GITLAB_SELF_MANAGED"),
         ("RELEASED on Bitbucket even excluded", Bitbucket, vec![vec![x("EVENT", "RELEASED")]], "RELEASED is not supported"),
         ("WORKFLOW_JOB_QUEUED on Bitbucket", Bitbucket, vec![vec![f("EVENT", "WORKFLOW_JOB_QUEUED")]], "WORKFLOW_JOB_QUEUED is not supported"),
@@ -544,7 +588,7 @@ fn validation_errors() {
         ("FILE_PATH on workflow jobs", Github, vec![vec![f("EVENT", "WORKFLOW_JOB_QUEUED"), f("FILE_PATH", "x")]], "FILE_PATH is not supported with WORKFLOW_JOB_QUEUED"),
         (
             "TAG_NAME where only excluded events leave none that has a tag",
-            Gitlab,
+            Bitbucket,
             vec![vec![x("EVENT", "PULL_REQUEST_CLOSED"), f("TAG_NAME", "^v")]],
             "TAG_NAME is not supported with any event filter group 1 lets through",
         ),
@@ -582,6 +626,13 @@ fn accepted_configurations() {
     let cases: Vec<(SourceType, Vec<Vec<WebhookFilter>>)> = vec![
         (Github, vec![vec![f("EVENT", "PULL_REQUEST_REOPENED"), f("FILE_PATH", "x"), f("COMMIT_MESSAGE", "y")]]),
         (GithubEnterprise, vec![vec![f("EVENT", "PULL_REQUEST_REOPENED, WORKFLOW_JOB_QUEUED")]]),
+        (
+            Github,
+            vec![vec![f("EVENT", "WORKFLOW_JOB_QUEUED"), f("WORKFLOW_NAME", "^CI$"), x("ACTOR_ACCOUNT_ID", "^1$")]],
+        ),
+        (GithubEnterprise, vec![vec![f("EVENT", "WORKFLOW_JOB_QUEUED"), x("WORKFLOW_NAME", "^Deploy")]]),
+        (Gitlab, vec![vec![f("EVENT", "RELEASED"), f("TAG_NAME", "^v"), f("RELEASE_NAME", "x")]]),
+        (GitlabSelfManaged, vec![vec![f("EVENT", "PUSH, RELEASED")]]),
         (GithubEnterprise, vec![vec![f("EVENT", "PUSH"), f("FILE_PATH", "x"), f("COMMIT_MESSAGE", "y")]]),
         (GithubEnterprise, vec![vec![f("EVENT", "PULL_REQUEST_CREATED"), f("HEAD_REF", "x"), f("BASE_REF", "y")]]),
         (Github, vec![vec![f("EVENT", "RELEASED, PRERELEASED"), f("TAG_NAME", "^v"), x("RELEASE_NAME", "rc")]]),
@@ -619,6 +670,44 @@ fn accepted_configurations() {
     ];
     for (source, groups) in cases {
         compile(&groups, source).unwrap_or_else(|e| panic!("{source} {groups:?}: {e}"));
+    }
+}
+
+/// The events a repository hook must be subscribed to: what some group's EVENT filters let through (the other
+/// filters are decided per delivery), or the default events without groups.
+#[test]
+fn events_a_hook_needs() {
+    use CodeBuildEvent::*;
+    let cases: Vec<(SourceType, Vec<Vec<WebhookFilter>>, Vec<CodeBuildEvent>)> = vec![
+        (Github, vec![], vec![Push, PullRequestCreated, PullRequestUpdated, PullRequestReopened]),
+        (Bitbucket, vec![], vec![Push, PullRequestCreated, PullRequestUpdated]),
+        (Github, vec![vec![f("EVENT", "PUSH"), f("HEAD_REF", "^refs/heads/main$")]], vec![Push]),
+        (
+            Github,
+            vec![vec![f("EVENT", "PUSH")], vec![f("EVENT", "RELEASED"), f("TAG_NAME", "^v")]],
+            vec![Push, Released],
+        ),
+        (
+            Github,
+            vec![vec![f("EVENT", "PUSH, PULL_REQUEST_MERGED"), f("EVENT", "PULL_REQUEST_MERGED")]],
+            vec![PullRequestMerged],
+        ),
+        (Github, vec![vec![f("EVENT", "WORKFLOW_JOB_QUEUED"), f("WORKFLOW_NAME", "^CI$")]], vec![WorkflowJobQueued]),
+        (
+            Gitlab,
+            vec![vec![x("EVENT", "PUSH, PULL_REQUEST_CLOSED")]],
+            vec![PullRequestCreated, PullRequestUpdated, PullRequestMerged, Released],
+        ),
+        (GitlabSelfManaged, vec![vec![f("EVENT", "PUSH, RELEASED"), x("EVENT", "PUSH")]], vec![Released]),
+        (
+            Bitbucket,
+            vec![vec![f("EVENT", "PUSH")], vec![f("EVENT", "PULL_REQUEST_MERGED"), f("BASE_REF", "^refs/heads/main$")]],
+            vec![Push, PullRequestMerged],
+        ),
+    ];
+    for (source, groups, want) in cases {
+        let compiled = compile(&groups, source).unwrap_or_else(|e| panic!("{source} {groups:?}: {e}"));
+        assert_eq!(compiled.events().into_iter().collect::<Vec<_>>(), want, "{source} {groups:?}");
     }
 }
 

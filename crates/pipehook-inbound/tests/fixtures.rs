@@ -52,12 +52,15 @@ fn hello_world(codebuild_event: Option<&str>, head_ref: Option<&str>, extra: Val
         "codebuild_event": codebuild_event, "actor_account_id": "21031067", "changed_files": null,
         "commit_message": null, "tag_name": null, "release_name": null, "repository_name": "Hello-World",
         "organization_name": "Codertocat", "previous_commit": null, "merge_commit": null, "head_ref": head_ref,
+        "workflow_name": null,
     });
     v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     v
 }
 
 const DELIVERY: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+/// git's all-zero id: the `before` of a push that created its ref.
+const ZERO: &str = "0000000000000000000000000000000000000000";
 
 #[test]
 fn github_fixtures() {
@@ -70,11 +73,12 @@ fn github_fixtures() {
         "message": "Initial commit", "actor": "Codertocat", "repository": "Codertocat/Hello-World",
         "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null,
     });
-    // A new branch: `before` is all zeros, so there is no previous commit.
+    // A new branch: `before` is git's all-zero id, kept as it is (CodeBuild passes it on as
+    // CODEBUILD_WEBHOOK_PREV_COMMIT).
     let branch_push_cb = hello_world(
         Some("PUSH"),
         Some("refs/heads/master"),
-        json!({"changed_files": ["README.md"], "commit_message": "Initial commit"}),
+        json!({"changed_files": ["README.md"], "commit_message": "Initial commit", "previous_commit": ZERO}),
     );
     check("github/push-branch.json", &push("push"), branch_push.clone(), branch_push_cb.clone());
     check("github/push-bench.json", &push("push"), branch_push, branch_push_cb);
@@ -91,7 +95,7 @@ fn github_fixtures() {
         hello_world(
             Some("PUSH"),
             Some("refs/tags/simple-tag"),
-            json!({"changed_files": [], "commit_message": "Adding a .gitignore file"}),
+            json!({"changed_files": [], "commit_message": "Adding a .gitignore file", "previous_commit": ZERO}),
         ),
     );
     check(
@@ -186,7 +190,7 @@ fn github_fixtures() {
             "message": null, "actor": "Codertocat", "repository": "Codertocat/Hello-World",
             "repository_url": "https://github.com/Codertocat/Hello-World", "pull_request": null, "base_ref": null,
         }),
-        hello_world(Some("WORKFLOW_JOB_QUEUED"), Some("refs/heads/main"), json!({})),
+        hello_world(Some("WORKFLOW_JOB_QUEUED"), Some("refs/heads/main"), json!({"workflow_name": "CodeQL"})),
     );
 }
 
@@ -213,7 +217,10 @@ fn github_enterprise_fixtures() {
         hello_world(
             Some("PUSH"),
             Some("refs/tags/simple-tag"),
-            json!({"actor_account_id": "4", "changed_files": [], "commit_message": "Adding a .gitignore file"}),
+            json!({
+                "actor_account_id": "4", "changed_files": [], "commit_message": "Adding a .gitignore file",
+                "previous_commit": ZERO,
+            }),
         ),
     );
     check(
@@ -236,6 +243,7 @@ fn other(codebuild_event: Option<&str>, head_ref: &str, org: &str, repo: &str, e
         "codebuild_event": codebuild_event, "actor_account_id": null, "changed_files": null,
         "commit_message": null, "tag_name": null, "release_name": null, "repository_name": repo,
         "organization_name": org, "previous_commit": null, "merge_commit": null, "head_ref": head_ref,
+        "workflow_name": null,
     });
     v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     v
@@ -285,6 +293,7 @@ fn gitlab_fixtures() {
             json!({
                 "actor_account_id": "1", "changed_files": ["CHANGELOG", "UPGRADE.md"],
                 "commit_message": "Merge branch 'some-feature' into 'master'\n\nRelease v1.0.0\n\nSee merge request jsmith/example!1",
+                "previous_commit": ZERO,
             }),
         ),
     );
@@ -341,6 +350,31 @@ fn gitlab_fixtures() {
         let mut payload = fixture("gitlab/merge_request.json");
         payload["object_attributes"]["action"] = json!(action);
         let event = normalize(&headers(&hook("Merge Request Hook")), &payload);
+        assert_eq!(event.codebuild_event, want, "{action}");
+    }
+    // A release: `create` and `update` are RELEASED (CodeBuild's GitLab page), `delete` is nothing to build.
+    check(
+        "gitlab/release.json",
+        &hook("Release Hook"),
+        json!({
+            "provider": "gitlab", "event": "Release Hook", "action": "create", "delivery_id": UUID, "is_ping": false,
+            "commit_id": "2626dbdb936782b5c54816b1c6d45b1279303c6d", "git_ref": "refs/tags/1.0.0", "branch": null,
+            "message": "1.0.0", "actor": null, "repository": "exm-namespace/example-project",
+            "repository_url": "http://example.com/exm-namespace/example-project", "pull_request": null,
+            "base_ref": null,
+        }),
+        other(
+            Some("RELEASED"),
+            "",
+            "exm-namespace",
+            "example-project",
+            json!({"head_ref": null, "tag_name": "1.0.0", "release_name": "1.0.0"}),
+        ),
+    );
+    for (action, want) in [("update", Some(CodeBuildEvent::Released)), ("delete", None)] {
+        let mut payload = fixture("gitlab/release.json");
+        payload["action"] = json!(action);
+        let event = normalize(&headers(&hook("Release Hook")), &payload);
         assert_eq!(event.codebuild_event, want, "{action}");
     }
     // A push that deletes the branch: `checkout_sha` is null, nothing to build.
@@ -461,6 +495,8 @@ fn codebuild_webhook_variables() {
             ("CODEBUILD_WEBHOOK_TRIGGER", "branch/master"),
             ("CODEBUILD_WEBHOOK_HEAD_REF", "refs/heads/master"),
             ("CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID", "21031067"),
+            // The push created the branch: `before` is all zeros, and CodeBuild passes it on.
+            ("CODEBUILD_WEBHOOK_PREV_COMMIT", ZERO),
         ])
     );
     assert_eq!(
@@ -470,6 +506,7 @@ fn codebuild_webhook_variables() {
             ("CODEBUILD_WEBHOOK_TRIGGER", "tag/simple-tag"),
             ("CODEBUILD_WEBHOOK_HEAD_REF", "refs/tags/simple-tag"),
             ("CODEBUILD_WEBHOOK_ACTOR_ACCOUNT_ID", "21031067"),
+            ("CODEBUILD_WEBHOOK_PREV_COMMIT", ZERO),
         ])
     );
     assert_eq!(

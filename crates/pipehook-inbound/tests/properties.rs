@@ -143,13 +143,16 @@ fn headers() -> impl Strategy<Value = HeaderMap> {
 
 fn check_event(e: &SourceEvent) {
     // A commit is a commit id: full hex, or (Bitbucket pull requests only) a hex abbreviation.
-    for id in [&e.commit_id, &e.previous_commit, &e.merge_commit].into_iter().flatten() {
+    // A push's `before` is the one place git's all-zero id is kept (the push created its ref).
+    for (id, zero_kept) in [(&e.commit_id, false), (&e.previous_commit, true), (&e.merge_commit, false)] {
+        let Some(id) = id else { continue };
         let abbreviated = e.provider == Provider::Bitbucket
             && (7..=64).contains(&id.len())
             && id.bytes().all(|b| b.is_ascii_hexdigit());
         assert!(is_commit_id(id) || abbreviated, "{id:?} in {e:?}");
-        assert!(!id.bytes().all(|b| b == b'0'), "the all-zero id is no commit: {e:?}");
+        assert!(zero_kept || !id.bytes().all(|b| b == b'0'), "the all-zero id is no commit: {e:?}");
     }
+    assert!(e.previous_head().is_none_or(|id| !id.bytes().all(|b| b == b'0')), "{e:?}");
     if let Some(branch) = &e.branch {
         assert_eq!(e.git_ref.as_deref(), Some(format!("refs/heads/{branch}").as_str()), "{e:?}");
     }
@@ -321,6 +324,12 @@ proptest! {
                 let e = event::normalize(&h, &payload);
                 let evaluation = filter_groups::evaluate(&compiled, &e);
                 let _ = serde_json::to_value(&evaluation).unwrap();
+                // A hook subscribed to `events()` is sent every delivery of its provider that could start a build.
+                let events = compiled.events();
+                prop_assert!(!events.is_empty());
+                if let Some(c) = e.codebuild_event.filter(|c| evaluation.passed && source.supports_event(*c)) {
+                    prop_assert!(events.contains(&c), "{:?} not in {:?}", c, events);
+                }
                 for f in filter_groups::FilterType::ALL {
                     let _ = compiled.needs(f, &e);
                 }

@@ -58,7 +58,7 @@ pub fn files_missing(event: &SourceEvent, payload: &Value) -> bool {
     if event.changed_files.is_none() {
         return true;
     }
-    if event.codebuild_event != Some(CodeBuildEvent::Push) || event.previous_commit.is_none() {
+    if event.codebuild_event != Some(CodeBuildEvent::Push) || event.previous_head().is_none() {
         // A new ref's push lists what it lists: there is no `before` to compare with.
         return false;
     }
@@ -290,7 +290,7 @@ impl Host<'_> {
                 } else {
                     let new = event.commit_id.as_deref().ok_or_else(|| missing("the push has no new commit"))?;
                     // Against the ref's previous head; a new ref's first commit against its parent.
-                    let spec = match &event.previous_commit {
+                    let spec = match event.previous_head() {
                         Some(old) => format!("{}..{}", segment(new), segment(old)),
                         None => segment(new),
                     };
@@ -353,7 +353,7 @@ impl Host<'_> {
 
 /// `before`, `after` of a push.
 fn range(event: &SourceEvent) -> Result<(String, String), HostError> {
-    let before = event.previous_commit.clone().ok_or_else(|| missing("the push has no previous commit"))?;
+    let before = event.previous_head().map(str::to_owned).ok_or_else(|| missing("the push has no previous commit"))?;
     let after = event.commit_id.clone().ok_or_else(|| missing("the push has no new commit"))?;
     Ok((segment(&before), segment(&after)))
 }
@@ -405,6 +405,8 @@ mod tests {
         e.previous_commit = None;
         e.provider = Provider::GitLab;
         assert!(!files_missing(&e, &json!({"commits": commits, "total_commits_count": 21})), "a new ref");
+        e.previous_commit = Some("0".repeat(40));
+        assert!(!files_missing(&e, &json!({"commits": commits, "total_commits_count": 21})), "a new ref, as sent");
         e.changed_files = None;
         assert!(files_missing(&e, &json!({})));
     }

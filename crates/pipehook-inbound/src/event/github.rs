@@ -3,7 +3,7 @@
 //! Field sources: push `ref`, `before`, `after`, `head_commit.message`, `commits[].{added,modified,removed}`;
 //! pull_request `number`, `pull_request.head.{ref,sha}`, `pull_request.base.ref`, `pull_request.title`,
 //! `pull_request.merged`; release `release.tag_name`, `release.name`; workflow_job `workflow_job.{head_branch,
-//! head_sha}`; every event `action`, `sender.{login,id}`, `repository.{full_name,html_url}`.
+//! head_sha,workflow_name}`; every event `action`, `sender.{login,id}`, `repository.{full_name,html_url}`.
 //!
 //! CodeBuild event names, as CodeBuild's GitHub page maps them: `push` → PUSH (not when it deletes the ref:
 //! there is nothing to build); `pull_request` `opened` → PULL_REQUEST_CREATED, `synchronize` →
@@ -15,7 +15,7 @@
 use serde_json::Value;
 
 use super::{
-    changed_files, commit, id_text, number, set_pull_request, set_push_ref, set_ref, set_repository, text,
+    before, changed_files, commit, id_text, number, set_pull_request, set_push_ref, set_ref, set_repository, text,
     CodeBuildEvent, SourceEvent,
 };
 
@@ -34,7 +34,8 @@ pub(super) fn fill(event: &mut SourceEvent, name: &str, payload: &Value) {
         "push" => {
             set_push_ref(event, text(payload, &["ref"]));
             event.commit_id = commit(text(payload, &["after"]));
-            event.previous_commit = commit(text(payload, &["before"]));
+            // All zeros when the push created the ref: CodeBuild passes that on as CODEBUILD_WEBHOOK_PREV_COMMIT.
+            event.previous_commit = before(text(payload, &["before"]));
             // A deleted ref has no head commit; a created tag has one even with an empty `commits`.
             event.message = text(payload, &["head_commit", "message"]);
             event.commit_message = event.message.clone();
@@ -74,6 +75,7 @@ pub(super) fn fill(event: &mut SourceEvent, name: &str, payload: &Value) {
             let job = &payload["workflow_job"];
             set_push_ref(event, text(job, &["head_branch"]).map(|b| format!("refs/heads/{b}")));
             event.commit_id = commit(text(job, &["head_sha"]));
+            event.workflow_name = text(job, &["workflow_name"]);
             if action == Some("queued") {
                 event.codebuild_event = Some(CodeBuildEvent::WorkflowJobQueued);
             }

@@ -1,26 +1,27 @@
 //! GitLab payloads: Push Hook, Tag Push Hook, Merge Request Hook (project, group and system hooks alike), and
-//! the names of Release Hook payloads.
+//! Release Hook.
 //!
 //! The kind is read from `object_kind`, or `event_name` for system hooks, which lack `object_kind`; both say
 //! `push`, `tag_push`, `merge_request` or `release`. Field sources: push `ref`, `before`, `checkout_sha` (`null`
 //! when the ref was deleted), the message of the commit whose id is `checkout_sha`, `commits[].{added,
 //! modified,removed}` (GitLab lists at most 20 commits, so a larger push lists the files of its last 20 only),
 //! `user_id`, `user_username`; merge request `object_attributes.{iid,source_branch,target_branch,last_commit.
-//! {id,message},title,action,merge_commit_sha}`, `user.{id,username}`; release `tag`, `name`; every event
-//! `project.{path_with_namespace,web_url}`.
+//! {id,message},title,action,merge_commit_sha}`, `user.{id,username}`; release `action`, `tag`, `name`,
+//! `commit.id`; every event `project.{path_with_namespace,web_url}`.
 //!
 //! CodeBuild event names, as CodeBuild's GitLab page maps them: Push Hook and Tag Push Hook → PUSH (not when
 //! the push deletes the ref); Merge Request Hook `open` → PULL_REQUEST_CREATED, `update` →
 //! PULL_REQUEST_UPDATED, `merge` → PULL_REQUEST_MERGED, `close` → PULL_REQUEST_CLOSED, `reopen` →
-//! PULL_REQUEST_REOPENED (other actions, such as `approved`, → none). Release Hook gets no name: the seed
-//! (CodeBuild's create_webhook) says RELEASED and PRERELEASED work with GitHub only, so filter groups refuse
-//! them for GitLab. The reopen name is set for the log's sake, though filter groups refuse it for GitLab too.
+//! PULL_REQUEST_REOPENED (other actions, such as `approved`, → none); Release Hook `create` and `update` →
+//! RELEASED (`delete` → none), as CodeBuild's GitLab page lists it (the API reference still says RELEASED works
+//! with GitHub only; PRERELEASED has no GitLab event). The reopen name is set for the log's sake, though filter
+//! groups refuse it for GitLab (the seed: GitHub and GitHub Enterprise only).
 
 use serde_json::Value;
 
 use super::{
-    changed_files, commit, id_text, number, set_pull_request, set_push_ref, set_repository, text, CodeBuildEvent,
-    SourceEvent,
+    before, changed_files, commit, id_text, number, set_pull_request, set_push_ref, set_repository, text,
+    CodeBuildEvent, SourceEvent,
 };
 
 pub(super) fn fill(event: &mut SourceEvent, payload: &Value) {
@@ -41,7 +42,8 @@ pub(super) fn fill(event: &mut SourceEvent, payload: &Value) {
             });
             event.commit_message = event.message.clone();
             event.changed_files = changed_files(&payload["commits"]);
-            event.previous_commit = commit(text(payload, &["before"]));
+            // All zeros when the push created the ref, as GitHub's.
+            event.previous_commit = before(text(payload, &["before"]));
             if id.is_some() {
                 event.codebuild_event = Some(CodeBuildEvent::Push);
             }
@@ -78,6 +80,9 @@ pub(super) fn fill(event: &mut SourceEvent, payload: &Value) {
             event.message = event.release_name.clone();
             event.git_ref = event.tag_name.as_ref().map(|tag| format!("refs/tags/{tag}"));
             event.commit_id = commit(text(payload, &["commit", "id"]));
+            if matches!(event.action.as_deref(), Some("create" | "update")) {
+                event.codebuild_event = Some(CodeBuildEvent::Released);
+            }
         }
         _ => {
             event.actor = text(payload, &["user", "username"]).or_else(|| text(payload, &["user_username"]));
