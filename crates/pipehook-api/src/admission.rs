@@ -8,7 +8,7 @@
 //! each admitted within that second: it bounds a flood, it is not an exact quota.
 
 use pipehook_domain::org::OrgId;
-use pipehook_store::{Queue, Store};
+use pipehook_store::Store;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
