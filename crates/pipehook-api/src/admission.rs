@@ -4,8 +4,9 @@
 //!
 //! The count comes from the queue (ready execution and build jobs, including those waiting their turn in a
 //! QUEUED pipeline) and is kept for a second per organization, counting what this node admitted meanwhile, so
-//! the check costs no read on most requests. Several nodes admitting at once may overshoot the cap by what
-//! each admitted within that second: it bounds a flood, it is not an exact quota.
+//! the check costs no read on most requests; a refusal is always decided on a fresh count. Several nodes
+//! admitting at once may overshoot the cap by what each admitted within that second: it bounds a flood, it is
+//! not an exact quota.
 
 use pipehook_domain::org::OrgId;
 use pipehook_store::Store;
@@ -51,10 +52,13 @@ impl Admission {
     /// it if the store is really down).
     pub async fn admit(&self, store: &dyn Store, org: OrgId) -> Result<(), Full> {
         let Some(max) = self.max else { return Ok(()) };
+        let max64 = u64::from(max);
         let cached = self.lock().get(&org).filter(|(at, _)| at.elapsed() < FRESH).map(|(_, n)| *n);
+        // The cached count also holds runs admitted since, some of which may have started already: a refusal
+        // is decided on a fresh count.
         let queued = match cached {
-            Some(n) => n,
-            None => match store.queued_jobs(org, &RUN_KINDS).await {
+            Some(n) if n < max64 => n,
+            _ => match store.queued_jobs(org, &RUN_KINDS).await {
                 Ok(n) => {
                     self.lock().insert(org, (Instant::now(), n));
                     n
@@ -65,7 +69,7 @@ impl Admission {
                 }
             },
         };
-        if queued >= u64::from(max) {
+        if queued >= max64 {
             return Err(Full { queued, max });
         }
         if let Some(entry) = self.lock().get_mut(&org) {

@@ -174,6 +174,7 @@ async fn the_queued_cap_refuses_new_runs_on_every_front_door() {
     let s = TestServer::builder()
         .env("PIPEHOOK_WORKER_CONCURRENCY", "1")
         .env("PIPEHOOK_WORKER_MAX_QUEUED_PER_ORG", "2")
+        .env("PIPEHOOK_WORKER_DRAIN_SECONDS", "1")
         .env("PIPEHOOK_WORKER_POLL_MS", "50")
         .start()
         .await
