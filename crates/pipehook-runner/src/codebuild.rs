@@ -128,7 +128,11 @@ pub fn prepare_build(req: &StartBuildRequest) -> StoreResult<BuildStart> {
             start_time: now,
             idempotency_since: now.saturating_sub(IDEMPOTENCY_WINDOW),
         },
-        job: NewJob::new(BUILD_JOB, payload).org(req.org).max_attempts(MAX_ATTEMPTS),
+        // Builds are shared fairly between an organization's projects.
+        job: NewJob::new(BUILD_JOB, payload)
+            .org(req.org)
+            .max_attempts(MAX_ATTEMPTS)
+            .fair_key(format!("project:{}", req.project)),
         event_kind: "build_started".into(),
         event,
     })

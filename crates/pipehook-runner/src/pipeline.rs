@@ -133,7 +133,11 @@ pub fn prepare_start(req: &StartRequest) -> StoreResult<ExecutionStart> {
         "at": now.millis(),
     });
     Ok(ExecutionStart {
-        job: NewJob::new(EXECUTION_JOB, payload).org(req.org).max_attempts(MAX_ATTEMPTS),
+        // Executions are shared fairly between an organization's pipelines.
+        job: NewJob::new(EXECUTION_JOB, payload)
+            .org(req.org)
+            .max_attempts(MAX_ATTEMPTS)
+            .fair_key(format!("pipeline:{}", req.pipeline.id)),
         execution,
         event_kind: "pipeline_execution_started".into(),
         event,

@@ -318,6 +318,56 @@ pub async fn a_restarted_node_recovers_its_own_leases(store: &dyn Store) {
     assert_eq!(ids.len(), 3);
 }
 
+/// Claims are fair between organizations: one organization's old backlog does not starve another's single
+/// job, and no organization runs more than the claimer's cap, across claims.
+pub async fn claims_are_fair_between_organizations(store: &dyn Store) {
+    let (a, b) = (org(store, "fair-a").await, org(store, "fair-b").await);
+    let backlog: Vec<NewJob> = (0..300).map(|i| NewJob::new("t.fair", json!(i)).org(a.id)).collect();
+    store.enqueue(&backlog).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let single = store.enqueue(&[NewJob::new("t.fair", json!("b")).org(b.id)]).await.unwrap()[0];
+    let unowned = store.enqueue(&[NewJob::new("t.fair", json!("none"))]).await.unwrap()[0];
+    let first = store.claim(&["t.fair"], 3, Duration::from_secs(60)).await.unwrap();
+    let ids: Vec<JobId> = first.iter().map(|j| j.id).collect();
+    assert!(ids.contains(&single), "the other organization's job is in the first claim: {first:?}");
+    assert!(ids.contains(&unowned), "jobs of no organization take their turn too: {first:?}");
+    assert_eq!(first.iter().filter(|j| j.org == Some(a.id)).count(), 1);
+    store.complete(&first.iter().map(|j| j.lease).collect::<Vec<_>>()).await.unwrap();
+
+    // A cap of 5 running jobs per organization, across claims.
+    let capped = crate::Claimer { node: "n".into(), max_running_per_org: Some(5) };
+    let c1 = store.claim_fair(&capped, &["t.fair"], 3, Duration::from_secs(60)).await.unwrap();
+    let c2 = store.claim_fair(&capped, &["t.fair"], 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!((c1.len(), c2.len()), (3, 2), "the cap counts what is already running");
+    assert!(store.claim_fair(&capped, &["t.fair"], 10, Duration::from_secs(60)).await.unwrap().is_empty());
+    // Another organization is not held back by the first one's cap.
+    let other = store.enqueue(&[NewJob::new("t.fair", json!("b2")).org(b.id)]).await.unwrap()[0];
+    let c3 = store.claim_fair(&capped, &["t.fair"], 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(c3.iter().map(|j| j.id).collect::<Vec<_>>(), [other]);
+    // Oldest first within an organization.
+    let mut payloads: Vec<i64> = c1.iter().chain(&c2).filter_map(|j| j.payload.as_i64()).collect();
+    payloads.sort();
+    assert_eq!(payloads, [1, 2, 3, 4, 5]);
+}
+
+/// Inside an organization, claims are shared between its groups (`fair_key`: pipelines, projects) the same
+/// way: one pipeline's backlog does not hold back another pipeline's execution, even one slot at a time.
+pub async fn claims_are_fair_between_an_organizations_groups(store: &dyn Store) {
+    let a = org(store, "groups").await;
+    let backlog: Vec<NewJob> =
+        (0..200).map(|i| NewJob::new("t.group", json!(i)).org(a.id).fair_key("pipeline:1")).collect();
+    store.enqueue(&backlog).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let other = store.enqueue(&[NewJob::new("t.group", json!("p2")).org(a.id).fair_key("pipeline:2")]).await.unwrap()[0];
+    // Pipeline 1 already runs one job: a single free slot goes to pipeline 2, despite pipeline 1's older backlog.
+    let first = store.claim(&["t.group"], 1, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(first[0].payload, json!(0), "the oldest job first when nothing runs");
+    let second = store.claim(&["t.group"], 1, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(second.iter().map(|j| j.id).collect::<Vec<_>>(), [other], "the other pipeline's job next");
+    let third = store.claim(&["t.group"], 2, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(third.iter().map(|j| j.payload.clone()).collect::<Vec<_>>(), [json!(1), json!(2)]);
+}
+
 pub async fn extended_lease_is_kept(store: &dyn Store) {
     store.enqueue(&[NewJob::new("t.extend", json!(null))]).await.unwrap();
     let j = store.claim(&["t.extend"], 1, Duration::from_millis(300)).await.unwrap().remove(0);
@@ -838,7 +888,7 @@ pub async fn outbound_hooks_events_deliveries_and_relay(store: &dyn Store) {
         id: id.into(),
         org: acme.id,
         kind: "build_failed".into(),
-        payload: json!({"n": 1}),
+        payload: r#"{"n": 1}"#.into(),
         project: Some("web".into()),
         stack: None,
         env: None,
@@ -1277,7 +1327,7 @@ pub async fn delivery_log_and_hook_health(store: &dyn Store) {
                     id: event.into(),
                     org: o.id,
                     kind: "build_failed".into(),
-                    payload: json!({}),
+                    payload: "{}".into(),
                     project: None,
                     stack: None,
                     env: None,
@@ -1380,4 +1430,132 @@ pub async fn delivery_log_and_hook_health(store: &dyn Store) {
     assert_eq!(store.delivery_progress(second).await.unwrap(), progress("pending", 1), "a redelivery is not counted");
     assert_eq!(store.delivery(second).await.unwrap().unwrap().attempts, 2, "though it is an attempt");
     assert_eq!(store.delivery_progress("6d7c1a52-0000-4000-8000-00000000dead").await.unwrap(), None);
+}
+
+/// An event's payload is kept as the text it was published as (numbers no float could hold, spacing, key
+/// order), and every attempt keeps the number it was given within its delivery, whatever made it, when older
+/// attempts are pruned.
+pub async fn outbound_payload_text_and_attempt_numbers(store: &dyn Store) {
+    use crate::{AttemptRecord, AttemptWrite, DeliveryRecord, HookFields, HookScope, OutboundEvent, Publication};
+    let o = org(store, "verbatim").await;
+    let fields = HookFields {
+        display_name: "Hook".into(),
+        payload_url: "https://h/".into(),
+        secret_ciphertext: None,
+        active: true,
+        format: "raw".into(),
+        filters: Vec::new(),
+        groups: Vec::new(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    let hook = tx.insert_hook(o.id, &HookScope::org(), "h", &fields).await.unwrap();
+    tx.commit().await.unwrap();
+    let text = "{\"t\": 1796521054.0618753, \"big\":12345678901234567890123,\"z\":-0.0, \"b\" : [1.0, 123456789012345678],\n \"a\": \"\\u00e9\"}";
+    let delivery = "6d7c1a52-0000-4000-8000-0000000000a1";
+    let now = Timestamp::now();
+    store
+        .publish(Publication {
+            event: OutboundEvent {
+                id: "verbatim-1".into(),
+                org: o.id,
+                kind: "build_failed".into(),
+                payload: text.into(),
+                project: None,
+                stack: None,
+                env: None,
+                idempotency_key: None,
+                created_at: now,
+            },
+            deliveries: vec![DeliveryRecord {
+                id: delivery.into(),
+                org: o.id,
+                hook_id: hook.id,
+                event_id: "verbatim-1".into(),
+                kind: "build_failed".into(),
+                status: "pending".into(),
+                attempts: 0,
+                created_at: now,
+                updated_at: now,
+            }],
+            jobs: Vec::new(),
+            idempotency_since: Timestamp(0),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.outbound_event(o.id, "verbatim-1").await.unwrap().unwrap().payload, text, "byte for byte");
+
+    let attempt = |trigger: &str, code: i64, at: i64| AttemptRecord {
+        seq: 0,
+        delivery_id: delivery.into(),
+        org: o.id,
+        hook_id: hook.id,
+        kind: "build_failed".into(),
+        trigger: trigger.into(),
+        payload: text.into(),
+        attempted_at: Timestamp(at),
+        duration_ms: 1,
+        request_url: "https://h/".into(),
+        request_headers: json!({}),
+        response_code: code,
+        response_headers: json!({}),
+        response_body: String::new(),
+    };
+    let write = |a: AttemptRecord| AttemptWrite { attempt: a, delivery_status: "pending".into(), hook_health: None };
+    store.record_attempt(write(attempt("scheduled", 500, 1_000))).await.unwrap();
+    // Two in one batch (the recorder writes attempts made at the same time together): two numbers.
+    store
+        .record_attempts(vec![write(attempt("redeliver", 500, 2_000)), write(attempt("scheduled", 500, 2_001))])
+        .await
+        .unwrap();
+    let numbers = |log: Vec<crate::LoggedAttempt>| {
+        log.iter().map(|l| (l.attempt.trigger.clone(), l.number)).collect::<Vec<(String, i64)>>()
+    };
+    let s = |t: &str, n: i64| (t.to_owned(), n);
+    assert_eq!(
+        numbers(store.delivery_attempts(delivery).await.unwrap()),
+        vec![s("scheduled", 1), s("redeliver", 2), s("scheduled", 3)]
+    );
+    // Older attempts pruned: the ones kept keep their numbers, and the next one follows the count.
+    let mut tx = store.begin().await.unwrap();
+    tx.prune_outbound(Timestamp(1_500)).await.unwrap();
+    tx.commit().await.unwrap();
+    store.record_attempt(write(attempt("redeliver", 200, 3_000))).await.unwrap();
+    assert_eq!(
+        numbers(store.delivery_log(hook.id, None, 10).await.unwrap()),
+        vec![s("redeliver", 4), s("scheduled", 3), s("redeliver", 2)]
+    );
+    assert_eq!(store.delivery(delivery).await.unwrap().unwrap().attempts, 4);
+}
+
+/// An execution's number counts the executions of its pipeline only, from 1.
+pub async fn execution_numbers_count_within_the_pipeline(store: &dyn Store) {
+    use crate::NewExecution;
+    let a = org(store, "numbers").await;
+    let b = org(store, "numbers-b").await;
+    let mut tx = store.begin().await.unwrap();
+    let p = tx.create_pipeline(a.id, "one", &decl("one", "v1")).await.unwrap();
+    let q = tx.create_pipeline(a.id, "two", &decl("two", "v1")).await.unwrap();
+    let new = |id: &str, pipeline: &crate::PipelineRecord| NewExecution {
+        id: id.into(),
+        org: a.id,
+        pipeline_id: pipeline.id,
+        pipeline_name: pipeline.name.clone(),
+        pipeline_version: 1,
+        execution_mode: "QUEUED".into(),
+        trigger: json!({"triggerType": "StartPipelineExecution"}),
+        source_revisions: json!([]),
+        variables: json!([]),
+        client_request_token: None,
+    };
+    for (id, pipeline) in [("n1", &p), ("n2", &q), ("n3", &p), ("n4", &p), ("n5", &q)] {
+        tx.insert_execution(&new(id, pipeline)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut got = Vec::new();
+    for id in ["n1", "n2", "n3", "n4", "n5"] {
+        got.push(store.execution_number(a.id, id).await.unwrap());
+    }
+    assert_eq!(got, [Some(1), Some(1), Some(2), Some(3), Some(2)]);
+    assert_eq!(store.execution_number(a.id, "missing").await.unwrap(), None);
+    assert_eq!(store.execution_number(b.id, "n1").await.unwrap(), None, "another organization's execution");
 }

@@ -17,7 +17,9 @@ use crate::builds_sql::*;
 use crate::outbound_sql::*;
 use crate::pipelines::{ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord};
 use crate::pipelines_sql::*;
-use crate::queue::{bound_error, fair_shares, lease_deadline, new_lease_token, DueKinds, OrgDemand, FAIR_ORGS};
+use crate::queue::{
+    bound_error, fair_shares, lease_deadline, new_lease_token, Demand, DueKinds, FAIR_GROUPS, FAIR_ORGS,
+};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
 use crate::webhooks::{InboundRecord, WebhookRecord};
@@ -98,12 +100,14 @@ async fn enqueue_in(tx: &mut Transaction<'static, Postgres>, jobs: &[NewJob]) ->
     let kinds: Vec<&str> = jobs.iter().map(|j| j.kind.as_str()).collect();
     let orgs: Vec<Option<i64>> = jobs.iter().map(|j| j.org.map(|o| o.0)).collect();
     let payloads: Vec<String> = jobs.iter().map(|j| encode_payload(&j.payload)).collect();
+    let keys: Vec<Option<&str>> = jobs.iter().map(|j| j.fair_key.as_deref()).collect();
     let max: Vec<i32> = jobs.iter().map(|j| max_attempts_i32(j.max_attempts)).collect();
     let run_at: Vec<i64> = jobs.iter().map(|j| j.run_at.map_or(now, |t| t.0)).collect();
     let mut ids: Vec<i64> = sqlx::query_scalar(
-        "INSERT INTO jobs (kind, org_id, payload, state, max_attempts, run_at, created_at, updated_at) \
-         SELECT k, o, p, 'ready', m, r, $6, $6 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::int[], $5::bigint[]) \
-           WITH ORDINALITY AS t(k, o, p, m, r, n) ORDER BY n \
+        "INSERT INTO jobs (kind, org_id, payload, state, max_attempts, run_at, created_at, updated_at, fair_key) \
+         SELECT k, o, p, 'ready', m, r, $6, $6, f \
+           FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::int[], $5::bigint[], $7::text[]) \
+           WITH ORDINALITY AS t(k, o, p, m, r, f, n) ORDER BY n \
          RETURNING id",
     )
     .bind(&kinds)
@@ -112,6 +116,7 @@ async fn enqueue_in(tx: &mut Transaction<'static, Postgres>, jobs: &[NewJob]) ->
     .bind(&max)
     .bind(&run_at)
     .bind(now)
+    .bind(&keys)
     .fetch_all(&mut **tx)
     .await?;
     // Ids come from one sequence in the SELECT's order, so sorting restores the input order.
@@ -188,29 +193,16 @@ impl Queue for PgStore {
         if left > 0 {
             // Then ready jobs, shared fairly between the organizations that have some due.
             let (demand, mut due_kinds) = self.org_demand(kinds, now.0).await?;
-            // One kind at a time (its oldest first), so each read walks `jobs_fair` in order and stops at the share.
-            let sql = take(
-                "SELECT id FROM jobs WHERE state = 'ready' AND kind = $5 AND org_id IS NOT DISTINCT FROM $6 \
-                 AND run_at <= $3 AND attempts < max_attempts ORDER BY run_at, id LIMIT $7",
-            );
             for (org, share) in fair_shares(demand, left, claimer.max_running_per_org) {
                 let mut share = i64::from(share);
                 let mut of_org = due_kinds.remove(&org).unwrap_or_default();
                 of_org.sort();
+                // One kind at a time (its oldest first), each shared between the organization's groups.
                 for (_, kind) in of_org {
                     if share <= 0 {
                         break;
                     }
-                    let got: Vec<JobRow> = sqlx::query_as(&sql)
-                        .bind(token)
-                        .bind(until)
-                        .bind(now.0)
-                        .bind(&claimer.node)
-                        .bind(kind)
-                        .bind(org)
-                        .bind(share)
-                        .fetch_all(&self.pool)
-                        .await?;
+                    let got = self.claim_in_org(token, until, now.0, &claimer.node, &kind, org, share).await?;
                     share -= got.len() as i64;
                     rows.extend(got);
                 }
@@ -608,10 +600,93 @@ impl Tx for PgTx {
     }
 }
 
+/// `column = $n`, or, for a missing value, `column IS NULL` (with `$n` still typed, so the statement binds the
+/// same parameters): `IS NOT DISTINCT FROM` would match both but cannot use an index in PostgreSQL.
+fn same(column: &str, n: usize, ty: &str, null: bool) -> String {
+    if null {
+        format!("({column} IS NULL AND ${n}::{ty} IS NULL)")
+    } else {
+        format!("{column} = ${n}")
+    }
+}
+
 impl PgStore {
+    /// Up to `share` due ready jobs of `kind` of `org`, shared round robin between its groups (`fair_key`),
+    /// fewest running first, then oldest waiting; each group's oldest first (see the SQLite twin).
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_in_org(
+        &self,
+        token: i64,
+        until: i64,
+        now: i64,
+        node: &str,
+        kind: &str,
+        org: Option<i64>,
+        share: i64,
+    ) -> StoreResult<Vec<JobRow>> {
+        // `IS NOT DISTINCT FROM` cannot use an index in PostgreSQL: `=` or `IS NULL`, chosen per call.
+        let org2 = same("org_id", 2, "bigint", org.is_none());
+        let sql = format!(
+            "WITH RECURSIVE g(key) AS ( \
+               SELECT MIN(fair_key) FROM jobs WHERE state = 'ready' AND kind = $1 AND {org2} \
+               UNION ALL \
+               SELECT (SELECT MIN(fair_key) FROM jobs WHERE state = 'ready' AND kind = $1 \
+                       AND {org2} AND fair_key > g.key) FROM g WHERE g.key IS NOT NULL) \
+             SELECT key FROM g WHERE key IS NOT NULL LIMIT $3"
+        );
+        let keys: Vec<String> =
+            sqlx::query_scalar(&sql).bind(kind).bind(org).bind(FAIR_GROUPS).fetch_all(&self.pool).await?;
+        let mut demand = Vec::new();
+        for key in keys.into_iter().map(Some).chain([None]) {
+            let sql = format!(
+                "SELECT MIN(run_at) FROM jobs WHERE state = 'ready' AND kind = $1 AND {org2} AND {}",
+                same("fair_key", 3, "text", key.is_none())
+            );
+            let first: Option<i64> =
+                sqlx::query_scalar(&sql).bind(kind).bind(org).bind(&key).fetch_one(&self.pool).await?;
+            if let Some(oldest) = first.filter(|at| *at <= now) {
+                demand.push(Demand { key, oldest, running: 0 });
+            }
+        }
+        if demand.len() > 1 {
+            let sql = format!(
+                "SELECT fair_key, COUNT(*) FROM jobs WHERE state = 'running' AND kind = $1 AND {org2} GROUP BY fair_key"
+            );
+            let running: std::collections::HashMap<Option<String>, i64> =
+                sqlx::query_as(&sql).bind(kind).bind(org).fetch_all(&self.pool).await?.into_iter().collect();
+            for d in &mut demand {
+                d.running = running.get(&d.key).copied().unwrap_or(0).max(0) as u64;
+            }
+        }
+        let org6 = same("org_id", 6, "bigint", org.is_none());
+        let mut rows = Vec::new();
+        for (key, n) in fair_shares(demand, u32::try_from(share).unwrap_or(u32::MAX), None) {
+            let sql = format!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = $1, lease_until = $2, \
+                 updated_at = $3, node = NULLIF($4, '') WHERE id = ANY(ARRAY(SELECT id FROM jobs WHERE state = 'ready' \
+                 AND kind = $5 AND {org6} AND {} AND run_at <= $3 AND attempts < max_attempts ORDER BY run_at, id \
+                 LIMIT $8 FOR UPDATE SKIP LOCKED)) RETURNING {JOB_COLUMNS}",
+                same("fair_key", 7, "text", key.is_none())
+            );
+            let got: Vec<JobRow> = sqlx::query_as(&sql)
+                .bind(token)
+                .bind(until)
+                .bind(now)
+                .bind(node)
+                .bind(kind)
+                .bind(org)
+                .bind(key)
+                .bind(i64::from(n))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.extend(got);
+        }
+        Ok(rows)
+    }
+
     /// The organizations with due ready jobs of `kinds`, each with its oldest due `run_at` and its running jobs
     /// of those kinds, found by skipping through `jobs_fair` (one index seek each), never by reading the backlog.
-    async fn org_demand(&self, kinds: &[&str], now: i64) -> StoreResult<(Vec<OrgDemand>, DueKinds)> {
+    async fn org_demand(&self, kinds: &[&str], now: i64) -> StoreResult<(Vec<Demand<Option<i64>>>, DueKinds)> {
         let mut oldest: std::collections::HashMap<Option<i64>, i64> = std::collections::HashMap::new();
         let mut due_kinds: DueKinds = std::collections::HashMap::new();
         for kind in kinds {
@@ -628,13 +703,11 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await?;
             for org in orgs.into_iter().map(Some).chain([None]) {
-                let first: Option<i64> = sqlx::query_scalar(
-                    "SELECT MIN(run_at) FROM jobs WHERE state = 'ready' AND kind = $1 AND org_id IS NOT DISTINCT FROM $2",
-                )
-                .bind(kind)
-                .bind(org)
-                .fetch_one(&self.pool)
-                .await?;
+                let sql = format!(
+                    "SELECT MIN(run_at) FROM jobs WHERE state = 'ready' AND kind = $1 AND {}",
+                    same("org_id", 2, "bigint", org.is_none())
+                );
+                let first: Option<i64> = sqlx::query_scalar(&sql).bind(kind).bind(org).fetch_one(&self.pool).await?;
                 if let Some(at) = first.filter(|at| *at <= now) {
                     let e = oldest.entry(org).or_insert(at);
                     *e = (*e).min(at);
@@ -655,8 +728,8 @@ impl PgStore {
         .collect();
         let demand = oldest
             .into_iter()
-            .map(|(org, oldest)| OrgDemand {
-                org,
+            .map(|(org, oldest)| Demand {
+                key: org,
                 oldest,
                 running: running.get(&org).copied().unwrap_or(0).max(0) as u64,
             })

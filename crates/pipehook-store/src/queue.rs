@@ -22,11 +22,19 @@ pub struct NewJob {
     /// Claims allowed before the job is marked dead (a lost lease counts as an attempt).
     pub max_attempts: u32,
     pub org: Option<OrgId>,
+    /// The group inside its organization that claims share fairly (a pipeline's executions, a project's
+    /// builds): one group's backlog does not hold back another group's job.
+    pub fair_key: Option<String>,
 }
 
 impl NewJob {
     pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
-        Self { kind: kind.into(), payload, run_at: None, max_attempts: 25, org: None }
+        Self { kind: kind.into(), payload, run_at: None, max_attempts: 25, org: None, fair_key: None }
+    }
+
+    pub fn fair_key(mut self, key: impl Into<String>) -> Self {
+        self.fair_key = Some(key.into());
+        self
     }
 
     pub fn run_at(mut self, at: Timestamp) -> Self {
@@ -200,23 +208,23 @@ pub trait Queue: Send + Sync + 'static {
     async fn depth(&self) -> StoreResult<Vec<QueueDepth>>;
 }
 
-/// An organization with due ready jobs, as a fair claim sees it.
+/// An organization (or a group inside one) with due ready jobs, as a fair claim sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct OrgDemand {
-    /// `None`: jobs that belong to no organization.
-    pub org: Option<i64>,
+pub(crate) struct Demand<K> {
+    /// The organization (`None`: jobs of no organization), or the group (`None`: jobs of no group).
+    pub key: K,
     /// Its oldest due job's `run_at`.
     pub oldest: i64,
     /// Its jobs of the claimed kinds running now (on any node).
     pub running: u64,
 }
 
-/// How many of `limit` claim slots each organization gets: one at a time, round robin, in order of fewest
-/// running jobs, then oldest waiting job, so an organization with a huge backlog cannot starve one with a
-/// single job; an organization at `cap` running jobs gets none.
-pub(crate) fn fair_shares(mut demand: Vec<OrgDemand>, limit: u32, cap: Option<u32>) -> Vec<(Option<i64>, u32)> {
+/// How many of `limit` claim slots each organization (or group) gets: one at a time, round robin, in order of
+/// fewest running jobs, then oldest waiting job, so one with a huge backlog cannot starve one with a single
+/// job; one at `cap` running jobs gets none.
+pub(crate) fn fair_shares<K: Clone>(mut demand: Vec<Demand<K>>, limit: u32, cap: Option<u32>) -> Vec<(K, u32)> {
     demand.sort_by_key(|d| (d.running, d.oldest));
-    let mut shares: Vec<(Option<i64>, u32)> = demand.iter().map(|d| (d.org, 0)).collect();
+    let mut shares: Vec<(K, u32)> = demand.iter().map(|d| (d.key.clone(), 0)).collect();
     let mut left = limit;
     while left > 0 {
         let mut gave = false;
@@ -239,11 +247,14 @@ pub(crate) fn fair_shares(mut demand: Vec<OrgDemand>, limit: u32, cap: Option<u3
     shares
 }
 
-/// Per organization, the claimed kinds it has due jobs of, oldest first (after sorting).
-pub(crate) type DueKinds = std::collections::HashMap<Option<i64>, Vec<(i64, String)>>;
-
 /// Organizations a fair claim considers at most (the ones with the fewest running jobs come first).
 pub(crate) const FAIR_ORGS: i64 = 512;
+
+/// Groups (`fair_key`) inside one organization a fair claim considers at most.
+pub(crate) const FAIR_GROUPS: i64 = 64;
+
+/// Per organization, the claimed kinds it has due jobs of, oldest first (after sorting).
+pub(crate) type DueKinds = std::collections::HashMap<Option<i64>, Vec<(i64, String)>>;
 
 pub(crate) fn lease_deadline(now: Timestamp, lease_for: Duration) -> Timestamp {
     now.saturating_add(lease_for)
@@ -325,7 +336,7 @@ mod tests {
 
     #[test]
     fn fair_shares_go_round_robin_by_least_running_then_oldest() {
-        let d = |org: i64, oldest: i64, running: u64| OrgDemand { org: Some(org), oldest, running };
+        let d = |org: i64, oldest: i64, running: u64| Demand { key: Some(org), oldest, running };
         // A huge, old backlog (org 1) and a single new job (org 2): both get a slot.
         assert_eq!(fair_shares(vec![d(1, 0, 0), d(2, 100, 0)], 4, None), [(Some(1), 2), (Some(2), 2)]);
         assert_eq!(fair_shares(vec![d(1, 0, 0), d(2, 100, 0)], 1, None), [(Some(1), 1)]);
@@ -335,7 +346,7 @@ mod tests {
         assert_eq!(fair_shares(vec![d(1, 0, 5), d(2, 100, 0)], 5, Some(6)), [(Some(2), 4), (Some(1), 1)]);
         // Everyone at the cap: nothing.
         assert!(fair_shares(vec![d(1, 0, 2)], 3, Some(2)).is_empty());
-        assert!(fair_shares(Vec::new(), 3, None).is_empty());
+        assert!(fair_shares::<Option<i64>>(Vec::new(), 3, None).is_empty());
     }
 
     #[test]

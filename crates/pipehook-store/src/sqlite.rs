@@ -20,7 +20,9 @@ use crate::group_commit::GroupCommit;
 use crate::outbound_sql::*;
 use crate::pipelines::{ActionExecutionRecord, ExecutionRecord, NewExecution, PipelineRecord};
 use crate::pipelines_sql::*;
-use crate::queue::{bound_error, fair_shares, lease_deadline, new_lease_token, DueKinds, OrgDemand, FAIR_ORGS};
+use crate::queue::{
+    bound_error, fair_shares, lease_deadline, new_lease_token, Demand, DueKinds, FAIR_GROUPS, FAIR_ORGS,
+};
 use crate::rows::*;
 use crate::store::{AccessKeyRecord, Backend, TokenId, TokenPrincipal, TokenRecord};
 use crate::webhooks::{InboundRecord, WebhookRecord};
@@ -148,14 +150,15 @@ fn placeholders(n: usize) -> String {
 async fn enqueue_in(conn: &mut SqliteConnection, jobs: &[NewJob]) -> StoreResult<Vec<JobId>> {
     let now = Timestamp::now().0;
     let mut ids = Vec::with_capacity(jobs.len());
-    // 8 bound values a row; SQLite allows 32766 per statement.
+    // 9 bound values a row; SQLite allows 32766 per statement.
     for chunk in jobs.chunks(1000) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO jobs (kind, org_id, payload, state, max_attempts, run_at, created_at, updated_at) ",
+            "INSERT INTO jobs (kind, org_id, fair_key, payload, state, max_attempts, run_at, created_at, updated_at) ",
         );
         qb.push_values(chunk, |mut b, j| {
             b.push_bind(j.kind.clone())
                 .push_bind(j.org.map(|o| o.0))
+                .push_bind(j.fair_key.clone())
                 .push_bind(encode_payload(&j.payload))
                 .push_bind("ready")
                 .push_bind(max_attempts_i32(j.max_attempts))
@@ -238,34 +241,104 @@ async fn claim_in(
 
     // Then ready jobs, shared fairly between the organizations that have some due.
     let (demand, mut due_kinds) = org_demand(conn, kinds, now.0).await?;
-    // One kind at a time (its oldest first), so each read walks `jobs_fair` in order and stops at the share.
-    let sql = take(
-        "SELECT id FROM jobs WHERE state = 'ready' AND kind = ? AND org_id IS ? AND run_at <= ? \
-         AND attempts < max_attempts ORDER BY run_at, id LIMIT ?"
-            .to_owned(),
-    );
+    let claim = Claim { token, until, now: now.0, node: &claimer.node };
     for (org, share) in fair_shares(demand, left, claimer.max_running_per_org) {
         let mut share = i64::from(share);
         let mut of_org = due_kinds.remove(&org).unwrap_or_default();
         of_org.sort();
+        // One kind at a time (its oldest first), each shared between the organization's groups.
         for (_, kind) in of_org {
             if share <= 0 {
                 break;
             }
-            let got: Vec<JobRow> = sqlx::query_as(&sql)
-                .bind(token)
-                .bind(until)
-                .bind(now.0)
-                .bind(&claimer.node)
-                .bind(kind)
-                .bind(org)
-                .bind(now.0)
-                .bind(share)
-                .fetch_all(&mut *conn)
-                .await?;
+            let got = claim_in_org(conn, &claim, &kind, org, share).await?;
             share -= got.len() as i64;
             rows.extend(got);
         }
+    }
+    Ok(rows)
+}
+
+/// What every claimed row is stamped with.
+struct Claim<'a> {
+    token: i64,
+    until: i64,
+    now: i64,
+    node: &'a str,
+}
+
+/// Up to `share` due ready jobs of `kind` of `org`, shared round robin between its groups (`fair_key`: a
+/// pipeline's executions, a project's builds), fewest running first, then oldest waiting; each group's oldest
+/// first. Groups are found by skipping through `jobs_fair_group`, each read walks it in order.
+async fn claim_in_org(
+    conn: &mut SqliteConnection,
+    c: &Claim<'_>,
+    kind: &str,
+    org: Option<i64>,
+    share: i64,
+) -> StoreResult<Vec<JobRow>> {
+    let keys: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE g(key) AS ( \
+           SELECT MIN(fair_key) FROM jobs WHERE state = 'ready' AND kind = ?1 AND org_id IS ?2 \
+           UNION ALL \
+           SELECT (SELECT MIN(fair_key) FROM jobs WHERE state = 'ready' AND kind = ?1 AND org_id IS ?2 \
+                   AND fair_key > g.key) FROM g WHERE g.key IS NOT NULL) \
+         SELECT key FROM g WHERE key IS NOT NULL LIMIT ?3",
+    )
+    .bind(kind)
+    .bind(org)
+    .bind(FAIR_GROUPS)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut demand = Vec::new();
+    for key in keys.into_iter().map(Some).chain([None]) {
+        let first: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(run_at) FROM jobs WHERE state = 'ready' AND kind = ? AND org_id IS ? AND fair_key IS ?",
+        )
+        .bind(kind)
+        .bind(org)
+        .bind(&key)
+        .fetch_one(&mut *conn)
+        .await?;
+        if let Some(oldest) = first.filter(|at| *at <= c.now) {
+            demand.push(Demand { key, oldest, running: 0 });
+        }
+    }
+    if demand.len() > 1 {
+        let running: std::collections::HashMap<Option<String>, i64> = sqlx::query_as(
+            "SELECT fair_key, COUNT(*) FROM jobs WHERE state = 'running' AND kind = ? AND org_id IS ? GROUP BY fair_key",
+        )
+        .bind(kind)
+        .bind(org)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        for d in &mut demand {
+            d.running = running.get(&d.key).copied().unwrap_or(0).max(0) as u64;
+        }
+    }
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ?, lease_until = ?, \
+         updated_at = ?, node = NULLIF(?, '') WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND kind = ? \
+         AND org_id IS ? AND fair_key IS ? AND run_at <= ? AND attempts < max_attempts ORDER BY run_at, id LIMIT ?) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let mut rows = Vec::new();
+    for (key, n) in fair_shares(demand, u32::try_from(share).unwrap_or(u32::MAX), None) {
+        let got: Vec<JobRow> = sqlx::query_as(&sql)
+            .bind(c.token)
+            .bind(c.until)
+            .bind(c.now)
+            .bind(c.node)
+            .bind(kind)
+            .bind(org)
+            .bind(key)
+            .bind(c.now)
+            .bind(i64::from(n))
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.extend(got);
     }
     Ok(rows)
 }
@@ -277,7 +350,7 @@ async fn org_demand(
     conn: &mut SqliteConnection,
     kinds: &[String],
     now: i64,
-) -> StoreResult<(Vec<OrgDemand>, DueKinds)> {
+) -> StoreResult<(Vec<Demand<Option<i64>>>, DueKinds)> {
     let mut oldest: std::collections::HashMap<Option<i64>, i64> = std::collections::HashMap::new();
     let mut due_kinds: DueKinds = std::collections::HashMap::new();
     for kind in kinds {
@@ -321,7 +394,11 @@ async fn org_demand(
     let running: std::collections::HashMap<Option<i64>, i64> = q.fetch_all(&mut *conn).await?.into_iter().collect();
     let demand = oldest
         .into_iter()
-        .map(|(org, oldest)| OrgDemand { org, oldest, running: running.get(&org).copied().unwrap_or(0).max(0) as u64 })
+        .map(|(org, oldest)| Demand {
+            key: org,
+            oldest,
+            running: running.get(&org).copied().unwrap_or(0).max(0) as u64,
+        })
         .collect();
     Ok((demand, due_kinds))
 }

@@ -42,6 +42,8 @@ conformance! {
     expired_lease_is_reclaimed_and_old_holder_is_fenced => |s| conformance::expired_lease_is_reclaimed_and_old_holder_is_fenced(&*s).await;
     writes_are_fenced_by_the_lease => |s| conformance::writes_are_fenced_by_the_lease(s).await;
     a_restarted_node_recovers_its_own_leases => |s| conformance::a_restarted_node_recovers_its_own_leases(&*s).await;
+    claims_are_fair_between_an_organizations_groups => |s| conformance::claims_are_fair_between_an_organizations_groups(&*s).await;
+    claims_are_fair_between_organizations => |s| conformance::claims_are_fair_between_organizations(&*s).await;
     extended_lease_is_kept => |s| conformance::extended_lease_is_kept(&*s).await;
     lost_lease_on_last_attempt_dies => |s| conformance::lost_lease_on_last_attempt_dies(&*s).await;
     defer_waits_without_using_an_attempt => |s| conformance::defer_waits_without_using_an_attempt(&*s).await;
@@ -55,5 +57,7 @@ conformance! {
     cancelled_writes_never_wedge_the_writer => |s| conformance::cancelled_writes_never_wedge_the_writer(s).await;
     outbound_hooks_events_deliveries_and_relay => |s| conformance::outbound_hooks_events_deliveries_and_relay(&*s).await;
     delivery_log_and_hook_health => |s| conformance::delivery_log_and_hook_health(&*s).await;
+    outbound_payload_text_and_attempt_numbers => |s| conformance::outbound_payload_text_and_attempt_numbers(&*s).await;
+    execution_numbers_count_within_the_pipeline => |s| conformance::execution_numbers_count_within_the_pipeline(&*s).await;
     build_projects_builds_and_webhooks => |s| conformance::build_projects_builds_and_webhooks(&*s).await;
 }
