@@ -1,19 +1,16 @@
-//! Bitbucket Cloud's repository hooks (API 2.0): `POST /repositories/{workspace}/{repo}/hooks` and
+//! Bitbucket Cloud's repository hooks (API 2.0): `POST /repositories/{workspace}/{repo}/hooks`, `PUT` and
 //! `DELETE /repositories/{workspace}/{repo}/hooks/{uuid}`.
 //!
 //! The caller is authenticated with the project's token: `user:app-password` as HTTP Basic (Bitbucket's app
 //! passwords), anything else as a Bearer token (repository, project and workspace access tokens, OAuth). The
-//! hook subscribes to `repo:push` and the four pull request events CodeBuild maps (created, updated,
-//! fulfilled, rejected) and carries a secret, so Bitbucket signs each delivery (`X-Hub-Signature: sha256=`);
-//! CodeBuild gives Bitbucket webhooks no secret, so pipehook keeps this one to itself and never returns it.
+//! hook subscribes to the events the webhook's filter groups need, among `repo:push` and the four pull request
+//! events CodeBuild maps (created, updated, fulfilled, rejected), and carries a secret, so Bitbucket signs each
+//! delivery (`X-Hub-Signature: sha256=`); CodeBuild gives Bitbucket webhooks no secret, so pipehook keeps this
+//! one to itself and never returns it.
 
 use serde_json::{json, Value};
 
 use super::{deleted, send, succeeded, HostError};
-
-/// The events a CodeBuild-style Bitbucket hook needs.
-pub const EVENTS: [&str; 5] =
-    ["repo:push", "pullrequest:created", "pullrequest:updated", "pullrequest:fulfilled", "pullrequest:rejected"];
 
 /// `Authorization` for a Bitbucket token: Basic for `user:app-password`, else Bearer.
 pub(crate) fn authorization(token: &str) -> String {
@@ -31,21 +28,31 @@ pub(crate) fn repository_url(api: &str, full_name: &str) -> String {
     format!("{api}/repositories/{}/{}", super::segment(workspace), super::segment(repo))
 }
 
-/// Creates the hook of `workspace/repo`; returns its uuid (with Bitbucket's braces).
+/// A hook's settings; without a secret, Bitbucket keeps the one the hook has.
+fn settings(url: &str, secret: Option<&str>, events: &[&str]) -> Value {
+    let mut body = json!({
+        "description": "pipehook (CodeBuild-compatible build webhook)",
+        "url": url,
+        "active": true,
+        "events": events,
+    });
+    if let Some(secret) = secret {
+        body["secret"] = json!(secret);
+    }
+    body
+}
+
+/// Creates the hook of `workspace/repo` for these events (`repo:push`, `pullrequest:created`, ...); returns its
+/// uuid (with Bitbucket's braces).
 pub async fn create_hook(
     api: &str,
     full_name: &str,
     token: &str,
     url: &str,
     secret: &str,
+    events: &[&str],
 ) -> Result<String, HostError> {
-    let body = json!({
-        "description": "pipehook (CodeBuild-compatible build webhook)",
-        "url": url,
-        "active": true,
-        "secret": secret,
-        "events": EVENTS,
-    });
+    let body = settings(url, Some(secret), events);
     let req = super::client()?
         .post(format!("{}/hooks", repository_url(api, full_name)))
         .header("authorization", authorization(token))
@@ -57,6 +64,23 @@ pub async fn create_hook(
         Some(uuid) if !uuid.is_empty() => Ok(uuid.to_owned()),
         _ => Err(HostError { code: "InvalidResponse".into(), message: "the created hook has no uuid".into() }),
     }
+}
+
+/// Updates the hook (`PUT .../hooks/{uuid}`): its events, and its secret when one is given.
+pub async fn update_hook(
+    api: &str,
+    full_name: &str,
+    token: &str,
+    uuid: &str,
+    url: &str,
+    secret: Option<&str>,
+    events: &[&str],
+) -> Result<(), HostError> {
+    let req = super::client()?
+        .put(format!("{}/hooks/{}", repository_url(api, full_name), super::segment(uuid)))
+        .header("authorization", authorization(token))
+        .json(&settings(url, secret, events));
+    succeeded(send(req).await?).await.map(drop)
 }
 
 /// Deletes the hook; a hook that is already gone counts as deleted.

@@ -639,7 +639,7 @@ async fn signed_push(backend: Backend) {
     let done = done.json();
     assert_eq!(done["app_name"], "hello");
     assert_eq!(done["build_num"], 1);
-    assert_eq!(done["build_id"].as_str(), Some(id.as_str()));
+    assert_eq!(done["pipehook"]["build_id"].as_str(), Some(id.as_str()), "pipehook's own fields, grouped");
     assert_eq!(done["status"], "Success");
     assert_eq!(done["commit"]["commit_id"].as_str(), Some(commit.as_str()));
     assert_eq!(done["commit"]["branch"], "master");
@@ -727,7 +727,7 @@ async fn hooks_are_registered_rotated_and_removed_on_a_github_compatible_api() {
         assert_eq!((what.as_str(), auth.as_str()), ("POST Codertocat/Hello-World", "token gh-token-123"));
         assert_eq!(body["config"]["url"].as_str(), w.payload_url.as_deref());
         assert_eq!(body["config"]["secret"].as_str(), Some(secret.as_str()));
-        assert_eq!(body["events"], serde_json::json!(["push", "pull_request", "release"]));
+        assert_eq!(body["events"], serde_json::json!(["push", "release"]), "what the filter groups let through");
     }
     // The token is never shown back.
     let p = c.batch_get_projects().names("gh-app").send().await.unwrap().projects.unwrap().remove(0);
@@ -829,8 +829,15 @@ async fn gitlab_hooks_are_registered_rotated_and_removed_through_the_gitlab_api(
         assert_eq!((what.as_str(), token.as_str()), (format!("POST {hooks}").as_str(), "glpat-123"));
         assert_eq!(body["url"].as_str(), w.payload_url.as_deref());
         assert_eq!(body["token"].as_str(), Some(secret.as_str()));
-        for flag in ["push_events", "merge_requests_events", "tag_push_events", "enable_ssl_verification"] {
-            assert_eq!(body[flag], true, "{flag}: {body}");
+        // What the filter groups let through: PUSH (branches and tags), no merge requests or releases.
+        for (flag, on) in [
+            ("push_events", true),
+            ("tag_push_events", true),
+            ("merge_requests_events", false),
+            ("releases_events", false),
+            ("enable_ssl_verification", true),
+        ] {
+            assert_eq!(body[flag], on, "{flag}: {body}");
         }
     }
     // The registered webhook still authenticates GitLab's deliveries with the secret it was given.
@@ -1476,4 +1483,152 @@ phases:
     assert_eq!(single.build_status, Some(StatusType::Succeeded), "{}", logs(&s, &single).await);
     assert!(single.build_batch_arn.is_none());
     assert!(logs(&s, &single).await.contains("mode= id="));
+}
+
+/// WORKFLOW_NAME (botocore's model: "Works with WORKFLOW_JOB_QUEUED events only") through the SDK and GitHub's
+/// real `workflow_job` `queued` delivery (@octokit/webhooks-examples, workflow `CodeQL`) on the payload URL: with
+/// an event that has no workflow it is refused as AWS refuses it; a matching pattern builds the job's commit, a
+/// non-matching one is filtered and the inbound log shows the filter's verdict.
+#[tokio::test]
+async fn workflow_name_filters_github_workflow_jobs() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    let repo = tempfile::tempdir().unwrap();
+    let commit = git_repo(repo.path());
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"event=$CODEBUILD_WEBHOOK_EVENT\"\n";
+    let source = ProjectSource::builder()
+        .r#type(SourceType::Github)
+        .location(repo.path().display().to_string())
+        .buildspec(spec)
+        .build()
+        .unwrap();
+    c.create_project()
+        .name("runner")
+        .source(source)
+        .artifacts(artifacts())
+        .environment(environment(&[]))
+        .service_role("r")
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .create_webhook()
+        .project_name("runner")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PUSH, WORKFLOW_JOB_QUEUED"),
+            filter(WebhookFilterType::WorkflowName, "^CodeQL$"),
+        ])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidInputException");
+    assert!(
+        e.message().unwrap_or_default().contains("WORKFLOW_NAME works with WORKFLOW_JOB_QUEUED events only"),
+        "{e:?}"
+    );
+    let w = c
+        .create_webhook()
+        .project_name("runner")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "WORKFLOW_JOB_QUEUED"),
+            filter(WebhookFilterType::WorkflowName, "^CodeQL$"),
+        ])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert_eq!(w.filter_groups.unwrap()[0][1].r#type, WebhookFilterType::WorkflowName);
+    let (url, secret) = (w.payload_url.unwrap(), w.secret.unwrap());
+
+    // The example job, pointed at the local commit.
+    let mut job: Value = serde_json::from_slice(&fixture("github/workflow_job-queued.json")).unwrap();
+    assert_eq!(
+        (job["action"].as_str(), job["workflow_job"]["workflow_name"].as_str()),
+        (Some("queued"), Some("CodeQL"))
+    );
+    job["workflow_job"]["head_sha"] = Value::from(commit.clone());
+    let body = serde_json::to_vec(&job).unwrap();
+    let (status, out) = post(&url, &body, &github("workflow_job", "wj-1", Some(sign(&secret, &body)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let b = wait_build(&c, out["buildId"].as_str().unwrap()).await;
+    assert_eq!(b.build_status, Some(StatusType::Succeeded), "{}", logs(&s, &b).await);
+    assert_eq!(b.resolved_source_version.as_deref(), Some(commit.as_str()));
+    assert!(logs(&s, &b).await.contains("event=WORKFLOW_JOB_QUEUED"));
+
+    // UpdateWebhook takes WORKFLOW_NAME too; another workflow's name filters the same job.
+    c.update_webhook()
+        .project_name("runner")
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "WORKFLOW_JOB_QUEUED"),
+            filter(WebhookFilterType::WorkflowName, "^Deploy$"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, out) = post(&url, &body, &github("workflow_job", "wj-2", Some(sign(&secret, &body)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "{out}");
+    let (_, log) = s.get("/api/orgs/default/inbound?webhook=project:runner", Some(TOKEN)).await;
+    let latest = &log["requests"][0];
+    assert_eq!(latest["verdict"], "filtered", "{latest}");
+    let verdict = &latest["detail"]["evaluation"]["groups"][0]["filters"][1];
+    assert_eq!(verdict["type"], "WORKFLOW_NAME", "{latest}");
+    assert_eq!(verdict["pattern"], "^Deploy$");
+    assert_eq!(verdict["found"], serde_json::json!(["CodeQL"]));
+    assert_eq!((verdict["matched"].as_bool(), verdict["passed"].as_bool()), (Some(false), Some(false)));
+    assert!(
+        latest["detail"]["evaluation"]["reason"].as_str().unwrap().contains("WORKFLOW_NAME filter 2 failed"),
+        "{latest}"
+    );
+}
+
+/// A push that creates its branch (GitHub's example: `created: true`, `before` all zeros) sets
+/// CODEBUILD_WEBHOOK_PREV_COMMIT to that `before`, as CodeBuild passes the payload's `before` on.
+#[tokio::test]
+async fn a_branch_creating_push_sets_the_previous_commit() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    let repo = tempfile::tempdir().unwrap();
+    let commit = git_repo(repo.path());
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"prev=${CODEBUILD_WEBHOOK_PREV_COMMIT-unset}\"\n";
+    let source = ProjectSource::builder()
+        .r#type(SourceType::Github)
+        .location(repo.path().display().to_string())
+        .buildspec(spec)
+        .build()
+        .unwrap();
+    c.create_project()
+        .name("new-branch")
+        .source(source)
+        .artifacts(artifacts())
+        .environment(environment(&[]))
+        .service_role("r")
+        .send()
+        .await
+        .unwrap();
+    let w = c
+        .create_webhook()
+        .project_name("new-branch")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH")])
+        .manual_creation(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    let mut push: Value = serde_json::from_slice(&fixture("github/push-branch.json")).unwrap();
+    let zeros = "0".repeat(40);
+    assert_eq!((push["created"].as_bool(), push["before"].as_str()), (Some(true), Some(zeros.as_str())));
+    push["after"] = Value::from(commit.clone());
+    push["head_commit"]["id"] = Value::from(commit.clone());
+    let body = serde_json::to_vec(&push).unwrap();
+    let (url, secret) = (w.payload_url.unwrap(), w.secret.unwrap());
+    let (status, out) = post(&url, &body, &github("push", "created-1", Some(sign(&secret, &body)))).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+    let b = wait_build(&c, out["buildId"].as_str().unwrap()).await;
+    let log = logs(&s, &b).await;
+    assert_eq!(b.build_status, Some(StatusType::Succeeded), "{log}");
+    assert!(log.contains(&format!("prev={zeros}")), "{log}");
 }

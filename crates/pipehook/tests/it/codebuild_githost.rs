@@ -8,7 +8,7 @@
 
 use aws_sdk_codebuild::error::ProvideErrorMetadata;
 use aws_sdk_codebuild::types::{
-    ProjectSource, SourceAuth, SourceAuthType, SourceType, WebhookFilter, WebhookFilterType,
+    ProjectSource, SourceAuth, SourceAuthType, SourceType, WebhookBuildType, WebhookFilter, WebhookFilterType,
 };
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -427,16 +427,7 @@ async fn bitbucket_hooks_are_registered_with_a_kept_secret() {
     );
     assert_eq!(call.body["url"].as_str(), w.payload_url.as_deref());
     assert_eq!(call.body["active"], true);
-    assert_eq!(
-        call.body["events"],
-        json!([
-            "repo:push",
-            "pullrequest:created",
-            "pullrequest:updated",
-            "pullrequest:fulfilled",
-            "pullrequest:rejected"
-        ])
-    );
+    assert_eq!(call.body["events"], json!(["pullrequest:created"]), "what the filter groups let through");
     let secret = call.body["secret"].as_str().unwrap().to_owned();
     assert_eq!(secret.len(), 40);
 
@@ -621,4 +612,233 @@ async fn builds_report_their_status_to_the_commit() {
     wait_build(&c, &id).await;
     let states: Vec<Value> = fake.calls()[before..].iter().map(|c| c.body["state"].clone()).collect();
     assert_eq!(states, [json!("pending"), json!("failure")]);
+}
+
+impl Fake {
+    /// The hook at `hook` (its resource path) as the host holds it: the body of the POST to `collection` that
+    /// created it, with the fields of every later PATCH / PUT to it written over (events lists replaced whole).
+    fn hook(&self, collection: &str, hook: &str) -> Value {
+        let mut state = Value::Null;
+        for call in self.calls() {
+            if call.what == format!("POST {collection}") {
+                state = call.body.clone();
+            } else if call.what == format!("PATCH {hook}") || call.what == format!("PUT {hook}") {
+                for (k, v) in call.body.as_object().unwrap() {
+                    state[k] = v.clone();
+                }
+            }
+        }
+        state
+    }
+
+    /// How many calls reached the hook's resource path.
+    fn updates(&self, hook: &str) -> usize {
+        self.calls().iter().filter(|c| c.what.ends_with(&format!(" {hook}"))).count()
+    }
+}
+
+/// UpdateWebhook keeps the GitHub hook's `events` in step with the filter groups: RELEASED added later subscribes
+/// it to `release` (a release build would never come otherwise), removed unsubscribes it; each update sends the
+/// current secret with the configuration (GitHub drops a secret a configuration update leaves out). An update
+/// that changes no event asks nothing of GitHub; GitHub refusing is `OAuthProviderException` and nothing is
+/// stored; a rotation in the same call sends the new secret with the new events.
+#[tokio::test]
+async fn update_webhook_keeps_the_github_hook_events_in_step() {
+    let fake = Fake::default();
+    let base = fake.start().await;
+    let s = server(&base).await;
+    let c = client(&s);
+    create_repo_project(&c, "gh", SourceType::Github, &location("acme/app"), Some("gh-token-1")).await;
+    let (hooks, hook) = ("/gh/repos/acme/app/hooks", "/gh/repos/acme/app/hooks/901");
+    fake.route(&format!("POST {hooks}"), 201, json!({"id": 901}));
+    fake.route(&format!("PATCH {hook}"), 200, json!({"id": 901}));
+    let push = vec![filter(WebhookFilterType::Event, "PUSH")];
+    let release = vec![filter(WebhookFilterType::Event, "RELEASED"), filter(WebhookFilterType::TagName, "^v")];
+
+    let w = c.create_webhook().project_name("gh").filter_groups(push.clone()).send().await.unwrap().webhook.unwrap();
+    let (url, secret) = (w.payload_url.unwrap(), w.secret.unwrap());
+    assert_eq!(fake.hook(hooks, hook)["events"], json!(["push"]));
+
+    let updated = c
+        .update_webhook()
+        .project_name("gh")
+        .filter_groups(push.clone())
+        .filter_groups(release.clone())
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert_eq!(updated.filter_groups.unwrap().len(), 2);
+    assert!(updated.secret.is_none(), "no rotation, no secret shown");
+    let now = fake.hook(hooks, hook);
+    assert_eq!(now["events"], json!(["push", "release"]), "{now}");
+    assert_eq!(now["active"], true);
+    assert_eq!(
+        (now["config"]["url"].as_str(), now["config"]["secret"].as_str()),
+        (Some(url.as_str()), Some(secret.as_str()))
+    );
+    let patch = fake.calls().into_iter().rfind(|c| c.what == format!("PATCH {hook}")).unwrap();
+    assert_eq!(patch.credential, "token gh-token-1");
+
+    // Nothing about the events changes: GitHub is not asked.
+    let before = fake.updates(hook);
+    c.update_webhook().project_name("gh").build_type(WebhookBuildType::Build).send().await.unwrap();
+    assert_eq!(fake.updates(hook), before);
+
+    // GitHub failing: OAuthProviderException, the stored groups stay.
+    fake.fail.store(true, Ordering::SeqCst);
+    let e = c.update_webhook().project_name("gh").filter_groups(push.clone()).send().await.unwrap_err();
+    assert_eq!(e.code(), Some("OAuthProviderException"), "{e:?}");
+    assert!(e.message().unwrap_or_default().contains("Server Error"), "{e:?}");
+    fake.fail.store(false, Ordering::SeqCst);
+    let p = c.batch_get_projects().names("gh").send().await.unwrap().projects.unwrap().remove(0);
+    assert_eq!(p.webhook.unwrap().filter_groups.unwrap().len(), 2, "nothing stored");
+
+    // RELEASED removed: `release` is gone from the hook.
+    c.update_webhook().project_name("gh").filter_groups(push.clone()).send().await.unwrap();
+    assert_eq!(fake.hook(hooks, hook)["events"], json!(["push"]));
+
+    // A rotation with new events: one update, the new secret and the new events.
+    let before = fake.updates(hook);
+    let rotated = c
+        .update_webhook()
+        .project_name("gh")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH, PULL_REQUEST_CREATED")])
+        .rotate_secret(true)
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .unwrap();
+    assert_eq!(fake.updates(hook), before + 1);
+    let now = fake.hook(hooks, hook);
+    assert_eq!(now["events"], json!(["push", "pull_request"]));
+    assert_eq!(now["config"]["secret"].as_str(), rotated.secret.as_deref());
+    assert_ne!(rotated.secret.as_deref(), Some(secret.as_str()));
+}
+
+/// The same for a GitLab project hook: `releases_events` follows RELEASED (which CodeBuild's GitLab page lists:
+/// Release Hook `create` / `update`), each flag is sent on or off, the hook keeps its token; and a real Release
+/// Hook delivery builds while RELEASED is in a group and is filtered once it is not.
+#[tokio::test]
+async fn update_webhook_keeps_the_gitlab_hook_events_in_step() {
+    let fake = Fake::default();
+    let base = fake.start().await;
+    let s = server(&base).await;
+    let c = client(&s);
+    create_repo_project(&c, "gl", SourceType::Gitlab, &location("acme/app"), Some("glpat-7")).await;
+    let (hooks, hook) = ("/gl/api/v4/projects/acme%2Fapp/hooks", "/gl/api/v4/projects/acme%2Fapp/hooks/77");
+    fake.route(&format!("POST {hooks}"), 201, json!({"id": 77}));
+    fake.route(&format!("PUT {hook}"), 200, json!({"id": 77}));
+    let push = vec![filter(WebhookFilterType::Event, "PUSH")];
+    let flags = |h: &Value| {
+        ["push_events", "tag_push_events", "merge_requests_events", "releases_events"].map(|f| h[f].as_bool())
+    };
+
+    let w = c.create_webhook().project_name("gl").filter_groups(push.clone()).send().await.unwrap().webhook.unwrap();
+    let (url, secret) = (w.payload_url.unwrap(), w.secret.unwrap());
+    let created = fake.hook(hooks, hook);
+    assert_eq!(flags(&created), [Some(true), Some(true), Some(false), Some(false)], "{created}");
+    assert_eq!(created["token"].as_str(), Some(secret.as_str()));
+
+    c.update_webhook()
+        .project_name("gl")
+        .filter_groups(push.clone())
+        .filter_groups(vec![filter(WebhookFilterType::Event, "RELEASED")])
+        .send()
+        .await
+        .unwrap();
+    let now = fake.hook(hooks, hook);
+    assert_eq!(flags(&now), [Some(true), Some(true), Some(false), Some(true)], "{now}");
+    assert_eq!((now["url"].as_str(), now["token"].as_str()), (Some(url.as_str()), Some(secret.as_str())));
+    let put = fake.calls().into_iter().rfind(|c| c.what == format!("PUT {hook}")).unwrap();
+    assert_eq!(put.credential, "glpat-7");
+
+    // GitLab's Release Hook (go-gitlab's example) builds now.
+    let release = fixture("gitlab/release.json");
+    let gitlab = |uuid: &str| {
+        vec![
+            ("x-gitlab-event", "Release Hook".to_owned()),
+            ("x-gitlab-event-uuid", uuid.to_owned()),
+            ("x-gitlab-token", secret.clone()),
+        ]
+    };
+    let (status, out) = post(&url, &release, &gitlab("rel-1")).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("triggered")), "{out}");
+
+    // RELEASED removed: `releases_events` off, and the same release is filtered.
+    c.update_webhook().project_name("gl").filter_groups(push.clone()).send().await.unwrap();
+    let now = fake.hook(hooks, hook);
+    assert_eq!(flags(&now), [Some(true), Some(true), Some(false), Some(false)], "{now}");
+    let (status, out) = post(&url, &release, &gitlab("rel-2")).await;
+    assert_eq!((status, out["result"].as_str()), (200, Some("filtered")), "{out}");
+
+    // GitLab refusing: OAuthProviderException, nothing stored.
+    fake.fail.store(true, Ordering::SeqCst);
+    let e = c
+        .update_webhook()
+        .project_name("gl")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "PUSH, PULL_REQUEST_MERGED")])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("OAuthProviderException"), "{e:?}");
+    fake.fail.store(false, Ordering::SeqCst);
+    let p = c.batch_get_projects().names("gl").send().await.unwrap().projects.unwrap().remove(0);
+    let groups = p.webhook.unwrap().filter_groups.unwrap();
+    let patterns: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|f| f.pattern.as_str()).collect()).collect();
+    assert_eq!(patterns, [["PUSH"]], "nothing stored");
+}
+
+/// Bitbucket Cloud has no release events (CodeBuild refuses RELEASED for Bitbucket, so it is refused here too,
+/// asking nothing of Bitbucket); the hook's `events` follow the pull request events instead: PULL_REQUEST_MERGED
+/// added subscribes it to `pullrequest:fulfilled`, removed unsubscribes it, and the kept secret is sent again.
+#[tokio::test]
+async fn update_webhook_keeps_the_bitbucket_hook_events_in_step() {
+    let fake = Fake::default();
+    let base = fake.start().await;
+    let s = server(&base).await;
+    let c = client(&s);
+    create_repo_project(&c, "bb", SourceType::Bitbucket, &location("acme/app"), Some("bb-token")).await;
+    let (hooks, hook) = ("/bb/2.0/repositories/acme/app/hooks", "/bb/2.0/repositories/acme/app/hooks/%7Bb-1%7D");
+    fake.route(&format!("POST {hooks}"), 201, json!({"uuid": "{b-1}"}));
+    fake.route(&format!("PUT {hook}"), 200, json!({"uuid": "{b-1}"}));
+    let push = vec![filter(WebhookFilterType::Event, "PUSH")];
+
+    c.create_webhook().project_name("bb").filter_groups(push.clone()).send().await.unwrap();
+    let created = fake.hook(hooks, hook);
+    assert_eq!(created["events"], json!(["repo:push"]));
+    let kept = created["secret"].as_str().unwrap().to_owned();
+
+    let before = fake.calls().len();
+    let e = c
+        .update_webhook()
+        .project_name("bb")
+        .filter_groups(vec![filter(WebhookFilterType::Event, "RELEASED")])
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidInputException"), "{e:?}");
+    assert!(e.message().unwrap_or_default().contains("RELEASED is not supported for source type BITBUCKET"), "{e:?}");
+    assert_eq!(fake.calls().len(), before);
+
+    c.update_webhook()
+        .project_name("bb")
+        .filter_groups(push.clone())
+        .filter_groups(vec![
+            filter(WebhookFilterType::Event, "PULL_REQUEST_MERGED"),
+            filter(WebhookFilterType::BaseRef, "^refs/heads/main$"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let now = fake.hook(hooks, hook);
+    assert_eq!(now["events"], json!(["repo:push", "pullrequest:fulfilled"]), "{now}");
+    assert_eq!(now["secret"].as_str(), Some(kept.as_str()));
+    let put = fake.calls().into_iter().rfind(|c| c.what == format!("PUT {hook}")).unwrap();
+    assert_eq!(put.credential, "Bearer bb-token");
+
+    c.update_webhook().project_name("bb").filter_groups(push).send().await.unwrap();
+    assert_eq!(fake.hook(hooks, hook)["events"], json!(["repo:push"]));
 }

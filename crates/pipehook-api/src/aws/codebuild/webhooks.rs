@@ -15,6 +15,13 @@
 //!   A GitLab / GitLab self-managed project gets a project hook through GitLab's REST API v4
 //!   (`PIPEHOOK_GITLAB_API_URL`, the token sent as `PRIVATE-TOKEN`, the secret as the hook's `token`), the same
 //!   way. Rotating the secret updates the hook; deleting the webhook (or the project) deletes the hook.
+//! - The hook is subscribed to the host's events for the CodeBuild events the filter groups let through
+//!   (`CompiledFilterGroups::events`, the default events without groups): GitHub `push`, `pull_request`,
+//!   `release`, `workflow_job`; GitLab `push_events` + `tag_push_events`, `merge_requests_events`,
+//!   `releases_events`; Bitbucket `repo:push`, `pullrequest:created|updated|fulfilled|rejected`. UpdateWebhook
+//!   keeps the hook in step: when the events change (or the secret is rotated) it updates the hook (events, and
+//!   the secret, current or new) before storing anything; the host refusing is `OAuthProviderException` and
+//!   nothing is stored.
 //!   A Bitbucket project gets a repository hook through Bitbucket Cloud's API 2.0 (`PIPEHOOK_BITBUCKET_API_URL`)
 //!   the same way, with a secret pipehook generates and keeps to itself (CodeBuild returns none for Bitbucket),
 //!   so the deliveries of a registered Bitbucket hook are signed and checked; a `manualCreation` Bitbucket
@@ -23,10 +30,13 @@
 //! - The registered hook is stored as `owner/repo#id` (GitHub), `gitlab:group/sub/repo#id` (GitLab) or
 //!   `bitbucket:workspace/repo#{uuid}` (Bitbucket).
 
+use std::collections::BTreeSet;
+
 use pipehook_domain::credentials::TokenHash;
 use pipehook_domain::pipeline::PipelineDeclaration;
 use pipehook_domain::time::Timestamp;
-use pipehook_inbound::filter_groups::{compile_webhook, SourceType, WebhookFilter};
+use pipehook_inbound::event::CodeBuildEvent;
+use pipehook_inbound::filter_groups::{compile_webhook, CompiledFilterGroups, SourceType, WebhookFilter};
 use pipehook_store::{BuildWebhookFields, BuildWebhookRecord, NewBuildWebhook, ProjectRecord, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -191,18 +201,41 @@ fn host_token(ctx: &Ctx<'_>, p: &ProjectRecord) -> Result<String, AwsError> {
     }
 }
 
-/// The GitHub events a hook needs for these filter groups.
-fn github_events(groups: &[Vec<WebhookFilter>]) -> Vec<&'static str> {
-    let patterns: Vec<&str> =
-        groups.iter().flatten().filter(|f| f.filter_type == "EVENT").map(|f| f.pattern.as_str()).collect();
-    let mut events = vec!["push", "pull_request"];
-    if patterns.is_empty() || patterns.iter().any(|p| p.contains("RELEASED") || p.contains("PRERELEASED")) {
-        events.push("release");
+/// The GitHub events a hook needs for these CodeBuild events: `push` for PUSH, `pull_request` for the pull
+/// request events, `release` for RELEASED and PRERELEASED, `workflow_job` for WORKFLOW_JOB_QUEUED.
+fn github_events(events: &BTreeSet<CodeBuildEvent>) -> Vec<&'static str> {
+    let wanted = [
+        ("push", events.contains(&CodeBuildEvent::Push)),
+        ("pull_request", events.iter().any(|e| e.is_pull_request())),
+        ("release", events.iter().any(|e| e.is_release())),
+        ("workflow_job", events.contains(&CodeBuildEvent::WorkflowJobQueued)),
+    ];
+    wanted.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
+}
+
+/// The GitLab hook flags these CodeBuild events need: push and tag push events for PUSH, merge request events
+/// for the pull request events, release events for RELEASED.
+fn gitlab_events(events: &BTreeSet<CodeBuildEvent>) -> githost::gitlab::HookEvents {
+    githost::gitlab::HookEvents {
+        push: events.contains(&CodeBuildEvent::Push),
+        merge_requests: events.iter().any(|e| e.is_pull_request()),
+        releases: events.iter().any(|e| e.is_release()),
     }
-    if patterns.iter().any(|p| p.contains("WORKFLOW_JOB_QUEUED")) {
-        events.push("workflow_job");
-    }
-    events
+}
+
+/// The Bitbucket events a hook needs for these CodeBuild events, as CodeBuild maps them: `repo:push` (PUSH),
+/// `pullrequest:created`, `:updated`, `:fulfilled` (MERGED), `:rejected` (CLOSED). Bitbucket Cloud has no
+/// release or workflow job events (CodeBuild refuses RELEASED, PRERELEASED and WORKFLOW_JOB_QUEUED for it).
+fn bitbucket_events(events: &BTreeSet<CodeBuildEvent>) -> Vec<&'static str> {
+    use CodeBuildEvent as E;
+    let keys = [
+        (E::Push, "repo:push"),
+        (E::PullRequestCreated, "pullrequest:created"),
+        (E::PullRequestUpdated, "pullrequest:updated"),
+        (E::PullRequestMerged, "pullrequest:fulfilled"),
+        (E::PullRequestClosed, "pullrequest:rejected"),
+    ];
+    keys.into_iter().filter(|(e, _)| events.contains(e)).map(|(_, key)| key).collect()
 }
 
 fn source_type(p: &ProjectRecord) -> Result<SourceType, AwsError> {
@@ -241,9 +274,12 @@ fn checked(input: &WebhookInput) -> Result<&str, AwsError> {
     Ok(name)
 }
 
-fn compile(branch: Option<&str>, groups: &[Vec<WebhookFilter>], t: SourceType) -> Result<(), AwsError> {
+fn compile(
+    branch: Option<&str>,
+    groups: &[Vec<WebhookFilter>],
+    t: SourceType,
+) -> Result<CompiledFilterGroups, AwsError> {
     compile_webhook(branch, groups, t)
-        .map(|_| ())
         .map_err(|e| AwsError::new(http::StatusCode::BAD_REQUEST, e.aws_type(), e.to_string()))
 }
 
@@ -253,7 +289,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     let project = ctx.project(name).await?;
     let kind = source_type(&project)?;
     let groups = input.filter_groups.clone().unwrap_or_default();
-    compile(input.branch_filter.as_deref(), &groups, kind)?;
+    let events = compile(input.branch_filter.as_deref(), &groups, kind)?.events();
     if ctx.state.store.build_webhook(ctx.org(), name).await.map_err(AwsError::from_store)?.is_some() {
         return Err(already_exists(format!(
             "Webhook already exists for project: {}",
@@ -282,7 +318,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
                     &api_token,
                     &url,
                     secret.as_deref(),
-                    &github_events(&groups),
+                    &github_events(&events),
                 )
                 .await
                 .map_err(|e| oauth_provider(format!("Failed to create webhook on {owner}/{repo}: {}", e.message)))?;
@@ -298,6 +334,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
                     &api_token,
                     &url,
                     secret.as_deref().unwrap_or_default(),
+                    gitlab_events(&events),
                 )
                 .await
                 .map_err(|e| oauth_provider(format!("Failed to create webhook on {path}: {}", e.message)))?;
@@ -315,6 +352,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
                     &api_token,
                     &url,
                     &internal,
+                    &bitbucket_events(&events),
                 )
                 .await
                 .map_err(|e| oauth_provider(format!("Failed to create webhook on {full_name}: {}", e.message)))?;
@@ -379,12 +417,13 @@ pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         not_found(format!("Webhook does not exist for project: {}", ctx.arn(&format!("project/{name}"))))
     })?;
     let kind = source_type(&project)?;
-    let groups: Vec<Vec<WebhookFilter>> = match &input.filter_groups {
-        Some(g) => g.clone(),
-        None => serde_json::from_value(w.filter_groups.clone()).unwrap_or_default(),
-    };
+    let stored_groups: Vec<Vec<WebhookFilter>> = serde_json::from_value(w.filter_groups.clone()).unwrap_or_default();
+    let groups = input.filter_groups.clone().unwrap_or_else(|| stored_groups.clone());
     let branch = input.branch_filter.clone().or(w.branch_filter.clone());
-    compile(branch.as_deref(), &groups, kind)?;
+    let events = compile(branch.as_deref(), &groups, kind)?.events();
+    // What the hook was registered for: the stored groups' events (none when they no longer compile, so the hook
+    // is updated).
+    let registered = compile_webhook(None, &stored_groups, kind).ok().map(|c| c.events());
     let mut fields = BuildWebhookFields {
         secret_ciphertext: w.secret_ciphertext.clone(),
         branch_filter: branch,
@@ -396,43 +435,97 @@ pub async fn update(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         third_party_hook_id: w.third_party_hook_id.clone(),
         last_modified_secret: w.last_modified_secret,
     };
-    let mut secret = None;
-    if input.rotate_secret.unwrap_or(false) && kind != SourceType::Bitbucket {
-        let s = new_secret(kind).unwrap_or_default();
-        if let Some(id) = &w.third_party_hook_id {
-            let hook = Hook::parse(id);
-            let url = view(ctx, &w, None)?["payloadUrl"].as_str().unwrap_or_default().to_owned();
-            let api_token = host_token(ctx, &project)?;
-            let rekeyed = match hook {
-                Hook::Github { owner, repo, id } => {
-                    let api = &ctx.state.config.github_api_url;
-                    githost::set_hook_secret(api, owner, repo, &api_token, id, &url, &s).await
-                }
-                Hook::Gitlab { path, id } => {
-                    let api = &ctx.state.config.gitlab_api_url;
-                    githost::gitlab::set_hook_token(api, path, &api_token, id, &url, &s).await
-                }
-                Hook::Bitbucket { .. } => Ok(()),
-            };
-            rekeyed.map_err(|e| {
-                oauth_provider(format!("Failed to update the webhook on {}: {}", hook.repository(), e.message))
-            })?;
+    let secret = (input.rotate_secret.unwrap_or(false) && kind != SourceType::Bitbucket)
+        .then(|| new_secret(kind).unwrap_or_default());
+    // The git host first (no transaction is open while the network is awaited): its hook gets the new events and
+    // the new secret, or nothing is stored.
+    let mut synced = None;
+    if let Some(hook) = &w.third_party_hook_id {
+        if secret.is_some() || registered.as_ref() != Some(&events) {
+            let current = stored_secret(ctx, &w)?;
+            sync_hook(ctx, &project, &w, hook, &events, secret.as_deref().or(current.as_deref())).await?;
+            synced = Some((hook, current));
         }
+    }
+    if let Some(s) = &secret {
         fields.secret_ciphertext =
             Some(ctx.state.master_key.encrypt(&secret_context(ctx.org().0, project.id), s.as_bytes()));
         fields.last_modified_secret = Timestamp::now();
-        secret = Some(s);
     }
-    let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
-    let updated = tx
-        .update_build_webhook(w.id, &fields)
-        .await
-        .map_err(AwsError::from_store)?
-        .ok_or_else(|| not_found(format!("Webhook does not exist for project: {name}")))?;
-    tx.commit().await.map_err(AwsError::from_store)?;
+    let stored = async {
+        let mut tx = ctx.state.store.begin().await?;
+        let updated = tx.update_build_webhook(w.id, &fields).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(updated)
+    }
+    .await;
+    let updated = match stored {
+        Ok(Some(updated)) => updated,
+        failed => {
+            // Put the hook back as it was registered, so it stays in step with what is stored.
+            if let (Some((hook, current)), Some(registered)) = (synced, &registered) {
+                if let Err(e) = sync_hook(ctx, &project, &w, hook, registered, current.as_deref()).await {
+                    tracing::warn!(project = %name, error = ?e, "the git host's hook could not be put back");
+                }
+            }
+            return Err(match failed {
+                Err(e) => AwsError::from_store(e),
+                Ok(_) => not_found(format!("Webhook does not exist for project: {name}")),
+            });
+        }
+    };
     let mut out = view(ctx, &updated, secret.as_deref())?;
     add_pipeline_warning(ctx, name, &mut out).await?;
     Ok(json!({"webhook": out}))
+}
+
+/// The webhook's current secret (what the registered hook signs with), decrypted; `None` when it has none.
+fn stored_secret(ctx: &Ctx<'_>, w: &BuildWebhookRecord) -> Result<Option<String>, AwsError> {
+    let Some(ct) = &w.secret_ciphertext else { return Ok(None) };
+    let plain = ctx.state.master_key.decrypt(&secret_context(w.org.0, w.project_id), ct).map_err(|e| {
+        tracing::error!(project = %w.project_name, error = %e, "build webhook secret does not decrypt");
+        AwsError::internal()
+    })?;
+    String::from_utf8(plain).map(Some).map_err(|_| AwsError::internal())
+}
+
+/// Sets the registered hook's events (for these CodeBuild events) and its secret; the host refusing (or the hook
+/// being gone) is `OAuthProviderException`.
+async fn sync_hook(
+    ctx: &Ctx<'_>,
+    project: &ProjectRecord,
+    w: &BuildWebhookRecord,
+    stored: &str,
+    events: &BTreeSet<CodeBuildEvent>,
+    secret: Option<&str>,
+) -> Result<(), AwsError> {
+    let hook = Hook::parse(stored);
+    let url = view(ctx, w, None)?["payloadUrl"].as_str().unwrap_or_default().to_owned();
+    let token = host_token(ctx, project)?;
+    let c = &ctx.state.config;
+    let updated = match hook {
+        Hook::Github { owner, repo, id } => {
+            let r = githost::GithubRepo { api: &c.github_api_url, owner, repo, token: &token };
+            let events = github_events(events);
+            let spec = githost::HookSpec { url: &url, secret, events: &events };
+            match githost::update_hook(&r, id, &spec).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(githost::HostError {
+                    code: "HTTP404".into(),
+                    message: format!("the repository hook {id} no longer exists"),
+                }),
+                Err(e) => Err(e),
+            }
+        }
+        Hook::Gitlab { path, id } => {
+            githost::gitlab::update_hook(&c.gitlab_api_url, path, &token, id, &url, secret, gitlab_events(events)).await
+        }
+        Hook::Bitbucket { repo, id } => {
+            let events = bitbucket_events(events);
+            githost::bitbucket::update_hook(&c.bitbucket_api_url, repo, &token, id, &url, secret, &events).await
+        }
+    };
+    updated.map_err(|e| oauth_provider(format!("Failed to update the webhook on {}: {}", hook.repository(), e.message)))
 }
 
 #[derive(Deserialize)]
@@ -501,9 +594,21 @@ mod tests {
         assert_eq!(gitlab_path("/srv/git/g/r"), None);
         assert_eq!(gitlab_path("git@gitlab.com:g/s/r.git").as_deref(), Some("g/s/r"));
         assert_eq!(gitlab_path("https://gitlab.com/g/../r"), None);
-        let groups = vec![vec![WebhookFilter::new("EVENT", "PUSH, RELEASED")]];
-        assert_eq!(github_events(&groups), ["push", "pull_request", "release"]);
-        assert_eq!(github_events(&[vec![WebhookFilter::new("EVENT", "PUSH")]]), ["push", "pull_request"]);
+        let events = |t: SourceType, groups: &[Vec<WebhookFilter>]| compile(None, groups, t).unwrap().events();
+        let push_released = vec![vec![WebhookFilter::new("EVENT", "PUSH, RELEASED")]];
+        assert_eq!(github_events(&events(SourceType::Github, &push_released)), ["push", "release"]);
+        assert_eq!(github_events(&events(SourceType::Github, &[])), ["push", "pull_request"]);
+        let job = vec![vec![WebhookFilter::new("EVENT", "WORKFLOW_JOB_QUEUED")]];
+        assert_eq!(github_events(&events(SourceType::GithubEnterprise, &job)), ["workflow_job"]);
+        let gl = gitlab_events(&events(SourceType::Gitlab, &push_released));
+        assert_eq!(gl, githost::gitlab::HookEvents { push: true, merge_requests: false, releases: true });
+        let merged =
+            vec![vec![WebhookFilter::new("EVENT", "PULL_REQUEST_MERGED")], vec![WebhookFilter::new("EVENT", "PUSH")]];
+        assert_eq!(bitbucket_events(&events(SourceType::Bitbucket, &merged)), ["repo:push", "pullrequest:fulfilled"]);
+        assert_eq!(
+            bitbucket_events(&events(SourceType::Bitbucket, &[])),
+            ["repo:push", "pullrequest:created", "pullrequest:updated"]
+        );
         assert_eq!(gitlab_path("https://gitlab.com/group/sub/repo.git").as_deref(), Some("group/sub/repo"));
         assert_eq!(gitlab_path("https://gitlab.example.com/g/r/").as_deref(), Some("g/r"));
         assert_eq!(gitlab_path("https://gitlab.com/g"), None);
