@@ -61,6 +61,9 @@ pub struct OutboundConfig {
     pub disable_after: Duration,
     pub allowed_networks: Vec<ipnet::IpNet>,
     pub user_agent: String,
+    /// This server's public URL (`PIPEHOOK_PUBLIC_URL`, else the address the API is bound to), without a
+    /// trailing slash: the links in run events' bodies (`api_url`, `html_url`, ...) point at its API.
+    pub public_url: String,
 }
 
 impl OutboundConfig {
@@ -78,6 +81,7 @@ impl Default for OutboundConfig {
             disable_after: Duration::from_secs(5 * 24 * 3600),
             allowed_networks: Vec::new(),
             user_agent: format!("pipehook/{}", env!("CARGO_PKG_VERSION")),
+            public_url: String::new(),
         }
     }
 }
@@ -86,7 +90,8 @@ impl Default for OutboundConfig {
 #[derive(Debug, Clone, Default)]
 pub struct PublishInput {
     pub kind: String,
-    pub payload: Value,
+    /// The payload's JSON text (an object), kept and sent exactly as given.
+    pub payload: String,
     pub project: Option<String>,
     pub stack: Option<String>,
     pub env: Option<String>,
@@ -252,7 +257,7 @@ impl Outbound {
         if !kinds::is_kind(&input.kind) {
             return Err(PublishError::Invalid(format!("unknown event kind {:?}", input.kind)));
         }
-        if !input.payload.is_object() {
+        if !is_json_object(&input.payload) {
             return Err(PublishError::Invalid("payload must be a JSON object".into()));
         }
         if input.stack.is_some() && input.project.is_none() {
@@ -346,7 +351,8 @@ impl Outbound {
                 "organization": org.name.to_string(),
                 "hookName": hook.name,
                 "timestamp": now.to_rfc3339(),
-            }),
+            })
+            .to_string(),
             project: non_empty(&hook.scope.project),
             stack: non_empty(&hook.scope.stack),
             env: non_empty(&hook.scope.env),
@@ -529,7 +535,7 @@ impl Outbound {
         Ok(Some(e))
     }
 
-    async fn org_name(&self, org: OrgId) -> String {
+    pub(crate) async fn org_name(&self, org: OrgId) -> String {
         if let Some(n) = self.org_names.lock().unwrap_or_else(|p| p.into_inner()).get(&org) {
             return n.clone();
         }
@@ -554,7 +560,7 @@ impl Outbound {
             payload: &e.payload,
             created_at: e.created_at,
         };
-        let body = render(&hook.format, &view).to_string();
+        let body = render(&hook.format, &view);
         let now = Timestamp::now();
         let ts = now.0 / 1000;
         let mut headers: Vec<(&'static str, String)> = vec![
@@ -715,6 +721,12 @@ fn busy_wait(streak: u32, limit: usize) -> Duration {
 
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// Whether `text` is one JSON object, read without turning its numbers into floats (any number JSON's grammar
+/// allows passes: the text is what is kept and sent).
+fn is_json_object(text: &str) -> bool {
+    text.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 pub fn is_success(code: i64) -> bool {
@@ -882,7 +894,13 @@ impl JobHandler for Outbound {
             return Ok(());
         }
         Err(JobFailure::Retry {
-            error: format!("attempt {attempt_no}: {}", summary(&sent.record)),
+            // The schedule's count, named so: an attempt's number (API, CLI) counts every attempt of the
+            // delivery, redeliveries included.
+            error: format!(
+                "scheduled send {attempt_no} of {}: {}",
+                self.config.retry_schedule.len() + 1,
+                summary(&sent.record)
+            ),
             after: self.retry_delay(attempt_no, sent.retry_after),
         })
     }
@@ -911,7 +929,7 @@ fn skipped(hook: &HookRecord, delivery_id: &str, _event_id: &str, job: &Job, why
         request_headers: json!({}),
         response_code: 0,
         response_headers: json!({}),
-        response_body: format!("{why} (job attempt {})", job.attempt),
+        response_body: format!("{why} (run {} of the delivery's job)", job.attempt),
     }
 }
 

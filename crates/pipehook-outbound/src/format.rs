@@ -1,7 +1,8 @@
-//! One event, four bodies: `raw` (the event's JSON payload as published), `slack` (an incoming-webhook
-//! message with Block Kit blocks), `ms_teams` (an Office 365 connector MessageCard, which Teams incoming
-//! webhooks accept) and `pulumi_deployments` (a Pulumi Deployments "create deployment" request, so a stack or
-//! environment hook can start a deployment).
+//! One event, four bodies: `raw` (the event's JSON payload as published, byte for byte: its text is sent
+//! without being parsed, so no number is rounded through a float), `slack` (an incoming-webhook message with
+//! Block Kit blocks), `ms_teams` (an Office 365 connector MessageCard, which Teams incoming webhooks accept) and
+//! `pulumi_deployments` (a Pulumi Deployments "create deployment" request, so a stack or environment hook can
+//! start a deployment).
 
 use pipehook_domain::time::Timestamp;
 use serde_json::{json, Value};
@@ -15,16 +16,19 @@ pub struct EventView<'a> {
     pub project: Option<&'a str>,
     pub stack: Option<&'a str>,
     pub env: Option<&'a str>,
-    pub payload: &'a Value,
+    /// The payload's JSON text as published.
+    pub payload: &'a str,
     pub created_at: Timestamp,
 }
 
-pub fn render(format: &str, e: &EventView<'_>) -> Value {
+/// The body to send. `raw` is the published text itself; the other formats read what they summarize from it.
+pub fn render(format: &str, e: &EventView<'_>) -> String {
+    let parsed = || serde_json::from_str::<Value>(e.payload).unwrap_or(Value::Null);
     match format {
-        "slack" => slack(e),
-        "ms_teams" => teams(e),
-        "pulumi_deployments" => deployment(e),
-        _ => e.payload.clone(),
+        "slack" => slack(e, &parsed()).to_string(),
+        "ms_teams" => teams(e, &parsed()).to_string(),
+        "pulumi_deployments" => deployment(e).to_string(),
+        _ => e.payload.to_owned(),
     }
 }
 
@@ -44,15 +48,14 @@ struct Summary {
     url: Option<String>,
 }
 
-fn summarize(e: &EventView<'_>) -> Summary {
-    let p = e.payload;
+fn summarize(e: &EventView<'_>, p: &Value) -> Summary {
     let place = match (e.project, e.stack, e.env) {
         (Some(pr), Some(st), _) => format!("{}/{pr}/{st}", e.organization),
         (pr, _, Some(env)) => format!("{}/{}{env}", e.organization, pr.map(|x| format!("{x}/")).unwrap_or_default()),
         (Some(pr), None, None) => format!("{}/{pr}", e.organization),
         _ => e.organization.to_owned(),
     };
-    let subject = text(p, &["/app_name", "/pipeline", "/env_name", "/stackName", "/projectName"]);
+    let subject = text(p, &["/app_name", "/pipeline", "/pipehook/pipeline", "/env_name", "/stackName", "/projectName"]);
     let verb = e.kind.replace('_', " ");
     let title = match &subject {
         Some(s) => format!("{verb}: {s} ({place})"),
@@ -61,11 +64,11 @@ fn summarize(e: &EventView<'_>) -> Summary {
     let mut facts = vec![("Event".to_owned(), e.kind.to_owned()), ("Where".to_owned(), place)];
     for (label, keys) in [
         ("Status", &["/status", "/result", "/deployment_state"][..]),
-        ("Build", &["/build_num", "/build_id"][..]),
-        ("Execution", &["/execution_id"][..]),
-        ("Branch", &["/commit/branch"][..]),
-        ("Commit", &["/commit/commit_id"][..]),
-        ("Message", &["/commit/msg", "/message"][..]),
+        ("Build", &["/build_num", "/pipehook/build_id"][..]),
+        ("Execution", &["/execution_id", "/pipehook/execution_id"][..]),
+        ("Branch", &["/commit/branch", "/pipehook/commit/branch"][..]),
+        ("Commit", &["/commit/commit_id", "/pipehook/commit/commit_id"][..]),
+        ("Message", &["/commit/msg", "/pipehook/commit/msg", "/message"][..]),
         ("By", &["/commit/committer", "/deployer", "/user/githubLogin", "/user/name"][..]),
         ("Environment", &["/env_name"][..]),
         ("Release", &["/release_version"][..]),
@@ -85,8 +88,8 @@ fn summarize(e: &EventView<'_>) -> Summary {
     Summary { title, facts, good, url }
 }
 
-fn slack(e: &EventView<'_>) -> Value {
-    let s = summarize(e);
+fn slack(e: &EventView<'_>, p: &Value) -> Value {
+    let s = summarize(e, p);
     let icon = match s.good {
         Some(true) => ":white_check_mark:",
         Some(false) => ":x:",
@@ -118,8 +121,8 @@ fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn teams(e: &EventView<'_>) -> Value {
-    let s = summarize(e);
+fn teams(e: &EventView<'_>, p: &Value) -> Value {
+    let s = summarize(e, p);
     let color = match s.good {
         Some(true) => "2EB886",
         Some(false) => "D92D20",
@@ -154,7 +157,7 @@ fn deployment(e: &EventView<'_>) -> Value {
 mod tests {
     use super::*;
 
-    fn view(payload: &Value) -> EventView<'_> {
+    fn view(payload: &str) -> EventView<'_> {
         EventView {
             id: "evt-1",
             kind: "build_failed",
@@ -167,16 +170,22 @@ mod tests {
         }
     }
 
+    fn body(format: &str, p: &Value) -> Value {
+        serde_json::from_str(&render(format, &view(&p.to_string()))).unwrap()
+    }
+
     #[test]
-    fn raw_is_the_payload() {
-        let p = json!({"app_name": "web", "build_num": 7});
-        assert_eq!(render("raw", &view(&p)), p);
+    fn raw_is_the_published_text() {
+        let p = "{\"t\": 1796521054.0618753, \"n\":12345678901234567890123 ,\"z\":-0.0,\"f\":1.0}";
+        assert_eq!(render("raw", &view(p)), p);
+        // A payload the other formats cannot read as JSON values still gets their message.
+        assert!(render("slack", &view("{\"x\": 1e400}")).contains("build failed"));
     }
 
     #[test]
     fn slack_has_text_and_valid_blocks() {
         let p = json!({"app_name": "web <x>", "build_num": 7, "commit": {"branch": "main", "commit_id": "abc"}, "html_url": "https://ci/7"});
-        let b = render("slack", &view(&p));
+        let b = body("slack", &p);
         assert!(b["text"].as_str().unwrap().contains("build failed"));
         let blocks = b["blocks"].as_array().unwrap();
         assert!(blocks.iter().all(|bl| bl["type"].is_string()));
@@ -188,7 +197,7 @@ mod tests {
     #[test]
     fn teams_is_a_message_card() {
         let p = json!({"app_name": "web", "status": "Failed"});
-        let b = render("ms_teams", &view(&p));
+        let b = body("ms_teams", &p);
         assert_eq!(b["@type"], "MessageCard");
         assert_eq!(b["@context"], "https://schema.org/extensions");
         assert_eq!(b["themeColor"], "D92D20");
@@ -199,7 +208,7 @@ mod tests {
     #[test]
     fn deployments_body() {
         let p = json!({});
-        let b = render("pulumi_deployments", &view(&p));
+        let b = body("pulumi_deployments", &p);
         assert_eq!(b["operation"], "update");
         assert_eq!(b["inheritSettings"], true);
     }

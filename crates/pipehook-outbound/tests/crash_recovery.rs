@@ -11,7 +11,6 @@ use pipehook_outbound::ssrf::AddressPolicy;
 use pipehook_outbound::{HookSecret, Outbound, OutboundConfig, PublishInput, JOB_KIND};
 use pipehook_store::testing::{self, TestStore};
 use pipehook_store::{FailOutcome, HookFields, HookRecord, HookScope, Job, JobContext, JobFailure, JobHandler, Store};
-use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -149,7 +148,7 @@ async fn setup(store: Arc<dyn Store>, url: &str) -> Setup {
         ..OutboundConfig::default()
     };
     let outbound = Arc::new(Outbound::new(store.clone(), key, config).unwrap());
-    let input = PublishInput { kind: "build_failed".into(), payload: json!({"n": 1}), ..PublishInput::default() };
+    let input = PublishInput { kind: "build_failed".into(), payload: r#"{"n": 1}"#.into(), ..PublishInput::default() };
     let published = outbound.publish(&org, input).await.unwrap();
     assert_eq!(published.deliveries, 1);
     Setup { store, outbound, hook }
@@ -234,7 +233,16 @@ async fn lost_lease_does_not_use_up_a_retry(store: Arc<dyn Store>) {
     }
     assert_eq!(claims, vec![2, 3, 4, 5], "the job's claims, the lost one included");
     let numbers: Vec<&str> = errors.iter().map(|e| e.split(':').next().unwrap()).collect();
-    assert_eq!(numbers, vec!["attempt 1", "attempt 2", "attempt 3"], "{errors:?}");
+    assert_eq!(numbers, vec!["scheduled send 1 of 4", "scheduled send 2 of 4", "scheduled send 3 of 4"], "{errors:?}");
+    // Attempt numbers count every attempt of the delivery, the redelivery first.
+    let logged: Vec<(String, i64)> =
+        s.store.delivery_attempts(&id).await.unwrap().into_iter().map(|l| (l.attempt.trigger, l.number)).collect();
+    let want: Vec<(String, i64)> =
+        [("redeliver", 1), ("scheduled", 2), ("scheduled", 3), ("scheduled", 4), ("scheduled", 5)]
+            .into_iter()
+            .map(|(t, n)| (t.to_owned(), n))
+            .collect();
+    assert_eq!(logged, want);
 
     // The lost request, the redelivery, then 1 try + 3 retries: all of the schedule.
     let got = receiver.got();

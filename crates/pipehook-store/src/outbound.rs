@@ -71,7 +71,9 @@ pub struct OutboundEvent {
     pub id: String,
     pub org: OrgId,
     pub kind: String,
-    pub payload: Value,
+    /// The payload's JSON text exactly as it was published, stored and returned byte for byte: never parsed
+    /// into numbers and written again, so `1796521054.0618753` or an integer past 2^53 arrives as sent.
+    pub payload: String,
     pub project: Option<String>,
     pub stack: Option<String>,
     pub env: Option<String>,
@@ -132,7 +134,9 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedAttempt {
     pub attempt: AttemptRecord,
-    /// 1 for the delivery's first attempt still kept, 2 for the next, and so on.
+    /// The attempt's number within its delivery: 1 for its first attempt, 2 for the next, whatever made them
+    /// (schedule, redelivery, ping). Written with the attempt, so pruning older attempts renumbers nothing, and
+    /// the delivery's newest attempt has the number its `attempts` count says.
     pub number: i64,
     /// The delivery's status now (`pending`, `succeeded`, `failed`); `None` when it is gone.
     pub delivery_status: Option<String>,
@@ -256,6 +260,9 @@ pub trait OutboundTx: Send {
     async fn insert_deliveries(&mut self, d: &[DeliveryRecord]) -> StoreResult<()>;
     /// Sets the status and counts one more attempt.
     async fn set_delivery_status(&mut self, id: &str, status: &str) -> StoreResult<()>;
+    /// Logs an attempt, numbered with its delivery's attempt count: call [`OutboundTx::set_delivery_status`]
+    /// first, in the same transaction, so that count includes it (on PostgreSQL that update also locks the
+    /// delivery, so two attempts recorded at once get two numbers). Nothing for a delivery that is gone.
     async fn insert_attempt(&mut self, a: &AttemptRecord) -> StoreResult<()>;
     /// The oldest run transitions not yet relayed; on PostgreSQL locked (SKIP LOCKED) until commit.
     async fn unrelayed_run_events(&mut self, limit: u32) -> StoreResult<Vec<RunEventRow>>;
@@ -285,8 +292,9 @@ pub(crate) async fn record_attempts_in<T: OutboundTx + ?Sized>(tx: &mut T, ws: &
 }
 
 async fn record_attempt_in<T: OutboundTx + ?Sized>(tx: &mut T, w: &AttemptWrite) -> StoreResult<()> {
-    tx.insert_attempt(&w.attempt).await?;
+    // Counted first: the attempt takes its number from the count (see `insert_attempt`).
     tx.set_delivery_status(&w.attempt.delivery_id, &w.delivery_status).await?;
+    tx.insert_attempt(&w.attempt).await?;
     if let Some((failing_since, deactivate)) = &w.hook_health {
         tx.set_hook_health(w.attempt.hook_id, *failing_since, deactivate.as_deref()).await?;
     }

@@ -90,7 +90,8 @@ impl TryFrom<EventRow> for OutboundEvent {
             id: r.id,
             org: OrgId(r.org_id),
             kind: r.kind,
-            payload: json(&r.payload)?,
+            // The published text itself, never re-encoded (see `OutboundEvent::payload`).
+            payload: r.payload,
             project: r.project_name,
             stack: r.stack_name,
             env: r.env_name,
@@ -175,7 +176,8 @@ impl TryFrom<AttemptRow> for AttemptRecord {
     }
 }
 
-/// [`LOGGED_SELECT`]'s row: an attempt with its number within its delivery and the delivery's state.
+/// [`LOGGED_SELECT`]'s row: an attempt with its number within its delivery (written with it, see
+/// `insert_attempt`) and the delivery's state.
 #[derive(sqlx::FromRow)]
 pub(crate) struct LoggedRow {
     #[sqlx(flatten)]
@@ -193,7 +195,7 @@ pub(crate) struct LoggedRow {
 pub(crate) const LOGGED_SELECT: &str = "SELECT a.seq, a.delivery_id, a.org_id, a.hook_id, a.kind, \
     a.attempt_trigger, a.payload, a.attempted_at, a.duration_ms, a.request_url, a.request_headers, a.response_code, \
     a.response_headers, a.response_body, \
-    (SELECT COUNT(*) FROM delivery_attempts b WHERE b.delivery_id = a.delivery_id AND b.seq <= a.seq) AS number, \
+    a.attempt_number AS number, \
     d.status AS delivery_status, COALESCE(d.attempts, 0) AS delivery_attempts, \
     (SELECT MIN(j.run_at) FROM jobs j WHERE d.status = 'pending' AND j.kind = 'outbound.delivery' \
        AND j.state = 'ready' AND j.payload LIKE ('%\"delivery\":\"' || a.delivery_id || '\"%')) AS next_attempt_at \
@@ -585,7 +587,7 @@ macro_rules! outbound_tx_impl {
                 .bind(&e.id)
                 .bind(e.org.0)
                 .bind(&e.kind)
-                .bind(e.payload.to_string())
+                .bind(&e.payload)
                 .bind(&e.project)
                 .bind(&e.stack)
                 .bind(&e.env)
@@ -635,10 +637,13 @@ macro_rules! outbound_tx_impl {
                 sqlx::query(&$sql(
                     // A delivery deleted meanwhile (its hook was deleted) takes no attempt, and does not fail
                     // the other attempts written with this one.
+                    // Its number is the delivery's attempt count, which `set_delivery_status` has just raised
+                    // (and, on PostgreSQL, locked) in this transaction.
                     "INSERT INTO delivery_attempts (delivery_id, org_id, hook_id, kind, attempt_trigger, payload, \
                      attempted_at, duration_ms, request_url, request_headers, response_code, response_headers, \
-                     response_body) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
-                     WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $1)",
+                     response_body, attempt_number) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, d.attempts \
+                     FROM deliveries d WHERE d.id = $1",
                 ))
                 .bind(&a.delivery_id)
                 .bind(a.org.0)

@@ -108,6 +108,10 @@ pub trait PipelineStore: Send + Sync {
     async fn count_pipelines(&self, org: OrgId) -> StoreResult<u64>;
 
     async fn execution(&self, org: OrgId, id: &str) -> StoreResult<Option<ExecutionRecord>>;
+    /// The execution's number within its pipeline: 1 for the pipeline's first execution, 2 for the next (its
+    /// place by `seq` among the pipeline's executions, which are only ever deleted with the pipeline, so the
+    /// number never changes). `None` when there is no such execution.
+    async fn execution_number(&self, org: OrgId, id: &str) -> StoreResult<Option<i64>>;
     async fn execution_by_token(
         &self,
         org: OrgId,

@@ -223,6 +223,18 @@ macro_rules! pipeline_store_impl {
                 row.map(ExecutionRecord::try_from).transpose()
             }
 
+            async fn execution_number(&self, org: OrgId, id: &str) -> StoreResult<Option<i64>> {
+                let n: i64 = sqlx::query_scalar(&$sql(
+                    "SELECT COUNT(*) FROM pipeline_executions e JOIN pipeline_executions x \
+                     ON x.pipeline_id = e.pipeline_id AND x.seq <= e.seq WHERE e.org_id = $1 AND e.id = $2",
+                ))
+                .bind(org.0)
+                .bind(id)
+                .fetch_one(self.reader())
+                .await?;
+                Ok((n > 0).then_some(n))
+            }
+
             async fn execution_by_token(
                 &self,
                 org: OrgId,

@@ -210,9 +210,8 @@ pub async fn run(config: Config, listener: Option<TcpListener>, shutdown: Cancel
     let mut delivery = config.outbound.delivery.clone();
     delivery.public_url =
         config.public_url_for(listener.as_ref().and_then(|l| l.local_addr().ok()).unwrap_or(config.listen));
-    let outbound = Arc::new(
-        pipehook_outbound::Outbound::new(store.clone(), key.clone(), delivery).map_err(StartError::Runtime)?,
-    );
+    let outbound =
+        Arc::new(pipehook_outbound::Outbound::new(store.clone(), key.clone(), delivery).map_err(StartError::Runtime)?);
 
     let mut tasks = tokio::task::JoinSet::new();
     if config.role.runs_workers() {

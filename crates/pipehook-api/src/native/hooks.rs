@@ -260,22 +260,26 @@ fn attempt_error(a: &AttemptRecord) -> Option<String> {
 fn logged_view(l: LoggedAttempt) -> DeliveryView {
     let status = l.delivery_status.as_deref().map(|s| shown_status(s, l.delivery_attempts));
     let next_retry = l.next_attempt_at.filter(|_| status.as_deref() == Some("retrying")).map(|t| t.0 / 1000);
-    DeliveryView { attempt: l.number, delivery_status: status, next_retry, ..delivery_view(l.attempt) }
+    DeliveryView { delivery_status: status, next_retry, ..delivery_view(l.attempt, l.number) }
 }
 
-/// The view of an attempt just made (ping, redeliver), read back from the log for its number; as it was made
-/// when it cannot be found there (its delivery was deleted meanwhile).
+/// The view of an attempt just made (ping, redeliver), read back from the log for the number it was given
+/// there, so the answer and the deliveries list agree. When it is not there (its hook was deleted meanwhile,
+/// taking the delivery along), it is numbered after the attempts that are: never 0.
 async fn made_view(state: &AppState, a: AttemptRecord) -> Result<DeliveryView, RestError> {
     let logged = state.store.delivery_attempts(&a.delivery_id).await.map_err(RestError::from_store)?;
-    let found =
-        logged.into_iter().rev().find(|l| l.attempt.trigger == a.trigger && l.attempt.attempted_at == a.attempted_at);
+    let next = logged.iter().map(|l| l.number).max().unwrap_or(0) + 1;
+    let found = logged.into_iter().rev().find(|l| {
+        l.attempt.trigger == a.trigger && l.attempt.attempted_at == a.attempted_at && l.attempt.payload == a.payload
+    });
     Ok(match found {
         Some(l) => logged_view(l),
-        None => delivery_view(a),
+        None => delivery_view(a, next),
     })
 }
 
-fn delivery_view(a: AttemptRecord) -> DeliveryView {
+/// An attempt with its number within its delivery.
+fn delivery_view(a: AttemptRecord, number: i64) -> DeliveryView {
     let error = attempt_error(&a);
     DeliveryView {
         id: a.delivery_id,
@@ -288,7 +292,7 @@ fn delivery_view(a: AttemptRecord) -> DeliveryView {
         response_code: a.response_code,
         response_headers: header_text(&a.response_headers),
         response_body: a.response_body,
-        attempt: 0,
+        attempt: number,
         seq: a.seq,
         trigger: a.trigger,
         delivery_status: None,
@@ -572,7 +576,8 @@ async fn ping(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PublishBody {
     kind: String,
-    payload: Value,
+    /// Kept as the text it came as: `raw` deliveries send it byte for byte.
+    payload: Box<serde_json::value::RawValue>,
     project_name: Option<String>,
     stack_name: Option<String>,
     env_name: Option<String>,
@@ -604,7 +609,7 @@ async fn publish(
     named(&b.env_name, rules::validate_env_name)?;
     let input = PublishInput {
         kind: b.kind,
-        payload: b.payload,
+        payload: b.payload.get().to_owned(),
         project: b.project_name.filter(|s| !s.is_empty()),
         stack: b.stack_name.filter(|s| !s.is_empty()),
         env: b.env_name.filter(|s| !s.is_empty()),
