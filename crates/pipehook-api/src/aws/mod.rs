@@ -6,6 +6,7 @@
 
 pub mod codebuild;
 pub mod codepipeline;
+pub(crate) mod model;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -148,7 +149,8 @@ async fn endpoint(State(state): State<AppState>, principal: Principal, headers: 
 }
 
 /// Parses an operation's input. An empty body is `{}`; malformed JSON or a member of the wrong type is
-/// `SerializationException`, as the AWS JSON protocol answers.
+/// `SerializationException`, as the AWS JSON protocol answers. CodePipeline inputs are checked against the
+/// model first ([`model`]), so a missing required member is `ValidationException` before this reads them.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AwsError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     serde_json::from_slice(body).map_err(|e| AwsError::serialization(format!("Could not parse the request: {e}")))

@@ -2,8 +2,9 @@
 //! repository hook that delivers to a trigger URL, and reading what a delivery's payload lacks (a pull request's
 //! changed files and head commit message, see [`changes`]).
 //!
-//! - GitHub and GitHub Enterprise (`PIPEHOOK_GITHUB_API_URL`): `POST /repos/{owner}/{repo}/hooks`, `PATCH` and
-//!   `DELETE /repos/{owner}/{repo}/hooks/{id}`, for RegisterWebhookWithThirdParty and CodeBuild webhooks.
+//! - GitHub and GitHub Enterprise (`PIPEHOOK_GITHUB_API_URL`): `GET` and `POST /repos/{owner}/{repo}/hooks`,
+//!   `PATCH` and `DELETE /repos/{owner}/{repo}/hooks/{id}`, for RegisterWebhookWithThirdParty (one hook per
+//!   webhook: [`ensure_hook`], [`remove_hooks`]) and CodeBuild webhooks.
 //! - [`gitlab`]: GitLab's REST API v4 (`PIPEHOOK_GITLAB_API_URL`).
 //! - [`bitbucket`]: Bitbucket Cloud's API 2.0 (`PIPEHOOK_BITBUCKET_API_URL`).
 //!
@@ -167,16 +168,13 @@ async fn deleted(res: reqwest::Response) -> Result<(), HostError> {
     }
 }
 
-/// Creates the hook for `push` events; returns its id.
-pub async fn create_hook(
-    api: &str,
-    owner: &str,
-    repo: &str,
-    token: &str,
-    url: &str,
-    secret: Option<&str>,
-) -> Result<String, HostError> {
-    create_hook_for(api, owner, repo, token, url, secret, &["push"]).await
+/// A GitHub hook's whole `config`: where it delivers, as JSON, TLS verified, signed with `secret` when there is one.
+fn hook_config(url: &str, secret: Option<&str>) -> serde_json::Value {
+    let mut config = json!({"url": url, "content_type": "json", "insecure_ssl": "0"});
+    if let Some(s) = secret {
+        config["secret"] = json!(s);
+    }
+    config
 }
 
 /// Creates the hook for these GitHub events; returns its id.
@@ -189,11 +187,7 @@ pub async fn create_hook_for(
     secret: Option<&str>,
     events: &[&str],
 ) -> Result<String, HostError> {
-    let mut config = json!({"url": url, "content_type": "json", "insecure_ssl": "0"});
-    if let Some(s) = secret {
-        config["secret"] = json!(s);
-    }
-    let body = json!({"name": "web", "active": true, "events": events, "config": config});
+    let body = json!({"name": "web", "active": true, "events": events, "config": hook_config(url, secret)});
     let req = client()?
         .post(format!("{api}/repos/{}/{}/hooks", segment(owner), segment(repo)))
         .header("authorization", format!("token {token}"))
@@ -230,6 +224,134 @@ pub async fn delete_hook(api: &str, owner: &str, repo: &str, token: &str, id: &s
     deleted(send(req).await?).await
 }
 
+/// A GitHub repository and the token to act on it with.
+#[derive(Debug, Clone, Copy)]
+pub struct GithubRepo<'a> {
+    pub api: &'a str,
+    pub owner: &'a str,
+    pub repo: &'a str,
+    pub token: &'a str,
+}
+
+impl GithubRepo<'_> {
+    fn hooks(&self) -> String {
+        format!("{}/repos/{}/{}/hooks", self.api, segment(self.owner), segment(self.repo))
+    }
+
+    fn hook(&self, id: &str) -> String {
+        format!("{}/{}", self.hooks(), segment(id))
+    }
+
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.header("authorization", format!("token {}", self.token)).header("accept", "application/vnd.github+json")
+    }
+}
+
+impl std::fmt::Display for GithubRepo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.owner, self.repo)
+    }
+}
+
+/// What a repository hook is to be: where it delivers, the secret it signs with, the events it sends.
+#[derive(Debug, Clone, Copy)]
+pub struct HookSpec<'a> {
+    pub url: &'a str,
+    pub secret: Option<&'a str>,
+    pub events: &'a [&'a str],
+}
+
+/// A repository hook as GitHub lists it: its id and the URL it delivers to (`config.url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub id: String,
+    pub url: Option<String>,
+}
+
+/// GitHub's page size for hooks, and how many pages are read: GitHub allows 20 hooks per event and repository,
+/// so 10 pages of 100 are far more than a repository can hold.
+const HOOKS_PER_PAGE: usize = 100;
+const MAX_HOOK_PAGES: usize = 10;
+
+/// The repository's hooks (`GET /repos/{owner}/{repo}/hooks`), page by page (`per_page`, `page`: the next page
+/// is asked of the same base, never taken from a `Link` header).
+pub async fn list_hooks(r: &GithubRepo<'_>) -> Result<Vec<Hook>, HostError> {
+    let invalid = |message: String| HostError { code: "InvalidResponse".into(), message };
+    let mut hooks = Vec::new();
+    for page in 1..=MAX_HOOK_PAGES {
+        let req = r.authorized(client()?.get(format!("{}?per_page={HOOKS_PER_PAGE}&page={page}", r.hooks())));
+        let res = succeeded(send(req).await?).await?;
+        let items: Vec<serde_json::Value> = res.json().await.map_err(|e| invalid(e.to_string()))?;
+        let count = items.len();
+        for h in items {
+            let id = match &h["id"] {
+                serde_json::Value::Number(n) if n.is_u64() => n.to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                _ => return Err(invalid("a listed hook has no id".into())),
+            };
+            hooks.push(Hook { id, url: h["config"]["url"].as_str().map(str::to_owned) });
+        }
+        if count < HOOKS_PER_PAGE {
+            break;
+        }
+    }
+    Ok(hooks)
+}
+
+/// Sets the hook's events and whole config and activates it (`PATCH /repos/{owner}/{repo}/hooks/{id}`; GitHub
+/// removes a secret the config leaves out). `Ok(false)` when the hook is gone (404).
+pub async fn update_hook(r: &GithubRepo<'_>, id: &str, spec: &HookSpec<'_>) -> Result<bool, HostError> {
+    let body = json!({"active": true, "events": spec.events, "config": hook_config(spec.url, spec.secret)});
+    let res = send(r.authorized(client()?.patch(r.hook(id))).json(&body)).await?;
+    if res.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(false);
+    }
+    succeeded(res).await.map(|_| true)
+}
+
+/// Makes the repository have exactly one hook delivering to `spec.url`, set as `spec` says, and returns its id;
+/// calling it again changes nothing at the host but that hook's settings. The hook is the one recorded
+/// (`recorded`, when the listing still shows it), else one the listing shows delivering to the URL (a
+/// registration whose id was lost), else a new one. Other hooks delivering to the URL (left by registrations
+/// before this was idempotent) are deleted; failing that is logged, not an error, since the kept hook is set.
+pub async fn ensure_hook(r: &GithubRepo<'_>, recorded: Option<&str>, spec: &HookSpec<'_>) -> Result<String, HostError> {
+    let hooks = list_hooks(r).await?;
+    let mine: Vec<&Hook> = hooks.iter().filter(|h| h.url.as_deref() == Some(spec.url)).collect();
+    let found = recorded.and_then(|id| hooks.iter().find(|h| h.id == id)).or_else(|| mine.first().copied());
+    let id = match found {
+        Some(h) if update_hook(r, &h.id, spec).await? => h.id.clone(),
+        // None yet, or deleted between the listing and the update.
+        _ => create_hook_for(r.api, r.owner, r.repo, r.token, spec.url, spec.secret, spec.events).await?,
+    };
+    for extra in mine.iter().filter(|h| h.id != id) {
+        if let Err(e) = delete_hook(r.api, r.owner, r.repo, r.token, &extra.id).await {
+            tracing::warn!(repository = %r, hook = %extra.id, error = %e,
+                "a second hook delivering to a webhook's URL could not be deleted; the next registration retries");
+        }
+    }
+    Ok(id)
+}
+
+/// Deletes the hook `recorded` and every other hook of the repository delivering to `url`; hooks already gone,
+/// and a repository the token no longer sees (404 on the listing), count as deleted.
+pub async fn remove_hooks(r: &GithubRepo<'_>, recorded: Option<&str>, url: &str) -> Result<(), HostError> {
+    let hooks = match list_hooks(r).await {
+        Ok(hooks) => hooks,
+        Err(e) if e.code == "HTTP404" => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut ids: Vec<&str> = recorded.into_iter().collect();
+    for h in &hooks {
+        if h.url.as_deref() == Some(url) && !ids.contains(&h.id.as_str()) {
+            ids.push(&h.id);
+        }
+    }
+    for id in ids {
+        delete_hook(r.api, r.owner, r.repo, r.token, id).await?;
+    }
+    Ok(())
+}
+
 /// GitLab's project hooks (REST API v4): `POST /projects/{path}/hooks`, `PUT` and `DELETE
 /// /projects/{path}/hooks/{id}`, the project addressed by its URL-encoded full path (`group%2Fsub%2Frepo`) and
 /// the caller authenticated by `PRIVATE-TOKEN`. The hook's `token` comes back as `X-Gitlab-Token`.
@@ -241,37 +363,64 @@ pub mod gitlab {
         format!("{api}/projects/{}/hooks", segment(path))
     }
 
-    /// The hook's settings: push, merge request and tag push events, TLS verified.
-    fn settings(url: &str, secret: &str) -> serde_json::Value {
-        json!({
+    /// The event flags pipehook sets on a hook.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct HookEvents {
+        /// `push_events` and `tag_push_events` (Push Hook, Tag Push Hook).
+        pub push: bool,
+        /// `merge_requests_events` (Merge Request Hook).
+        pub merge_requests: bool,
+        /// `releases_events` (Release Hook).
+        pub releases: bool,
+    }
+
+    /// The hook's settings: each flag pipehook manages, on or off (GitLab turns `push_events` on when it is left
+    /// out), TLS verified, and the token when one is given (an update without one keeps the current token, the
+    /// URL being unchanged).
+    fn settings(url: &str, secret: Option<&str>, events: HookEvents) -> serde_json::Value {
+        let mut settings = json!({
             "url": url,
-            "token": secret,
-            "push_events": true,
-            "merge_requests_events": true,
-            "tag_push_events": true,
+            "push_events": events.push,
+            "tag_push_events": events.push,
+            "merge_requests_events": events.merge_requests,
+            "releases_events": events.releases,
             "enable_ssl_verification": true,
-        })
+        });
+        if let Some(secret) = secret {
+            settings["token"] = json!(secret);
+        }
+        settings
     }
 
     /// Creates the hook of project `path` (`group/sub/repo`); returns its id.
-    pub async fn create_hook(api: &str, path: &str, token: &str, url: &str, secret: &str) -> Result<String, HostError> {
-        let req = client()?.post(hooks(api, path)).header("PRIVATE-TOKEN", token).json(&settings(url, secret));
+    pub async fn create_hook(
+        api: &str,
+        path: &str,
+        token: &str,
+        url: &str,
+        secret: &str,
+        events: HookEvents,
+    ) -> Result<String, HostError> {
+        let body = settings(url, Some(secret), events);
+        let req = client()?.post(hooks(api, path)).header("PRIVATE-TOKEN", token).json(&body);
         created_id(succeeded(send(req).await?).await?).await
     }
 
-    /// Replaces the hook's token after a rotation.
-    pub async fn set_hook_token(
+    /// Updates the hook (`PUT /projects/{path}/hooks/{id}`): its event flags, and its token when `secret` is
+    /// given (a rotated one, or the current one).
+    pub async fn update_hook(
         api: &str,
         path: &str,
         token: &str,
         id: &str,
         url: &str,
-        secret: &str,
+        secret: Option<&str>,
+        events: HookEvents,
     ) -> Result<(), HostError> {
         let req = client()?
             .put(format!("{}/{}", hooks(api, path), segment(id)))
             .header("PRIVATE-TOKEN", token)
-            .json(&settings(url, secret));
+            .json(&settings(url, secret, events));
         succeeded(send(req).await?).await.map(drop)
     }
 

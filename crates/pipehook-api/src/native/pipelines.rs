@@ -15,9 +15,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pipehook_domain::pipeline::{
-    codepipeline_arn, is_valid_client_request_token, is_valid_variable_value, resolve_variables, supported_actions,
-    validate, validate_pipeline_name, PipelineDeclaration, PipelineError, UndeclaredVariable, MAX_DOCUMENT_BYTES,
-    MAX_PIPELINES, MAX_START_VARIABLES, MAX_STOP_REASON_LEN,
+    is_valid_client_request_token, is_valid_variable_value, resolve_variables, supported_actions, validate,
+    validate_pipeline_name, PipelineDeclaration, PipelineError, UndeclaredVariable, MAX_DOCUMENT_BYTES, MAX_PIPELINES,
+    MAX_START_VARIABLES, MAX_STOP_REASON_LEN,
 };
 use pipehook_runner::pipeline::{start_execution, StartRequest};
 use pipehook_store::{ActionExecutionRecord, ExecutionRecord, PipelineRecord, StopRequest, StoreError};
@@ -306,7 +306,8 @@ async fn update_pipeline(
     Ok(Json(pipeline_view(updated)?))
 }
 
-/// Deletes the pipeline with its versions, executions and tags.
+/// Deletes the pipeline with its versions, executions, webhooks (their tags and registered repository hooks too)
+/// and tags, as DeletePipeline does.
 async fn delete_pipeline(
     principal: Principal,
     State(state): State<AppState>,
@@ -314,13 +315,17 @@ async fn delete_pipeline(
 ) -> Result<StatusCode, RestError> {
     ensure_org(&principal, &org)?;
     validate_pipeline_name(&name).map_err(invalid)?;
-    // Tags are kept by ARN, so the ARN must be the one the AWS API computes for this pipeline.
-    let arn = codepipeline_arn(&state.config.aws_region, principal.org.account_id.as_str(), &name);
-    let mut tx = state.store.begin().await.map_err(RestError::from_store)?;
-    if !tx.delete_pipeline(principal.org.id, &name, &arn).await.map_err(RestError::from_store)? {
+    let ctx = crate::aws::codepipeline::Ctx { state: &state, principal: &principal };
+    let deleted = crate::aws::codepipeline::delete_pipeline::delete_pipeline(&ctx, &name).await.map_err(|e| {
+        if e.status == StatusCode::SERVICE_UNAVAILABLE {
+            RestError::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable: the database is unreachable; retry")
+        } else {
+            RestError::internal()
+        }
+    })?;
+    if !deleted {
         return Err(pipeline_not_found(&name));
     }
-    tx.commit().await.map_err(RestError::from_store)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -383,6 +388,21 @@ async fn start(
     let given: Vec<(String, String)> = input.variables.into_iter().map(|v| (v.name, v.value)).collect();
     let variables = resolve_variables(&decl, &given)
         .map_err(|UndeclaredVariable(v)| bad_request(format!("variable '{v}' is not declared in pipeline '{name}'")))?;
+    // A repeated clientRequestToken returns its execution whatever the queue holds; a new execution must fit.
+    let repeated = match &input.client_request_token {
+        Some(t) => state
+            .store
+            .execution_by_token(principal.org.id, pipeline.id, t)
+            .await
+            .map_err(RestError::from_store)?
+            .is_some(),
+        None => false,
+    };
+    if !repeated {
+        if let Err(full) = state.admission.admit(&*state.store, principal.org.id).await {
+            return Err(RestError::new(StatusCode::TOO_MANY_REQUESTS, full.message()));
+        }
+    }
     let request = StartRequest {
         org: principal.org.id,
         pipeline,

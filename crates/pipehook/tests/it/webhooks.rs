@@ -533,57 +533,197 @@ async fn ip_authentication_body_cap_and_secret_rotation() {
     s.stop().await.unwrap();
 }
 
-/// A local fake of GitHub's repository-hooks API records what pipehook asks of it.
-#[tokio::test]
-async fn register_and_deregister_with_a_github_compatible_api() {
-    use axum::routing::{delete, post as axum_post};
-    use std::sync::{Arc, Mutex};
-    let seen: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let app = {
-        let (seen, seen2, fail) = (seen.clone(), seen.clone(), fail.clone());
-        axum::Router::new()
+/// One repository hook held by [`FakeGithub`].
+#[derive(Debug, Clone)]
+pub(crate) struct FakeHook {
+    pub repo: String,
+    pub id: u64,
+    pub url: String,
+    pub secret: Option<String>,
+    pub events: Value,
+    pub active: bool,
+}
+
+/// A local fake of GitHub's repository-hooks API that keeps its hooks (list with `per_page`/`page`, create,
+/// update, delete: a hook that is not there is 404, as GitHub answers) and records every call as
+/// `METHOD path` with its credential and body. `fail_creates` makes creation fail as GitHub does (422).
+#[derive(Clone, Default)]
+pub(crate) struct FakeGithub {
+    hooks: std::sync::Arc<std::sync::Mutex<Vec<FakeHook>>>,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>,
+    next_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub fail_creates: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeGithub {
+    /// Serves the fake on a local port; returns its base URL.
+    pub async fn start(&self) -> String {
+        use axum::extract::{Path, Query};
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        use axum::routing::get;
+        use std::sync::atomic::Ordering;
+
+        self.next_id.store(4242, Ordering::SeqCst);
+        let view = |h: &FakeHook| {
+            let mut config = serde_json::json!({"url": h.url, "content_type": "json", "insecure_ssl": "0"});
+            if h.secret.is_some() {
+                config["secret"] = "********".into();
+            }
+            serde_json::json!({"id": h.id, "name": "web", "active": h.active, "events": h.events, "config": config})
+        };
+        let record = |me: &FakeGithub, what: String, headers: &axum::http::HeaderMap, body: Value| {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            me.calls.lock().unwrap().push((what, auth, body));
+        };
+        let (a, b, c, d) = (self.clone(), self.clone(), self.clone(), self.clone());
+        let app = axum::Router::new()
             .route(
                 "/repos/{owner}/{repo}/hooks",
-                axum_post(
-                    move |headers: axum::http::HeaderMap,
-                          axum::extract::Path((o, r)): axum::extract::Path<(String, String)>,
-                          body: axum::Json<Value>| {
-                        let (seen, fail) = (seen.clone(), fail.clone());
+                get(
+                    move |h: axum::http::HeaderMap,
+                          Path((o, r)): Path<(String, String)>,
+                          Query(q): Query<std::collections::HashMap<String, usize>>| {
+                        let me = a.clone();
                         async move {
-                            let auth = headers
-                                .get("authorization")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_owned();
-                            seen.lock().unwrap().push((format!("POST {o}/{r}"), auth, body.0));
-                            if fail.load(std::sync::atomic::Ordering::SeqCst) {
-                                return (
-                                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                                    axum::Json(serde_json::json!({"message": "Validation Failed"})),
-                                );
+                            record(&me, format!("GET {o}/{r}"), &h, Value::Null);
+                            let per_page = q.get("per_page").copied().unwrap_or(30);
+                            let page = q.get("page").copied().unwrap_or(1);
+                            let hooks = me.hooks.lock().unwrap();
+                            let listed: Vec<Value> = hooks
+                                .iter()
+                                .filter(|x| x.repo == format!("{o}/{r}"))
+                                .skip((page - 1) * per_page)
+                                .take(per_page)
+                                .map(view)
+                                .collect();
+                            axum::Json(Value::from(listed))
+                        }
+                    },
+                )
+                .post(
+                    move |h: axum::http::HeaderMap, Path((o, r)): Path<(String, String)>, body: axum::Json<Value>| {
+                        let me = b.clone();
+                        async move {
+                            record(&me, format!("POST {o}/{r}"), &h, body.0.clone());
+                            if me.fail_creates.load(Ordering::SeqCst) {
+                                let out = serde_json::json!({"message": "Validation Failed"});
+                                return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(out)).into_response();
                             }
-                            (axum::http::StatusCode::CREATED, axum::Json(serde_json::json!({"id": 4242})))
+                            let hook = FakeHook {
+                                repo: format!("{o}/{r}"),
+                                id: me.next_id.fetch_add(1, Ordering::SeqCst),
+                                url: body["config"]["url"].as_str().unwrap_or_default().to_owned(),
+                                secret: body["config"]["secret"].as_str().map(str::to_owned),
+                                events: body["events"].clone(),
+                                active: body["active"].as_bool().unwrap_or(true),
+                            };
+                            let out = view(&hook);
+                            me.hooks.lock().unwrap().push(hook);
+                            (StatusCode::CREATED, axum::Json(out)).into_response()
                         }
                     },
                 ),
             )
             .route(
                 "/repos/{owner}/{repo}/hooks/{id}",
-                delete(move |axum::extract::Path((o, r, id)): axum::extract::Path<(String, String, String)>| {
-                    let seen = seen2.clone();
-                    async move {
-                        seen.lock().unwrap().push((format!("DELETE {o}/{r}/{id}"), String::new(), Value::Null));
-                        axum::http::StatusCode::NO_CONTENT
-                    }
-                }),
-            )
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+                axum::routing::patch(
+                    move |h: axum::http::HeaderMap,
+                          Path((o, r, id)): Path<(String, String, u64)>,
+                          body: axum::Json<Value>| {
+                        let me = c.clone();
+                        async move {
+                            record(&me, format!("PATCH {o}/{r}/{id}"), &h, body.0.clone());
+                            let mut hooks = me.hooks.lock().unwrap();
+                            let Some(hook) = hooks.iter_mut().find(|x| x.repo == format!("{o}/{r}") && x.id == id)
+                            else {
+                                let out = serde_json::json!({"message": "Not Found"});
+                                return (StatusCode::NOT_FOUND, axum::Json(out)).into_response();
+                            };
+                            if let Some(config) = body.get("config") {
+                                // GitHub replaces the config: a secret left out is removed.
+                                hook.url = config["url"].as_str().unwrap_or_default().to_owned();
+                                hook.secret = config["secret"].as_str().map(str::to_owned);
+                            }
+                            if let Some(events) = body.get("events") {
+                                hook.events = events.clone();
+                            }
+                            if let Some(active) = body["active"].as_bool() {
+                                hook.active = active;
+                            }
+                            axum::Json(view(hook)).into_response()
+                        }
+                    },
+                )
+                .delete(
+                    move |h: axum::http::HeaderMap, Path((o, r, id)): Path<(String, String, u64)>| {
+                        let me = d.clone();
+                        async move {
+                            record(&me, format!("DELETE {o}/{r}/{id}"), &h, Value::Null);
+                            let mut hooks = me.hooks.lock().unwrap();
+                            let before = hooks.len();
+                            hooks.retain(|x| !(x.repo == format!("{o}/{r}") && x.id == id));
+                            if hooks.len() < before {
+                                StatusCode::NO_CONTENT
+                            } else {
+                                StatusCode::NOT_FOUND
+                            }
+                        }
+                    },
+                ),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
 
-    let s = TestServer::builder().env("PIPEHOOK_GITHUB_API_URL", &fake).start().await.unwrap();
+    /// The hooks of `repo` (`owner/name`), oldest first.
+    pub fn hooks(&self, repo: &str) -> Vec<FakeHook> {
+        self.hooks.lock().unwrap().iter().filter(|h| h.repo == repo).cloned().collect()
+    }
+
+    /// A hook someone made by hand at the host; returns its id.
+    pub fn add_by_hand(&self, repo: &str, url: &str) -> u64 {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.hooks.lock().unwrap().push(FakeHook {
+            repo: repo.into(),
+            id,
+            url: url.into(),
+            secret: None,
+            events: serde_json::json!(["push"]),
+            active: true,
+        });
+        id
+    }
+
+    /// Deletes a hook by hand at the host, behind pipehook's back.
+    pub fn delete_by_hand(&self, id: u64) {
+        self.hooks.lock().unwrap().retain(|h| h.id != id);
+    }
+
+    /// Changes a hook by hand at the host: other events, deactivated, no secret.
+    pub fn tamper(&self, id: u64) {
+        for h in self.hooks.lock().unwrap().iter_mut().filter(|h| h.id == id) {
+            h.events = serde_json::json!(["issues"]);
+            h.active = false;
+            h.secret = None;
+        }
+    }
+
+    /// Every call so far, as `METHOD owner/repo[/id]`, and forgets them.
+    pub fn take_calls(&self) -> Vec<(String, String, Value)> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+const REPO: &str = "Codertocat/Hello-World";
+
+#[tokio::test]
+async fn register_and_deregister_with_a_github_compatible_api() {
+    let fake = FakeGithub::default();
+    let base = fake.start().await;
+    let s = TestServer::builder().env("PIPEHOOK_GITHUB_API_URL", &base).start().await.unwrap();
     let c = client(&s);
     create_pipeline(&c, "app", "master", "true").await;
     // The OAuthToken is a secret: every read shows `****`, the database holds it encrypted, and an update that
@@ -611,24 +751,264 @@ async fn register_and_deregister_with_a_github_compatible_api() {
         .unwrap()
         .url;
     c.register_webhook_with_third_party().webhook_name("gh").send().await.unwrap();
-    {
-        let seen = seen.lock().unwrap();
-        let (what, auth, body) = &seen[0];
-        assert_eq!((what.as_str(), auth.as_str()), ("POST Codertocat/Hello-World", "token gh-token-123"));
-        assert_eq!(body["config"]["url"], Value::from(url.clone()));
-        assert_eq!(body["config"]["content_type"], "json");
-        assert_eq!(body["config"]["secret"], SECRET);
+    let calls = fake.take_calls();
+    let what: Vec<&str> = calls.iter().map(|(w, _, _)| w.as_str()).collect();
+    assert_eq!(what, [&format!("GET {REPO}"), &format!("POST {REPO}")], "listed, then created");
+    for (what, auth, _) in &calls {
+        assert_eq!(auth, "token gh-token-123", "{what}");
     }
+    let body = &calls[1].2;
+    assert_eq!(body["config"]["url"], Value::from(url.clone()));
+    assert_eq!(body["config"]["content_type"], "json");
+    assert_eq!(body["config"]["secret"], SECRET);
+    assert_eq!(body["events"], serde_json::json!(["push"]));
     c.deregister_webhook_with_third_party().webhook_name("gh").send().await.unwrap();
-    assert_eq!(seen.lock().unwrap()[1].0, "DELETE Codertocat/Hello-World/4242");
+    let calls = fake.take_calls();
+    assert_eq!(calls.last().unwrap().0, format!("DELETE {REPO}/4242"));
+    assert!(fake.hooks(REPO).is_empty());
 
     // A failure lands in errorCode / errorMessage and as an error.
-    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    fake.fail_creates.store(true, std::sync::atomic::Ordering::SeqCst);
     let e = c.register_webhook_with_third_party().webhook_name("gh").send().await.unwrap_err();
     assert_eq!(code(&e), "ValidationException");
     let listed = c.list_webhooks().send().await.unwrap();
     let w = &listed.webhooks()[0];
     assert_eq!(w.error_code(), Some("HTTP422"));
     assert!(w.error_message().unwrap().contains("Validation Failed"));
+    s.stop().await.unwrap();
+}
+
+/// RegisterWebhookWithThirdParty keeps one hook per webhook at the host, whatever happens to it there: called
+/// again it updates that hook (events, config, secret) instead of creating a second one; a hook deleted by hand is
+/// created again; hooks left delivering to the webhook's URL by earlier registrations are removed. Deregistering,
+/// DeleteWebhook and deleting the pipeline (through either API) leave no hook behind. Other hooks are not
+/// touched.
+#[tokio::test]
+async fn registration_keeps_one_hook_per_webhook_at_the_host() {
+    let fake = FakeGithub::default();
+    let base = fake.start().await;
+    let s = TestServer::builder().env("PIPEHOOK_GITHUB_API_URL", &base).start().await.unwrap();
+    let c = client(&s);
+    let foreign = fake.add_by_hand(REPO, "https://ci.example.com/hook");
+    let only_foreign = || fake.hooks(REPO).iter().all(|h| h.id == foreign);
+    create_pipeline(&c, "app", "master", "true").await;
+    let put = |secret: &'static str| {
+        c.put_webhook().webhook(definition("gh", "app", WebhookAuthenticationType::GithubHmac, hmac_config(secret)))
+    };
+    let url = put(SECRET).send().await.unwrap().webhook.unwrap().url;
+    let register = || c.register_webhook_with_third_party().webhook_name("gh").send();
+    let mine = || fake.hooks(REPO).into_iter().filter(|h| h.id != foreign).collect::<Vec<_>>();
+
+    register().await.unwrap();
+    let first = mine();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let id = first[0].id;
+    assert_eq!((first[0].url.as_str(), first[0].secret.as_deref()), (url.as_str(), Some(SECRET)));
+
+    // Twice, three times: still the one hook, updated in place; nothing is created.
+    fake.take_calls();
+    register().await.unwrap();
+    register().await.unwrap();
+    let calls: Vec<String> = fake.take_calls().into_iter().map(|(w, _, _)| w).collect();
+    assert!(!calls.iter().any(|w| w.starts_with("POST")), "{calls:?}");
+    assert!(calls.contains(&format!("PATCH {REPO}/{id}")), "{calls:?}");
+    assert_eq!(mine().iter().map(|h| h.id).collect::<Vec<_>>(), [id]);
+
+    // A new secret (PutWebhook), then register again: the same hook signs with the new secret.
+    put("the-new-secret").send().await.unwrap();
+    register().await.unwrap();
+    let now = mine();
+    assert_eq!(now.len(), 1);
+    assert_eq!((now[0].id, now[0].secret.as_deref()), (id, Some("the-new-secret")));
+    // A hook changed by hand at the host is set back.
+    fake.tamper(id);
+    register().await.unwrap();
+    let now = mine();
+    assert_eq!((now.len(), now[0].id), (1, id));
+    assert!(now[0].active && now[0].events == serde_json::json!(["push"]) && now[0].secret.is_some(), "{now:?}");
+
+    // A hook deleted by hand at the host is created again, and its new id recorded.
+    fake.delete_by_hand(id);
+    register().await.unwrap();
+    let again = mine();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_ne!(again[0].id, id);
+    assert_eq!((again[0].url.as_str(), again[0].secret.as_deref()), (url.as_str(), Some("the-new-secret")));
+    fake.take_calls();
+    register().await.unwrap();
+    assert!(fake.take_calls().iter().any(|(w, _, _)| *w == format!("PATCH {REPO}/{}", again[0].id)));
+
+    // A second hook delivering to the webhook's URL (what registering twice used to leave behind) is removed by
+    // the next registration; the recorded one stays.
+    let left_over = fake.add_by_hand(REPO, &url);
+    register().await.unwrap();
+    assert_eq!(mine().iter().map(|h| h.id).collect::<Vec<_>>(), [again[0].id]);
+    assert!(fake.hooks(REPO).iter().all(|h| h.id != left_over));
+
+    // Deregister removes the hook, and any other delivering to the URL; then nothing is registered.
+    fake.add_by_hand(REPO, &url);
+    c.deregister_webhook_with_third_party().webhook_name("gh").send().await.unwrap();
+    assert!(only_foreign(), "{:?}", fake.hooks(REPO));
+    fake.take_calls();
+    c.deregister_webhook_with_third_party().webhook_name("gh").send().await.unwrap();
+    assert!(fake.take_calls().is_empty(), "nothing registered: the host is not asked");
+    let listed = c.list_webhooks().send().await.unwrap();
+    assert_eq!(listed.webhooks()[0].error_code(), None);
+
+    // Register, then DeleteWebhook: the hook goes with the webhook.
+    register().await.unwrap();
+    assert_eq!(mine().len(), 1);
+    c.delete_webhook().name("gh").send().await.unwrap();
+    assert!(only_foreign(), "{:?}", fake.hooks(REPO));
+
+    // Register, then DeletePipeline (which deletes its webhooks): the hooks go too.
+    put(SECRET).send().await.unwrap();
+    c.put_webhook()
+        .webhook(definition(
+            "gh2",
+            "app",
+            WebhookAuthenticationType::Unauthenticated,
+            WebhookAuthConfiguration::builder().build(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    register().await.unwrap();
+    c.register_webhook_with_third_party().webhook_name("gh2").send().await.unwrap();
+    assert_eq!(mine().len(), 2);
+    let unauthenticated = mine().into_iter().find(|h| h.secret.is_none());
+    assert!(unauthenticated.is_some(), "an UNAUTHENTICATED webhook's hook has no secret: {:?}", mine());
+    c.delete_pipeline().name("app").send().await.unwrap();
+    assert!(only_foreign(), "{:?}", fake.hooks(REPO));
+
+    // The native API's pipeline delete does the same.
+    create_pipeline(&c, "app", "master", "true").await;
+    put(SECRET).send().await.unwrap();
+    register().await.unwrap();
+    assert_eq!(mine().len(), 1);
+    let res =
+        s.client().delete(format!("{}/api/orgs/default/pipelines/app", s.url)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(only_foreign(), "{:?}", fake.hooks(REPO));
+    assert!(c.list_webhooks().send().await.unwrap().webhooks().is_empty());
+    s.stop().await.unwrap();
+}
+
+/// A request missing a member the model marks required is `ValidationException` naming it, in AWS's words, for
+/// every CodePipeline operation; JSON that does not parse, or a member of the wrong type, stays
+/// `SerializationException`. Raw signed requests: the SDK refuses to send them.
+#[tokio::test]
+async fn missing_required_members_are_validation_errors() {
+    let s = TestServer::start().await;
+    let c = client(&s);
+    create_pipeline(&c, "app", "master", "true").await;
+    let null = |paths: &[&str]| {
+        let list: Vec<String> = paths
+            .iter()
+            .map(|p| format!("Value null at '{p}' failed to satisfy constraint: Member must not be null"))
+            .collect();
+        let n = paths.len();
+        format!("{n} validation error{} detected: {}", if n == 1 { "" } else { "s" }, list.join("; "))
+    };
+    let webhook = serde_json::json!({
+        "name": "w", "targetPipeline": "app", "targetAction": "Source",
+        "filters": [{"jsonPath": "$.ref", "matchEquals": "refs/heads/{Branch}"}],
+        "authentication": "GITHUB_HMAC", "authenticationConfiguration": {"SecretToken": SECRET}
+    });
+    let without = |members: &[&str]| {
+        let mut w = webhook.clone();
+        for m in members {
+            w.as_object_mut().unwrap().remove(*m);
+        }
+        serde_json::json!({ "webhook": w })
+    };
+    let arn = "arn:aws:codepipeline:us-east-1:123456789012:app";
+    let stage = serde_json::json!({"name": "Source", "actions": [{"name": "Source"}]});
+    let cases: Vec<(&str, Value, String)> = vec![
+        ("PutWebhook", without(&["filters"]), null(&["webhook.filters"])),
+        ("PutWebhook", without(&["authenticationConfiguration"]), null(&["webhook.authenticationConfiguration"])),
+        (
+            "PutWebhook",
+            without(&["filters", "authenticationConfiguration"]),
+            null(&["webhook.filters", "webhook.authenticationConfiguration"]),
+        ),
+        ("PutWebhook", without(&["name", "targetPipeline"]), null(&["webhook.name", "webhook.targetPipeline"])),
+        (
+            "PutWebhook",
+            without(&["targetAction", "authentication"]),
+            null(&["webhook.targetAction", "webhook.authentication"]),
+        ),
+        ("PutWebhook", serde_json::json!({}), null(&["webhook"])),
+        ("PutWebhook", serde_json::json!({"webhook": null}), null(&["webhook"])),
+        (
+            "PutWebhook",
+            {
+                let mut w = without(&[]);
+                w["webhook"]["filters"] = serde_json::json!([{"matchEquals": "x"}]);
+                w["tags"] = serde_json::json!([{"key": "team"}]);
+                w
+            },
+            null(&["webhook.filters.1.member.jsonPath", "tags.1.member.value"]),
+        ),
+        ("GetPipeline", serde_json::json!({}), null(&["name"])),
+        ("DeletePipeline", serde_json::json!({}), null(&["name"])),
+        ("GetPipelineState", serde_json::json!({}), null(&["name"])),
+        ("StartPipelineExecution", serde_json::json!({}), null(&["name"])),
+        ("StopPipelineExecution", serde_json::json!({"pipelineName": "app"}), null(&["pipelineExecutionId"])),
+        ("GetPipelineExecution", serde_json::json!({}), null(&["pipelineName", "pipelineExecutionId"])),
+        ("ListPipelineExecutions", serde_json::json!({}), null(&["pipelineName"])),
+        ("ListActionExecutions", serde_json::json!({}), null(&["pipelineName"])),
+        ("TagResource", serde_json::json!({"resourceArn": arn}), null(&["tags"])),
+        (
+            "TagResource",
+            serde_json::json!({"resourceArn": arn, "tags": [{"value": "v"}]}),
+            null(&["tags.1.member.key"]),
+        ),
+        ("UntagResource", serde_json::json!({"tagKeys": ["k"]}), null(&["resourceArn"])),
+        ("ListTagsForResource", serde_json::json!({}), null(&["resourceArn"])),
+        ("DeleteWebhook", serde_json::json!({}), null(&["name"])),
+        ("UpdatePipeline", serde_json::json!({}), null(&["pipeline"])),
+        ("CreatePipeline", serde_json::json!({"pipeline": {"name": "p", "stages": []}}), null(&["pipeline.roleArn"])),
+        (
+            "CreatePipeline",
+            serde_json::json!({"pipeline": {"name": "p", "roleArn": "arn:aws:iam::123456789012:role/r", "stages": [stage]}}),
+            null(&["pipeline.stages.1.member.actions.1.member.actionTypeId"]),
+        ),
+    ];
+    for (op, body, message) in cases {
+        let target = format!("CodePipeline_20150709.{op}");
+        let (status, json) = crate::support::signed_post(&s.url, &target, body.to_string().into_bytes()).await;
+        assert_eq!((status, json["__type"].as_str()), (400, Some("ValidationException")), "{op} {body}: {json}");
+        assert_eq!(json["message"].as_str(), Some(message.as_str()), "{op} {body}");
+    }
+    // Wrong types and broken JSON stay SerializationException, also beside a missing member.
+    let serialization: Vec<(&str, Vec<u8>)> = vec![
+        ("PutWebhook", b"{\"webhook\": ".to_vec()),
+        ("PutWebhook", {
+            let mut w = without(&["authenticationConfiguration"]);
+            w["webhook"]["filters"] = "$.ref".into();
+            w.to_string().into_bytes()
+        }),
+        ("PutWebhook", {
+            let mut w = without(&["filters"]);
+            w["webhook"]["name"] = 5.into();
+            w.to_string().into_bytes()
+        }),
+        ("PutWebhook", br#"{"webhook": ["w"]}"#.to_vec()),
+        ("GetPipeline", br#"{"name": ["app"]}"#.to_vec()),
+        ("ListWebhooks", br#"{"MaxResults": "10"}"#.to_vec()),
+    ];
+    for (op, body) in serialization {
+        let target = format!("CodePipeline_20150709.{op}");
+        let (status, json) = crate::support::signed_post(&s.url, &target, body.clone()).await;
+        let shown = String::from_utf8_lossy(&body);
+        assert_eq!((status, json["__type"].as_str()), (400, Some("SerializationException")), "{op} {shown}: {json}");
+    }
+    // Nothing was stored, and a whole request still works.
+    assert!(c.list_webhooks().send().await.unwrap().webhooks().is_empty());
+    let (status, json) =
+        crate::support::signed_post(&s.url, "CodePipeline_20150709.PutWebhook", without(&[]).to_string().into_bytes())
+            .await;
+    assert_eq!(status, 200, "{json}");
     s.stop().await.unwrap();
 }

@@ -81,33 +81,68 @@ fn error(status: u16, body: &Value) -> String {
     body["message"].as_str().expect("an error message").to_owned()
 }
 
-/// A local fake of GitHub's repository-hooks API: records what it is asked, answers 422 while `fail` is set.
+/// A local fake of GitHub's repository-hooks API: keeps the hooks made (ids from 4242), records what it is
+/// asked to change (`POST`, `PATCH`, `DELETE`; listings are answered, not recorded), answers 422 to creations
+/// while `fail` is set.
 async fn fake_github(fail: Arc<AtomicBool>) -> (String, Arc<Mutex<Vec<String>>>) {
     use axum::extract::Path;
     use axum::http::StatusCode;
-    use axum::routing::{delete, post};
+    use axum::routing::get;
+    type Hooks = Arc<Mutex<Vec<(String, u64, Value)>>>;
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (seen_post, seen_delete) = (seen.clone(), seen.clone());
+    let made: Hooks = Arc::default();
+    let (seen_post, seen_patch, seen_delete) = (seen.clone(), seen.clone(), seen.clone());
+    let (made_get, made_post, made_patch, made_delete) = (made.clone(), made.clone(), made.clone(), made.clone());
     let app = axum::Router::new()
         .route(
             "/repos/{owner}/{repo}/hooks",
-            post(move |Path((o, r)): Path<(String, String)>, body: axum::Json<Value>| {
-                let (seen, fail) = (seen_post.clone(), fail.clone());
+            get(move |Path((o, r)): Path<(String, String)>| {
+                let made = made_get.clone();
+                async move {
+                    let made = made.lock().unwrap();
+                    let listed: Vec<Value> = made
+                        .iter()
+                        .filter(|(repo, _, _)| *repo == format!("{o}/{r}"))
+                        .map(|(_, id, config)| json!({"id": id, "config": config}))
+                        .collect();
+                    axum::Json(Value::from(listed))
+                }
+            })
+            .post(move |Path((o, r)): Path<(String, String)>, body: axum::Json<Value>| {
+                let (seen, made, fail) = (seen_post.clone(), made_post.clone(), fail.clone());
                 async move {
                     seen.lock().unwrap().push(format!("POST {o}/{r} {}", body.0["config"]["url"]));
                     if fail.load(Ordering::SeqCst) {
                         return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"message": "Validation Failed"})));
                     }
-                    (StatusCode::CREATED, axum::Json(json!({"id": 4242})))
+                    let mut made = made.lock().unwrap();
+                    let id = 4242 + made.len() as u64;
+                    made.push((format!("{o}/{r}"), id, body.0["config"].clone()));
+                    (StatusCode::CREATED, axum::Json(json!({"id": id})))
                 }
             }),
         )
         .route(
             "/repos/{owner}/{repo}/hooks/{id}",
-            delete(move |Path((o, r, id)): Path<(String, String, String)>| {
-                let seen = seen_delete.clone();
+            axum::routing::patch(move |Path((o, r, id)): Path<(String, String, u64)>, body: axum::Json<Value>| {
+                let (seen, made) = (seen_patch.clone(), made_patch.clone());
+                async move {
+                    seen.lock().unwrap().push(format!("PATCH {o}/{r}/{id}"));
+                    let mut made = made.lock().unwrap();
+                    match made.iter_mut().find(|(repo, i, _)| *repo == format!("{o}/{r}") && *i == id) {
+                        Some(hook) => {
+                            hook.2 = body.0["config"].clone();
+                            StatusCode::OK
+                        }
+                        None => StatusCode::NOT_FOUND,
+                    }
+                }
+            })
+            .delete(move |Path((o, r, id)): Path<(String, String, u64)>| {
+                let (seen, made) = (seen_delete.clone(), made_delete.clone());
                 async move {
                     seen.lock().unwrap().push(format!("DELETE {o}/{r}/{id}"));
+                    made.lock().unwrap().retain(|(repo, i, _)| !(*repo == format!("{o}/{r}") && *i == id));
                     StatusCode::NO_CONTENT
                 }
             }),

@@ -5,7 +5,7 @@
 //! organization; another organization's pipelines simply do not exist for it.
 
 mod create_pipeline;
-mod delete_pipeline;
+pub(crate) mod delete_pipeline;
 mod get_pipeline;
 mod get_pipeline_execution;
 mod get_pipeline_state;
@@ -54,30 +54,59 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub fn from_name(name: &str) -> Option<Self> {
+    /// Every operation with its `X-Amz-Target` name (which is also its name in the botocore model).
+    pub const ALL: [Operation; 19] = {
         use Operation::*;
-        Some(match name {
-            "CreatePipeline" => CreatePipeline,
-            "GetPipeline" => GetPipeline,
-            "UpdatePipeline" => UpdatePipeline,
-            "ListPipelines" => ListPipelines,
-            "DeletePipeline" => DeletePipeline,
-            "StartPipelineExecution" => StartPipelineExecution,
-            "StopPipelineExecution" => StopPipelineExecution,
-            "GetPipelineExecution" => GetPipelineExecution,
-            "ListPipelineExecutions" => ListPipelineExecutions,
-            "ListActionExecutions" => ListActionExecutions,
-            "GetPipelineState" => GetPipelineState,
-            "TagResource" => TagResource,
-            "UntagResource" => UntagResource,
-            "ListTagsForResource" => ListTagsForResource,
-            "PutWebhook" => PutWebhook,
-            "ListWebhooks" => ListWebhooks,
-            "DeleteWebhook" => DeleteWebhook,
-            "RegisterWebhookWithThirdParty" => RegisterWebhookWithThirdParty,
-            "DeregisterWebhookWithThirdParty" => DeregisterWebhookWithThirdParty,
-            _ => return None,
-        })
+        [
+            CreatePipeline,
+            GetPipeline,
+            UpdatePipeline,
+            ListPipelines,
+            DeletePipeline,
+            StartPipelineExecution,
+            StopPipelineExecution,
+            GetPipelineExecution,
+            ListPipelineExecutions,
+            ListActionExecutions,
+            GetPipelineState,
+            TagResource,
+            UntagResource,
+            ListTagsForResource,
+            PutWebhook,
+            ListWebhooks,
+            DeleteWebhook,
+            RegisterWebhookWithThirdParty,
+            DeregisterWebhookWithThirdParty,
+        ]
+    };
+
+    pub fn name(self) -> &'static str {
+        use Operation::*;
+        match self {
+            CreatePipeline => "CreatePipeline",
+            GetPipeline => "GetPipeline",
+            UpdatePipeline => "UpdatePipeline",
+            ListPipelines => "ListPipelines",
+            DeletePipeline => "DeletePipeline",
+            StartPipelineExecution => "StartPipelineExecution",
+            StopPipelineExecution => "StopPipelineExecution",
+            GetPipelineExecution => "GetPipelineExecution",
+            ListPipelineExecutions => "ListPipelineExecutions",
+            ListActionExecutions => "ListActionExecutions",
+            GetPipelineState => "GetPipelineState",
+            TagResource => "TagResource",
+            UntagResource => "UntagResource",
+            ListTagsForResource => "ListTagsForResource",
+            PutWebhook => "PutWebhook",
+            ListWebhooks => "ListWebhooks",
+            DeleteWebhook => "DeleteWebhook",
+            RegisterWebhookWithThirdParty => "RegisterWebhookWithThirdParty",
+            DeregisterWebhookWithThirdParty => "DeregisterWebhookWithThirdParty",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|op| op.name() == name)
     }
 }
 
@@ -117,6 +146,12 @@ impl Ctx<'_> {
 
 pub(crate) async fn dispatch(ctx: &Ctx<'_>, op: Operation, body: &[u8]) -> Result<Value, AwsError> {
     use Operation::*;
+    // Before any handler reads its typed input: a member of the wrong type is SerializationException, a missing
+    // required one ValidationException naming it (see `aws::model`). Pipeline documents are measured first.
+    if matches!(op, CreatePipeline | UpdatePipeline) {
+        check_document_size(body)?;
+    }
+    crate::aws::model::Model::codepipeline().check_input(op.name(), &crate::aws::parse::<Value>(body)?)?;
     match op {
         CreatePipeline => create_pipeline::handle(ctx, body).await,
         GetPipeline => get_pipeline::handle(ctx, body).await,
@@ -149,10 +184,11 @@ pub(crate) fn ts(t: Timestamp) -> Value {
     Value::from(t.epoch_seconds_f64())
 }
 
-/// AWS's wording for a member that breaks its model constraint.
+/// AWS's wording for a member that breaks its model constraint (a missing member is `Value null at`).
 pub(crate) fn constraint(member: &str, rule: &str) -> AwsError {
+    let value = if rule == "Member must not be null" { "Value null" } else { "Value" };
     AwsError::validation(format!(
-        "1 validation error detected: Value at '{member}' failed to satisfy constraint: {rule}"
+        "1 validation error detected: {value} at '{member}' failed to satisfy constraint: {rule}"
     ))
 }
 

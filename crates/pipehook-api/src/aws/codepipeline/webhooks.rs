@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use super::{constraint, next_token, page_size, pipeline_error, ts, Ctx};
 use crate::aws::{parse, AwsError};
+use crate::githost::{GithubRepo, HookSpec};
 
 /// AWS's quota of webhooks per account and region.
 pub const MAX_WEBHOOKS: u64 = 300;
@@ -448,16 +449,52 @@ pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     Ok(json!({}))
 }
 
-/// Deletes the webhook and its tags (DeleteWebhook); a webhook that does not exist is already deleted.
+/// Deletes the webhook and its tags (DeleteWebhook); a webhook that does not exist is already deleted. A
+/// webhook registered with its git host loses its repository hook too ([`remove_registered_hook`]).
 /// `member` names the input member that carried `name`, for the validation message.
 pub(crate) async fn delete_webhook(ctx: &Ctx<'_>, member: &str, name: &str) -> Result<(), AwsError> {
     check_name(member, name)?;
+    let store = &ctx.state.store;
+    let registered = store.webhook(ctx.org(), name).await.map_err(AwsError::from_store)?;
+    let registered = registered.filter(|w| w.third_party_hook_id.is_some());
     let arn = webhook_arn(ctx, name);
-    let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
+    let mut tx = store.begin().await.map_err(AwsError::from_store)?;
     tx.delete_webhook(ctx.org(), name).await.map_err(AwsError::from_store)?;
     tx.remove_all_tags(ctx.org(), &arn).await.map_err(AwsError::from_store)?;
     tx.commit().await.map_err(AwsError::from_store)?;
+    if let Some(w) = registered {
+        match ctx.pipeline(&w.pipeline_name).await {
+            Ok(p) => match serde_json::from_value::<PipelineDeclaration>(p.declaration) {
+                Ok(decl) => remove_registered_hook(ctx, &w, &decl).await,
+                Err(e) => tracing::error!(pipeline = %w.pipeline_name, error = %e, "a stored pipeline does not read"),
+            },
+            Err(e) => tracing::warn!(webhook = %w.name, repository_hook = ?w.third_party_hook_id, error = %e.message,
+                "a deleted webhook's repository hook was not removed: its pipeline could not be read"),
+        }
+    }
     Ok(())
+}
+
+/// After a registered webhook was deleted (DeleteWebhook, or with its pipeline, whose declaration `decl` is):
+/// removes its repository hook, and any other hook delivering to its URL, from the git host. Best effort, after
+/// the delete committed: the trigger URL is already dead, so a hook left behind (the token revoked, the host
+/// down) can start nothing; it is logged for the operator to remove.
+pub(crate) async fn remove_registered_hook(ctx: &Ctx<'_>, w: &WebhookRecord, decl: &PipelineDeclaration) {
+    let Some(hook_id) = w.third_party_hook_id.as_deref() else { return };
+    let outcome = match (source_of(ctx, w, decl), webhook_url(ctx, w)) {
+        (Ok((owner, repo, token)), Ok(url)) => {
+            let r = GithubRepo { api: &ctx.state.config.github_api_url, owner: &owner, repo: &repo, token: &token };
+            crate::githost::remove_hooks(&r, Some(hook_id), &url).await.map_err(|e| format!("{r}: {e}"))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e.message),
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!(webhook = %w.name, repository_hook = %hook_id, "the deleted webhook's repository hook was removed")
+        }
+        Err(e) => tracing::warn!(webhook = %w.name, repository_hook = %hook_id, error = %e,
+            "a deleted webhook's repository hook could not be removed; remove it at the git host"),
+    }
 }
 
 /// The webhook, or AWS's `WebhookNotFoundException`. `member` names the input member that carried `name`.
@@ -515,8 +552,11 @@ pub async fn register(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     Ok(json!({}))
 }
 
-/// Creates the repository hook through the git host's API (RegisterWebhookWithThirdParty) and remembers its id;
-/// a failure is recorded in the webhook's `errorCode` / `errorMessage` and returned as `ValidationException`.
+/// Creates or updates the repository hook through the git host's API (RegisterWebhookWithThirdParty) and
+/// remembers its id. Idempotent: the repository keeps one hook per webhook, found again by the recorded id or,
+/// when that one is gone or was never recorded, by its URL, and updated (events, config, secret) instead of
+/// duplicated (see [`crate::githost::ensure_hook`]). A failure is recorded in the webhook's `errorCode` /
+/// `errorMessage` and returned as `ValidationException`.
 pub(crate) async fn register_webhook(ctx: &Ctx<'_>, member: &str, name: &str) -> Result<WebhookRecord, AwsError> {
     let w = find_webhook(ctx, member, name).await?;
     let pipeline = ctx.pipeline(&w.pipeline_name).await?;
@@ -536,7 +576,9 @@ pub(crate) async fn register_webhook(ctx: &Ctx<'_>, member: &str, name: &str) ->
         None => None,
     };
     let api = &ctx.state.config.github_api_url;
-    let outcome = crate::githost::create_hook(api, &owner, &repo, &token, &url, secret.as_deref()).await;
+    let r = GithubRepo { api, owner: &owner, repo: &repo, token: &token };
+    let spec = HookSpec { url: &url, secret: secret.as_deref(), events: &["push"] };
+    let outcome = crate::githost::ensure_hook(&r, w.third_party_hook_id.as_deref(), &spec).await;
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
     let result = match &outcome {
         Ok(id) => {
@@ -565,8 +607,9 @@ pub async fn deregister(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     Ok(json!({}))
 }
 
-/// Deletes the repository hook a registration created (DeregisterWebhookWithThirdParty); nothing to do when none
-/// is registered. A failure is recorded like [`register_webhook`]'s.
+/// Deletes the repository hook a registration created (DeregisterWebhookWithThirdParty), with any other hook of
+/// the repository delivering to the webhook's URL, and forgets its id; nothing to do when none is registered. A
+/// failure is recorded like [`register_webhook`]'s, and the id kept so that a retry finds the hook again.
 pub(crate) async fn deregister_webhook(ctx: &Ctx<'_>, member: &str, name: &str) -> Result<WebhookRecord, AwsError> {
     let w = find_webhook(ctx, member, name).await?;
     let Some(hook_id) = w.third_party_hook_id.clone() else {
@@ -575,8 +618,9 @@ pub(crate) async fn deregister_webhook(ctx: &Ctx<'_>, member: &str, name: &str) 
     let pipeline = ctx.pipeline(&w.pipeline_name).await?;
     let decl: PipelineDeclaration = serde_json::from_value(pipeline.declaration).map_err(|_| AwsError::internal())?;
     let (owner, repo, token) = source_of(ctx, &w, &decl)?;
-    let api = &ctx.state.config.github_api_url;
-    let outcome = crate::githost::delete_hook(api, &owner, &repo, &token, &hook_id).await;
+    let url = webhook_url(ctx, &w)?;
+    let r = GithubRepo { api: &ctx.state.config.github_api_url, owner: &owner, repo: &repo, token: &token };
+    let outcome = crate::githost::remove_hooks(&r, Some(&hook_id), &url).await;
     let mut tx = ctx.state.store.begin().await.map_err(AwsError::from_store)?;
     let result = match &outcome {
         Ok(()) => {
