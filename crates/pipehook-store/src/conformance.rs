@@ -358,7 +358,8 @@ pub async fn claims_are_fair_between_an_organizations_groups(store: &dyn Store) 
         (0..200).map(|i| NewJob::new("t.group", json!(i)).org(a.id).fair_key("pipeline:1")).collect();
     store.enqueue(&backlog).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let other = store.enqueue(&[NewJob::new("t.group", json!("p2")).org(a.id).fair_key("pipeline:2")]).await.unwrap()[0];
+    let other =
+        store.enqueue(&[NewJob::new("t.group", json!("p2")).org(a.id).fair_key("pipeline:2")]).await.unwrap()[0];
     // Pipeline 1 already runs one job: a single free slot goes to pipeline 2, despite pipeline 1's older backlog.
     let first = store.claim(&["t.group"], 1, Duration::from_secs(60)).await.unwrap();
     assert_eq!(first[0].payload, json!(0), "the oldest job first when nothing runs");
