@@ -86,11 +86,17 @@ pub async fn serve(
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let stopping = shutdown.clone();
         tokio::spawn(async move {
             let _slot = permit;
             // hyper reads the first bytes to tell HTTP/1 from HTTP/2 without a timeout of its own; a client
-            // that sends nothing must not hold a connection slot past the header timeout.
-            if !tokio::time::timeout(header_timeout, protocol_known(&stream)).await.unwrap_or(false) {
+            // that sends nothing must not hold a connection slot past the header timeout. Nor may it hold up a
+            // shutdown: the graceful shutdown waits for every watcher, and this one is held from the accept on.
+            let known = tokio::select! {
+                known = tokio::time::timeout(header_timeout, protocol_known(&stream)) => known.unwrap_or(false),
+                _ = stopping.cancelled() => false,
+            };
+            if !known {
                 return;
             }
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -308,3 +308,24 @@ async fn sigterm_drains_running_work_and_hands_it_off() {
         "drain 1 s: {all} executions, the RETRY one ran its command twice and succeeded, the other failed WorkerLost"
     );
 }
+
+/// A client that connected and sent nothing yet does not hold up a graceful stop: the node exits long before
+/// its 10 s HTTP grace (it used to wait the grace out for such a connection, as the graceful shutdown waits for
+/// every connection it watches, and a silent one is watched from its accept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_does_not_hold_up_a_graceful_stop() {
+    let mut cluster = Cluster::sqlite(&[("PIPEHOOK_SHUTDOWN_GRACE_SECONDS", "10")]).await;
+    let addr = cluster.url(0).trim_start_matches("http://").to_owned();
+    let silent: Vec<tokio::net::TcpStream> =
+        futures::future::join_all((0..3).map(|_| tokio::net::TcpStream::connect(addr.clone())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.node(0).sigterm();
+    let (status, took) = cluster.node(0).wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(5), "the stop waited for silent connections ({took:?})");
+    drop(silent);
+}
