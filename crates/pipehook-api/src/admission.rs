@@ -48,6 +48,12 @@ impl Admission {
         Self { max: max.filter(|m| *m > 0), counted: Mutex::default() }
     }
 
+    /// Whether a cap is set (callers skip the checks the cap needs, such as looking up a repeated token,
+    /// when it is not).
+    pub fn is_capped(&self) -> bool {
+        self.max.is_some()
+    }
+
     /// Admits one more run of `org`, or says why not. A store failure admits (the write that follows reports
     /// it if the store is really down).
     pub async fn admit(&self, store: &dyn Store, org: OrgId) -> Result<(), Full> {

@@ -13,6 +13,17 @@ use std::time::Duration;
 
 use crate::{FailOutcome, JobId, NewJob, Store, StoreError};
 
+/// A claim by the node `node`, without caps.
+async fn claim_as(
+    store: &dyn Store,
+    node: &str,
+    kinds: &[&str],
+    limit: u32,
+    lease_for: Duration,
+) -> crate::StoreResult<Vec<crate::Job>> {
+    store.claim_fair(&crate::Claimer { node: node.into(), max_running_per_org: None }, kinds, limit, lease_for).await
+}
+
 async fn org(store: &dyn Store, name: &str) -> Organization {
     let mut tx = store.begin().await.unwrap();
     let o = tx.create_org(&OrgName::parse(name).unwrap(), &AccountId::generate()).await.unwrap();
@@ -255,7 +266,7 @@ pub async fn expired_lease_is_reclaimed_and_old_holder_is_fenced(store: &dyn Sto
 /// transaction is refused, and a claim racing a held transaction never takes the job before it commits.
 pub async fn writes_are_fenced_by_the_lease(store: Arc<dyn Store>) {
     let id = store.enqueue(&[NewJob::new("t.fence", json!(null))]).await.unwrap()[0];
-    let a = store.claim_for("node-a", &["t.fence"], 1, Duration::from_millis(200)).await.unwrap().remove(0);
+    let a = claim_as(&*store, "node-a", &["t.fence"], 1, Duration::from_millis(200)).await.unwrap().remove(0);
     let mut tx = store.begin().await.unwrap();
     tx.hold(&a.lease).await.expect("the holder's lease holds");
     tx.commit().await.unwrap();
@@ -268,7 +279,7 @@ pub async fn writes_are_fenced_by_the_lease(store: Arc<dyn Store>) {
     let claimer = {
         let store = store.clone();
         tokio::spawn(async move {
-            let jobs = store.claim_for("node-b", &["t.fence"], 1, Duration::from_secs(30)).await.unwrap();
+            let jobs = claim_as(&*store, "node-b", &["t.fence"], 1, Duration::from_secs(30)).await.unwrap();
             (jobs, std::time::Instant::now())
         })
     };
@@ -282,7 +293,7 @@ pub async fn writes_are_fenced_by_the_lease(store: Arc<dyn Store>) {
     }
     let b = match jobs.into_iter().next() {
         Some(b) => b,
-        None => store.claim_for("node-b", &["t.fence"], 1, Duration::from_secs(30)).await.unwrap().remove(0),
+        None => claim_as(&*store, "node-b", &["t.fence"], 1, Duration::from_secs(30)).await.unwrap().remove(0),
     };
     let mut tx = store.begin().await.unwrap();
     assert!(matches!(tx.hold(&a.lease).await, Err(StoreError::LeaseLost)), "the stale holder is fenced");
@@ -298,12 +309,12 @@ pub async fn writes_are_fenced_by_the_lease(store: Arc<dyn Store>) {
 /// A restarted node takes back at once the jobs its previous life held; other nodes' jobs stay theirs.
 pub async fn a_restarted_node_recovers_its_own_leases(store: &dyn Store) {
     let ids = store.enqueue(&(0..3).map(|i| NewJob::new("t.recover", json!(i))).collect::<Vec<_>>()).await.unwrap();
-    let mine = store.claim_for("node-r", &["t.recover"], 2, Duration::from_secs(60)).await.unwrap();
-    let theirs = store.claim_for("node-s", &["t.recover"], 1, Duration::from_secs(60)).await.unwrap();
+    let mine = claim_as(store, "node-r", &["t.recover"], 2, Duration::from_secs(60)).await.unwrap();
+    let theirs = claim_as(store, "node-s", &["t.recover"], 1, Duration::from_secs(60)).await.unwrap();
     assert_eq!((mine.len(), theirs.len()), (2, 1));
     assert_eq!(store.recover("").await.unwrap(), 0, "an anonymous node recovers nothing");
     assert_eq!(store.recover("node-r").await.unwrap(), 2);
-    let again = store.claim_for("node-r", &["t.recover"], 10, Duration::from_secs(60)).await.unwrap();
+    let again = claim_as(store, "node-r", &["t.recover"], 10, Duration::from_secs(60)).await.unwrap();
     let mut got: Vec<JobId> = again.iter().map(|j| j.id).collect();
     got.sort();
     let mut want: Vec<JobId> = mine.iter().map(|j| j.id).collect();

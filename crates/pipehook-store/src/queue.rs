@@ -148,17 +148,12 @@ pub trait Queue: Send + Sync + 'static {
     /// and running jobs whose lease expired (their worker died). Jobs whose lease expired with no attempts
     /// left are marked dead instead. Oldest `run_at` first.
     async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
-        self.claim_for("", kinds, limit, lease_for).await
+        self.claim_fair(&Claimer::default(), kinds, limit, lease_for).await
     }
 
-    /// [`Queue::claim`] by the node named `node` (`""`: anonymous), which the claimed jobs remember until they
-    /// are completed, failed, deferred or released, so [`Queue::recover`] can give them back when that node
-    /// restarts.
-    async fn claim_for(&self, node: &str, kinds: &[&str], limit: u32, lease_for: Duration) -> StoreResult<Vec<Job>> {
-        self.claim_fair(&Claimer { node: node.to_owned(), max_running_per_org: None }, kinds, limit, lease_for).await
-    }
-
-    /// The claim itself. Jobs whose lease expired (their node died) come first, oldest lease first; then due
+    /// The claim itself, by `claimer.node` (`""`: anonymous), which the claimed jobs remember until they are
+    /// completed, failed, deferred or released, so [`Queue::recover`] can give them back when that node restarts.
+    /// Jobs whose lease expired (their node died) come first, oldest lease first; then due
     /// ready jobs, shared fairly between organizations ([`fair_shares`]): each organization's oldest first, no
     /// organization above `claimer.max_running_per_org` running jobs of these kinds.
     async fn claim_fair(

@@ -389,7 +389,9 @@ async fn start(
     let variables = resolve_variables(&decl, &given)
         .map_err(|UndeclaredVariable(v)| bad_request(format!("variable '{v}' is not declared in pipeline '{name}'")))?;
     // A repeated clientRequestToken returns its execution whatever the queue holds; a new execution must fit.
-    let repeated = match &input.client_request_token {
+    let exempt = match &input.client_request_token {
+        // Without a cap there is nothing to check (and no token to look up).
+        _ if !state.admission.is_capped() => true,
         Some(t) => state
             .store
             .execution_by_token(principal.org.id, pipeline.id, t)
@@ -398,7 +400,7 @@ async fn start(
             .is_some(),
         None => false,
     };
-    if !repeated {
+    if !exempt {
         if let Err(full) = state.admission.admit(&*state.store, principal.org.id).await {
             return Err(RestError::new(StatusCode::TOO_MANY_REQUESTS, full.message()));
         }

@@ -155,7 +155,9 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         },
     };
     // A repeated idempotency token returns its build whatever the queue holds; a new build must fit.
-    let repeated = match &req.idempotency_token {
+    let exempt = match &req.idempotency_token {
+        // Without a cap there is nothing to check (and no token to look up).
+        _ if !ctx.state.admission.is_capped() => true,
         Some(t) => {
             let since =
                 pipehook_domain::time::Timestamp::now().saturating_sub(pipehook_runner::codebuild::IDEMPOTENCY_WINDOW);
@@ -168,7 +170,7 @@ pub async fn start(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
         }
         None => false,
     };
-    if !repeated {
+    if !exempt {
         if let Err(full) = ctx.state.admission.admit(&*ctx.state.store, ctx.org()).await {
             return Err(AwsError::new(
                 axum::http::StatusCode::BAD_REQUEST,

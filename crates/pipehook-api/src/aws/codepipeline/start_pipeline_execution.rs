@@ -102,13 +102,15 @@ pub async fn handle(ctx: &Ctx<'_>, body: &[u8]) -> Result<Value, AwsError> {
     }
 
     // A repeated clientRequestToken returns its execution whatever the queue holds; a new execution must fit.
-    let repeated = match &input.client_request_token {
+    let exempt = match &input.client_request_token {
+        // Without a cap there is nothing to check (and no token to look up).
+        _ if !ctx.state.admission.is_capped() => true,
         Some(t) => {
             ctx.state.store.execution_by_token(ctx.org(), pipeline.id, t).await.map_err(AwsError::from_store)?.is_some()
         }
         None => false,
     };
-    if !repeated {
+    if !exempt {
         if let Err(full) = ctx.state.admission.admit(&*ctx.state.store, ctx.org()).await {
             return Err(AwsError::new(
                 axum::http::StatusCode::BAD_REQUEST,
